@@ -1,0 +1,177 @@
+//! What a run reports: per-request rows, events for recorders, per-instance statistics.
+
+use crate::cost::BatchShape;
+use crate::request::RequestId;
+use crate::router::InstanceId;
+use crate::spec::Role;
+use crate::time::{SimDuration, SimTime};
+
+/// How a request left the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every output token was produced.
+    Finished,
+    /// It could never fit in the KV cache of the instance it was routed to.
+    Rejected,
+    /// The run stopped (no drain) before it finished.
+    Unfinished,
+}
+
+impl Outcome {
+    /// Lowercase name for tables and CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Finished => "finished",
+            Outcome::Rejected => "rejected",
+            Outcome::Unfinished => "unfinished",
+        }
+    }
+}
+
+/// One request's life, written when it leaves the system.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequestRecord {
+    /// Identifier (arrival order).
+    pub id: RequestId,
+    /// Arrival time.
+    pub arrival: SimTime,
+    /// When the first output token was produced.
+    pub first_token: Option<SimTime>,
+    /// When the last output token was produced (finished requests).
+    pub finish: Option<SimTime>,
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Output tokens asked for.
+    pub output_tokens: u32,
+    /// Output tokens produced.
+    pub generated_tokens: u32,
+    /// Priority (0 is most important).
+    pub priority: u8,
+    /// Instance that ran the prefill.
+    pub prefill_instance: Option<InstanceId>,
+    /// Instance that ran the decode (the same as prefill in aggregated pools).
+    pub decode_instance: Option<InstanceId>,
+    /// Times it was preempted and recomputed.
+    pub preemptions: u32,
+    /// How it left.
+    pub outcome: Outcome,
+}
+
+impl RequestRecord {
+    /// Time to first token.
+    pub fn ttft(&self) -> Option<SimDuration> {
+        self.first_token.map(|t| t - self.arrival)
+    }
+    /// End-to-end latency.
+    pub fn e2e(&self) -> Option<SimDuration> {
+        self.finish.map(|t| t - self.arrival)
+    }
+    /// Time per output token after the first: (E2E − TTFT) / (output − 1), for output > 1.
+    pub fn tpot(&self) -> Option<SimDuration> {
+        match (self.first_token, self.finish) {
+            (Some(f), Some(l)) if self.generated_tokens > 1 => Some(SimDuration((l - f).as_nanos() / u64::from(self.generated_tokens - 1))),
+            _ => None,
+        }
+    }
+}
+
+/// Receives what happens during a run. Every hook defaults to doing nothing.
+pub trait Recorder {
+    /// A request left the system (finished, rejected or cut off at the end).
+    fn on_request(&mut self, _rec: &RequestRecord) {}
+    /// A gap between two consecutive output tokens of one request (pooled ITL).
+    fn on_token_gap(&mut self, _gap: SimDuration) {}
+    /// An instance ran a step.
+    fn on_step(&mut self, _instance: InstanceId, _start: SimTime, _duration: SimDuration, _batch: &BatchShape) {}
+    /// KV moved between instances.
+    fn on_transfer(&mut self, _from: InstanceId, _to: InstanceId, _start: SimTime, _duration: SimDuration, _bytes: u64) {}
+    /// A running sequence was preempted on `instance`.
+    fn on_preemption(&mut self, _instance: InstanceId, _at: SimTime) {}
+}
+
+/// A recorder that keeps nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullRecorder;
+impl Recorder for NullRecorder {}
+
+impl<R: Recorder + ?Sized> Recorder for &mut R {
+    fn on_request(&mut self, rec: &RequestRecord) {
+        (**self).on_request(rec)
+    }
+    fn on_token_gap(&mut self, gap: SimDuration) {
+        (**self).on_token_gap(gap)
+    }
+    fn on_step(&mut self, i: InstanceId, s: SimTime, d: SimDuration, b: &BatchShape) {
+        (**self).on_step(i, s, d, b)
+    }
+    fn on_transfer(&mut self, f: InstanceId, t: InstanceId, s: SimTime, d: SimDuration, b: u64) {
+        (**self).on_transfer(f, t, s, d, b)
+    }
+    fn on_preemption(&mut self, i: InstanceId, at: SimTime) {
+        (**self).on_preemption(i, at)
+    }
+}
+
+/// Statistics of one instance over a run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct InstanceStats {
+    /// Instance name.
+    pub name: String,
+    /// Pool name.
+    pub pool: String,
+    /// Role.
+    pub role: Role,
+    /// Hardware name.
+    pub hardware: String,
+    /// GPUs (tensor-parallel degree).
+    pub gpus: u32,
+    /// Dollars per hour for the instance.
+    pub hourly_cost: f64,
+    /// Time-weighted mean of waiting + running requests.
+    pub queue_depth_mean: f64,
+    /// Largest waiting + running count.
+    pub queue_depth_max: u32,
+    /// Share of the run spent in steps.
+    pub utilization: f64,
+    /// Steps run.
+    pub steps: u64,
+    /// Preemptions.
+    pub preemptions: u64,
+    /// KV capacity in blocks.
+    pub kv_capacity_blocks: u64,
+    /// Most KV blocks in use at once, as a share of capacity.
+    pub kv_peak_usage: f64,
+}
+
+/// Statistics of one pool over a run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PoolStats {
+    /// Pool name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Instances in the pool.
+    pub instances: u32,
+    /// Time-weighted mean of the pool's total waiting + running requests.
+    pub queue_depth_mean: f64,
+    /// Largest total waiting + running count.
+    pub queue_depth_max: u32,
+}
+
+/// Totals of a finished run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunTotals {
+    /// Simulated time the run covers (the billing window).
+    pub elapsed: SimDuration,
+    /// Events processed.
+    pub events: u64,
+    /// Requests that arrived.
+    pub arrived: u64,
+    /// Most requests in flight at once.
+    pub peak_in_flight: usize,
+    /// Per-instance statistics, in instance order.
+    pub instances: Vec<InstanceStats>,
+    /// Per-pool statistics, in pool order.
+    pub pools: Vec<PoolStats>,
+}

@@ -1,0 +1,22 @@
+//! Requests and their identifiers.
+
+use crate::time::SimTime;
+
+/// Identifier of a request, unique within a run, in arrival order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct RequestId(pub u64);
+
+/// A request as the workload produces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Identifier.
+    pub id: RequestId,
+    /// Arrival time.
+    pub arrival: SimTime,
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Output tokens to generate (at least 1).
+    pub output_tokens: u32,
+    /// Priority, 0 is most important.
+    pub priority: u8,
+}

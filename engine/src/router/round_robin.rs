@@ -1,0 +1,49 @@
+//! `round_robin`: the baseline. Rotates over candidates, separately for prefill and decode.
+
+use super::{ClusterView, InstanceId, RoutingPolicy};
+use crate::request::Request;
+
+/// Rotates over the candidates of each phase in id order.
+#[derive(Clone, Debug, Default)]
+pub struct RoundRobin {
+    next_prefill: usize,
+    next_decode: usize,
+}
+
+impl RoutingPolicy for RoundRobin {
+    fn name(&self) -> &'static str {
+        "round_robin"
+    }
+
+    fn route_prefill(&mut self, view: &ClusterView, _req: &Request) -> InstanceId {
+        let c = view.prefill_candidates();
+        let id = c[self.next_prefill % c.len()];
+        self.next_prefill = (self.next_prefill + 1) % c.len();
+        id
+    }
+
+    fn route_decode(&mut self, view: &ClusterView, _req: &Request, _from: InstanceId) -> InstanceId {
+        let c = view.decode_candidates();
+        let id = c[self.next_decode % c.len()];
+        self.next_decode = (self.next_decode + 1) % c.len();
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::view::tests::view;
+    use crate::spec::Role;
+
+    #[test]
+    fn rotates_within_each_pool() {
+        let v = view(&[Role::Prefill, Role::Prefill, Role::Decode, Role::Decode, Role::Decode]);
+        let req = crate::router::view::tests::request();
+        let mut rr = RoundRobin::default();
+        let p: Vec<u32> = (0..4).map(|_| rr.route_prefill(&v, &req).0).collect();
+        let d: Vec<u32> = (0..4).map(|_| rr.route_decode(&v, &req, InstanceId(0)).0).collect();
+        assert_eq!(p, vec![0, 1, 0, 1]);
+        assert_eq!(d, vec![2, 3, 4, 2]);
+    }
+}

@@ -1,0 +1,111 @@
+//! What a router may read of the cluster.
+
+use crate::spec::Role;
+use crate::time::SimTime;
+
+/// Index of an instance in the cluster (declaration order across pools).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct InstanceId(pub u32);
+
+impl InstanceId {
+    /// As a vector index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One instance as a router sees it. Gauges may be stale (see `telemetry.interval`);
+/// `assigned` is the router's own exact count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceView {
+    /// Identifier.
+    pub id: InstanceId,
+    /// Index of its pool.
+    pub pool: usize,
+    /// Its role.
+    pub role: Role,
+    /// Dollars per hour for the whole instance (all its GPUs).
+    pub hourly_cost: f64,
+    /// Gauge: requests waiting to be scheduled.
+    pub waiting: u32,
+    /// Gauge: requests running.
+    pub running: u32,
+    /// Gauge: free KV blocks.
+    pub kv_free_blocks: u64,
+    /// KV blocks in all.
+    pub kv_total_blocks: u64,
+    /// Gauge: share of prompt tokens served from the prefix cache so far.
+    pub prefix_hit_rate: f64,
+    /// Exact: requests the router sent here that have not left yet.
+    pub assigned: u32,
+}
+
+impl InstanceView {
+    /// Share of KV blocks free, in [0, 1].
+    pub fn kv_free_fraction(&self) -> f64 {
+        if self.kv_total_blocks == 0 { 0.0 } else { self.kv_free_blocks as f64 / self.kv_total_blocks as f64 }
+    }
+}
+
+/// The cluster as the router sees it.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    /// When this view is read.
+    pub now: SimTime,
+    /// Every instance, indexed by [`InstanceId`].
+    pub instances: Vec<InstanceView>,
+    prefill: Vec<InstanceId>,
+    decode: Vec<InstanceId>,
+}
+
+impl ClusterView {
+    /// A view over `instances`; candidate lists follow their roles.
+    pub fn new(instances: Vec<InstanceView>) -> Self {
+        let prefill = instances.iter().filter(|i| i.role.takes_prefill()).map(|i| i.id).collect();
+        let decode = instances.iter().filter(|i| i.role == Role::Decode).map(|i| i.id).collect();
+        ClusterView { now: SimTime::ZERO, instances, prefill, decode }
+    }
+    /// Instances where a new request may prefill, in id order.
+    pub fn prefill_candidates(&self) -> &[InstanceId] {
+        &self.prefill
+    }
+    /// Instances of decode pools, in id order.
+    pub fn decode_candidates(&self) -> &[InstanceId] {
+        &self.decode
+    }
+    /// One instance.
+    pub fn get(&self, id: InstanceId) -> &InstanceView {
+        &self.instances[id.index()]
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::request::{Request, RequestId};
+
+    pub(crate) fn view(roles: &[Role]) -> ClusterView {
+        ClusterView::new(
+            roles
+                .iter()
+                .enumerate()
+                .map(|(i, &role)| InstanceView {
+                    id: InstanceId(i as u32),
+                    pool: usize::from(role == Role::Decode),
+                    role,
+                    hourly_cost: 1.0,
+                    waiting: 0,
+                    running: 0,
+                    kv_free_blocks: 100,
+                    kv_total_blocks: 100,
+                    prefix_hit_rate: 0.0,
+                    assigned: 0,
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) fn request() -> Request {
+        Request { id: RequestId(0), arrival: SimTime::ZERO, prompt_tokens: 100, output_tokens: 10, priority: 1 }
+    }
+}

@@ -1,0 +1,506 @@
+//! Validated input: what a scenario declares, in engine units.
+//!
+//! The DSL lowers a `.scn` file into a [`ScenarioSpec`]; [`ScenarioSpec::validate`] is a
+//! separate pass that names the offending field. The engine only ever runs a validated spec.
+
+use crate::catalogue::{GpuSpec, ModelSpec};
+use crate::time::SimDuration;
+
+/// vLLM's default KV block size in tokens (`--block-size`, vLLM 0.6+ on CUDA).
+pub const DEFAULT_BLOCK_SIZE: u32 = 16;
+/// vLLM's default `--gpu-memory-utilization`.
+pub const DEFAULT_GPU_MEMORY_UTILIZATION: f64 = 0.90;
+/// vLLM v1's default `--max-num-batched-tokens` for online serving on large GPUs.
+pub const DEFAULT_MAX_BATCH_TOKENS: u32 = 8192;
+/// vLLM's default `--max-num-seqs`.
+pub const DEFAULT_MAX_SEQS: u32 = 256;
+
+/// A whole scenario, ready to simulate.
+#[derive(Clone, Debug)]
+pub struct ScenarioSpec {
+    /// Name shown in reports.
+    pub name: String,
+    /// Base seed of the run.
+    pub seed: u64,
+    /// The served model (KV bytes per token, weights, roofline shapes).
+    pub model: ModelSpec,
+    /// Hardware kinds the pools refer to by index.
+    pub hardware: Vec<HardwareSpec>,
+    /// Pools of instances, in declaration order.
+    pub pools: Vec<PoolSpec>,
+    /// KV-transfer paths between pools.
+    pub links: Vec<LinkSpec>,
+    /// The routing policy.
+    pub router: PolicySpec,
+    /// How fresh the router's gauges are.
+    pub telemetry: TelemetrySpec,
+    /// Arrivals and request shapes.
+    pub workload: WorkloadSpec,
+    /// Service-level objectives that define a good request.
+    pub slo: SloSpec,
+    /// How long to run.
+    pub run: RunSpec,
+}
+
+/// One hardware kind: cost, memory and a performance model.
+#[derive(Clone, Debug)]
+pub struct HardwareSpec {
+    /// Name used by pools.
+    pub name: String,
+    /// Price of one GPU of this kind per hour, in dollars.
+    pub cost_per_hour: f64,
+    /// GPU memory in bytes (per GPU), if known.
+    pub memory_bytes: Option<u64>,
+    /// Explicit KV capacity in tokens per instance, overriding the memory-derived one.
+    pub kv_capacity_tokens: Option<u64>,
+    /// KV-transfer latency to this hardware, overriding the link's latency.
+    pub kv_transfer_latency: Option<SimDuration>,
+    /// How step times are computed.
+    pub perf: PerfSpec,
+}
+
+/// The step cost model of a hardware kind.
+#[derive(Clone, Debug)]
+pub enum PerfSpec {
+    /// Fixed token rates, as the original lab's virtual GPUs.
+    Rates {
+        /// Prompt tokens per second.
+        prefill_tok_s: f64,
+        /// Decode tokens per second (all sequences of a step together).
+        decode_tok_s: f64,
+        /// Fixed cost added to every step.
+        step_overhead: SimDuration,
+    },
+    /// Roofline from a GPU's datasheet and the model's shapes.
+    Roofline {
+        /// The GPU.
+        gpu: GpuSpec,
+        /// Fraction of peak FLOP/s achieved (model FLOPs utilisation).
+        mfu: f64,
+        /// Fraction of HBM bandwidth achieved (memory bandwidth utilisation).
+        mbu: f64,
+        /// Fixed cost of every step (scheduling, kernel launches, sampling).
+        step_overhead: SimDuration,
+    },
+}
+
+/// Role of a pool and of its instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs prefills only; finished prefills move to a decode pool.
+    Prefill,
+    /// Runs decodes of sequences prefilled elsewhere.
+    Decode,
+    /// Runs both phases of a request (aggregated serving).
+    Mixed,
+}
+
+impl Role {
+    /// Lowercase name as written in scenarios.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Prefill => "prefill",
+            Role::Decode => "decode",
+            Role::Mixed => "mixed",
+        }
+    }
+    /// Whether new requests may start here.
+    pub fn takes_prefill(self) -> bool {
+        matches!(self, Role::Prefill | Role::Mixed)
+    }
+}
+
+/// Scheduler settings of an engine replica (vLLM names).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EngineSpec {
+    /// Token budget of one step (`--max-num-batched-tokens`).
+    pub max_batch_tokens: u32,
+    /// Sequences in one step at most (`--max-num-seqs`).
+    pub max_seqs: u32,
+    /// Whether long prefills are split across steps (`--enable-chunked-prefill`).
+    pub chunked_prefill: bool,
+    /// Tokens per KV block (`--block-size`).
+    pub block_size: u32,
+    /// Share of GPU memory the engine may use (`--gpu-memory-utilization`).
+    pub gpu_memory_utilization: f64,
+}
+
+impl Default for EngineSpec {
+    fn default() -> Self {
+        EngineSpec {
+            max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
+            max_seqs: DEFAULT_MAX_SEQS,
+            chunked_prefill: true,
+            block_size: DEFAULT_BLOCK_SIZE,
+            gpu_memory_utilization: DEFAULT_GPU_MEMORY_UTILIZATION,
+        }
+    }
+}
+
+/// A named group of instances with one role.
+#[derive(Clone, Debug)]
+pub struct PoolSpec {
+    /// Pool name.
+    pub name: String,
+    /// What its instances do.
+    pub role: Role,
+    /// Scheduler settings of its instances.
+    pub engine: EngineSpec,
+    /// Its instances.
+    pub instances: Vec<InstanceSpec>,
+}
+
+/// One engine replica.
+#[derive(Clone, Debug)]
+pub struct InstanceSpec {
+    /// Unique name across the cluster.
+    pub name: String,
+    /// Index into [`ScenarioSpec::hardware`].
+    pub hardware: usize,
+    /// Tensor-parallel degree: GPUs this instance spans.
+    pub tp: u32,
+}
+
+/// A KV-transfer path from one pool to another.
+#[derive(Clone, Debug)]
+pub struct LinkSpec {
+    /// Source pool index.
+    pub from: usize,
+    /// Destination pool index.
+    pub to: usize,
+    /// Fixed latency of one transfer.
+    pub latency: SimDuration,
+    /// Bytes per second; `None` means only the latency counts.
+    pub bandwidth_bytes_s: Option<f64>,
+}
+
+/// A routing policy and its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PolicySpec {
+    /// Rotate over candidates; in a shared pool a request stays where it lands.
+    RoundRobin,
+    /// The original lab's score-based router.
+    Telemetry(TelemetryPolicySpec),
+}
+
+impl PolicySpec {
+    /// Policy name as written in scenarios.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PolicySpec::RoundRobin => "round_robin",
+            PolicySpec::Telemetry(_) => "telemetry",
+        }
+    }
+}
+
+/// Parameters of the telemetry router (defaults from the original lab's router).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TelemetryPolicySpec {
+    /// EWMA smoothing factor in (0, 1].
+    pub ewma_alpha: f64,
+    /// Weight of the queue-depth term.
+    pub queue_urgency: f64,
+    /// Score bonus for an instance that already holds the sequence's KV.
+    pub kv_locality_boost: f64,
+    /// Decode scores are divided by `hourly_cost ^ decode_cost_penalty`.
+    pub decode_cost_penalty: f64,
+}
+
+impl Default for TelemetryPolicySpec {
+    fn default() -> Self {
+        // The lab's Router(): ewma_alpha=0.3, kv_locality_boost=0.3, queue_urgency=1.0,
+        // decode_cost_penalty=0.0.
+        TelemetryPolicySpec { ewma_alpha: 0.3, queue_urgency: 1.0, kv_locality_boost: 0.3, decode_cost_penalty: 0.0 }
+    }
+}
+
+/// How fresh the router's view of instance gauges is.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TelemetrySpec {
+    /// Refresh period of gauges; zero means the router sees exact values.
+    pub interval: SimDuration,
+}
+
+/// Arrivals and request shapes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadSpec {
+    /// The arrival process.
+    pub arrivals: ArrivalSpec,
+    /// Prompt length in tokens.
+    pub prompt: LengthSpec,
+    /// Output length in tokens (at least 1).
+    pub output: LengthSpec,
+    /// Priorities drawn uniformly from this inclusive range (0 is most important).
+    pub priority: (u8, u8),
+}
+
+/// The lab's burst knob: per window, with probability `probability`, the rate is multiplied.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BurstSpec {
+    /// Rate multiplier inside a burst window.
+    pub factor: f64,
+    /// Probability that a window is a burst.
+    pub probability: f64,
+    /// Window length.
+    pub window: SimDuration,
+}
+
+impl BurstSpec {
+    /// The original lab: 50 ms ticks, a burst with probability 0.2.
+    pub fn lab(factor: f64) -> Self {
+        BurstSpec { factor, probability: 0.2, window: SimDuration::from_millis(50) }
+    }
+}
+
+/// Arrival processes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ArrivalSpec {
+    /// Poisson arrivals at `rate_per_s`, optionally modulated by bursts.
+    Poisson {
+        /// Mean requests per second outside bursts.
+        rate_per_s: f64,
+        /// Burst modulation, if any.
+        burst: Option<BurstSpec>,
+    },
+    /// Evenly spaced arrivals.
+    Constant {
+        /// Requests per second.
+        rate_per_s: f64,
+    },
+}
+
+/// Token-length distributions (integers, at least 1 after clamping).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LengthSpec {
+    /// Always the same length.
+    Constant(u32),
+    /// Uniform over the inclusive range.
+    Uniform {
+        /// Smallest length.
+        lo: u32,
+        /// Largest length.
+        hi: u32,
+    },
+    /// Exponential with the given mean, rounded up to whole tokens.
+    Exponential {
+        /// Mean length in tokens.
+        mean: f64,
+    },
+}
+
+/// Service-level objectives; a request is good when it meets every one given.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SloSpec {
+    /// Time to first token at most.
+    pub ttft: Option<SimDuration>,
+    /// Time per output token at most.
+    pub tpot: Option<SimDuration>,
+    /// End-to-end latency at most.
+    pub e2e: Option<SimDuration>,
+}
+
+/// Run length.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunSpec {
+    /// Arrivals stop after this much simulated time.
+    pub duration: Option<SimDuration>,
+    /// Arrivals stop after this many requests.
+    pub requests: Option<u64>,
+    /// Whether to keep running until every admitted request finishes.
+    pub drain: bool,
+}
+
+/// A problem found by [`ScenarioSpec::validate`]: the field path and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SpecError {
+    /// Dotted path of the offending field, e.g. `pools.decode.engine.max_seqs`.
+    pub path: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError { path: path.into(), message: message.into() }
+    }
+}
+
+impl ScenarioSpec {
+    /// Checks everything the engine relies on; returns every problem, not just the first.
+    pub fn validate(&self) -> Result<(), Vec<SpecError>> {
+        let mut errs = Vec::new();
+        let mut e = |p: String, m: String| errs.push(SpecError::new(p, m));
+
+        if self.pools.is_empty() {
+            e("pools".into(), "a scenario needs at least one pool; add `pool NAME { role = mixed ... }`".into());
+        }
+        let has = |r: Role| self.pools.iter().any(|p| p.role == r);
+        let (pf, dc, mx) = (has(Role::Prefill), has(Role::Decode), has(Role::Mixed));
+        if mx && (pf || dc) {
+            e("pools".into(), "mixing `mixed` pools with `prefill`/`decode` pools is not supported yet; use either aggregated (mixed) or disaggregated (prefill + decode) pools".into());
+        }
+        if pf && !dc {
+            e("pools".into(), "there is a prefill pool but no decode pool to hand sequences to".into());
+        }
+        if dc && !pf {
+            e("pools".into(), "there is a decode pool but no prefill pool feeding it".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for pool in &self.pools {
+            let pp = format!("pools.{}", pool.name);
+            if pool.instances.is_empty() {
+                e(format!("{pp}.instances"), "a pool needs at least one instance".into());
+            }
+            let eng = &pool.engine;
+            if eng.max_batch_tokens == 0 {
+                e(format!("{pp}.engine.max_batch_tokens"), "must be at least 1".into());
+            }
+            if eng.max_seqs == 0 {
+                e(format!("{pp}.engine.max_seqs"), "must be at least 1".into());
+            }
+            if eng.block_size == 0 {
+                e(format!("{pp}.engine.block_size"), "must be at least 1 token".into());
+            }
+            if !(eng.gpu_memory_utilization > 0.0 && eng.gpu_memory_utilization <= 1.0) {
+                e(format!("{pp}.engine.gpu_memory_utilization"), "must be in (0%, 100%]".into());
+            }
+            for inst in &pool.instances {
+                if !names.insert(inst.name.clone()) {
+                    e(format!("{pp}.instances"), format!("instance name `{}` is used twice; names must be unique across pools", inst.name));
+                }
+                if inst.tp == 0 {
+                    e(format!("{pp}.instances.{}.tp", inst.name), "must be at least 1".into());
+                }
+                match self.hardware.get(inst.hardware) {
+                    None => e(format!("{pp}.instances.{}", inst.name), "refers to unknown hardware".into()),
+                    Some(hw) => {
+                        if let Err(m) = self.kv_capacity_blocks(hw, inst.tp, eng) {
+                            e(format!("{pp}.instances.{}", inst.name), m);
+                        }
+                    }
+                }
+            }
+            if pool.role == Role::Decode && !self.links.iter().any(|l| l.to == self.pools.iter().position(|p| p.name == pool.name).unwrap_or(usize::MAX)) {
+                e(format!("{pp}"), "decode pool has no link from a prefill pool; add `link { from = PREFILL_POOL; to = ... }`".into());
+            }
+        }
+        for (i, l) in self.links.iter().enumerate() {
+            if l.from >= self.pools.len() || l.to >= self.pools.len() {
+                e(format!("links[{i}]"), "refers to an unknown pool".into());
+            }
+            if let Some(bw) = l.bandwidth_bytes_s
+                && !(bw > 0.0 && bw.is_finite())
+            {
+                e(format!("links[{i}].bandwidth"), "must be positive".into());
+            }
+        }
+        for hw in &self.hardware {
+            let hp = format!("hardware.{}", hw.name);
+            if !(hw.cost_per_hour >= 0.0 && hw.cost_per_hour.is_finite()) {
+                e(format!("{hp}.cost"), "must be a non-negative price such as `3 $/h`".into());
+            }
+            match &hw.perf {
+                PerfSpec::Rates { prefill_tok_s, decode_tok_s, .. } => {
+                    if !(*prefill_tok_s > 0.0 && prefill_tok_s.is_finite()) {
+                        e(format!("{hp}.prefill_rate"), "must be a positive rate such as `10000 tok/s`".into());
+                    }
+                    if !(*decode_tok_s > 0.0 && decode_tok_s.is_finite()) {
+                        e(format!("{hp}.decode_rate"), "must be a positive rate such as `3400 tok/s`".into());
+                    }
+                }
+                PerfSpec::Roofline { mfu, mbu, .. } => {
+                    if !(*mfu > 0.0 && *mfu <= 1.0) {
+                        e(format!("{hp}.mfu"), "must be in (0%, 100%]".into());
+                    }
+                    if !(*mbu > 0.0 && *mbu <= 1.0) {
+                        e(format!("{hp}.mbu"), "must be in (0%, 100%]".into());
+                    }
+                }
+            }
+        }
+        let w = &self.workload;
+        match w.arrivals {
+            ArrivalSpec::Poisson { rate_per_s, burst } => {
+                if !(rate_per_s > 0.0 && rate_per_s.is_finite()) {
+                    e("workload.arrivals".into(), "the arrival rate must be positive, e.g. `poisson(24/s)`".into());
+                }
+                if let Some(b) = burst {
+                    if !(b.factor > 0.0 && b.factor.is_finite()) {
+                        e("workload.arrivals.burst_factor".into(), "must be positive".into());
+                    }
+                    if !(0.0..=1.0).contains(&b.probability) {
+                        e("workload.arrivals.burst_probability".into(), "must be in [0, 1]".into());
+                    }
+                    if b.window == SimDuration::ZERO {
+                        e("workload.arrivals.burst_window".into(), "must be longer than zero".into());
+                    }
+                }
+            }
+            ArrivalSpec::Constant { rate_per_s } => {
+                if !(rate_per_s > 0.0 && rate_per_s.is_finite()) {
+                    e("workload.arrivals".into(), "the arrival rate must be positive".into());
+                }
+            }
+        }
+        for (name, l) in [("prompt", w.prompt), ("output", w.output)] {
+            let bad = match l {
+                LengthSpec::Constant(n) => n == 0,
+                LengthSpec::Uniform { lo, hi } => lo == 0 || lo > hi,
+                LengthSpec::Exponential { mean } => !(mean >= 1.0 && mean.is_finite()),
+            };
+            if bad {
+                e(format!("workload.{name}"), "lengths must be at least 1 token (and `uniform(a, b)` needs a <= b)".into());
+            }
+        }
+        if w.priority.0 > w.priority.1 {
+            e("workload.priority".into(), "the lower bound is above the upper bound".into());
+        }
+        if self.run.duration.is_none() && self.run.requests.is_none() {
+            e("run".into(), "say how long to run: `duration = 60s` or `requests = 10000`".into());
+        }
+        if let PolicySpec::Telemetry(t) = &self.router
+            && !(t.ewma_alpha > 0.0 && t.ewma_alpha <= 1.0)
+        {
+            e("router.ewma_alpha".into(), "must be in (0, 1]".into());
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// KV capacity of an instance in blocks: an explicit capacity, or
+    /// (memory × utilisation − weights) / bytes per block.
+    pub fn kv_capacity_blocks(&self, hw: &HardwareSpec, tp: u32, eng: &EngineSpec) -> Result<u64, String> {
+        let bs = u64::from(eng.block_size.max(1));
+        if let Some(tokens) = hw.kv_capacity_tokens {
+            let blocks = tokens / bs;
+            return if blocks == 0 { Err("kv_capacity is smaller than one KV block".into()) } else { Ok(blocks) };
+        }
+        let mem = match (&hw.perf, hw.memory_bytes) {
+            (_, Some(m)) => m,
+            (PerfSpec::Roofline { gpu, .. }, None) => gpu.memory_bytes,
+            (PerfSpec::Rates { .. }, None) => {
+                return Err(format!("hardware `{}` has neither `memory` nor `kv_capacity`; give one so the KV cache has a size", hw.name));
+            }
+        };
+        let usable = (mem as f64 * f64::from(tp) * eng.gpu_memory_utilization) as u64;
+        let weights = self.model.weight_bytes();
+        let per_block = self.model.kv_bytes_per_token() * bs;
+        if usable <= weights || (usable - weights) / per_block == 0 {
+            return Err(format!(
+                "model `{}` ({:.1} GB of weights) leaves no room for KV cache on {} x `{}` ({:.1} GB usable); use more GPUs (tp) or set `kv_capacity`",
+                self.model.name,
+                weights as f64 / 1e9,
+                tp,
+                hw.name,
+                usable as f64 / 1e9
+            ));
+        }
+        Ok((usable - weights) / per_block)
+    }
+
+    /// Number of instances over all pools.
+    pub fn instance_count(&self) -> usize {
+        self.pools.iter().map(|p| p.instances.len()).sum()
+    }
+}
