@@ -1,1 +1,46 @@
-fn main() {}
+//! `simctl`: simulate LLM inference clusters.
+
+mod cmd;
+mod scenario;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Simulate LLM inference clusters: prefill/decode pools, routers, KV caches and costs.
+///
+/// Scenarios are `.scn` files (see scenarios/README.md). With no file, commands use the
+/// embedded default scenario, the flagship_vs_mid fleet.
+#[derive(Debug, Parser)]
+#[command(name = "simctl", version, about, long_about = None, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl check scenarios/*.scn"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(cmd::run::RunArgs),
+    Check(cmd::check::CheckArgs),
+}
+
+/// Exit status for bad input: a scenario or an override that does not check.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => cmd::run::run(a),
+        Command::Check(a) => cmd::check::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -47,8 +47,8 @@ pub use sim::Simulation;
 
 /// The names most users need.
 pub mod prelude {
+    pub use crate::Simulation;
     pub use crate::record::{Outcome, Recorder, RequestRecord, RunTotals};
     pub use crate::spec::ScenarioSpec;
     pub use crate::time::{SimDuration, SimTime};
-    pub use crate::Simulation;
 }

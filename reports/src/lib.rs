@@ -1,1 +1,16 @@
-//! placeholder
+//! # simctl-reports
+//!
+//! Turns what a run records into results: the summary of DESIGN §4's metrics (TTFT, TPOT,
+//! pooled ITL, E2E, throughput, goodput, SLO attainment, cost, goodput per dollar, queue
+//! depths), the per-request CSV table, and the human-readable table.
+#![warn(missing_docs)]
+
+mod percentiles;
+mod recorder;
+mod summary;
+mod table;
+
+pub use percentiles::{Distribution, percentile};
+pub use recorder::{RunRecorder, write_requests_csv_header};
+pub use summary::{InstanceSummary, PoolSummary, Summary};
+pub use table::render_table;

@@ -1,0 +1,1433 @@
+//! Lowering: evaluated items to a validated [`ScenarioSpec`], with located errors.
+
+use std::collections::BTreeMap;
+
+use simctl_engine::catalogue;
+use simctl_engine::spec::*;
+use simctl_engine::time::SimDuration;
+
+use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Item, Span};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::parser::{self, SyntaxError};
+use crate::value::{Dim, Val, ValKind, unit};
+
+/// Parses, evaluates and lowers a scenario. `overrides` are `(name, value)` pairs from
+/// `--set`: a parameter name, or a dotted path to a setting (`router.policy`).
+pub fn load(
+    file_name: &str,
+    src: &str,
+    overrides: &[(String, String)],
+) -> Result<ScenarioSpec, Diagnostics> {
+    let mut cx = Cx {
+        diags: Diagnostics::default(),
+        params: BTreeMap::new(),
+        spans: BTreeMap::new(),
+    };
+    cx.diags
+        .sources
+        .push((file_name.to_string(), src.to_string()));
+    let (items, syntax) = parser::parse_file(src);
+    for e in syntax {
+        cx.syntax(0, e);
+    }
+    // Parameters first (in order, each may use earlier ones), then command-line overrides.
+    let mut override_vals = Vec::new();
+    for (k, v) in overrides {
+        let idx = cx.diags.sources.len();
+        cx.diags.sources.push((format!("--set {k}"), v.clone()));
+        match parser::parse_expr(v) {
+            Ok(e) => override_vals.push((k.clone(), e, idx)),
+            Err(e) => cx.syntax(idx, e),
+        }
+    }
+    for it in &items {
+        if let Item::Param { name, value } = it {
+            let ov = override_vals.iter().find(|(k, _, _)| k == &name.name);
+            let v = match ov {
+                Some((_, e, idx)) => cx.eval(e, *idx),
+                None => cx.eval(value, 0),
+            };
+            if let Some(v) = v {
+                cx.params.insert(name.name.clone(), v);
+            }
+        }
+    }
+    let mut tree = cx.eval_items(&items, 0);
+    for (k, e, idx) in &override_vals {
+        if cx.params.contains_key(k)
+            && items
+                .iter()
+                .any(|i| matches!(i, Item::Param { name, .. } if &name.name == k))
+        {
+            continue;
+        }
+        let Some(v) = cx.eval(e, *idx) else { continue };
+        let path: Vec<&str> = k.split('.').collect();
+        if !set_path(&mut tree, &path, v.clone()) {
+            let params: Vec<&str> = cx.params.keys().map(String::as_str).collect();
+            cx.error(
+                *idx,
+                Span::new(0, cx.diags.sources[*idx].1.len()),
+                format!("`--set {k}` matches no parameter and no setting of this scenario"),
+                "this value has nowhere to go",
+                Some(if params.is_empty() {
+                    "use a dotted path to a setting, e.g. `router.policy=round_robin`".into()
+                } else {
+                    format!(
+                        "parameters here: {}; or use a dotted path such as `router.policy`",
+                        params.join(", ")
+                    )
+                }),
+            );
+        }
+    }
+    let stem = file_name
+        .rsplit('/')
+        .next()
+        .unwrap_or(file_name)
+        .trim_end_matches(".scn")
+        .to_string();
+    let spec = cx.lower(&tree, stem);
+    if !cx.diags.items.is_empty() {
+        cx.diags.items.sort_by_key(|d| (d.src, d.span.start));
+        return Err(cx.diags);
+    }
+    let spec = spec.expect("lowering without diagnostics gives a spec");
+    if let Err(errs) = spec.validate() {
+        for e in errs {
+            let span = cx.span_for_path(&e.path);
+            cx.error(
+                0,
+                span,
+                format!("{}: {}", e.path, e.message),
+                "declared here",
+                None,
+            );
+        }
+        return Err(cx.diags);
+    }
+    Ok(spec)
+}
+
+/// An evaluated item.
+#[derive(Clone, Debug)]
+enum VItem {
+    Setting {
+        key: Ident,
+        value: Val,
+    },
+    Block {
+        kind: Ident,
+        name: Option<Ident>,
+        items: Vec<VItem>,
+        span: Span,
+    },
+}
+
+fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val) -> bool {
+    match path {
+        [] => false,
+        [key] => {
+            for it in items.iter_mut() {
+                if let VItem::Setting { key: k, value } = it
+                    && k.name == *key
+                {
+                    *value = v;
+                    return true;
+                }
+            }
+            // Top-level settings that have defaults (seed, name) may be set even if absent.
+            items.push(VItem::Setting {
+                key: Ident {
+                    name: key.to_string(),
+                    span: v.span,
+                },
+                value: v,
+            });
+            true
+        }
+        [seg, rest @ ..] => {
+            for it in items.iter_mut() {
+                if let VItem::Block {
+                    kind,
+                    name,
+                    items: inner,
+                    ..
+                } = it
+                {
+                    let kind_match = kind.name == *seg || format!("{}s", kind.name) == *seg;
+                    if name.as_ref().is_some_and(|n| n.name == *seg) {
+                        return set_path(inner, rest, v);
+                    }
+                    if kind_match && name.is_none() {
+                        return set_path(inner, rest, v);
+                    }
+                    if kind_match
+                        && let (Some(n), Some(next)) = (name.as_ref(), rest.first())
+                        && n.name == *next
+                    {
+                        return set_path(inner, &rest[1..], v);
+                    }
+                }
+            }
+            false
+        }
+    }
+}
+
+struct Cx {
+    diags: Diagnostics,
+    params: BTreeMap<String, Val>,
+    spans: BTreeMap<String, Span>,
+}
+
+fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
+    options
+        .iter()
+        .map(|o| (strsim::damerau_levenshtein(word, o), *o))
+        .filter(|(d, o)| *d <= 2.max(o.len() / 3))
+        .min()
+        .map(|(_, o)| o)
+}
+
+impl Cx {
+    fn error(
+        &mut self,
+        src: usize,
+        span: Span,
+        message: String,
+        label: &str,
+        help: Option<String>,
+    ) {
+        self.diags.items.push(Diagnostic {
+            src,
+            span,
+            message,
+            label: label.into(),
+            help,
+        });
+    }
+
+    fn syntax(&mut self, src: usize, e: SyntaxError) {
+        let text = &self.diags.sources[src].1;
+        let end = text[e.offset.min(text.len())..]
+            .chars()
+            .next()
+            .map_or(e.offset, |c| e.offset + c.len_utf8());
+        let found = text[e.offset.min(text.len())..]
+            .split_whitespace()
+            .next()
+            .map(|w| format!("found `{}`", w.chars().take(20).collect::<String>()))
+            .unwrap_or_else(|| "found the end of the input".into());
+        self.error(
+            src,
+            Span::new(e.offset, end),
+            format!("syntax error: expected {}", e.expected),
+            &found,
+            None,
+        );
+    }
+
+    fn span_for_path(&self, path: &str) -> Span {
+        let mut p = path;
+        loop {
+            if let Some(s) = self.spans.get(p) {
+                return *s;
+            }
+            match p.rfind('.') {
+                Some(i) => p = &p[..i],
+                None => return self.spans.get(p).copied().unwrap_or_default(),
+            }
+        }
+    }
+
+    // ---- evaluation ----
+
+    fn eval(&mut self, e: &Expr, src: usize) -> Option<Val> {
+        let mk = |kind| {
+            Some(Val {
+                kind,
+                span: e.span,
+                src,
+            })
+        };
+        match &e.kind {
+            ExprKind::Number { value, unit: None } => mk(ValKind::Num(*value, Dim::NONE)),
+            ExprKind::Number {
+                value,
+                unit: Some(u),
+            } => {
+                let (f, d) = unit(u).expect("the parser only accepts known units");
+                mk(ValKind::Num(value * f, d))
+            }
+            ExprKind::Str(s) => mk(ValKind::Str(s.clone())),
+            ExprKind::Bool(b) => mk(ValKind::Bool(*b)),
+            ExprKind::Ident(name) => match self.params.get(name) {
+                Some(v) => Some(Val {
+                    span: e.span,
+                    src,
+                    ..v.clone()
+                }),
+                None => mk(ValKind::Ident(name.clone())),
+            },
+            ExprKind::List(items) => {
+                let vals: Vec<Val> = items.iter().filter_map(|i| self.eval(i, src)).collect();
+                mk(ValKind::List(vals))
+            }
+            ExprKind::Call { name, args } => {
+                let mut out = Vec::new();
+                for a in args {
+                    out.push((
+                        a.name.as_ref().map(|n| n.name.clone()),
+                        self.eval(&a.value, src)?,
+                    ));
+                }
+                mk(ValKind::Call {
+                    name: name.name.clone(),
+                    args: out,
+                })
+            }
+            ExprKind::Replicate { count, of } => mk(ValKind::Replicate(*count, of.name.clone())),
+            ExprKind::Neg(inner) => {
+                let v = self.eval(inner, src)?;
+                match v.kind {
+                    ValKind::Num(x, d) => mk(ValKind::Num(-x, d)),
+                    _ => {
+                        self.error(
+                            src,
+                            e.span,
+                            format!("cannot negate {v}"),
+                            "not a number",
+                            None,
+                        );
+                        None
+                    }
+                }
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (va, vb) = (self.eval(a, src)?, self.eval(b, src)?);
+                let (ValKind::Num(x, dx), ValKind::Num(y, dy)) = (&va.kind, &vb.kind) else {
+                    let bad = if matches!(va.kind, ValKind::Num(..)) {
+                        &vb
+                    } else {
+                        &va
+                    };
+                    self.error(
+                        src,
+                        bad.span,
+                        format!("arithmetic needs numbers, found {bad}"),
+                        "not a number",
+                        None,
+                    );
+                    return None;
+                };
+                let (x, y, dx, dy) = (*x, *y, *dx, *dy);
+                let r = match op {
+                    BinOp::Add | BinOp::Sub => {
+                        if dx != dy {
+                            self.error(
+                                src,
+                                e.span,
+                                format!("cannot combine {} with {}", dx.describe(), dy.describe()),
+                                "units differ",
+                                Some("both sides of `+` and `-` need the same unit".into()),
+                            );
+                            return None;
+                        }
+                        (if *op == BinOp::Add { x + y } else { x - y }, dx)
+                    }
+                    BinOp::Mul => (x * y, dx.mul(dy)),
+                    BinOp::Div => {
+                        if y == 0.0 {
+                            self.error(
+                                src,
+                                vb.span,
+                                "division by zero".into(),
+                                "this is zero",
+                                None,
+                            );
+                            return None;
+                        }
+                        (x / y, dx.div(dy))
+                    }
+                };
+                mk(ValKind::Num(r.0, r.1))
+            }
+        }
+    }
+
+    fn eval_items(&mut self, items: &[Item], src: usize) -> Vec<VItem> {
+        let mut out = Vec::new();
+        for it in items {
+            match it {
+                Item::Param { .. } => {}
+                Item::Setting { key, value } => {
+                    if let Some(v) = self.eval(value, src) {
+                        out.push(VItem::Setting {
+                            key: key.clone(),
+                            value: v,
+                        });
+                    }
+                }
+                Item::Block(Block {
+                    kind,
+                    name,
+                    items,
+                    span,
+                }) => {
+                    let inner = self.eval_items(items, src);
+                    out.push(VItem::Block {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                        items: inner,
+                        span: *span,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    // ---- typed accessors ----
+
+    fn expect_dim(&mut self, v: &Val, dim: Dim, key: &str) -> Option<f64> {
+        match v.kind {
+            ValKind::Num(x, d) if d == dim => Some(x),
+            ValKind::Num(x, Dim::NONE) if dim != Dim::NONE => {
+                let help = match dim {
+                    Dim::TIME => format!("write `{x}ms` or `{x}s`"),
+                    Dim::TOKEN_RATE => format!("write `{x} tok/s`"),
+                    Dim::PER_TIME => format!("write `{x}/s`"),
+                    Dim::MONEY_RATE => format!("write `{x} $/h`"),
+                    Dim::BYTES => format!("write `{x} GB`"),
+                    Dim::BANDWIDTH => format!("write `{x} GB/s`"),
+                    _ => "add a unit".into(),
+                };
+                self.error(
+                    v.src,
+                    v.span,
+                    format!(
+                        "`{key}` expects {}, found `{x}` without a unit",
+                        dim.describe()
+                    ),
+                    "unit missing",
+                    Some(help),
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!("`{key}` expects {}, found {v}", dim.describe()),
+                    "wrong kind of value",
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Val, key: &str) -> Option<SimDuration> {
+        let s = self.expect_dim(v, Dim::TIME, key)?;
+        if s < 0.0 {
+            self.error(
+                v.src,
+                v.span,
+                format!("`{key}` must not be negative"),
+                "negative",
+                None,
+            );
+            return None;
+        }
+        Some(SimDuration::from_secs_f64(s))
+    }
+
+    fn number(&mut self, v: &Val, key: &str) -> Option<f64> {
+        self.expect_dim(v, Dim::NONE, key)
+    }
+
+    fn fraction(&mut self, v: &Val, key: &str) -> Option<f64> {
+        let x = self.number(v, key)?;
+        if !(0.0..=1.0).contains(&x) {
+            self.error(
+                v.src,
+                v.span,
+                format!("`{key}` must be between 0 and 1 (or 0% and 100%)"),
+                "out of range",
+                None,
+            );
+            return None;
+        }
+        Some(x)
+    }
+
+    fn count(&mut self, v: &Val, key: &str) -> Option<u64> {
+        let x = match v.kind {
+            ValKind::Num(x, Dim::TOKENS) => x,
+            _ => self.number(v, key)?,
+        };
+        if x < 0.0 || x.fract() != 0.0 || x > u64::MAX as f64 {
+            self.error(
+                v.src,
+                v.span,
+                format!("`{key}` must be a whole number, found `{x}`"),
+                "not a whole number",
+                None,
+            );
+            return None;
+        }
+        Some(x as u64)
+    }
+
+    fn count_u32(&mut self, v: &Val, key: &str) -> Option<u32> {
+        let n = self.count(v, key)?;
+        u32::try_from(n).ok().or_else(|| {
+            self.error(
+                v.src,
+                v.span,
+                format!("`{key}` is too large"),
+                "at most 4294967295",
+                None,
+            );
+            None
+        })
+    }
+
+    fn boolean(&mut self, v: &Val, key: &str) -> Option<bool> {
+        match v.kind {
+            ValKind::Bool(b) => Some(b),
+            _ => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!("`{key}` expects `true` or `false`, found {v}"),
+                    "not a boolean",
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, v: &Val, key: &str) -> Option<String> {
+        match &v.kind {
+            ValKind::Ident(s) | ValKind::Str(s) => Some(s.clone()),
+            _ => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!("`{key}` expects a name, found {v}"),
+                    "not a name",
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn keyword<T: Copy>(&mut self, v: &Val, key: &str, options: &[(&str, T)]) -> Option<T> {
+        let n = self.name(v, key)?;
+        if let Some((_, t)) = options.iter().find(|(o, _)| *o == n) {
+            return Some(*t);
+        }
+        let names: Vec<&str> = options.iter().map(|(o, _)| *o).collect();
+        let help = match closest(&n, &names) {
+            Some(c) => format!("did you mean `{c}`? choices: {}", names.join(", ")),
+            None => format!("choices: {}", names.join(", ")),
+        };
+        self.error(
+            v.src,
+            v.span,
+            format!("unknown {key} `{n}`"),
+            "not one of the choices",
+            Some(help),
+        );
+        None
+    }
+
+    /// Checks that every key of a block is known; returns the settings by key.
+    fn settings<'t>(
+        &mut self,
+        what: &str,
+        items: &'t [VItem],
+        allowed: &[&str],
+    ) -> BTreeMap<&'t str, &'t Val> {
+        let mut out = BTreeMap::new();
+        for it in items {
+            if let VItem::Setting { key, value } = it {
+                if !allowed.contains(&key.name.as_str()) {
+                    let help = match closest(&key.name, allowed) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => format!("keys of {what}: {}", allowed.join(", ")),
+                    };
+                    let key_src = if key.span == value.span { value.src } else { 0 };
+                    self.error(
+                        key_src,
+                        key.span,
+                        format!("unknown key `{}` in {what}", key.name),
+                        "unknown key",
+                        Some(help),
+                    );
+                    continue;
+                }
+                if out.insert(key.name.as_str(), value).is_some() {
+                    self.error(
+                        0,
+                        key.span,
+                        format!("`{}` is set twice in {what}", key.name),
+                        "set again here",
+                        Some("remove one of them".into()),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn blocks<'t>(
+        items: &'t [VItem],
+        kind: &str,
+    ) -> impl Iterator<Item = (&'t Ident, Option<&'t Ident>, &'t [VItem], Span)> {
+        items.iter().filter_map(move |it| match it {
+            VItem::Block {
+                kind: k,
+                name,
+                items,
+                span,
+            } if k.name == kind => Some((k, name.as_ref(), items.as_slice(), *span)),
+            _ => None,
+        })
+    }
+
+    // ---- lowering ----
+
+    fn lower(&mut self, tree: &[VItem], default_name: String) -> Option<ScenarioSpec> {
+        const TOP_BLOCKS: &[&str] = &[
+            "hardware",
+            "pool",
+            "link",
+            "router",
+            "telemetry",
+            "workload",
+            "slo",
+            "run",
+            "engine",
+        ];
+        for it in tree {
+            if let VItem::Block { kind, .. } = it
+                && !TOP_BLOCKS.contains(&kind.name.as_str())
+            {
+                let help = closest(&kind.name, TOP_BLOCKS)
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .unwrap_or_else(|| format!("blocks: {}", TOP_BLOCKS.join(", ")));
+                self.error(
+                    0,
+                    kind.span,
+                    format!("unknown block `{}`", kind.name),
+                    "unknown block",
+                    Some(help),
+                );
+            }
+        }
+        let top = self.settings("the scenario", tree, &["name", "seed", "model"]);
+        let name = match top.get("name") {
+            Some(v) => self.name(v, "name"),
+            None => Some(default_name),
+        };
+        let seed = match top.get("seed") {
+            Some(v) => self.count(v, "seed"),
+            None => Some(0),
+        };
+        let model = match top.get("model") {
+            Some(v) => {
+                let n = self.name(v, "model")?;
+                catalogue::model(&n).or_else(|| {
+                    let names: Vec<String> =
+                        catalogue::models().into_iter().map(|m| m.name).collect();
+                    self.error(
+                        v.src,
+                        v.span,
+                        format!("unknown model `{n}`"),
+                        "not in the catalogue",
+                        Some(format!("catalogue models: {}", names.join(", "))),
+                    );
+                    None
+                })
+            }
+            None => {
+                self.error(
+                    0,
+                    Span::default(),
+                    "the scenario names no model".into(),
+                    "expected `model = ...`",
+                    Some("add e.g. `model = llama_3_1_8b`".into()),
+                );
+                None
+            }
+        };
+
+        let global_engine = Self::blocks(tree, "engine")
+            .next()
+            .map(|(_, _, items, _)| items);
+        let base_engine = match global_engine {
+            Some(items) => self.engine(items, EngineSpec::default()),
+            None => EngineSpec::default(),
+        };
+
+        let mut hardware = Vec::new();
+        let mut hw_index = BTreeMap::new();
+        for (_, name, items, span) in Self::blocks(tree, "hardware") {
+            let Some(n) = name else {
+                self.error(
+                    0,
+                    span,
+                    "a hardware block needs a name".into(),
+                    "unnamed",
+                    Some("write `hardware NAME { ... }`".into()),
+                );
+                continue;
+            };
+            self.spans.insert(format!("hardware.{}", n.name), span);
+            if let Some(hw) = self.hardware(&n.name, items, span) {
+                if hw_index.insert(n.name.clone(), hardware.len()).is_some() {
+                    self.error(
+                        0,
+                        n.span,
+                        format!("hardware `{}` is declared twice", n.name),
+                        "declared again",
+                        None,
+                    );
+                }
+                hardware.push(hw);
+            }
+        }
+
+        let mut pools = Vec::new();
+        for (_, name, items, span) in Self::blocks(tree, "pool") {
+            let Some(n) = name else {
+                self.error(
+                    0,
+                    span,
+                    "a pool needs a name".into(),
+                    "unnamed",
+                    Some("write `pool NAME { ... }`".into()),
+                );
+                continue;
+            };
+            self.spans.insert(format!("pools.{}", n.name), span);
+            if let Some(p) = self.pool(&n.name, items, base_engine, &hw_index) {
+                pools.push(p);
+            }
+        }
+        let pool_index: BTreeMap<String, usize> = pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+
+        let mut links = Vec::new();
+        for (i, (_, _, items, span)) in Self::blocks(tree, "link").enumerate() {
+            self.spans.insert(format!("links[{i}]"), span);
+            let s = self.settings("a link", items, &["from", "to", "latency", "bandwidth"]);
+            let pool_ref = |cx: &mut Self, key: &str| -> Option<usize> {
+                let Some(v) = s.get(key) else {
+                    cx.error(
+                        0,
+                        span,
+                        format!("a link needs `{key}`"),
+                        "incomplete link",
+                        Some(format!("add `{key} = POOL`")),
+                    );
+                    return None;
+                };
+                let n = cx.name(v, key)?;
+                pool_index.get(&n).copied().or_else(|| {
+                    let names: Vec<&str> = pool_index.keys().map(String::as_str).collect();
+                    let help = closest(&n, &names)
+                        .map(|c| format!("did you mean `{c}`?"))
+                        .unwrap_or_else(|| format!("pools: {}", names.join(", ")));
+                    cx.error(
+                        v.src,
+                        v.span,
+                        format!("unknown pool `{n}`"),
+                        "no such pool",
+                        Some(help),
+                    );
+                    None
+                })
+            };
+            let from = pool_ref(self, "from");
+            let to = pool_ref(self, "to");
+            let latency = s
+                .get("latency")
+                .map_or(Some(SimDuration::ZERO), |v| self.duration(v, "latency"));
+            let bandwidth = match s.get("bandwidth") {
+                Some(v) => self.expect_dim(v, Dim::BANDWIDTH, "bandwidth").map(Some),
+                None => Some(None),
+            };
+            if let (Some(from), Some(to), Some(latency), Some(bandwidth_bytes_s)) =
+                (from, to, latency, bandwidth)
+            {
+                links.push(LinkSpec {
+                    from,
+                    to,
+                    latency,
+                    bandwidth_bytes_s,
+                });
+            }
+        }
+
+        let router = match Self::blocks(tree, "router").next() {
+            Some((_, _, items, span)) => {
+                self.spans.insert("router".into(), span);
+                self.router(items)
+            }
+            None => Some(PolicySpec::RoundRobin),
+        };
+        let telemetry = match Self::blocks(tree, "telemetry").next() {
+            Some((_, _, items, _)) => {
+                let s = self.settings("telemetry", items, &["interval"]);
+                let interval = s
+                    .get("interval")
+                    .map_or(Some(SimDuration::ZERO), |v| self.duration(v, "interval"));
+                interval.map(|interval| TelemetrySpec { interval })
+            }
+            None => Some(TelemetrySpec::default()),
+        };
+        let workload = match Self::blocks(tree, "workload").next() {
+            Some((_, _, items, span)) => {
+                self.spans.insert("workload".into(), span);
+                self.workload(items, span)
+            }
+            None => {
+                self.error(0, Span::default(), "the scenario has no workload".into(), "expected `workload { ... }`", Some("add e.g. `workload { arrivals = poisson(10/s); prompt = uniform(100, 1200); output = uniform(32, 256) }`".into()));
+                None
+            }
+        };
+        let slo = match Self::blocks(tree, "slo").next() {
+            Some((_, _, items, _)) => {
+                let s = self.settings("slo", items, &["ttft", "tpot", "e2e"]);
+                let get = |cx: &mut Self, k: &str| s.get(k).map(|v| cx.duration(v, k));
+                let (ttft, tpot, e2e) = (get(self, "ttft"), get(self, "tpot"), get(self, "e2e"));
+                Some(SloSpec {
+                    ttft: ttft.flatten(),
+                    tpot: tpot.flatten(),
+                    e2e: e2e.flatten(),
+                })
+            }
+            None => Some(SloSpec::default()),
+        };
+        let run = match Self::blocks(tree, "run").next() {
+            Some((_, _, items, span)) => {
+                self.spans.insert("run".into(), span);
+                let s = self.settings("run", items, &["duration", "requests", "drain"]);
+                let duration = s.get("duration").map(|v| self.duration(v, "duration"));
+                let requests = s.get("requests").map(|v| self.count(v, "requests"));
+                let drain = s
+                    .get("drain")
+                    .map_or(Some(true), |v| self.boolean(v, "drain"));
+                Some(RunSpec {
+                    duration: duration.flatten(),
+                    requests: requests.flatten(),
+                    drain: drain.unwrap_or(true),
+                })
+            }
+            None => Some(RunSpec {
+                duration: None,
+                requests: None,
+                drain: true,
+            }),
+        };
+        if !self.diags.items.is_empty() {
+            return None;
+        }
+        Some(ScenarioSpec {
+            name: name?,
+            seed: seed?,
+            model: model?,
+            hardware,
+            pools,
+            links,
+            router: router?,
+            telemetry: telemetry?,
+            workload: workload?,
+            slo: slo?,
+            run: run?,
+        })
+    }
+
+    fn engine(&mut self, items: &[VItem], mut e: EngineSpec) -> EngineSpec {
+        let s = self.settings(
+            "engine",
+            items,
+            &[
+                "max_batch_tokens",
+                "max_seqs",
+                "chunked_prefill",
+                "block_size",
+                "gpu_memory_utilization",
+            ],
+        );
+        if let Some(v) = s
+            .get("max_batch_tokens")
+            .and_then(|v| self.count_u32(v, "max_batch_tokens"))
+        {
+            e.max_batch_tokens = v;
+        }
+        if let Some(v) = s
+            .get("max_seqs")
+            .and_then(|v| self.count_u32(v, "max_seqs"))
+        {
+            e.max_seqs = v;
+        }
+        if let Some(v) = s
+            .get("chunked_prefill")
+            .and_then(|v| self.boolean(v, "chunked_prefill"))
+        {
+            e.chunked_prefill = v;
+        }
+        if let Some(v) = s
+            .get("block_size")
+            .and_then(|v| self.count_u32(v, "block_size"))
+        {
+            e.block_size = v;
+        }
+        if let Some(v) = s
+            .get("gpu_memory_utilization")
+            .and_then(|v| self.fraction(v, "gpu_memory_utilization"))
+        {
+            e.gpu_memory_utilization = v;
+        }
+        e
+    }
+
+    fn hardware(&mut self, name: &str, items: &[VItem], span: Span) -> Option<HardwareSpec> {
+        let what = format!("hardware `{name}`");
+        let s = self.settings(
+            &what,
+            items,
+            &[
+                "gpu",
+                "prefill_rate",
+                "decode_rate",
+                "cost",
+                "memory",
+                "kv_capacity",
+                "kv_transfer",
+                "mfu",
+                "mbu",
+                "step_overhead",
+            ],
+        );
+        let gpu = match s.get("gpu") {
+            Some(v) => {
+                let n = self.name(v, "gpu")?;
+                match catalogue::gpu(&n) {
+                    Some(g) => Some(g),
+                    None => {
+                        let names: Vec<String> =
+                            catalogue::gpus().into_iter().map(|g| g.name).collect();
+                        self.error(
+                            v.src,
+                            v.span,
+                            format!("unknown gpu `{n}`"),
+                            "not in the catalogue",
+                            Some(format!("catalogue GPUs: {}", names.join(", "))),
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        let rate = |cx: &mut Self, k: &str| s.get(k).map(|v| cx.expect_dim(v, Dim::TOKEN_RATE, k));
+        let (prefill, decode) = (rate(self, "prefill_rate"), rate(self, "decode_rate"));
+        let overhead = s
+            .get("step_overhead")
+            .map(|v| self.duration(v, "step_overhead"));
+        let perf = match (&gpu, prefill, decode) {
+            (Some(g), None, None) => {
+                let mfu = s
+                    .get("mfu")
+                    .map_or(Some(DEFAULT_MFU), |v| self.fraction(v, "mfu"))?;
+                let mbu = s
+                    .get("mbu")
+                    .map_or(Some(DEFAULT_MBU), |v| self.fraction(v, "mbu"))?;
+                PerfSpec::Roofline {
+                    gpu: g.clone(),
+                    mfu,
+                    mbu,
+                    step_overhead: overhead.unwrap_or(Some(DEFAULT_STEP_OVERHEAD))?,
+                }
+            }
+            (None, Some(p), Some(d)) => PerfSpec::Rates {
+                prefill_tok_s: p?,
+                decode_tok_s: d?,
+                step_overhead: overhead.unwrap_or(Some(SimDuration::ZERO))?,
+            },
+            (Some(_), _, _) => {
+                self.error(0, span, format!("{what} sets both `gpu` and token rates"), "choose one performance model", Some("use `gpu = ...` for the roofline model, or `prefill_rate` and `decode_rate` for fixed rates".into()));
+                return None;
+            }
+            (None, _, _) => {
+                self.error(0, span, format!("{what} has no performance model"), "incomplete", Some("add `gpu = h100_sxm` (roofline) or both `prefill_rate = ... tok/s` and `decode_rate = ... tok/s`".into()));
+                return None;
+            }
+        };
+        let cost = match (s.get("cost"), &gpu) {
+            (Some(v), _) => self.expect_dim(v, Dim::MONEY_RATE, "cost")? * 3600.0,
+            (None, Some(g)) => g.cost_per_hour,
+            (None, None) => {
+                self.error(
+                    0,
+                    span,
+                    format!("{what} has no price"),
+                    "incomplete",
+                    Some("add e.g. `cost = 3 $/h`".into()),
+                );
+                return None;
+            }
+        };
+        let memory = match s.get("memory") {
+            Some(v) => Some(self.expect_dim(v, Dim::BYTES, "memory")? as u64),
+            None => None,
+        };
+        let kv_capacity = match s.get("kv_capacity") {
+            Some(v) => Some(self.count(v, "kv_capacity")?),
+            None => None,
+        };
+        let kv_transfer = match s.get("kv_transfer") {
+            Some(v) => Some(self.duration(v, "kv_transfer")?),
+            None => None,
+        };
+        Some(HardwareSpec {
+            name: name.into(),
+            cost_per_hour: cost,
+            memory_bytes: memory,
+            kv_capacity_tokens: kv_capacity,
+            kv_transfer_latency: kv_transfer,
+            perf,
+        })
+    }
+
+    fn pool(
+        &mut self,
+        name: &str,
+        items: &[VItem],
+        base: EngineSpec,
+        hw: &BTreeMap<String, usize>,
+    ) -> Option<PoolSpec> {
+        let what = format!("pool `{name}`");
+        let s = self.settings(&what, items, &["role", "instances", "tp"]);
+        for it in items {
+            if let VItem::Block { kind, .. } = it
+                && kind.name != "engine"
+                && kind.name != "instance"
+            {
+                self.error(
+                    0,
+                    kind.span,
+                    format!("unknown block `{}` in {what}", kind.name),
+                    "unknown block",
+                    Some(
+                        "pools hold `engine { ... }` and `instance NAME { hardware = ... }` blocks"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        let role = match s.get("role") {
+            Some(v) => self.keyword(
+                v,
+                "role",
+                &[
+                    ("prefill", Role::Prefill),
+                    ("decode", Role::Decode),
+                    ("mixed", Role::Mixed),
+                ],
+            )?,
+            None => Role::Mixed,
+        };
+        let tp = s.get("tp").map_or(Some(1), |v| self.count_u32(v, "tp"))?;
+        let engine = match Self::blocks(items, "engine").next() {
+            Some((_, _, e, _)) => self.engine(e, base),
+            None => base,
+        };
+        let mut instances = Vec::new();
+        let hw_ref = |cx: &mut Self, n: &str, v: &Val| -> Option<usize> {
+            hw.get(n).copied().or_else(|| {
+                let names: Vec<&str> = hw.keys().map(String::as_str).collect();
+                let help = closest(n, &names)
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .unwrap_or_else(|| format!("hardware declared: {}", names.join(", ")));
+                cx.error(
+                    v.src,
+                    v.span,
+                    format!("unknown hardware `{n}`"),
+                    "not declared",
+                    Some(help),
+                );
+                None
+            })
+        };
+        if let Some(v) = s.get("instances") {
+            let elems: Vec<Val> = match &v.kind {
+                ValKind::List(xs) => xs.clone(),
+                _ => vec![(*v).clone()],
+            };
+            for e in elems {
+                match &e.kind {
+                    ValKind::Ident(n) | ValKind::Str(n) => {
+                        if let Some(h) = hw_ref(self, n, &e) {
+                            instances.push(InstanceSpec {
+                                name: n.clone(),
+                                hardware: h,
+                                tp,
+                            });
+                        }
+                    }
+                    ValKind::Replicate(k, n) => {
+                        if let Some(h) = hw_ref(self, n, &e) {
+                            for j in 0..*k {
+                                instances.push(InstanceSpec {
+                                    name: format!("{n}{j}"),
+                                    hardware: h,
+                                    tp,
+                                });
+                            }
+                        }
+                    }
+                    _ => self.error(
+                        e.src,
+                        e.span,
+                        format!("`instances` lists hardware names or `N x NAME`, found {e}"),
+                        "not an instance",
+                        Some("e.g. `instances = [dc_big, 3 x dc_mid]`".into()),
+                    ),
+                }
+            }
+        }
+        for (_, iname, items, span) in Self::blocks(items, "instance") {
+            let Some(iname) = iname else {
+                self.error(
+                    0,
+                    span,
+                    "an instance block needs a name".into(),
+                    "unnamed",
+                    Some("write `instance NAME { hardware = ... }`".into()),
+                );
+                continue;
+            };
+            let si = self.settings(
+                &format!("instance `{}`", iname.name),
+                items,
+                &["hardware", "tp"],
+            );
+            let Some(hv) = si.get("hardware") else {
+                self.error(
+                    0,
+                    span,
+                    format!("instance `{}` names no hardware", iname.name),
+                    "incomplete",
+                    Some("add `hardware = NAME`".into()),
+                );
+                continue;
+            };
+            let Some(hn) = self.name(hv, "hardware") else {
+                continue;
+            };
+            let Some(h) = hw_ref(self, &hn, hv) else {
+                continue;
+            };
+            let itp = si.get("tp").map_or(Some(tp), |v| self.count_u32(v, "tp"));
+            if let Some(itp) = itp {
+                instances.push(InstanceSpec {
+                    name: iname.name.clone(),
+                    hardware: h,
+                    tp: itp,
+                });
+            }
+        }
+        Some(PoolSpec {
+            name: name.into(),
+            role,
+            engine,
+            instances,
+        })
+    }
+
+    fn router(&mut self, items: &[VItem]) -> Option<PolicySpec> {
+        const TELEMETRY_KEYS: &[&str] = &[
+            "ewma_alpha",
+            "queue_urgency",
+            "kv_locality_boost",
+            "decode_cost_penalty",
+        ];
+        let mut allowed = vec!["policy"];
+        allowed.extend_from_slice(TELEMETRY_KEYS);
+        let s = self.settings("router", items, &allowed);
+        #[derive(Clone, Copy)]
+        enum P {
+            Rr,
+            Tel,
+        }
+        let policy = match s.get("policy") {
+            Some(v) => self.keyword(
+                v,
+                "policy",
+                &[("round_robin", P::Rr), ("telemetry", P::Tel)],
+            )?,
+            None => P::Rr,
+        };
+        match policy {
+            P::Rr => {
+                for k in TELEMETRY_KEYS {
+                    if let Some(v) = s.get(k) {
+                        self.error(v.src, v.span, format!("`{k}` is a parameter of the `telemetry` policy, not of `round_robin`"), "not used by this policy", Some("remove it, or set `policy = telemetry`".into()));
+                    }
+                }
+                Some(PolicySpec::RoundRobin)
+            }
+            P::Tel => {
+                let mut t = TelemetryPolicySpec::default();
+                if let Some(v) = s.get("ewma_alpha") {
+                    t.ewma_alpha = self.number(v, "ewma_alpha")?;
+                }
+                if let Some(v) = s.get("queue_urgency") {
+                    t.queue_urgency = self.number(v, "queue_urgency")?;
+                }
+                if let Some(v) = s.get("kv_locality_boost") {
+                    t.kv_locality_boost = self.number(v, "kv_locality_boost")?;
+                }
+                if let Some(v) = s.get("decode_cost_penalty") {
+                    t.decode_cost_penalty = self.number(v, "decode_cost_penalty")?;
+                }
+                Some(PolicySpec::Telemetry(t))
+            }
+        }
+    }
+
+    fn call<'v>(
+        &mut self,
+        v: &'v Val,
+        key: &str,
+        allowed: &[(&str, &[&str])],
+    ) -> Option<(&'v str, Vec<&'v Val>, BTreeMap<&'v str, &'v Val>)> {
+        let ValKind::Call { name, args } = &v.kind else {
+            let names: Vec<String> = allowed.iter().map(|(n, _)| format!("{n}(...)")).collect();
+            self.error(
+                v.src,
+                v.span,
+                format!("`{key}` expects {}, found {v}", names.join(" or ")),
+                "not a distribution",
+                None,
+            );
+            return None;
+        };
+        let Some((_, named_ok)) = allowed.iter().find(|(n, _)| n == name) else {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            let help = closest(name, &names)
+                .map(|c| format!("did you mean `{c}`?"))
+                .unwrap_or_else(|| format!("choices: {}", names.join(", ")));
+            self.error(
+                v.src,
+                v.span,
+                format!("`{key}` does not take `{name}(...)`"),
+                "unknown here",
+                Some(help),
+            );
+            return None;
+        };
+        let mut pos = Vec::new();
+        let mut named = BTreeMap::new();
+        for (n, a) in args {
+            match n {
+                None => pos.push(a),
+                Some(n) if named_ok.contains(&n.as_str()) => {
+                    named.insert(n.as_str(), a);
+                }
+                Some(n) => {
+                    let help = closest(n, named_ok)
+                        .map(|c| format!("did you mean `{c}`?"))
+                        .unwrap_or_else(|| {
+                            format!(
+                                "named arguments of `{name}`: {}",
+                                if named_ok.is_empty() {
+                                    "none".into()
+                                } else {
+                                    named_ok.join(", ")
+                                }
+                            )
+                        });
+                    self.error(
+                        a.src,
+                        a.span,
+                        format!("`{name}` has no argument `{n}`"),
+                        "unknown argument",
+                        Some(help),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some((name.as_str(), pos, named))
+    }
+
+    fn args_exact(&mut self, v: &Val, name: &str, pos: &[&Val], n: usize, usage: &str) -> bool {
+        if pos.len() != n {
+            self.error(
+                v.src,
+                v.span,
+                format!(
+                    "`{name}` takes {n} positional argument{}, found {}",
+                    if n == 1 { "" } else { "s" },
+                    pos.len()
+                ),
+                "wrong number of arguments",
+                Some(format!("usage: {usage}")),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn length(&mut self, v: &Val, key: &str) -> Option<LengthSpec> {
+        if let ValKind::Num(..) = v.kind {
+            return Some(LengthSpec::Constant(self.count_u32(v, key)?));
+        }
+        let (name, pos, _) = self.call(
+            v,
+            key,
+            &[("uniform", &[]), ("constant", &[]), ("exponential", &[])],
+        )?;
+        match name {
+            "uniform" => {
+                if !self.args_exact(v, name, &pos, 2, "uniform(low, high)") {
+                    return None;
+                }
+                Some(LengthSpec::Uniform {
+                    lo: self.count_u32(pos[0], key)?,
+                    hi: self.count_u32(pos[1], key)?,
+                })
+            }
+            "constant" => {
+                if !self.args_exact(v, name, &pos, 1, "constant(tokens)") {
+                    return None;
+                }
+                Some(LengthSpec::Constant(self.count_u32(pos[0], key)?))
+            }
+            _ => {
+                if !self.args_exact(v, name, &pos, 1, "exponential(mean)") {
+                    return None;
+                }
+                let m = match pos[0].kind {
+                    ValKind::Num(x, Dim::TOKENS) => x,
+                    _ => self.number(pos[0], key)?,
+                };
+                Some(LengthSpec::Exponential { mean: m })
+            }
+        }
+    }
+
+    fn workload(&mut self, items: &[VItem], span: Span) -> Option<WorkloadSpec> {
+        let s = self.settings(
+            "workload",
+            items,
+            &["arrivals", "prompt", "output", "priority"],
+        );
+        let arrivals = match s.get("arrivals") {
+            Some(v) => {
+                let (name, pos, named) = self.call(
+                    v,
+                    "arrivals",
+                    &[
+                        (
+                            "poisson",
+                            &["burst_factor", "burst_probability", "burst_window"],
+                        ),
+                        ("constant", &[]),
+                    ],
+                )?;
+                if !self.args_exact(
+                    v,
+                    name,
+                    &pos,
+                    1,
+                    &format!("{name}(RATE) with a rate such as `24/s`"),
+                ) {
+                    return None;
+                }
+                let rate = self.expect_dim(pos[0], Dim::PER_TIME, "arrival rate")?;
+                if name == "constant" {
+                    ArrivalSpec::Constant { rate_per_s: rate }
+                } else {
+                    let mut burst = None;
+                    if let Some(f) = named.get("burst_factor") {
+                        let mut b = BurstSpec::lab(self.number(f, "burst_factor")?);
+                        if let Some(p) = named.get("burst_probability") {
+                            b.probability = self.fraction(p, "burst_probability")?;
+                        }
+                        if let Some(w) = named.get("burst_window") {
+                            b.window = self.duration(w, "burst_window")?;
+                        }
+                        burst = Some(b);
+                    }
+                    ArrivalSpec::Poisson {
+                        rate_per_s: rate,
+                        burst,
+                    }
+                }
+            }
+            None => {
+                self.error(
+                    0,
+                    span,
+                    "the workload has no `arrivals`".into(),
+                    "incomplete",
+                    Some("add e.g. `arrivals = poisson(24/s)`".into()),
+                );
+                return None;
+            }
+        };
+        let len = |cx: &mut Self, k: &str| match s.get(k) {
+            Some(v) => cx.length(v, k),
+            None => {
+                cx.error(
+                    0,
+                    span,
+                    format!("the workload has no `{k}` length"),
+                    "incomplete",
+                    Some(format!("add e.g. `{k} = uniform(100, 1200)`")),
+                );
+                None
+            }
+        };
+        let prompt = len(self, "prompt");
+        let output = len(self, "output");
+        let priority = match s.get("priority") {
+            None => Some((0, 0)),
+            Some(v) => match self.length(v, "priority")? {
+                LengthSpec::Constant(n) => u8::try_from(n).ok().map(|n| (n, n)),
+                LengthSpec::Uniform { lo, hi } => u8::try_from(lo).ok().zip(u8::try_from(hi).ok()),
+                LengthSpec::Exponential { .. } => None,
+            }
+            .or_else(|| {
+                self.error(
+                    v.src,
+                    v.span,
+                    "`priority` takes `uniform(low, high)` or a constant between 0 and 255".into(),
+                    "bad priority",
+                    None,
+                );
+                None
+            }),
+        };
+        Some(WorkloadSpec {
+            arrivals,
+            prompt: prompt?,
+            output: output?,
+            priority: priority?,
+        })
+    }
+}

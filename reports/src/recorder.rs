@@ -1,0 +1,174 @@
+//! A recorder that keeps what the summary needs and streams per-request rows to CSV.
+
+use std::io::{self, Write};
+
+use hdrhistogram::Histogram;
+use simctl_engine::record::{Outcome, Recorder, RequestRecord};
+use simctl_engine::spec::SloSpec;
+use simctl_engine::time::SimDuration;
+
+// ITL histogram: nanoseconds from 1 ns to an hour at 3 significant digits (0.1% error).
+const ITL_MAX_NS: u64 = 3_600_000_000_000;
+const ITL_SIGFIGS: u8 = 3;
+
+/// Collects a run's per-request metrics; optionally writes `requests.csv` as requests leave.
+pub struct RunRecorder {
+    slo: SloSpec,
+    instance_names: Vec<String>,
+    pub(crate) ttft_ms: Vec<f64>,
+    pub(crate) tpot_ms: Vec<f64>,
+    pub(crate) e2e_ms: Vec<f64>,
+    pub(crate) itl: Histogram<u64>,
+    pub(crate) itl_sum_ns: u128,
+    pub(crate) requests: u64,
+    pub(crate) finished: u64,
+    pub(crate) rejected: u64,
+    pub(crate) unfinished: u64,
+    pub(crate) good: u64,
+    pub(crate) good_output_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) preempted_requests: u64,
+    csv: Option<Box<dyn Write>>,
+    csv_error: Option<io::Error>,
+}
+
+/// Column names of `requests.csv`.
+pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,ttft_ms,tpot_ms,e2e_ms,preemptions,good,outcome";
+
+/// Writes the header line of `requests.csv`.
+pub fn write_requests_csv_header(w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, "{REQUEST_COLUMNS}")
+}
+
+impl RunRecorder {
+    /// A recorder judging requests against `slo`; `instance_names` label CSV rows.
+    pub fn new(slo: SloSpec, instance_names: Vec<String>) -> Self {
+        RunRecorder {
+            slo,
+            instance_names,
+            ttft_ms: Vec::new(),
+            tpot_ms: Vec::new(),
+            e2e_ms: Vec::new(),
+            itl: Histogram::new_with_bounds(1, ITL_MAX_NS, ITL_SIGFIGS)
+                .expect("valid histogram bounds"),
+            itl_sum_ns: 0,
+            requests: 0,
+            finished: 0,
+            rejected: 0,
+            unfinished: 0,
+            good: 0,
+            good_output_tokens: 0,
+            output_tokens: 0,
+            preempted_requests: 0,
+            csv: None,
+            csv_error: None,
+        }
+    }
+
+    /// Streams one CSV row per request to `w` (after writing the header).
+    pub fn with_csv(mut self, mut w: Box<dyn Write>) -> io::Result<Self> {
+        write_requests_csv_header(&mut *w)?;
+        self.csv = Some(w);
+        Ok(self)
+    }
+
+    /// Flushes the CSV and reports the first write error, if any.
+    pub fn finish_csv(&mut self) -> io::Result<()> {
+        if let Some(e) = self.csv_error.take() {
+            return Err(e);
+        }
+        if let Some(w) = self.csv.as_mut() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Whether a request meets every SLO given.
+    pub fn is_good(&self, r: &RequestRecord) -> bool {
+        if r.outcome != Outcome::Finished {
+            return false;
+        }
+        let within = |got: Option<SimDuration>, limit: Option<SimDuration>| match (got, limit) {
+            (_, None) => true,
+            (None, Some(_)) => true, // TPOT is undefined for one-token outputs
+            (Some(g), Some(l)) => g <= l,
+        };
+        within(r.ttft(), self.slo.ttft)
+            && within(r.tpot(), self.slo.tpot)
+            && within(r.e2e(), self.slo.e2e)
+    }
+
+    fn name(&self, i: Option<simctl_engine::router::InstanceId>) -> &str {
+        i.and_then(|i| self.instance_names.get(i.index()))
+            .map_or("", String::as_str)
+    }
+
+    fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
+        let ms =
+            |d: Option<SimDuration>| d.map(|d| d.as_millis_f64().to_string()).unwrap_or_default();
+        let line = format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.id.0,
+            r.arrival.as_secs_f64(),
+            r.prompt_tokens,
+            r.output_tokens,
+            r.generated_tokens,
+            r.priority,
+            self.name(r.prefill_instance),
+            self.name(r.decode_instance),
+            ms(r.ttft()),
+            ms(r.tpot()),
+            ms(r.e2e()),
+            r.preemptions,
+            u8::from(good),
+            r.outcome.as_str()
+        );
+        match self.csv.as_mut() {
+            Some(w) => w.write_all(line.as_bytes()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Recorder for RunRecorder {
+    fn on_request(&mut self, r: &RequestRecord) {
+        self.requests += 1;
+        let good = self.is_good(r);
+        match r.outcome {
+            Outcome::Finished => self.finished += 1,
+            Outcome::Rejected => self.rejected += 1,
+            Outcome::Unfinished => self.unfinished += 1,
+        }
+        if let Some(t) = r.ttft() {
+            self.ttft_ms.push(t.as_millis_f64());
+        }
+        if r.outcome == Outcome::Finished {
+            self.output_tokens += u64::from(r.generated_tokens);
+            if let Some(t) = r.tpot() {
+                self.tpot_ms.push(t.as_millis_f64());
+            }
+            if let Some(t) = r.e2e() {
+                self.e2e_ms.push(t.as_millis_f64());
+            }
+        }
+        if r.preemptions > 0 {
+            self.preempted_requests += 1;
+        }
+        if good {
+            self.good += 1;
+            self.good_output_tokens += u64::from(r.generated_tokens);
+        }
+        if self.csv.is_some()
+            && self.csv_error.is_none()
+            && let Err(e) = self.write_row(r, good)
+        {
+            self.csv_error = Some(e);
+        }
+    }
+
+    fn on_token_gap(&mut self, gap: SimDuration) {
+        let ns = gap.as_nanos();
+        self.itl_sum_ns += u128::from(ns);
+        self.itl.saturating_record(ns.max(1));
+    }
+}

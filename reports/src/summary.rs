@@ -1,0 +1,208 @@
+//! The run summary: DESIGN §4's metrics, one JSON object per run.
+
+use std::collections::BTreeMap;
+
+use simctl_engine::record::RunTotals;
+use simctl_engine::spec::ScenarioSpec;
+
+use crate::percentiles::Distribution;
+use crate::recorder::RunRecorder;
+
+const SECONDS_PER_HOUR: f64 = 3600.0;
+
+/// Per-pool results.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PoolSummary {
+    /// `prefill`, `decode` or `mixed`.
+    pub role: String,
+    /// Instances in the pool.
+    pub instances: u32,
+    /// Time-weighted mean of waiting + running requests over the run.
+    pub queue_depth_mean: f64,
+    /// Largest waiting + running count.
+    pub queue_depth_max: u32,
+}
+
+/// Per-instance results.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct InstanceSummary {
+    /// Pool name.
+    pub pool: String,
+    /// Hardware name.
+    pub hardware: String,
+    /// GPUs.
+    pub gpus: u32,
+    /// Dollars per hour.
+    pub hourly_cost: f64,
+    /// Time-weighted mean of waiting + running requests.
+    pub queue_depth_mean: f64,
+    /// Largest waiting + running count.
+    pub queue_depth_max: u32,
+    /// Share of the run spent computing steps.
+    pub utilization: f64,
+    /// Steps run.
+    pub steps: u64,
+    /// Preemptions.
+    pub preemptions: u64,
+    /// Largest share of the KV cache in use.
+    pub kv_peak_usage: f64,
+}
+
+/// The summary of one run. Key names are a stable interface for scripts.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Routing policy.
+    pub policy: String,
+    /// Requests that arrived.
+    pub requests: u64,
+    /// Requests that finished.
+    pub completed: u64,
+    /// Requests that could never fit in an instance's KV cache.
+    pub rejected: u64,
+    /// Requests cut off by the end of a run without drain.
+    pub unfinished: u64,
+    /// Simulated seconds covered (throughputs and cost divide or multiply by this).
+    pub duration_s: f64,
+    /// Time to first token.
+    pub ttft_ms: Distribution,
+    /// Time per output token after the first.
+    pub tpot_ms: Distribution,
+    /// Inter-token latency, pooled over all gaps (from a histogram with 0.1% resolution).
+    pub itl_ms: Distribution,
+    /// End-to-end latency.
+    pub e2e_ms: Distribution,
+    /// Completed requests per second.
+    pub throughput_rps: f64,
+    /// Output tokens of completed requests per second.
+    pub output_tok_s: f64,
+    /// Good requests per second.
+    pub goodput_rps: f64,
+    /// Output tokens of good requests per second.
+    pub goodput_tok_s: f64,
+    /// Good requests over all requests.
+    pub slo_attainment: f64,
+    /// Cost of the fleet over the run, in dollars.
+    pub cost_usd: f64,
+    /// Good output tokens per dollar.
+    pub goodput_tok_per_usd: f64,
+    /// Requests preempted at least once.
+    pub preempted_requests: u64,
+    /// Preemptions over all instances.
+    pub preemptions: u64,
+    /// Simulation events processed.
+    pub events: u64,
+    /// Most requests in flight at once.
+    pub peak_in_flight: usize,
+    /// Per-pool results by name.
+    pub pools: BTreeMap<String, PoolSummary>,
+    /// Per-instance results by name.
+    pub instances: BTreeMap<String, InstanceSummary>,
+}
+
+impl Summary {
+    /// Builds the summary of a finished run.
+    pub fn build(
+        spec: &ScenarioSpec,
+        seed: u64,
+        rec: &mut RunRecorder,
+        totals: &RunTotals,
+    ) -> Summary {
+        let secs = totals.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+        let per_s = |x: u64| x as f64 / secs;
+        let hourly: f64 = totals.instances.iter().map(|i| i.hourly_cost).sum();
+        let cost = hourly * secs / SECONDS_PER_HOUR;
+        let itl = itl_distribution(rec);
+        Summary {
+            scenario: spec.name.clone(),
+            seed,
+            policy: spec.router.name().into(),
+            requests: rec.requests,
+            completed: rec.finished,
+            rejected: rec.rejected,
+            unfinished: rec.unfinished,
+            duration_s: secs,
+            ttft_ms: Distribution::from_samples(&mut rec.ttft_ms),
+            tpot_ms: Distribution::from_samples(&mut rec.tpot_ms),
+            itl_ms: itl,
+            e2e_ms: Distribution::from_samples(&mut rec.e2e_ms),
+            throughput_rps: per_s(rec.finished),
+            output_tok_s: per_s(rec.output_tokens),
+            goodput_rps: per_s(rec.good),
+            goodput_tok_s: per_s(rec.good_output_tokens),
+            slo_attainment: if rec.requests == 0 {
+                0.0
+            } else {
+                rec.good as f64 / rec.requests as f64
+            },
+            cost_usd: cost,
+            goodput_tok_per_usd: if cost > 0.0 {
+                rec.good_output_tokens as f64 / cost
+            } else {
+                0.0
+            },
+            preempted_requests: rec.preempted_requests,
+            preemptions: totals.instances.iter().map(|i| i.preemptions).sum(),
+            events: totals.events,
+            peak_in_flight: totals.peak_in_flight,
+            pools: totals
+                .pools
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        PoolSummary {
+                            role: p.role.as_str().into(),
+                            instances: p.instances,
+                            queue_depth_mean: p.queue_depth_mean,
+                            queue_depth_max: p.queue_depth_max,
+                        },
+                    )
+                })
+                .collect(),
+            instances: totals
+                .instances
+                .iter()
+                .map(|i| {
+                    (
+                        i.name.clone(),
+                        InstanceSummary {
+                            pool: i.pool.clone(),
+                            hardware: i.hardware.clone(),
+                            gpus: i.gpus,
+                            hourly_cost: i.hourly_cost,
+                            queue_depth_mean: i.queue_depth_mean,
+                            queue_depth_max: i.queue_depth_max,
+                            utilization: i.utilization,
+                            steps: i.steps,
+                            preemptions: i.preemptions,
+                            kv_peak_usage: i.kv_peak_usage,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+fn itl_distribution(rec: &RunRecorder) -> Distribution {
+    let h = &rec.itl;
+    if h.is_empty() {
+        return Distribution::default();
+    }
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let n = h.len();
+    Distribution {
+        mean: rec.itl_sum_ns as f64 / n as f64 / 1e6,
+        std: h.stdev() / 1e6,
+        p50: ms(h.value_at_quantile(0.50)),
+        p90: ms(h.value_at_quantile(0.90)),
+        p95: ms(h.value_at_quantile(0.95)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
+        count: n,
+    }
+}

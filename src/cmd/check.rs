@@ -1,0 +1,44 @@
+//! `simctl check`: validate scenarios without running them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::scenario::{self, Loaded};
+
+/// Check scenario files and report every problem, without running them.
+///
+/// Exits 0 when every file is valid, 2 when any is not.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Scenario files to check.
+    #[arg(required = true, value_name = "SCENARIO.scn")]
+    files: Vec<PathBuf>,
+    /// Override a parameter or setting while checking (as `simctl run --set`).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+pub fn run(a: CheckArgs) -> Result<ExitCode> {
+    let overrides = scenario::parse_overrides(&a.set)?;
+    let mut bad = 0;
+    for f in &a.files {
+        match scenario::load(Some(f), &overrides)? {
+            Loaded::Spec(spec) => println!(
+                "{}: ok ({} pools, {} instances, policy {})",
+                f.display(),
+                spec.pools.len(),
+                spec.instance_count(),
+                spec.router.name()
+            ),
+            Loaded::Invalid => bad += 1,
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::EXIT_BAD_INPUT)
+    })
+}
