@@ -33,8 +33,7 @@ pub enum Loaded {
 pub fn load(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Loaded> {
     let (name, text) = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read scenario `{}`", p.display()))?;
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read scenario `{}`", p.display()))?;
             (p.display().to_string(), text)
         }
         None => (DEFAULT_NAME.to_string(), DEFAULT_TEXT.to_string()),

@@ -49,10 +49,7 @@ impl Diagnostics {
             let len = text.len();
             // ariadne works in characters; scenario files may hold UTF-8 in comments and strings.
             let to_chars = |b: usize| text[..b.min(len)].chars().count();
-            let (s, e) = (
-                to_chars(d.span.start),
-                to_chars(d.span.end.max(d.span.start + 1)).max(to_chars(d.span.start) + 1),
-            );
+            let (s, e) = (to_chars(d.span.start), to_chars(d.span.end.max(d.span.start + 1)).max(to_chars(d.span.start) + 1));
             let mut r = Report::build(ReportKind::Error, (name.as_str(), s..e))
                 .with_config(Config::default().with_color(color).with_compact(false))
                 .with_message(format!("{} ({name}:{line}:{col})", d.message))
@@ -60,14 +57,10 @@ impl Diagnostics {
             if let Some(h) = &d.help {
                 r = r.with_help(h);
             }
-            let _ = r
-                .finish()
-                .write((name.as_str(), Source::from(text.as_str())), &mut out);
+            let _ = r.finish().write((name.as_str(), Source::from(text.as_str())), &mut out);
         }
         let n = self.items.len();
-        out.extend_from_slice(
-            format!("{n} problem{} found\n", if n == 1 { "" } else { "s" }).as_bytes(),
-        );
+        out.extend_from_slice(format!("{n} problem{} found\n", if n == 1 { "" } else { "s" }).as_bytes());
         String::from_utf8_lossy(&out).into_owned()
     }
 }

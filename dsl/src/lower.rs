@@ -13,19 +13,9 @@ use crate::value::{Dim, Val, ValKind, unit};
 
 /// Parses, evaluates and lowers a scenario. `overrides` are `(name, value)` pairs from
 /// `--set`: a parameter name, or a dotted path to a setting (`router.policy`).
-pub fn load(
-    file_name: &str,
-    src: &str,
-    overrides: &[(String, String)],
-) -> Result<ScenarioSpec, Diagnostics> {
-    let mut cx = Cx {
-        diags: Diagnostics::default(),
-        params: BTreeMap::new(),
-        spans: BTreeMap::new(),
-    };
-    cx.diags
-        .sources
-        .push((file_name.to_string(), src.to_string()));
+pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Result<ScenarioSpec, Diagnostics> {
+    let mut cx = Cx { diags: Diagnostics::default(), params: BTreeMap::new(), spans: BTreeMap::new() };
+    cx.diags.sources.push((file_name.to_string(), src.to_string()));
     let (items, syntax) = parser::parse_file(src);
     for e in syntax {
         cx.syntax(0, e);
@@ -54,16 +44,12 @@ pub fn load(
     }
     let mut tree = cx.eval_items(&items, 0);
     for (k, e, idx) in &override_vals {
-        if cx.params.contains_key(k)
-            && items
-                .iter()
-                .any(|i| matches!(i, Item::Param { name, .. } if &name.name == k))
-        {
+        if cx.params.contains_key(k) && items.iter().any(|i| matches!(i, Item::Param { name, .. } if &name.name == k)) {
             continue;
         }
         let Some(v) = cx.eval(e, *idx) else { continue };
         let path: Vec<&str> = k.split('.').collect();
-        if !set_path(&mut tree, &path, v.clone()) {
+        if !set_path(&mut tree, &path, v.clone(), true) {
             let params: Vec<&str> = cx.params.keys().map(String::as_str).collect();
             cx.error(
                 *idx,
@@ -73,20 +59,12 @@ pub fn load(
                 Some(if params.is_empty() {
                     "use a dotted path to a setting, e.g. `router.policy=round_robin`".into()
                 } else {
-                    format!(
-                        "parameters here: {}; or use a dotted path such as `router.policy`",
-                        params.join(", ")
-                    )
+                    format!("parameters here: {}; or use a dotted path such as `router.policy`", params.join(", "))
                 }),
             );
         }
     }
-    let stem = file_name
-        .rsplit('/')
-        .next()
-        .unwrap_or(file_name)
-        .trim_end_matches(".scn")
-        .to_string();
+    let stem = file_name.rsplit('/').next().unwrap_or(file_name).trim_end_matches(".scn").to_string();
     let spec = cx.lower(&tree, stem);
     if !cx.diags.items.is_empty() {
         cx.diags.items.sort_by_key(|d| (d.src, d.span.start));
@@ -96,13 +74,7 @@ pub fn load(
     if let Err(errs) = spec.validate() {
         for e in errs {
             let span = cx.span_for_path(&e.path);
-            cx.error(
-                0,
-                span,
-                format!("{}: {}", e.path, e.message),
-                "declared here",
-                None,
-            );
+            cx.error(0, span, format!("{}: {}", e.path, e.message), "declared here", None);
         }
         return Err(cx.diags);
     }
@@ -112,19 +84,11 @@ pub fn load(
 /// An evaluated item.
 #[derive(Clone, Debug)]
 enum VItem {
-    Setting {
-        key: Ident,
-        value: Val,
-    },
-    Block {
-        kind: Ident,
-        name: Option<Ident>,
-        items: Vec<VItem>,
-        span: Span,
-    },
+    Setting { key: Ident, value: Val },
+    Block { kind: Ident, name: Option<Ident>, items: Vec<VItem>, span: Span },
 }
 
-fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val) -> bool {
+fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val, top: bool) -> bool {
     match path {
         [] => false,
         [key] => {
@@ -136,37 +100,30 @@ fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val) -> bool {
                     return true;
                 }
             }
-            // Top-level settings that have defaults (seed, name) may be set even if absent.
-            items.push(VItem::Setting {
-                key: Ident {
-                    name: key.to_string(),
-                    span: v.span,
-                },
-                value: v,
-            });
+            // A key the file does not set: added, so `--set router.queue_urgency=2` works;
+            // the unknown-key check then catches typos. At the top level only the
+            // scenario's own settings qualify (a bare unknown name is a missing parameter).
+            if top && !["name", "seed", "model"].contains(key) {
+                return false;
+            }
+            items.push(VItem::Setting { key: Ident { name: key.to_string(), span: v.span }, value: v });
             true
         }
         [seg, rest @ ..] => {
             for it in items.iter_mut() {
-                if let VItem::Block {
-                    kind,
-                    name,
-                    items: inner,
-                    ..
-                } = it
-                {
+                if let VItem::Block { kind, name, items: inner, .. } = it {
                     let kind_match = kind.name == *seg || format!("{}s", kind.name) == *seg;
                     if name.as_ref().is_some_and(|n| n.name == *seg) {
-                        return set_path(inner, rest, v);
+                        return set_path(inner, rest, v, false);
                     }
                     if kind_match && name.is_none() {
-                        return set_path(inner, rest, v);
+                        return set_path(inner, rest, v, false);
                     }
                     if kind_match
                         && let (Some(n), Some(next)) = (name.as_ref(), rest.first())
                         && n.name == *next
                     {
-                        return set_path(inner, &rest[1..], v);
+                        return set_path(inner, &rest[1..], v, false);
                     }
                 }
             }
@@ -182,50 +139,23 @@ struct Cx {
 }
 
 fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
-    options
-        .iter()
-        .map(|o| (strsim::damerau_levenshtein(word, o), *o))
-        .filter(|(d, o)| *d <= 2.max(o.len() / 3))
-        .min()
-        .map(|(_, o)| o)
+    options.iter().map(|o| (strsim::damerau_levenshtein(word, o), *o)).filter(|(d, o)| *d <= 2.max(o.len() / 3)).min().map(|(_, o)| o)
 }
 
 impl Cx {
-    fn error(
-        &mut self,
-        src: usize,
-        span: Span,
-        message: String,
-        label: &str,
-        help: Option<String>,
-    ) {
-        self.diags.items.push(Diagnostic {
-            src,
-            span,
-            message,
-            label: label.into(),
-            help,
-        });
+    fn error(&mut self, src: usize, span: Span, message: String, label: &str, help: Option<String>) {
+        self.diags.items.push(Diagnostic { src, span, message, label: label.into(), help });
     }
 
     fn syntax(&mut self, src: usize, e: SyntaxError) {
         let text = &self.diags.sources[src].1;
-        let end = text[e.offset.min(text.len())..]
-            .chars()
-            .next()
-            .map_or(e.offset, |c| e.offset + c.len_utf8());
+        let end = text[e.offset.min(text.len())..].chars().next().map_or(e.offset, |c| e.offset + c.len_utf8());
         let found = text[e.offset.min(text.len())..]
             .split_whitespace()
             .next()
             .map(|w| format!("found `{}`", w.chars().take(20).collect::<String>()))
             .unwrap_or_else(|| "found the end of the input".into());
-        self.error(
-            src,
-            Span::new(e.offset, end),
-            format!("syntax error: expected {}", e.expected),
-            &found,
-            None,
-        );
+        self.error(src, Span::new(e.offset, end), format!("syntax error: expected {}", e.expected), &found, None);
     }
 
     fn span_for_path(&self, path: &str) -> Span {
@@ -244,30 +174,17 @@ impl Cx {
     // ---- evaluation ----
 
     fn eval(&mut self, e: &Expr, src: usize) -> Option<Val> {
-        let mk = |kind| {
-            Some(Val {
-                kind,
-                span: e.span,
-                src,
-            })
-        };
+        let mk = |kind| Some(Val { kind, span: e.span, src });
         match &e.kind {
             ExprKind::Number { value, unit: None } => mk(ValKind::Num(*value, Dim::NONE)),
-            ExprKind::Number {
-                value,
-                unit: Some(u),
-            } => {
+            ExprKind::Number { value, unit: Some(u) } => {
                 let (f, d) = unit(u).expect("the parser only accepts known units");
                 mk(ValKind::Num(value * f, d))
             }
             ExprKind::Str(s) => mk(ValKind::Str(s.clone())),
             ExprKind::Bool(b) => mk(ValKind::Bool(*b)),
             ExprKind::Ident(name) => match self.params.get(name) {
-                Some(v) => Some(Val {
-                    span: e.span,
-                    src,
-                    ..v.clone()
-                }),
+                Some(v) => Some(Val { span: e.span, src, ..v.clone() }),
                 None => mk(ValKind::Ident(name.clone())),
             },
             ExprKind::List(items) => {
@@ -277,15 +194,9 @@ impl Cx {
             ExprKind::Call { name, args } => {
                 let mut out = Vec::new();
                 for a in args {
-                    out.push((
-                        a.name.as_ref().map(|n| n.name.clone()),
-                        self.eval(&a.value, src)?,
-                    ));
+                    out.push((a.name.as_ref().map(|n| n.name.clone()), self.eval(&a.value, src)?));
                 }
-                mk(ValKind::Call {
-                    name: name.name.clone(),
-                    args: out,
-                })
+                mk(ValKind::Call { name: name.name.clone(), args: out })
             }
             ExprKind::Replicate { count, of } => mk(ValKind::Replicate(*count, of.name.clone())),
             ExprKind::Neg(inner) => {
@@ -293,13 +204,7 @@ impl Cx {
                 match v.kind {
                     ValKind::Num(x, d) => mk(ValKind::Num(-x, d)),
                     _ => {
-                        self.error(
-                            src,
-                            e.span,
-                            format!("cannot negate {v}"),
-                            "not a number",
-                            None,
-                        );
+                        self.error(src, e.span, format!("cannot negate {v}"), "not a number", None);
                         None
                     }
                 }
@@ -307,18 +212,8 @@ impl Cx {
             ExprKind::Binary(op, a, b) => {
                 let (va, vb) = (self.eval(a, src)?, self.eval(b, src)?);
                 let (ValKind::Num(x, dx), ValKind::Num(y, dy)) = (&va.kind, &vb.kind) else {
-                    let bad = if matches!(va.kind, ValKind::Num(..)) {
-                        &vb
-                    } else {
-                        &va
-                    };
-                    self.error(
-                        src,
-                        bad.span,
-                        format!("arithmetic needs numbers, found {bad}"),
-                        "not a number",
-                        None,
-                    );
+                    let bad = if matches!(va.kind, ValKind::Num(..)) { &vb } else { &va };
+                    self.error(src, bad.span, format!("arithmetic needs numbers, found {bad}"), "not a number", None);
                     return None;
                 };
                 let (x, y, dx, dy) = (*x, *y, *dx, *dy);
@@ -339,13 +234,7 @@ impl Cx {
                     BinOp::Mul => (x * y, dx.mul(dy)),
                     BinOp::Div => {
                         if y == 0.0 {
-                            self.error(
-                                src,
-                                vb.span,
-                                "division by zero".into(),
-                                "this is zero",
-                                None,
-                            );
+                            self.error(src, vb.span, "division by zero".into(), "this is zero", None);
                             return None;
                         }
                         (x / y, dx.div(dy))
@@ -363,25 +252,12 @@ impl Cx {
                 Item::Param { .. } => {}
                 Item::Setting { key, value } => {
                     if let Some(v) = self.eval(value, src) {
-                        out.push(VItem::Setting {
-                            key: key.clone(),
-                            value: v,
-                        });
+                        out.push(VItem::Setting { key: key.clone(), value: v });
                     }
                 }
-                Item::Block(Block {
-                    kind,
-                    name,
-                    items,
-                    span,
-                }) => {
+                Item::Block(Block { kind, name, items, span }) => {
                     let inner = self.eval_items(items, src);
-                    out.push(VItem::Block {
-                        kind: kind.clone(),
-                        name: name.clone(),
-                        items: inner,
-                        span: *span,
-                    });
+                    out.push(VItem::Block { kind: kind.clone(), name: name.clone(), items: inner, span: *span });
                 }
             }
         }
@@ -406,23 +282,14 @@ impl Cx {
                 self.error(
                     v.src,
                     v.span,
-                    format!(
-                        "`{key}` expects {}, found `{x}` without a unit",
-                        dim.describe()
-                    ),
+                    format!("`{key}` expects {}, found `{x}` without a unit", dim.describe()),
                     "unit missing",
                     Some(help),
                 );
                 None
             }
             _ => {
-                self.error(
-                    v.src,
-                    v.span,
-                    format!("`{key}` expects {}, found {v}", dim.describe()),
-                    "wrong kind of value",
-                    None,
-                );
+                self.error(v.src, v.span, format!("`{key}` expects {}, found {v}", dim.describe()), "wrong kind of value", None);
                 None
             }
         }
@@ -431,13 +298,7 @@ impl Cx {
     fn duration(&mut self, v: &Val, key: &str) -> Option<SimDuration> {
         let s = self.expect_dim(v, Dim::TIME, key)?;
         if s < 0.0 {
-            self.error(
-                v.src,
-                v.span,
-                format!("`{key}` must not be negative"),
-                "negative",
-                None,
-            );
+            self.error(v.src, v.span, format!("`{key}` must not be negative"), "negative", None);
             return None;
         }
         Some(SimDuration::from_secs_f64(s))
@@ -450,13 +311,7 @@ impl Cx {
     fn fraction(&mut self, v: &Val, key: &str) -> Option<f64> {
         let x = self.number(v, key)?;
         if !(0.0..=1.0).contains(&x) {
-            self.error(
-                v.src,
-                v.span,
-                format!("`{key}` must be between 0 and 1 (or 0% and 100%)"),
-                "out of range",
-                None,
-            );
+            self.error(v.src, v.span, format!("`{key}` must be between 0 and 1 (or 0% and 100%)"), "out of range", None);
             return None;
         }
         Some(x)
@@ -468,13 +323,7 @@ impl Cx {
             _ => self.number(v, key)?,
         };
         if x < 0.0 || x.fract() != 0.0 || x > u64::MAX as f64 {
-            self.error(
-                v.src,
-                v.span,
-                format!("`{key}` must be a whole number, found `{x}`"),
-                "not a whole number",
-                None,
-            );
+            self.error(v.src, v.span, format!("`{key}` must be a whole number, found `{x}`"), "not a whole number", None);
             return None;
         }
         Some(x as u64)
@@ -483,13 +332,7 @@ impl Cx {
     fn count_u32(&mut self, v: &Val, key: &str) -> Option<u32> {
         let n = self.count(v, key)?;
         u32::try_from(n).ok().or_else(|| {
-            self.error(
-                v.src,
-                v.span,
-                format!("`{key}` is too large"),
-                "at most 4294967295",
-                None,
-            );
+            self.error(v.src, v.span, format!("`{key}` is too large"), "at most 4294967295", None);
             None
         })
     }
@@ -498,13 +341,7 @@ impl Cx {
         match v.kind {
             ValKind::Bool(b) => Some(b),
             _ => {
-                self.error(
-                    v.src,
-                    v.span,
-                    format!("`{key}` expects `true` or `false`, found {v}"),
-                    "not a boolean",
-                    None,
-                );
+                self.error(v.src, v.span, format!("`{key}` expects `true` or `false`, found {v}"), "not a boolean", None);
                 None
             }
         }
@@ -514,13 +351,7 @@ impl Cx {
         match &v.kind {
             ValKind::Ident(s) | ValKind::Str(s) => Some(s.clone()),
             _ => {
-                self.error(
-                    v.src,
-                    v.span,
-                    format!("`{key}` expects a name, found {v}"),
-                    "not a name",
-                    None,
-                );
+                self.error(v.src, v.span, format!("`{key}` expects a name, found {v}"), "not a name", None);
                 None
             }
         }
@@ -536,23 +367,12 @@ impl Cx {
             Some(c) => format!("did you mean `{c}`? choices: {}", names.join(", ")),
             None => format!("choices: {}", names.join(", ")),
         };
-        self.error(
-            v.src,
-            v.span,
-            format!("unknown {key} `{n}`"),
-            "not one of the choices",
-            Some(help),
-        );
+        self.error(v.src, v.span, format!("unknown {key} `{n}`"), "not one of the choices", Some(help));
         None
     }
 
     /// Checks that every key of a block is known; returns the settings by key.
-    fn settings<'t>(
-        &mut self,
-        what: &str,
-        items: &'t [VItem],
-        allowed: &[&str],
-    ) -> BTreeMap<&'t str, &'t Val> {
+    fn settings<'t>(&mut self, what: &str, items: &'t [VItem], allowed: &[&str]) -> BTreeMap<&'t str, &'t Val> {
         let mut out = BTreeMap::new();
         for it in items {
             if let VItem::Setting { key, value } = it {
@@ -562,13 +382,7 @@ impl Cx {
                         None => format!("keys of {what}: {}", allowed.join(", ")),
                     };
                     let key_src = if key.span == value.span { value.src } else { 0 };
-                    self.error(
-                        key_src,
-                        key.span,
-                        format!("unknown key `{}` in {what}", key.name),
-                        "unknown key",
-                        Some(help),
-                    );
+                    self.error(key_src, key.span, format!("unknown key `{}` in {what}", key.name), "unknown key", Some(help));
                     continue;
                 }
                 if out.insert(key.name.as_str(), value).is_some() {
@@ -585,17 +399,9 @@ impl Cx {
         out
     }
 
-    fn blocks<'t>(
-        items: &'t [VItem],
-        kind: &str,
-    ) -> impl Iterator<Item = (&'t Ident, Option<&'t Ident>, &'t [VItem], Span)> {
+    fn blocks<'t>(items: &'t [VItem], kind: &str) -> impl Iterator<Item = (&'t Ident, Option<&'t Ident>, &'t [VItem], Span)> {
         items.iter().filter_map(move |it| match it {
-            VItem::Block {
-                kind: k,
-                name,
-                items,
-                span,
-            } if k.name == kind => Some((k, name.as_ref(), items.as_slice(), *span)),
+            VItem::Block { kind: k, name, items, span } if k.name == kind => Some((k, name.as_ref(), items.as_slice(), *span)),
             _ => None,
         })
     }
@@ -603,17 +409,7 @@ impl Cx {
     // ---- lowering ----
 
     fn lower(&mut self, tree: &[VItem], default_name: String) -> Option<ScenarioSpec> {
-        const TOP_BLOCKS: &[&str] = &[
-            "hardware",
-            "pool",
-            "link",
-            "router",
-            "telemetry",
-            "workload",
-            "slo",
-            "run",
-            "engine",
-        ];
+        const TOP_BLOCKS: &[&str] = &["hardware", "pool", "link", "router", "telemetry", "workload", "slo", "run", "engine"];
         for it in tree {
             if let VItem::Block { kind, .. } = it
                 && !TOP_BLOCKS.contains(&kind.name.as_str())
@@ -621,13 +417,7 @@ impl Cx {
                 let help = closest(&kind.name, TOP_BLOCKS)
                     .map(|c| format!("did you mean `{c}`?"))
                     .unwrap_or_else(|| format!("blocks: {}", TOP_BLOCKS.join(", ")));
-                self.error(
-                    0,
-                    kind.span,
-                    format!("unknown block `{}`", kind.name),
-                    "unknown block",
-                    Some(help),
-                );
+                self.error(0, kind.span, format!("unknown block `{}`", kind.name), "unknown block", Some(help));
             }
         }
         let top = self.settings("the scenario", tree, &["name", "seed", "model"]);
@@ -643,8 +433,7 @@ impl Cx {
             Some(v) => {
                 let n = self.name(v, "model")?;
                 catalogue::model(&n).or_else(|| {
-                    let names: Vec<String> =
-                        catalogue::models().into_iter().map(|m| m.name).collect();
+                    let names: Vec<String> = catalogue::models().into_iter().map(|m| m.name).collect();
                     self.error(
                         v.src,
                         v.span,
@@ -667,9 +456,7 @@ impl Cx {
             }
         };
 
-        let global_engine = Self::blocks(tree, "engine")
-            .next()
-            .map(|(_, _, items, _)| items);
+        let global_engine = Self::blocks(tree, "engine").next().map(|(_, _, items, _)| items);
         let base_engine = match global_engine {
             Some(items) => self.engine(items, EngineSpec::default()),
             None => EngineSpec::default(),
@@ -679,25 +466,13 @@ impl Cx {
         let mut hw_index = BTreeMap::new();
         for (_, name, items, span) in Self::blocks(tree, "hardware") {
             let Some(n) = name else {
-                self.error(
-                    0,
-                    span,
-                    "a hardware block needs a name".into(),
-                    "unnamed",
-                    Some("write `hardware NAME { ... }`".into()),
-                );
+                self.error(0, span, "a hardware block needs a name".into(), "unnamed", Some("write `hardware NAME { ... }`".into()));
                 continue;
             };
             self.spans.insert(format!("hardware.{}", n.name), span);
             if let Some(hw) = self.hardware(&n.name, items, span) {
                 if hw_index.insert(n.name.clone(), hardware.len()).is_some() {
-                    self.error(
-                        0,
-                        n.span,
-                        format!("hardware `{}` is declared twice", n.name),
-                        "declared again",
-                        None,
-                    );
+                    self.error(0, n.span, format!("hardware `{}` is declared twice", n.name), "declared again", None);
                 }
                 hardware.push(hw);
             }
@@ -706,13 +481,7 @@ impl Cx {
         let mut pools = Vec::new();
         for (_, name, items, span) in Self::blocks(tree, "pool") {
             let Some(n) = name else {
-                self.error(
-                    0,
-                    span,
-                    "a pool needs a name".into(),
-                    "unnamed",
-                    Some("write `pool NAME { ... }`".into()),
-                );
+                self.error(0, span, "a pool needs a name".into(), "unnamed", Some("write `pool NAME { ... }`".into()));
                 continue;
             };
             self.spans.insert(format!("pools.{}", n.name), span);
@@ -720,11 +489,7 @@ impl Cx {
                 pools.push(p);
             }
         }
-        let pool_index: BTreeMap<String, usize> = pools
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), i))
-            .collect();
+        let pool_index: BTreeMap<String, usize> = pools.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
 
         let mut links = Vec::new();
         for (i, (_, _, items, span)) in Self::blocks(tree, "link").enumerate() {
@@ -732,13 +497,7 @@ impl Cx {
             let s = self.settings("a link", items, &["from", "to", "latency", "bandwidth"]);
             let pool_ref = |cx: &mut Self, key: &str| -> Option<usize> {
                 let Some(v) = s.get(key) else {
-                    cx.error(
-                        0,
-                        span,
-                        format!("a link needs `{key}`"),
-                        "incomplete link",
-                        Some(format!("add `{key} = POOL`")),
-                    );
+                    cx.error(0, span, format!("a link needs `{key}`"), "incomplete link", Some(format!("add `{key} = POOL`")));
                     return None;
                 };
                 let n = cx.name(v, key)?;
@@ -747,34 +506,19 @@ impl Cx {
                     let help = closest(&n, &names)
                         .map(|c| format!("did you mean `{c}`?"))
                         .unwrap_or_else(|| format!("pools: {}", names.join(", ")));
-                    cx.error(
-                        v.src,
-                        v.span,
-                        format!("unknown pool `{n}`"),
-                        "no such pool",
-                        Some(help),
-                    );
+                    cx.error(v.src, v.span, format!("unknown pool `{n}`"), "no such pool", Some(help));
                     None
                 })
             };
             let from = pool_ref(self, "from");
             let to = pool_ref(self, "to");
-            let latency = s
-                .get("latency")
-                .map_or(Some(SimDuration::ZERO), |v| self.duration(v, "latency"));
+            let latency = s.get("latency").map_or(Some(SimDuration::ZERO), |v| self.duration(v, "latency"));
             let bandwidth = match s.get("bandwidth") {
                 Some(v) => self.expect_dim(v, Dim::BANDWIDTH, "bandwidth").map(Some),
                 None => Some(None),
             };
-            if let (Some(from), Some(to), Some(latency), Some(bandwidth_bytes_s)) =
-                (from, to, latency, bandwidth)
-            {
-                links.push(LinkSpec {
-                    from,
-                    to,
-                    latency,
-                    bandwidth_bytes_s,
-                });
+            if let (Some(from), Some(to), Some(latency), Some(bandwidth_bytes_s)) = (from, to, latency, bandwidth) {
+                links.push(LinkSpec { from, to, latency, bandwidth_bytes_s });
             }
         }
 
@@ -788,9 +532,7 @@ impl Cx {
         let telemetry = match Self::blocks(tree, "telemetry").next() {
             Some((_, _, items, _)) => {
                 let s = self.settings("telemetry", items, &["interval"]);
-                let interval = s
-                    .get("interval")
-                    .map_or(Some(SimDuration::ZERO), |v| self.duration(v, "interval"));
+                let interval = s.get("interval").map_or(Some(SimDuration::ZERO), |v| self.duration(v, "interval"));
                 interval.map(|interval| TelemetrySpec { interval })
             }
             None => Some(TelemetrySpec::default()),
@@ -801,7 +543,13 @@ impl Cx {
                 self.workload(items, span)
             }
             None => {
-                self.error(0, Span::default(), "the scenario has no workload".into(), "expected `workload { ... }`", Some("add e.g. `workload { arrivals = poisson(10/s); prompt = uniform(100, 1200); output = uniform(32, 256) }`".into()));
+                self.error(
+                    0,
+                    Span::default(),
+                    "the scenario has no workload".into(),
+                    "expected `workload { ... }`",
+                    Some("add e.g. `workload { arrivals = poisson(10/s); prompt = uniform(100, 1200); output = uniform(32, 256) }`".into()),
+                );
                 None
             }
         };
@@ -810,11 +558,7 @@ impl Cx {
                 let s = self.settings("slo", items, &["ttft", "tpot", "e2e"]);
                 let get = |cx: &mut Self, k: &str| s.get(k).map(|v| cx.duration(v, k));
                 let (ttft, tpot, e2e) = (get(self, "ttft"), get(self, "tpot"), get(self, "e2e"));
-                Some(SloSpec {
-                    ttft: ttft.flatten(),
-                    tpot: tpot.flatten(),
-                    e2e: e2e.flatten(),
-                })
+                Some(SloSpec { ttft: ttft.flatten(), tpot: tpot.flatten(), e2e: e2e.flatten() })
             }
             None => Some(SloSpec::default()),
         };
@@ -824,20 +568,10 @@ impl Cx {
                 let s = self.settings("run", items, &["duration", "requests", "drain"]);
                 let duration = s.get("duration").map(|v| self.duration(v, "duration"));
                 let requests = s.get("requests").map(|v| self.count(v, "requests"));
-                let drain = s
-                    .get("drain")
-                    .map_or(Some(true), |v| self.boolean(v, "drain"));
-                Some(RunSpec {
-                    duration: duration.flatten(),
-                    requests: requests.flatten(),
-                    drain: drain.unwrap_or(true),
-                })
+                let drain = s.get("drain").map_or(Some(true), |v| self.boolean(v, "drain"));
+                Some(RunSpec { duration: duration.flatten(), requests: requests.flatten(), drain: drain.unwrap_or(true) })
             }
-            None => Some(RunSpec {
-                duration: None,
-                requests: None,
-                drain: true,
-            }),
+            None => Some(RunSpec { duration: None, requests: None, drain: true }),
         };
         if !self.diags.items.is_empty() {
             return None;
@@ -858,45 +592,21 @@ impl Cx {
     }
 
     fn engine(&mut self, items: &[VItem], mut e: EngineSpec) -> EngineSpec {
-        let s = self.settings(
-            "engine",
-            items,
-            &[
-                "max_batch_tokens",
-                "max_seqs",
-                "chunked_prefill",
-                "block_size",
-                "gpu_memory_utilization",
-            ],
-        );
-        if let Some(v) = s
-            .get("max_batch_tokens")
-            .and_then(|v| self.count_u32(v, "max_batch_tokens"))
-        {
+        let s =
+            self.settings("engine", items, &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization"]);
+        if let Some(v) = s.get("max_batch_tokens").and_then(|v| self.count_u32(v, "max_batch_tokens")) {
             e.max_batch_tokens = v;
         }
-        if let Some(v) = s
-            .get("max_seqs")
-            .and_then(|v| self.count_u32(v, "max_seqs"))
-        {
+        if let Some(v) = s.get("max_seqs").and_then(|v| self.count_u32(v, "max_seqs")) {
             e.max_seqs = v;
         }
-        if let Some(v) = s
-            .get("chunked_prefill")
-            .and_then(|v| self.boolean(v, "chunked_prefill"))
-        {
+        if let Some(v) = s.get("chunked_prefill").and_then(|v| self.boolean(v, "chunked_prefill")) {
             e.chunked_prefill = v;
         }
-        if let Some(v) = s
-            .get("block_size")
-            .and_then(|v| self.count_u32(v, "block_size"))
-        {
+        if let Some(v) = s.get("block_size").and_then(|v| self.count_u32(v, "block_size")) {
             e.block_size = v;
         }
-        if let Some(v) = s
-            .get("gpu_memory_utilization")
-            .and_then(|v| self.fraction(v, "gpu_memory_utilization"))
-        {
+        if let Some(v) = s.get("gpu_memory_utilization").and_then(|v| self.fraction(v, "gpu_memory_utilization")) {
             e.gpu_memory_utilization = v;
         }
         e
@@ -907,18 +617,7 @@ impl Cx {
         let s = self.settings(
             &what,
             items,
-            &[
-                "gpu",
-                "prefill_rate",
-                "decode_rate",
-                "cost",
-                "memory",
-                "kv_capacity",
-                "kv_transfer",
-                "mfu",
-                "mbu",
-                "step_overhead",
-            ],
+            &["gpu", "prefill_rate", "decode_rate", "cost", "memory", "kv_capacity", "kv_transfer", "mfu", "mbu", "step_overhead"],
         );
         let gpu = match s.get("gpu") {
             Some(v) => {
@@ -926,8 +625,7 @@ impl Cx {
                 match catalogue::gpu(&n) {
                     Some(g) => Some(g),
                     None => {
-                        let names: Vec<String> =
-                            catalogue::gpus().into_iter().map(|g| g.name).collect();
+                        let names: Vec<String> = catalogue::gpus().into_iter().map(|g| g.name).collect();
                         self.error(
                             v.src,
                             v.span,
@@ -943,35 +641,34 @@ impl Cx {
         };
         let rate = |cx: &mut Self, k: &str| s.get(k).map(|v| cx.expect_dim(v, Dim::TOKEN_RATE, k));
         let (prefill, decode) = (rate(self, "prefill_rate"), rate(self, "decode_rate"));
-        let overhead = s
-            .get("step_overhead")
-            .map(|v| self.duration(v, "step_overhead"));
+        let overhead = s.get("step_overhead").map(|v| self.duration(v, "step_overhead"));
         let perf = match (&gpu, prefill, decode) {
             (Some(g), None, None) => {
-                let mfu = s
-                    .get("mfu")
-                    .map_or(Some(DEFAULT_MFU), |v| self.fraction(v, "mfu"))?;
-                let mbu = s
-                    .get("mbu")
-                    .map_or(Some(DEFAULT_MBU), |v| self.fraction(v, "mbu"))?;
-                PerfSpec::Roofline {
-                    gpu: g.clone(),
-                    mfu,
-                    mbu,
-                    step_overhead: overhead.unwrap_or(Some(DEFAULT_STEP_OVERHEAD))?,
-                }
+                let mfu = s.get("mfu").map_or(Some(DEFAULT_MFU), |v| self.fraction(v, "mfu"))?;
+                let mbu = s.get("mbu").map_or(Some(DEFAULT_MBU), |v| self.fraction(v, "mbu"))?;
+                PerfSpec::Roofline { gpu: g.clone(), mfu, mbu, step_overhead: overhead.unwrap_or(Some(DEFAULT_STEP_OVERHEAD))? }
             }
-            (None, Some(p), Some(d)) => PerfSpec::Rates {
-                prefill_tok_s: p?,
-                decode_tok_s: d?,
-                step_overhead: overhead.unwrap_or(Some(SimDuration::ZERO))?,
-            },
+            (None, Some(p), Some(d)) => {
+                PerfSpec::Rates { prefill_tok_s: p?, decode_tok_s: d?, step_overhead: overhead.unwrap_or(Some(SimDuration::ZERO))? }
+            }
             (Some(_), _, _) => {
-                self.error(0, span, format!("{what} sets both `gpu` and token rates"), "choose one performance model", Some("use `gpu = ...` for the roofline model, or `prefill_rate` and `decode_rate` for fixed rates".into()));
+                self.error(
+                    0,
+                    span,
+                    format!("{what} sets both `gpu` and token rates"),
+                    "choose one performance model",
+                    Some("use `gpu = ...` for the roofline model, or `prefill_rate` and `decode_rate` for fixed rates".into()),
+                );
                 return None;
             }
             (None, _, _) => {
-                self.error(0, span, format!("{what} has no performance model"), "incomplete", Some("add `gpu = h100_sxm` (roofline) or both `prefill_rate = ... tok/s` and `decode_rate = ... tok/s`".into()));
+                self.error(
+                    0,
+                    span,
+                    format!("{what} has no performance model"),
+                    "incomplete",
+                    Some("add `gpu = h100_sxm` (roofline) or both `prefill_rate = ... tok/s` and `decode_rate = ... tok/s`".into()),
+                );
                 return None;
             }
         };
@@ -979,13 +676,7 @@ impl Cx {
             (Some(v), _) => self.expect_dim(v, Dim::MONEY_RATE, "cost")? * 3600.0,
             (None, Some(g)) => g.cost_per_hour,
             (None, None) => {
-                self.error(
-                    0,
-                    span,
-                    format!("{what} has no price"),
-                    "incomplete",
-                    Some("add e.g. `cost = 3 $/h`".into()),
-                );
+                self.error(0, span, format!("{what} has no price"), "incomplete", Some("add e.g. `cost = 3 $/h`".into()));
                 return None;
             }
         };
@@ -1011,13 +702,7 @@ impl Cx {
         })
     }
 
-    fn pool(
-        &mut self,
-        name: &str,
-        items: &[VItem],
-        base: EngineSpec,
-        hw: &BTreeMap<String, usize>,
-    ) -> Option<PoolSpec> {
+    fn pool(&mut self, name: &str, items: &[VItem], base: EngineSpec, hw: &BTreeMap<String, usize>) -> Option<PoolSpec> {
         let what = format!("pool `{name}`");
         let s = self.settings(&what, items, &["role", "instances", "tp"]);
         for it in items {
@@ -1030,23 +715,12 @@ impl Cx {
                     kind.span,
                     format!("unknown block `{}` in {what}", kind.name),
                     "unknown block",
-                    Some(
-                        "pools hold `engine { ... }` and `instance NAME { hardware = ... }` blocks"
-                            .into(),
-                    ),
+                    Some("pools hold `engine { ... }` and `instance NAME { hardware = ... }` blocks".into()),
                 );
             }
         }
         let role = match s.get("role") {
-            Some(v) => self.keyword(
-                v,
-                "role",
-                &[
-                    ("prefill", Role::Prefill),
-                    ("decode", Role::Decode),
-                    ("mixed", Role::Mixed),
-                ],
-            )?,
+            Some(v) => self.keyword(v, "role", &[("prefill", Role::Prefill), ("decode", Role::Decode), ("mixed", Role::Mixed)])?,
             None => Role::Mixed,
         };
         let tp = s.get("tp").map_or(Some(1), |v| self.count_u32(v, "tp"))?;
@@ -1061,13 +735,7 @@ impl Cx {
                 let help = closest(n, &names)
                     .map(|c| format!("did you mean `{c}`?"))
                     .unwrap_or_else(|| format!("hardware declared: {}", names.join(", ")));
-                cx.error(
-                    v.src,
-                    v.span,
-                    format!("unknown hardware `{n}`"),
-                    "not declared",
-                    Some(help),
-                );
+                cx.error(v.src, v.span, format!("unknown hardware `{n}`"), "not declared", Some(help));
                 None
             })
         };
@@ -1080,21 +748,13 @@ impl Cx {
                 match &e.kind {
                     ValKind::Ident(n) | ValKind::Str(n) => {
                         if let Some(h) = hw_ref(self, n, &e) {
-                            instances.push(InstanceSpec {
-                                name: n.clone(),
-                                hardware: h,
-                                tp,
-                            });
+                            instances.push(InstanceSpec { name: n.clone(), hardware: h, tp });
                         }
                     }
                     ValKind::Replicate(k, n) => {
                         if let Some(h) = hw_ref(self, n, &e) {
                             for j in 0..*k {
-                                instances.push(InstanceSpec {
-                                    name: format!("{n}{j}"),
-                                    hardware: h,
-                                    tp,
-                                });
+                                instances.push(InstanceSpec { name: format!("{n}{j}"), hardware: h, tp });
                             }
                         }
                     }
@@ -1119,11 +779,7 @@ impl Cx {
                 );
                 continue;
             };
-            let si = self.settings(
-                &format!("instance `{}`", iname.name),
-                items,
-                &["hardware", "tp"],
-            );
+            let si = self.settings(&format!("instance `{}`", iname.name), items, &["hardware", "tp"]);
             let Some(hv) = si.get("hardware") else {
                 self.error(
                     0,
@@ -1142,28 +798,14 @@ impl Cx {
             };
             let itp = si.get("tp").map_or(Some(tp), |v| self.count_u32(v, "tp"));
             if let Some(itp) = itp {
-                instances.push(InstanceSpec {
-                    name: iname.name.clone(),
-                    hardware: h,
-                    tp: itp,
-                });
+                instances.push(InstanceSpec { name: iname.name.clone(), hardware: h, tp: itp });
             }
         }
-        Some(PoolSpec {
-            name: name.into(),
-            role,
-            engine,
-            instances,
-        })
+        Some(PoolSpec { name: name.into(), role, engine, instances })
     }
 
     fn router(&mut self, items: &[VItem]) -> Option<PolicySpec> {
-        const TELEMETRY_KEYS: &[&str] = &[
-            "ewma_alpha",
-            "queue_urgency",
-            "kv_locality_boost",
-            "decode_cost_penalty",
-        ];
+        const TELEMETRY_KEYS: &[&str] = &["ewma_alpha", "queue_urgency", "kv_locality_boost", "decode_cost_penalty"];
         let mut allowed = vec!["policy"];
         allowed.extend_from_slice(TELEMETRY_KEYS);
         let s = self.settings("router", items, &allowed);
@@ -1173,18 +815,24 @@ impl Cx {
             Tel,
         }
         let policy = match s.get("policy") {
-            Some(v) => self.keyword(
-                v,
-                "policy",
-                &[("round_robin", P::Rr), ("telemetry", P::Tel)],
-            )?,
+            Some(v) => self.keyword(v, "policy", &[("round_robin", P::Rr), ("telemetry", P::Tel)])?,
             None => P::Rr,
         };
+        // A policy switched from the command line (`--set router.policy=...`) leaves the
+        // file's parameters of the other policy unused rather than in error, so policies can
+        // be compared on one scenario.
+        let switched = s.get("policy").is_some_and(|v| v.src != 0);
         match policy {
             P::Rr => {
                 for k in TELEMETRY_KEYS {
-                    if let Some(v) = s.get(k) {
-                        self.error(v.src, v.span, format!("`{k}` is a parameter of the `telemetry` policy, not of `round_robin`"), "not used by this policy", Some("remove it, or set `policy = telemetry`".into()));
+                    if let Some(v) = s.get(k).filter(|v| !switched || v.src != 0) {
+                        self.error(
+                            v.src,
+                            v.span,
+                            format!("`{k}` is a parameter of the `telemetry` policy, not of `round_robin`"),
+                            "not used by this policy",
+                            Some("remove it, or set `policy = telemetry`".into()),
+                        );
                     }
                 }
                 Some(PolicySpec::RoundRobin)
@@ -1216,27 +864,14 @@ impl Cx {
     ) -> Option<(&'v str, Vec<&'v Val>, BTreeMap<&'v str, &'v Val>)> {
         let ValKind::Call { name, args } = &v.kind else {
             let names: Vec<String> = allowed.iter().map(|(n, _)| format!("{n}(...)")).collect();
-            self.error(
-                v.src,
-                v.span,
-                format!("`{key}` expects {}, found {v}", names.join(" or ")),
-                "not a distribution",
-                None,
-            );
+            self.error(v.src, v.span, format!("`{key}` expects {}, found {v}", names.join(" or ")), "not a distribution", None);
             return None;
         };
         let Some((_, named_ok)) = allowed.iter().find(|(n, _)| n == name) else {
             let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-            let help = closest(name, &names)
-                .map(|c| format!("did you mean `{c}`?"))
-                .unwrap_or_else(|| format!("choices: {}", names.join(", ")));
-            self.error(
-                v.src,
-                v.span,
-                format!("`{key}` does not take `{name}(...)`"),
-                "unknown here",
-                Some(help),
-            );
+            let help =
+                closest(name, &names).map(|c| format!("did you mean `{c}`?")).unwrap_or_else(|| format!("choices: {}", names.join(", ")));
+            self.error(v.src, v.span, format!("`{key}` does not take `{name}(...)`"), "unknown here", Some(help));
             return None;
         };
         let mut pos = Vec::new();
@@ -1248,25 +883,10 @@ impl Cx {
                     named.insert(n.as_str(), a);
                 }
                 Some(n) => {
-                    let help = closest(n, named_ok)
-                        .map(|c| format!("did you mean `{c}`?"))
-                        .unwrap_or_else(|| {
-                            format!(
-                                "named arguments of `{name}`: {}",
-                                if named_ok.is_empty() {
-                                    "none".into()
-                                } else {
-                                    named_ok.join(", ")
-                                }
-                            )
-                        });
-                    self.error(
-                        a.src,
-                        a.span,
-                        format!("`{name}` has no argument `{n}`"),
-                        "unknown argument",
-                        Some(help),
-                    );
+                    let help = closest(n, named_ok).map(|c| format!("did you mean `{c}`?")).unwrap_or_else(|| {
+                        format!("named arguments of `{name}`: {}", if named_ok.is_empty() { "none".into() } else { named_ok.join(", ") })
+                    });
+                    self.error(a.src, a.span, format!("`{name}` has no argument `{n}`"), "unknown argument", Some(help));
                     return None;
                 }
             }
@@ -1279,11 +899,7 @@ impl Cx {
             self.error(
                 v.src,
                 v.span,
-                format!(
-                    "`{name}` takes {n} positional argument{}, found {}",
-                    if n == 1 { "" } else { "s" },
-                    pos.len()
-                ),
+                format!("`{name}` takes {n} positional argument{}, found {}", if n == 1 { "" } else { "s" }, pos.len()),
                 "wrong number of arguments",
                 Some(format!("usage: {usage}")),
             );
@@ -1296,20 +912,13 @@ impl Cx {
         if let ValKind::Num(..) = v.kind {
             return Some(LengthSpec::Constant(self.count_u32(v, key)?));
         }
-        let (name, pos, _) = self.call(
-            v,
-            key,
-            &[("uniform", &[]), ("constant", &[]), ("exponential", &[])],
-        )?;
+        let (name, pos, _) = self.call(v, key, &[("uniform", &[]), ("constant", &[]), ("exponential", &[])])?;
         match name {
             "uniform" => {
                 if !self.args_exact(v, name, &pos, 2, "uniform(low, high)") {
                     return None;
                 }
-                Some(LengthSpec::Uniform {
-                    lo: self.count_u32(pos[0], key)?,
-                    hi: self.count_u32(pos[1], key)?,
-                })
+                Some(LengthSpec::Uniform { lo: self.count_u32(pos[0], key)?, hi: self.count_u32(pos[1], key)? })
             }
             "constant" => {
                 if !self.args_exact(v, name, &pos, 1, "constant(tokens)") {
@@ -1331,31 +940,12 @@ impl Cx {
     }
 
     fn workload(&mut self, items: &[VItem], span: Span) -> Option<WorkloadSpec> {
-        let s = self.settings(
-            "workload",
-            items,
-            &["arrivals", "prompt", "output", "priority"],
-        );
+        let s = self.settings("workload", items, &["arrivals", "prompt", "output", "priority"]);
         let arrivals = match s.get("arrivals") {
             Some(v) => {
-                let (name, pos, named) = self.call(
-                    v,
-                    "arrivals",
-                    &[
-                        (
-                            "poisson",
-                            &["burst_factor", "burst_probability", "burst_window"],
-                        ),
-                        ("constant", &[]),
-                    ],
-                )?;
-                if !self.args_exact(
-                    v,
-                    name,
-                    &pos,
-                    1,
-                    &format!("{name}(RATE) with a rate such as `24/s`"),
-                ) {
+                let (name, pos, named) =
+                    self.call(v, "arrivals", &[("poisson", &["burst_factor", "burst_probability", "burst_window"]), ("constant", &[])])?;
+                if !self.args_exact(v, name, &pos, 1, &format!("{name}(RATE) with a rate such as `24/s`")) {
                     return None;
                 }
                 let rate = self.expect_dim(pos[0], Dim::PER_TIME, "arrival rate")?;
@@ -1373,10 +963,7 @@ impl Cx {
                         }
                         burst = Some(b);
                     }
-                    ArrivalSpec::Poisson {
-                        rate_per_s: rate,
-                        burst,
-                    }
+                    ArrivalSpec::Poisson { rate_per_s: rate, burst }
                 }
             }
             None => {
@@ -1423,11 +1010,6 @@ impl Cx {
                 None
             }),
         };
-        Some(WorkloadSpec {
-            arrivals,
-            prompt: prompt?,
-            output: output?,
-            priority: priority?,
-        })
+        Some(WorkloadSpec { arrivals, prompt: prompt?, output: output?, priority: priority? })
     }
 }

@@ -24,21 +24,14 @@ pub struct SyntaxError {
 
 impl<'a> ParseError<In<'a>> for SyntaxError {
     fn from_error_kind(i: In<'a>, _kind: ErrorKind) -> Self {
-        SyntaxError {
-            offset: i.location_offset(),
-            expected: String::new(),
-        }
+        SyntaxError { offset: i.location_offset(), expected: String::new() }
     }
     fn append(_: In<'a>, _: ErrorKind, other: Self) -> Self {
         other
     }
     fn or(self, other: Self) -> Self {
         // Keep whichever alternative got furthest: its message is the most specific.
-        if other.offset >= self.offset {
-            other
-        } else {
-            self
-        }
+        if other.offset >= self.offset { other } else { self }
     }
 }
 
@@ -46,9 +39,8 @@ type PResult<'a, T> = IResult<In<'a>, T, SyntaxError>;
 
 /// Units a number may carry, longest first so that `ms` wins over `m`-anything.
 pub const UNITS: &[&str] = &[
-    "Gbit/s", "Mbit/s", "GiB/s", "MiB/s", "tok/s", "GB/s", "MB/s", "TB/s", "KB/s", "$/h", "/min",
-    "/s", "/h", "GiB", "MiB", "KiB", "TiB", "GB", "MB", "KB", "TB", "min", "tok", "ms", "us", "ns",
-    "B", "s", "h", "%",
+    "Gbit/s", "Mbit/s", "GiB/s", "MiB/s", "tok/s", "GB/s", "MB/s", "TB/s", "KB/s", "$/h", "/min", "/s", "/h", "GiB", "MiB", "KiB", "TiB",
+    "GB", "MB", "KB", "TB", "min", "tok", "ms", "us", "ns", "B", "s", "h", "%",
 ];
 
 fn offset(i: &In) -> usize {
@@ -56,10 +48,7 @@ fn offset(i: &In) -> usize {
 }
 
 fn fail<T>(i: &In, expected: impl Into<String>) -> PResult<'static, T> {
-    Err(Err::Error(SyntaxError {
-        offset: offset(i),
-        expected: expected.into(),
-    }))
+    Err(Err::Error(SyntaxError { offset: offset(i), expected: expected.into() }))
 }
 
 fn cut_with<'a, T>(r: PResult<'a, T>, at: &In<'a>, expected: &str) -> PResult<'a, T> {
@@ -105,26 +94,13 @@ fn is_ident_char(c: char) -> bool {
 fn ident(i: In) -> PResult<Ident> {
     let start = offset(&i);
     let (r, s) = recognize((take_while1(is_ident_start), take_while(is_ident_char))).parse(i)?;
-    Ok((
-        r,
-        Ident {
-            name: s.fragment().to_string(),
-            span: Span::new(start, offset(&r)),
-        },
-    ))
+    Ok((r, Ident { name: s.fragment().to_string(), span: Span::new(start, offset(&r)) }))
 }
 
 fn number_literal(i: In) -> PResult<f64> {
-    let (r, s) = recognize((
-        digit1,
-        opt((char('.'), digit1)),
-        opt((
-            alt((char('e'), char('E'))),
-            opt(alt((char('+'), char('-')))),
-            digit1,
-        )),
-    ))
-    .parse(i)?;
+    let (r, s) =
+        recognize((digit1, opt((char('.'), digit1)), opt((alt((char('e'), char('E'))), opt(alt((char('+'), char('-')))), digit1))))
+            .parse(i)?;
     match s.fragment().parse::<f64>() {
         Ok(v) => Ok((r, v)),
         Err(_) => fail(&i, "a number"),
@@ -149,38 +125,19 @@ fn number(i: In) -> PResult<Expr> {
     let (r, value) = number_literal(i)?;
     let (r2, u) = opt((inline_ws, unit).map(|(_, u)| u)).parse(r)?;
     let r = if u.is_some() { r2 } else { r };
-    Ok((
-        r,
-        Expr {
-            kind: ExprKind::Number { value, unit: u },
-            span: Span::new(start, offset(&r)),
-        },
-    ))
+    Ok((r, Expr { kind: ExprKind::Number { value, unit: u }, span: Span::new(start, offset(&r)) }))
 }
 
 fn replicate(i: In) -> PResult<Expr> {
     let start = offset(&i);
     let (r, n) = digit1(i)?;
-    let (r, _) = (
-        inline_ws,
-        char('x'),
-        take_while1(|c: char| c == ' ' || c == '\t'),
-    )
-        .parse(r)?;
+    let (r, _) = (inline_ws, char('x'), take_while1(|c: char| c == ' ' || c == '\t')).parse(r)?;
     let (r, of) = ident(r)?;
-    let count = n.fragment().parse::<u32>().map_err(|_| {
-        Err::Failure(SyntaxError {
-            offset: start,
-            expected: "a replication count below 4294967296".into(),
-        })
-    })?;
-    Ok((
-        r,
-        Expr {
-            kind: ExprKind::Replicate { count, of },
-            span: Span::new(start, offset(&r)),
-        },
-    ))
+    let count = n
+        .fragment()
+        .parse::<u32>()
+        .map_err(|_| Err::Failure(SyntaxError { offset: start, expected: "a replication count below 4294967296".into() }))?;
+    Ok((r, Expr { kind: ExprKind::Replicate { count, of }, span: Span::new(start, offset(&r)) }))
 }
 
 fn string(i: In) -> PResult<Expr> {
@@ -190,19 +147,10 @@ fn string(i: In) -> PResult<Expr> {
     let r = match char::<In, SyntaxError>('"')(r) {
         Ok((r, _)) => r,
         Err(_) => {
-            return Err(Err::Failure(SyntaxError {
-                offset: offset(&r),
-                expected: "a closing `\"` on the same line".into(),
-            }));
+            return Err(Err::Failure(SyntaxError { offset: offset(&r), expected: "a closing `\"` on the same line".into() }));
         }
     };
-    Ok((
-        r,
-        Expr {
-            kind: ExprKind::Str(body.fragment().to_string()),
-            span: Span::new(start, offset(&r)),
-        },
-    ))
+    Ok((r, Expr { kind: ExprKind::Str(body.fragment().to_string()), span: Span::new(start, offset(&r)) }))
 }
 
 fn list(i: In) -> PResult<Expr> {
@@ -213,13 +161,7 @@ fn list(i: In) -> PResult<Expr> {
         let (r2, _) = ws(r)?;
         r = r2;
         if let Ok((r3, _)) = char::<In, SyntaxError>(']')(r) {
-            return Ok((
-                r3,
-                Expr {
-                    kind: ExprKind::List(items),
-                    span: Span::new(start, offset(&r3)),
-                },
-            ));
+            return Ok((r3, Expr { kind: ExprKind::List(items), span: Span::new(start, offset(&r3)) }));
         }
         let (r2, e) = cut_with(expr(r), &r, "a list element or `]`")?;
         items.push(e);
@@ -228,10 +170,7 @@ fn list(i: In) -> PResult<Expr> {
         if let Ok((r3, _)) = char::<In, SyntaxError>(',')(r) {
             r = r3;
         } else if !r.fragment().starts_with(']') {
-            return Err(Err::Failure(SyntaxError {
-                offset: offset(&r),
-                expected: "`,` or `]`".into(),
-            }));
+            return Err(Err::Failure(SyntaxError { offset: offset(&r), expected: "`,` or `]`".into() }));
         }
     }
 }
@@ -246,10 +185,7 @@ fn call_args(i: In) -> PResult<Vec<Arg>> {
             return Ok((r3, args));
         }
         // `name = value` or a positional value.
-        let named = (ident, ws, char('='), ws)
-            .parse(r)
-            .ok()
-            .filter(|(rest, _)| !rest.fragment().starts_with('='));
+        let named = (ident, ws, char('='), ws).parse(r).ok().filter(|(rest, _)| !rest.fragment().starts_with('='));
         let (r2, name) = match named {
             Some((rest, (n, _, _, _))) => (rest, Some(n)),
             None => (r, None),
@@ -261,10 +197,7 @@ fn call_args(i: In) -> PResult<Vec<Arg>> {
         if let Ok((r3, _)) = char::<In, SyntaxError>(',')(r) {
             r = r3;
         } else if !r.fragment().starts_with(')') {
-            return Err(Err::Failure(SyntaxError {
-                offset: offset(&r),
-                expected: "`,` or `)`".into(),
-            }));
+            return Err(Err::Failure(SyntaxError { offset: offset(&r), expected: "`,` or `)`".into() }));
         }
     }
 }
@@ -274,26 +207,14 @@ fn name_or_call(i: In) -> PResult<Expr> {
     if r.fragment().starts_with('(') {
         let (r, args) = call_args(r)?;
         let span = Span::new(id.span.start, offset(&r));
-        return Ok((
-            r,
-            Expr {
-                kind: ExprKind::Call { name: id, args },
-                span,
-            },
-        ));
+        return Ok((r, Expr { kind: ExprKind::Call { name: id, args }, span }));
     }
     let kind = match id.name.as_str() {
         "true" => ExprKind::Bool(true),
         "false" => ExprKind::Bool(false),
         _ => ExprKind::Ident(id.name),
     };
-    Ok((
-        r,
-        Expr {
-            kind,
-            span: id.span,
-        },
-    ))
+    Ok((r, Expr { kind, span: id.span }))
 }
 
 fn paren(i: In) -> PResult<Expr> {
@@ -303,10 +224,7 @@ fn paren(i: In) -> PResult<Expr> {
     let (r, _) = ws(r)?;
     match char::<In, SyntaxError>(')')(r) {
         Ok((r, _)) => Ok((r, e)),
-        Err(_) => Err(Err::Failure(SyntaxError {
-            offset: offset(&r),
-            expected: "`)`".into(),
-        })),
+        Err(_) => Err(Err::Failure(SyntaxError { offset: offset(&r), expected: "`)`".into() })),
     }
 }
 
@@ -315,9 +233,7 @@ fn primary(i: In) -> PResult<Expr> {
     r.map_err(|e| match e {
         Err::Error(mut s) if s.offset == offset(&i) || s.expected.is_empty() => {
             s.offset = offset(&i);
-            s.expected =
-                "a value: a number with a unit (`350ms`), a name, a string, a list or a call"
-                    .into();
+            s.expected = "a value: a number with a unit (`350ms`), a name, a string, a list or a call".into();
             Err::Error(s)
         }
         other => other,
@@ -329,22 +245,12 @@ fn unary(i: In) -> PResult<Expr> {
     if let Ok((r, _)) = char::<In, SyntaxError>('-')(i) {
         let (r, _) = ws(r)?;
         let (r, e) = cut_with(unary(r), &r, "a value after `-`")?;
-        return Ok((
-            r,
-            Expr {
-                span: Span::new(start, e.span.end),
-                kind: ExprKind::Neg(Box::new(e)),
-            },
-        ));
+        return Ok((r, Expr { span: Span::new(start, e.span.end), kind: ExprKind::Neg(Box::new(e)) }));
     }
     primary(i)
 }
 
-fn binary_level<'a>(
-    i: In<'a>,
-    ops: &[(char, BinOp)],
-    next: fn(In<'a>) -> PResult<'a, Expr>,
-) -> PResult<'a, Expr> {
+fn binary_level<'a>(i: In<'a>, ops: &[(char, BinOp)], next: fn(In<'a>) -> PResult<'a, Expr>) -> PResult<'a, Expr> {
     let (mut r, mut lhs) = next(i)?;
     loop {
         let (r2, _) = inline_ws(r)?;
@@ -355,10 +261,7 @@ fn binary_level<'a>(
         let (r3, _) = ws(r3)?;
         let (r3, rhs) = cut_with(next(r3), &r3, &format!("a value after `{c}`"))?;
         let span = lhs.span.to(rhs.span);
-        lhs = Expr {
-            kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
-            span,
-        };
+        lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span };
         r = r3;
     }
 }
@@ -396,27 +299,11 @@ fn item<'a>(i: In<'a>, errs: &mut Vec<SyntaxError>) -> PResult<'a, Item> {
     } else {
         (r, None)
     };
-    let (r, _) = cut_with(
-        char('{')(r),
-        &r,
-        if name.is_some() {
-            "`{` to open the block"
-        } else {
-            "`=` or `{`"
-        },
-    )?;
+    let (r, _) = cut_with(char('{')(r), &r, if name.is_some() { "`{` to open the block" } else { "`=` or `{`" })?;
     let (r, items) = items(r, true, errs)?;
     let (r, _) = char('}')(r)?;
     let span = Span::new(head.span.start, offset(&r));
-    Ok((
-        r,
-        Item::Block(Block {
-            kind: head,
-            name,
-            items,
-            span,
-        }),
-    ))
+    Ok((r, Item::Block(Block { kind: head, name, items, span })))
 }
 
 fn skip_line(i: In, from: usize) -> In {
@@ -424,11 +311,7 @@ fn skip_line(i: In, from: usize) -> In {
     let (r, _) = i.take_split(skip.min(i.fragment().len()));
     let frag = r.fragment();
     let stop = frag.find(['\n', '}']).unwrap_or(frag.len());
-    let stop = if frag[stop..].starts_with('\n') {
-        stop + 1
-    } else {
-        stop
-    };
+    let stop = if frag[stop..].starts_with('\n') { stop + 1 } else { stop };
     r.take_split(stop).0
 }
 
@@ -440,10 +323,7 @@ fn items<'a>(mut i: In<'a>, in_block: bool, errs: &mut Vec<SyntaxError>) -> PRes
         let frag = *i.fragment();
         if frag.is_empty() {
             if in_block {
-                return Err(Err::Failure(SyntaxError {
-                    offset: offset(&i),
-                    expected: "`}` to close the block".into(),
-                }));
+                return Err(Err::Failure(SyntaxError { offset: offset(&i), expected: "`}` to close the block".into() }));
             }
             return Ok((i, out));
         }
@@ -451,10 +331,7 @@ fn items<'a>(mut i: In<'a>, in_block: bool, errs: &mut Vec<SyntaxError>) -> PRes
             if in_block {
                 return Ok((i, out));
             }
-            errs.push(SyntaxError {
-                offset: offset(&i),
-                expected: "a setting or a block (this `}` closes nothing)".into(),
-            });
+            errs.push(SyntaxError { offset: offset(&i), expected: "a setting or a block (this `}` closes nothing)".into() });
             i = i.take_split(1).0;
             continue;
         }
@@ -469,9 +346,7 @@ fn items<'a>(mut i: In<'a>, in_block: bool, errs: &mut Vec<SyntaxError>) -> PRes
             }
             Err(Err::Error(mut e)) | Err(Err::Failure(mut e)) => {
                 if e.expected.is_empty() {
-                    e.expected =
-                        "a setting (`key = value`), a `param`, or a block (`kind name { ... }`)"
-                            .into();
+                    e.expected = "a setting (`key = value`), a `param`, or a block (`kind name { ... }`)".into();
                 }
                 let at = e.offset;
                 errs.push(e);
@@ -503,30 +378,18 @@ pub fn parse_file(src: &str) -> (Vec<Item>, Vec<SyntaxError>) {
 /// Parses one expression (a `--set` value); the whole input must be used.
 pub fn parse_expr(src: &str) -> Result<Expr, SyntaxError> {
     let i = In::new(src);
-    let (i, _) = ws(i).map_err(|_| SyntaxError {
-        offset: 0,
-        expected: "a value".into(),
-    })?;
+    let (i, _) = ws(i).map_err(|_| SyntaxError { offset: 0, expected: "a value".into() })?;
     match expr(i) {
         Ok((r, e)) => {
-            let (r, _) = ws(r).map_err(|_| SyntaxError {
-                offset: offset(&r),
-                expected: "the end of the value".into(),
-            })?;
+            let (r, _) = ws(r).map_err(|_| SyntaxError { offset: offset(&r), expected: "the end of the value".into() })?;
             if r.fragment().is_empty() {
                 Ok(e)
             } else {
-                Err(SyntaxError {
-                    offset: offset(&r),
-                    expected: "the end of the value (an operator or nothing)".into(),
-                })
+                Err(SyntaxError { offset: offset(&r), expected: "the end of the value (an operator or nothing)".into() })
             }
         }
         Err(Err::Error(e)) | Err(Err::Failure(e)) => Err(e),
-        Err(Err::Incomplete(_)) => Err(SyntaxError {
-            offset: src.len(),
-            expected: "a value".into(),
-        }),
+        Err(Err::Incomplete(_)) => Err(SyntaxError { offset: src.len(), expected: "a value".into() }),
     }
 }
 
@@ -540,50 +403,18 @@ mod tests {
 
     #[test]
     fn numbers_carry_units_with_or_without_space() {
-        assert_eq!(
-            one("350ms").kind,
-            ExprKind::Number {
-                value: 350.0,
-                unit: Some("ms".into())
-            }
-        );
-        assert_eq!(
-            one("10000 tok/s").kind,
-            ExprKind::Number {
-                value: 10000.0,
-                unit: Some("tok/s".into())
-            }
-        );
-        assert_eq!(
-            one("7 $/h").kind,
-            ExprKind::Number {
-                value: 7.0,
-                unit: Some("$/h".into())
-            }
-        );
-        assert_eq!(
-            one("24/s").kind,
-            ExprKind::Number {
-                value: 24.0,
-                unit: Some("/s".into())
-            }
-        );
-        assert!(matches!(
-            one("1.2 / 50ms").kind,
-            ExprKind::Binary(BinOp::Div, _, _)
-        ));
-        assert!(matches!(
-            one("3 x mid").kind,
-            ExprKind::Replicate { count: 3, .. }
-        ));
+        assert_eq!(one("350ms").kind, ExprKind::Number { value: 350.0, unit: Some("ms".into()) });
+        assert_eq!(one("10000 tok/s").kind, ExprKind::Number { value: 10000.0, unit: Some("tok/s".into()) });
+        assert_eq!(one("7 $/h").kind, ExprKind::Number { value: 7.0, unit: Some("$/h".into()) });
+        assert_eq!(one("24/s").kind, ExprKind::Number { value: 24.0, unit: Some("/s".into()) });
+        assert!(matches!(one("1.2 / 50ms").kind, ExprKind::Binary(BinOp::Div, _, _)));
+        assert!(matches!(one("3 x mid").kind, ExprKind::Replicate { count: 3, .. }));
     }
 
     #[test]
     fn precedence_and_spans() {
         let e = one("1 + 2 * 3");
-        let ExprKind::Binary(BinOp::Add, _, rhs) = e.kind else {
-            panic!()
-        };
+        let ExprKind::Binary(BinOp::Add, _, rhs) = e.kind else { panic!() };
         assert!(matches!(rhs.kind, ExprKind::Binary(BinOp::Mul, _, _)));
         assert_eq!(rhs.span, Span::new(4, 9));
     }

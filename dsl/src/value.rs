@@ -14,54 +14,14 @@ pub struct Dim {
 }
 
 impl Dim {
-    pub const NONE: Dim = Dim {
-        time: 0,
-        tokens: 0,
-        bytes: 0,
-        money: 0,
-    };
-    pub const TIME: Dim = Dim {
-        time: 1,
-        tokens: 0,
-        bytes: 0,
-        money: 0,
-    };
-    pub const PER_TIME: Dim = Dim {
-        time: -1,
-        tokens: 0,
-        bytes: 0,
-        money: 0,
-    };
-    pub const TOKENS: Dim = Dim {
-        time: 0,
-        tokens: 1,
-        bytes: 0,
-        money: 0,
-    };
-    pub const TOKEN_RATE: Dim = Dim {
-        time: -1,
-        tokens: 1,
-        bytes: 0,
-        money: 0,
-    };
-    pub const BYTES: Dim = Dim {
-        time: 0,
-        tokens: 0,
-        bytes: 1,
-        money: 0,
-    };
-    pub const BANDWIDTH: Dim = Dim {
-        time: -1,
-        tokens: 0,
-        bytes: 1,
-        money: 0,
-    };
-    pub const MONEY_RATE: Dim = Dim {
-        time: -1,
-        tokens: 0,
-        bytes: 0,
-        money: 1,
-    };
+    pub const NONE: Dim = Dim { time: 0, tokens: 0, bytes: 0, money: 0 };
+    pub const TIME: Dim = Dim { time: 1, tokens: 0, bytes: 0, money: 0 };
+    pub const PER_TIME: Dim = Dim { time: -1, tokens: 0, bytes: 0, money: 0 };
+    pub const TOKENS: Dim = Dim { time: 0, tokens: 1, bytes: 0, money: 0 };
+    pub const TOKEN_RATE: Dim = Dim { time: -1, tokens: 1, bytes: 0, money: 0 };
+    pub const BYTES: Dim = Dim { time: 0, tokens: 0, bytes: 1, money: 0 };
+    pub const BANDWIDTH: Dim = Dim { time: -1, tokens: 0, bytes: 1, money: 0 };
+    pub const MONEY_RATE: Dim = Dim { time: -1, tokens: 0, bytes: 0, money: 1 };
 
     fn combine(self, o: Dim, sign: i8) -> Dim {
         Dim {
@@ -165,14 +125,7 @@ impl fmt::Display for Val {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             ValKind::Num(v, d) if *d == Dim::NONE => write!(f, "the number `{v}`"),
-            ValKind::Num(_, d) => write!(
-                f,
-                "{}",
-                d.describe()
-                    .split(" such as")
-                    .next()
-                    .unwrap_or("a quantity")
-            ),
+            ValKind::Num(_, d) => write!(f, "{}", d.describe().split(" such as").next().unwrap_or("a quantity")),
             ValKind::Str(s) => write!(f, "the string \"{s}\""),
             ValKind::Bool(b) => write!(f, "`{b}`"),
             ValKind::Ident(s) => write!(f, "the name `{s}`"),

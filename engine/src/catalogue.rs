@@ -47,62 +47,20 @@ pub fn gpus() -> Vec<GpuSpec> {
     // bandwidth with memory slices; slices have no NVLink, so tp stays 1. Price: the GPU's
     // price split by the 7 compute slices.
     let mig = |name: &str, sms: f64, mem_slices: f64, mem: u64, sevenths: f64| {
-        g(
-            name,
-            H100_PEAK * sms / H100_SMS,
-            H100_BW * mem_slices / 8.0,
-            mem,
-            0.0,
-            H100_PRICE * sevenths / 7.0,
-        )
+        g(name, H100_PEAK * sms / H100_SMS, H100_BW * mem_slices / 8.0, mem, 0.0, H100_PRICE * sevenths / 7.0)
     };
     vec![
-        g(
-            "h100-sxm",
-            H100_PEAK,
-            H100_BW,
-            80 * GB,
-            450.0 * GB_S,
-            H100_PRICE,
-        ),
+        g("h100-sxm", H100_PEAK, H100_BW, 80 * GB, 450.0 * GB_S, H100_PRICE),
         // H200 SXM, NVIDIA H200 datasheet: 989 TFLOPS BF16 dense, 4.8 TB/s HBM3e, 141 GB.
-        g(
-            "h200",
-            989.4 * TFLOPS,
-            4.8 * TB_S,
-            141 * GB,
-            450.0 * GB_S,
-            3.80,
-        ),
+        g("h200", 989.4 * TFLOPS, 4.8 * TB_S, 141 * GB, 450.0 * GB_S, 3.80),
         // A100 SXM 80 GB, NVIDIA A100 datasheet: 312 TFLOPS BF16 dense, 2,039 GB/s, NVLink 600 GB/s.
-        g(
-            "a100-80gb",
-            312.0 * TFLOPS,
-            2.039 * TB_S,
-            80 * GB,
-            300.0 * GB_S,
-            1.80,
-        ),
+        g("a100-80gb", 312.0 * TFLOPS, 2.039 * TB_S, 80 * GB, 300.0 * GB_S, 1.80),
         // L40S, NVIDIA L40S datasheet: 362 TFLOPS BF16 dense (733 sparse), 864 GB/s GDDR6,
         // 48 GB, PCIe Gen4 x16 (32 GB/s per direction), no NVLink.
-        g(
-            "l40s",
-            362.05 * TFLOPS,
-            864.0 * GB_S,
-            48 * GB,
-            32.0 * GB_S,
-            1.00,
-        ),
+        g("l40s", 362.05 * TFLOPS, 864.0 * GB_S, 48 * GB, 32.0 * GB_S, 1.00),
         // B200 (HGX B200), NVIDIA Blackwell datasheet: 2.25 PFLOPS BF16 dense, 8 TB/s, 180 GB,
         // NVLink 5 1.8 TB/s total.
-        g(
-            "b200",
-            2250.0 * TFLOPS,
-            8.0 * TB_S,
-            180 * GB,
-            900.0 * GB_S,
-            5.50,
-        ),
+        g("b200", 2250.0 * TFLOPS, 8.0 * TB_S, 180 * GB, 900.0 * GB_S, 5.50),
         mig("h100-mig-1g", 16.0, 1.0, 10 * GB, 1.0),
         mig("h100-mig-2g", 32.0, 2.0, 20 * GB, 2.0),
         mig("h100-mig-3g", 60.0, 4.0, 40 * GB, 3.0),
@@ -153,11 +111,7 @@ impl ModelSpec {
     }
     fn mlp_params(&self, experts: u32) -> u64 {
         // gate, up and down projections (SwiGLU), per expert, plus the MoE router.
-        let router = if self.experts > 1 {
-            u64::from(self.hidden) * u64::from(self.experts)
-        } else {
-            0
-        };
+        let router = if self.experts > 1 { u64::from(self.hidden) * u64::from(self.experts) } else { 0 };
         3 * u64::from(self.hidden) * u64::from(self.intermediate) * u64::from(experts) + router
     }
     fn embedding_params(&self) -> u64 {
@@ -166,8 +120,7 @@ impl ModelSpec {
     }
     /// All parameters (what must sit in memory).
     pub fn total_params(&self) -> u64 {
-        u64::from(self.layers) * (self.attention_params() + self.mlp_params(self.experts))
-            + self.embedding_params()
+        u64::from(self.layers) * (self.attention_params() + self.mlp_params(self.experts)) + self.embedding_params()
     }
     /// Parameters touched per token in the layers (what costs FLOPs), without embeddings.
     pub fn active_layer_params(&self) -> u64 {
@@ -179,27 +132,14 @@ impl ModelSpec {
     }
     /// Bytes of KV cache per token: 2 (K and V) × layers × kv heads × head dim × dtype bytes.
     pub fn kv_bytes_per_token(&self) -> u64 {
-        2 * u64::from(self.layers)
-            * u64::from(self.kv_heads)
-            * u64::from(self.head_dim)
-            * u64::from(self.dtype_bytes)
+        2 * u64::from(self.layers) * u64::from(self.kv_heads) * u64::from(self.head_dim) * u64::from(self.dtype_bytes)
     }
 }
 
 /// Every model in the catalogue.
 pub fn models() -> Vec<ModelSpec> {
     #[allow(clippy::too_many_arguments)]
-    let m = |name: &str,
-             layers,
-             hidden,
-             heads,
-             kv_heads,
-             head_dim,
-             inter,
-             vocab,
-             experts,
-             active,
-             tied| ModelSpec {
+    let m = |name: &str, layers, hidden, heads, kv_heads, head_dim, inter, vocab, experts, active, tied| ModelSpec {
         name: String::from(name),
         layers,
         hidden,
@@ -216,95 +156,23 @@ pub fn models() -> Vec<ModelSpec> {
     vec![
         // meta-llama/Llama-3.1-8B config.json: 32 layers, hidden 4096, 32 heads, 8 KV heads,
         // intermediate 14336, vocab 128256, untied embeddings (8.03 B parameters).
-        m(
-            "llama-3.1-8b",
-            32,
-            4096,
-            32,
-            8,
-            128,
-            14336,
-            128256,
-            1,
-            1,
-            false,
-        ),
+        m("llama-3.1-8b", 32, 4096, 32, 8, 128, 14336, 128256, 1, 1, false),
         // meta-llama/Llama-3.1-70B config.json: 80 layers, hidden 8192, 64 heads, 8 KV heads,
         // intermediate 28672 (70.6 B parameters).
-        m(
-            "llama-3.1-70b",
-            80,
-            8192,
-            64,
-            8,
-            128,
-            28672,
-            128256,
-            1,
-            1,
-            false,
-        ),
+        m("llama-3.1-70b", 80, 8192, 64, 8, 128, 28672, 128256, 1, 1, false),
         // meta-llama/Llama-3.1-405B config.json: 126 layers, hidden 16384, 128 heads, 8 KV heads,
         // intermediate 53248.
-        m(
-            "llama-3.1-405b",
-            126,
-            16384,
-            128,
-            8,
-            128,
-            53248,
-            128256,
-            1,
-            1,
-            false,
-        ),
+        m("llama-3.1-405b", 126, 16384, 128, 8, 128, 53248, 128256, 1, 1, false),
         // Qwen/Qwen3-32B config.json: 64 layers, hidden 5120, 64 heads, 8 KV heads, head_dim 128,
         // intermediate 25600, vocab 151936, untied (32.8 B parameters).
-        m(
-            "qwen3-32b",
-            64,
-            5120,
-            64,
-            8,
-            128,
-            25600,
-            151936,
-            1,
-            1,
-            false,
-        ),
+        m("qwen3-32b", 64, 5120, 64, 8, 128, 25600, 151936, 1, 1, false),
         // mistralai/Mixtral-8x7B-v0.1 config.json: 32 layers, hidden 4096, 32 heads, 8 KV heads,
         // 8 experts of intermediate 14336, 2 active, vocab 32000 (46.7 B total, 12.9 B active).
-        m(
-            "mixtral-8x7b",
-            32,
-            4096,
-            32,
-            8,
-            128,
-            14336,
-            32000,
-            8,
-            2,
-            false,
-        ),
+        m("mixtral-8x7b", 32, 4096, 32, 8, 128, 14336, 32000, 8, 2, false),
         // openai/gpt-oss-20b config.json: 24 layers, hidden 2880, 64 heads of 64, 8 KV heads,
         // 32 experts of intermediate 2880, 4 active, vocab 201088. (Shipped weights are MXFP4;
         // this entry counts BF16 bytes, an upper bound.)
-        m(
-            "gpt-oss-20b",
-            24,
-            2880,
-            64,
-            8,
-            64,
-            2880,
-            201088,
-            32,
-            4,
-            false,
-        ),
+        m("gpt-oss-20b", 24, 2880, 64, 8, 64, 2880, 201088, 32, 4, false),
     ]
 }
 
@@ -315,10 +183,7 @@ pub fn model(name: &str) -> Option<ModelSpec> {
 }
 
 fn normalise(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    s.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 #[cfg(test)]
@@ -328,22 +193,10 @@ mod tests {
     #[test]
     fn parameter_counts_match_model_cards() {
         let p = |n: &str| model(n).unwrap().total_params() as f64 / 1e9;
-        assert!(
-            (p("llama-3.1-8b") - 8.03).abs() < 0.05,
-            "{}",
-            p("llama-3.1-8b")
-        );
-        assert!(
-            (p("llama-3.1-70b") - 70.6).abs() < 0.5,
-            "{}",
-            p("llama-3.1-70b")
-        );
+        assert!((p("llama-3.1-8b") - 8.03).abs() < 0.05, "{}", p("llama-3.1-8b"));
+        assert!((p("llama-3.1-70b") - 70.6).abs() < 0.5, "{}", p("llama-3.1-70b"));
         assert!((p("qwen3-32b") - 32.8).abs() < 0.5, "{}", p("qwen3-32b"));
-        assert!(
-            (p("mixtral-8x7b") - 46.7).abs() < 0.5,
-            "{}",
-            p("mixtral-8x7b")
-        );
+        assert!((p("mixtral-8x7b") - 46.7).abs() < 0.5, "{}", p("mixtral-8x7b"));
         let m = model("Llama_3.1_8B").unwrap();
         assert_eq!(m.kv_bytes_per_token(), 131_072);
     }

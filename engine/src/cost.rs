@@ -48,8 +48,7 @@ pub struct RatesCost {
 
 impl StepCostModel for RatesCost {
     fn step_time(&self, b: &BatchShape) -> SimDuration {
-        let s = f64::from(b.prefill_tokens) * self.sec_per_prefill_token
-            + f64::from(b.decode_seqs) * self.sec_per_decode_token;
+        let s = f64::from(b.prefill_tokens) * self.sec_per_prefill_token + f64::from(b.decode_seqs) * self.sec_per_decode_token;
         SimDuration::from_secs_f64(s) + self.overhead
     }
 }
@@ -75,26 +74,15 @@ const ALLREDUCE_LATENCY_S: f64 = 10e-6;
 
 impl RooflineCost {
     /// Builds the cost model of `model` on `tp` GPUs of kind `gpu`.
-    pub fn new(
-        model: &ModelSpec,
-        gpu: &GpuSpec,
-        tp: u32,
-        mfu: f64,
-        mbu: f64,
-        overhead: SimDuration,
-    ) -> Self {
+    pub fn new(model: &ModelSpec, gpu: &GpuSpec, tp: u32, mfu: f64, mbu: f64, overhead: SimDuration) -> Self {
         let tp_f = f64::from(tp.max(1));
         let q_dim = f64::from(model.heads * model.head_dim);
         let hidden = f64::from(model.hidden);
         // Two all-reduces per layer (after attention and after the MLP) of hidden × dtype bytes
         // per token; a ring moves 2 (tp − 1) / tp of the message per GPU.
         let (ar_tok, ar_fixed) = if tp > 1 && gpu.interconnect_bytes_s > 0.0 {
-            let per_token_bytes =
-                2.0 * f64::from(model.layers) * hidden * f64::from(model.dtype_bytes);
-            (
-                per_token_bytes * 2.0 * (tp_f - 1.0) / tp_f / gpu.interconnect_bytes_s,
-                2.0 * f64::from(model.layers) * ALLREDUCE_LATENCY_S,
-            )
+            let per_token_bytes = 2.0 * f64::from(model.layers) * hidden * f64::from(model.dtype_bytes);
+            (per_token_bytes * 2.0 * (tp_f - 1.0) / tp_f / gpu.interconnect_bytes_s, 2.0 * f64::from(model.layers) * ALLREDUCE_LATENCY_S)
         } else {
             (0.0, 0.0)
         };
@@ -122,20 +110,13 @@ impl StepCostModel for RooflineCost {
         let tokens = f64::from(b.prefill_tokens) + f64::from(b.decode_seqs);
         let seqs = f64::from(b.prefill_seqs) + f64::from(b.decode_seqs);
         let pairs = b.prefill_attention_pairs as f64 + b.decode_context_tokens as f64;
-        let flops = self.flops_per_token * tokens
-            + self.logits_flops_per_seq * seqs
-            + self.attn_flops_per_pair * pairs;
+        let flops = self.flops_per_token * tokens + self.logits_flops_per_seq * seqs + self.attn_flops_per_pair * pairs;
         // Weights once per step; KV read for every attended context token of decodes, and
         // written once for every new token.
-        let bytes =
-            self.weight_bytes + self.kv_bytes_per_token * (b.decode_context_tokens as f64 + tokens);
+        let bytes = self.weight_bytes + self.kv_bytes_per_token * (b.decode_context_tokens as f64 + tokens);
         let compute = flops / self.flops_s;
         let memory = bytes / self.bytes_s;
-        let comm = if self.allreduce_fixed > 0.0 {
-            self.allreduce_fixed + self.allreduce_sec_per_token * tokens
-        } else {
-            0.0
-        };
+        let comm = if self.allreduce_fixed > 0.0 { self.allreduce_fixed + self.allreduce_sec_per_token * tokens } else { 0.0 };
         SimDuration::from_secs_f64(compute.max(memory) + comm) + self.overhead
     }
 }
@@ -143,28 +124,12 @@ impl StepCostModel for RooflineCost {
 /// Builds the step cost model of an instance.
 pub fn build(perf: &PerfSpec, model: &ModelSpec, tp: u32) -> Box<dyn StepCostModel> {
     match perf {
-        PerfSpec::Rates {
-            prefill_tok_s,
-            decode_tok_s,
-            step_overhead,
-        } => Box::new(RatesCost {
+        PerfSpec::Rates { prefill_tok_s, decode_tok_s, step_overhead } => Box::new(RatesCost {
             sec_per_prefill_token: 1.0 / prefill_tok_s,
             sec_per_decode_token: 1.0 / decode_tok_s,
             overhead: *step_overhead,
         }),
-        PerfSpec::Roofline {
-            gpu,
-            mfu,
-            mbu,
-            step_overhead,
-        } => Box::new(RooflineCost::new(
-            model,
-            gpu,
-            tp,
-            *mfu,
-            *mbu,
-            *step_overhead,
-        )),
+        PerfSpec::Roofline { gpu, mfu, mbu, step_overhead } => Box::new(RooflineCost::new(model, gpu, tp, *mfu, *mbu, *step_overhead)),
     }
 }
 
@@ -175,21 +140,9 @@ mod tests {
 
     #[test]
     fn rates_add_prefill_and_decode_time() {
-        let c = RatesCost {
-            sec_per_prefill_token: 1e-4,
-            sec_per_decode_token: 1e-3,
-            overhead: SimDuration::from_micros(5),
-        };
-        let b = BatchShape {
-            prefill_tokens: 1000,
-            prefill_seqs: 1,
-            decode_seqs: 4,
-            ..Default::default()
-        };
-        assert_eq!(
-            c.step_time(&b),
-            SimDuration::from_micros(100_000 + 4_000 + 5)
-        );
+        let c = RatesCost { sec_per_prefill_token: 1e-4, sec_per_decode_token: 1e-3, overhead: SimDuration::from_micros(5) };
+        let b = BatchShape { prefill_tokens: 1000, prefill_seqs: 1, decode_seqs: 4, ..Default::default() };
+        assert_eq!(c.step_time(&b), SimDuration::from_micros(100_000 + 4_000 + 5));
     }
 
     #[test]
@@ -197,16 +150,9 @@ mod tests {
         let m = catalogue::model("llama-3.1-8b").unwrap();
         let g = catalogue::gpu("h100-sxm").unwrap();
         let c = RooflineCost::new(&m, &g, 1, 1.0, 1.0, SimDuration::ZERO);
-        let decode = c.step_time(&BatchShape {
-            decode_seqs: 1,
-            decode_context_tokens: 1,
-            ..Default::default()
-        });
+        let decode = c.step_time(&BatchShape { decode_seqs: 1, decode_context_tokens: 1, ..Default::default() });
         let ideal = m.weight_bytes() as f64 / g.hbm_bytes_s;
-        assert!(
-            (decode.as_secs_f64() / ideal - 1.0).abs() < 0.01,
-            "{decode}"
-        );
+        assert!((decode.as_secs_f64() / ideal - 1.0).abs() < 0.01, "{decode}");
         let n = 4096u32;
         let prefill = c.step_time(&BatchShape {
             prefill_tokens: n,
@@ -216,22 +162,14 @@ mod tests {
         });
         let flops = 2.0 * m.active_layer_params() as f64 * f64::from(n);
         assert!(prefill.as_secs_f64() > flops / g.peak_flops);
-        assert!(
-            prefill.as_secs_f64() < 1.25 * flops / g.peak_flops,
-            "{prefill}"
-        );
+        assert!(prefill.as_secs_f64() < 1.25 * flops / g.peak_flops, "{prefill}");
     }
 
     #[test]
     fn tensor_parallel_splits_compute_and_adds_communication() {
         let m = catalogue::model("llama-3.1-70b").unwrap();
         let g = catalogue::gpu("h100-sxm").unwrap();
-        let b = BatchShape {
-            prefill_tokens: 2048,
-            prefill_seqs: 1,
-            prefill_attention_pairs: 2048 * 2049 / 2,
-            ..Default::default()
-        };
+        let b = BatchShape { prefill_tokens: 2048, prefill_seqs: 1, prefill_attention_pairs: 2048 * 2049 / 2, ..Default::default() };
         let t1 = RooflineCost::new(&m, &g, 1, 0.5, 0.8, SimDuration::ZERO).step_time(&b);
         let t4 = RooflineCost::new(&m, &g, 4, 0.5, 0.8, SimDuration::ZERO).step_time(&b);
         assert!(t4.as_secs_f64() > t1.as_secs_f64() / 4.0);

@@ -11,24 +11,12 @@ const SINGLE_SERVER_TOK_S: f64 = 100_000.0;
 /// one output token per request, Poisson arrivals at load `rho`, and service times with
 /// mean `mean_service_s` that are exponential (M/M/1) or, with `deterministic`, constant
 /// (M/D/1). Runs `requests` requests and drains.
-pub fn single_server(
-    rho: f64,
-    mean_service_s: f64,
-    deterministic: bool,
-    requests: u64,
-) -> ScenarioSpec {
+pub fn single_server(rho: f64, mean_service_s: f64, deterministic: bool, requests: u64) -> ScenarioSpec {
     let mean_tokens = mean_service_s * SINGLE_SERVER_TOK_S;
-    let prompt = if deterministic {
-        LengthSpec::Constant(mean_tokens.round() as u32)
-    } else {
-        LengthSpec::Exponential { mean: mean_tokens }
-    };
+    let prompt =
+        if deterministic { LengthSpec::Constant(mean_tokens.round() as u32) } else { LengthSpec::Exponential { mean: mean_tokens } };
     ScenarioSpec {
-        name: if deterministic {
-            "m_d_1".into()
-        } else {
-            "m_m_1".into()
-        },
+        name: if deterministic { "m_d_1".into() } else { "m_m_1".into() },
         seed: 1,
         model: catalogue::model("llama-3.1-8b").expect("catalogue model"),
         hardware: vec![HardwareSpec {
@@ -46,35 +34,19 @@ pub fn single_server(
         pools: vec![PoolSpec {
             name: "server".into(),
             role: Role::Mixed,
-            engine: EngineSpec {
-                max_batch_tokens: u32::MAX,
-                max_seqs: 1,
-                chunked_prefill: false,
-                ..EngineSpec::default()
-            },
-            instances: vec![InstanceSpec {
-                name: "s0".into(),
-                hardware: 0,
-                tp: 1,
-            }],
+            engine: EngineSpec { max_batch_tokens: u32::MAX, max_seqs: 1, chunked_prefill: false, ..EngineSpec::default() },
+            instances: vec![InstanceSpec { name: "s0".into(), hardware: 0, tp: 1 }],
         }],
         links: vec![],
         router: PolicySpec::RoundRobin,
         telemetry: TelemetrySpec::default(),
         workload: WorkloadSpec {
-            arrivals: ArrivalSpec::Poisson {
-                rate_per_s: rho / mean_service_s,
-                burst: None,
-            },
+            arrivals: ArrivalSpec::Poisson { rate_per_s: rho / mean_service_s, burst: None },
             prompt,
             output: LengthSpec::Constant(1),
             priority: (0, 0),
         },
         slo: SloSpec::default(),
-        run: RunSpec {
-            duration: None,
-            requests: Some(requests),
-            drain: true,
-        },
+        run: RunSpec { duration: None, requests: Some(requests), drain: true },
     }
 }

@@ -77,19 +77,12 @@ impl Instance {
             let sid = self.running[i];
             let s = &seqs[sid];
             let remaining = s.known() - s.computed;
-            let chunk = if remaining == 1 || chunked {
-                remaining.min(budget)
-            } else {
-                remaining
-            };
+            let chunk = if remaining == 1 || chunked { remaining.min(budget) } else { remaining };
             if chunk == 0 || chunk > budget {
                 i += 1;
                 continue;
             }
-            let need = self
-                .kv
-                .blocks_for(s.computed + chunk)
-                .saturating_sub(s.blocks);
+            let need = self.kv.blocks_for(s.computed + chunk).saturating_sub(s.blocks);
             while u64::from(need) > self.kv.free() {
                 let Some(victim) = self.running.pop() else {
                     break 'running;
@@ -127,10 +120,7 @@ impl Instance {
                 } else {
                     break;
                 };
-                let need = self
-                    .kv
-                    .blocks_for(s.computed + chunk)
-                    .saturating_sub(s.blocks);
+                let need = self.kv.blocks_for(s.computed + chunk).saturating_sub(s.blocks);
                 if u64::from(need) > self.kv.free() {
                     break;
                 }
@@ -144,14 +134,7 @@ impl Instance {
         shape
     }
 
-    fn admit_chunk(
-        &mut self,
-        seqs: &mut SeqSlab,
-        sid: SeqId,
-        chunk: u32,
-        need: u32,
-        shape: &mut BatchShape,
-    ) {
+    fn admit_chunk(&mut self, seqs: &mut SeqSlab, sid: SeqId, chunk: u32, need: u32, shape: &mut BatchShape) {
         let ok = self.kv.try_allocate(need);
         debug_assert!(ok, "allocation checked by the caller");
         let s = &mut seqs[sid];
@@ -162,8 +145,7 @@ impl Instance {
         } else {
             shape.prefill_seqs += 1;
             shape.prefill_tokens += chunk;
-            shape.prefill_attention_pairs +=
-                u64::from(chunk) * (u64::from(s.computed) + u64::from(chunk).div_ceil(2));
+            shape.prefill_attention_pairs += u64::from(chunk) * (u64::from(s.computed) + u64::from(chunk).div_ceil(2));
         }
         self.batch.push((sid, chunk));
     }
@@ -171,26 +153,10 @@ impl Instance {
     /// Debug-build invariant checks after a step.
     pub fn check_invariants(&self, seqs: &SeqSlab) {
         if cfg!(debug_assertions) {
-            let held: u64 = self
-                .running
-                .iter()
-                .map(|&s| u64::from(seqs[s].blocks))
-                .sum();
-            debug_assert!(
-                held <= self.kv.used(),
-                "{}: running sequences hold more blocks than are used",
-                self.name
-            );
-            debug_assert!(
-                self.waiting.iter().all(|w| !self.running.contains(w)),
-                "{}: a sequence is both waiting and running",
-                self.name
-            );
-            debug_assert!(
-                self.waiting.iter().all(|&w| seqs[w].blocks == 0),
-                "{}: a waiting sequence holds blocks",
-                self.name
-            );
+            let held: u64 = self.running.iter().map(|&s| u64::from(seqs[s].blocks)).sum();
+            debug_assert!(held <= self.kv.used(), "{}: running sequences hold more blocks than are used", self.name);
+            debug_assert!(self.waiting.iter().all(|w| !self.running.contains(w)), "{}: a sequence is both waiting and running", self.name);
+            debug_assert!(self.waiting.iter().all(|&w| seqs[w].blocks == 0), "{}: a waiting sequence holds blocks", self.name);
         }
     }
 }

@@ -11,11 +11,7 @@ pub struct KvCache {
 impl KvCache {
     /// A cache of `capacity` blocks of `block_size` tokens.
     pub fn new(block_size: u32, capacity: u64) -> Self {
-        KvCache {
-            block_size: block_size.max(1),
-            capacity,
-            used: 0,
-        }
+        KvCache { block_size: block_size.max(1), capacity, used: 0 }
     }
     /// Blocks needed to hold `tokens` tokens.
     pub fn blocks_for(&self, tokens: u32) -> u32 {
@@ -48,10 +44,7 @@ impl KvCache {
     }
     /// Returns `n` blocks.
     pub fn release(&mut self, n: u32) {
-        debug_assert!(
-            u64::from(n) <= self.used,
-            "releasing more KV blocks than are in use"
-        );
+        debug_assert!(u64::from(n) <= self.used, "releasing more KV blocks than are in use");
         self.used -= u64::from(n).min(self.used);
     }
 }

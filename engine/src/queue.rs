@@ -68,22 +68,14 @@ impl<E: Copy> Default for EventQueue<E> {
 impl<E: Copy> EventQueue<E> {
     /// An empty queue.
     pub fn new() -> Self {
-        EventQueue {
-            heap: BinaryHeap::with_capacity(1024),
-            next_seq: 0,
-            popped: 0,
-        }
+        EventQueue { heap: BinaryHeap::with_capacity(1024), next_seq: 0, popped: 0 }
     }
 
     /// Schedules `event` at `time` in `phase`.
     pub fn push(&mut self, time: SimTime, phase: Phase, event: E) {
         let order = ((phase as u64) << SEQ_BITS) | (self.next_seq & SEQ_MASK);
         self.next_seq += 1;
-        self.heap.push(Reverse(Entry {
-            time: time.0,
-            order,
-            event,
-        }));
+        self.heap.push(Reverse(Entry { time: time.0, order, event }));
     }
 
     /// Removes and returns the earliest event.

@@ -70,9 +70,7 @@ impl RequestRecord {
     /// Time per output token after the first: (E2E − TTFT) / (output − 1), for output > 1.
     pub fn tpot(&self) -> Option<SimDuration> {
         match (self.first_token, self.finish) {
-            (Some(f), Some(l)) if self.generated_tokens > 1 => Some(SimDuration(
-                (l - f).as_nanos() / u64::from(self.generated_tokens - 1),
-            )),
+            (Some(f), Some(l)) if self.generated_tokens > 1 => Some(SimDuration((l - f).as_nanos() / u64::from(self.generated_tokens - 1))),
             _ => None,
         }
     }
@@ -85,24 +83,9 @@ pub trait Recorder {
     /// A gap between two consecutive output tokens of one request (pooled ITL).
     fn on_token_gap(&mut self, _gap: SimDuration) {}
     /// An instance ran a step.
-    fn on_step(
-        &mut self,
-        _instance: InstanceId,
-        _start: SimTime,
-        _duration: SimDuration,
-        _batch: &BatchShape,
-    ) {
-    }
+    fn on_step(&mut self, _instance: InstanceId, _start: SimTime, _duration: SimDuration, _batch: &BatchShape) {}
     /// KV moved between instances.
-    fn on_transfer(
-        &mut self,
-        _from: InstanceId,
-        _to: InstanceId,
-        _start: SimTime,
-        _duration: SimDuration,
-        _bytes: u64,
-    ) {
-    }
+    fn on_transfer(&mut self, _from: InstanceId, _to: InstanceId, _start: SimTime, _duration: SimDuration, _bytes: u64) {}
     /// A running sequence was preempted on `instance`.
     fn on_preemption(&mut self, _instance: InstanceId, _at: SimTime) {}
 }

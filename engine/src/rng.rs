@@ -31,9 +31,7 @@ impl RunSeed {
 
     /// The seed of the `index`-th derived run (sweep points, replications).
     pub fn derive(self, index: u64) -> RunSeed {
-        RunSeed(mix(self
-            .0
-            .wrapping_add(mix(index.wrapping_add(0x9E37_79B9_7F4A_7C15)))))
+        RunSeed(mix(self.0.wrapping_add(mix(index.wrapping_add(0x9E37_79B9_7F4A_7C15)))))
     }
 }
 

@@ -91,10 +91,7 @@ impl SeqSlab {
     pub fn live_ids(&self) -> Vec<SeqId> {
         let mut free = self.free.clone();
         free.sort_unstable();
-        (0..self.slots.len() as u32)
-            .filter(|i| free.binary_search(i).is_err())
-            .map(SeqId)
-            .collect()
+        (0..self.slots.len() as u32).filter(|i| free.binary_search(i).is_err()).map(SeqId).collect()
     }
 }
 

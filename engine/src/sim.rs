@@ -63,10 +63,7 @@ pub struct Simulation {
 
 impl std::fmt::Debug for Simulation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulation")
-            .field("now", &self.now)
-            .field("instances", &self.instances.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Simulation").field("now", &self.now).field("instances", &self.instances.len()).finish_non_exhaustive()
     }
 }
 
@@ -88,12 +85,7 @@ impl Simulation {
                 let hw = &spec.hardware[inst.hardware];
                 let blocks = spec
                     .kv_capacity_blocks(hw, inst.tp, &pool.engine)
-                    .map_err(|m| {
-                        vec![SpecError {
-                            path: format!("pools.{}.instances.{}", pool.name, inst.name),
-                            message: m,
-                        }]
-                    })?;
+                    .map_err(|m| vec![SpecError { path: format!("pools.{}.instances.{}", pool.name, inst.name), message: m }])?;
                 let id = InstanceId(instances.len() as u32);
                 let hourly_cost = hw.cost_per_hour * f64::from(inst.tp);
                 views.push(InstanceView {
@@ -138,16 +130,19 @@ impl Simulation {
         }
         let mut routes = vec![vec![None; spec.pools.len()]; spec.pools.len()];
         for l in &spec.links {
-            routes[l.from][l.to] = Some(Route {
-                latency: l.latency,
-                bandwidth_bytes_s: l.bandwidth_bytes_s,
-            });
+            routes[l.from][l.to] = Some(Route { latency: l.latency, bandwidth_bytes_s: l.bandwidth_bytes_s });
         }
         let mut missing = Vec::new();
         for (a, pa) in spec.pools.iter().enumerate() {
             for (b, pb) in spec.pools.iter().enumerate() {
                 if pa.role == Role::Prefill && pb.role == Role::Decode && routes[a][b].is_none() {
-                    missing.push(SpecError { path: "links".into(), message: format!("no link from prefill pool `{}` to decode pool `{}`; add `link {{ from = {}; to = {} }}`", pa.name, pb.name, pa.name, pb.name) });
+                    missing.push(SpecError {
+                        path: "links".into(),
+                        message: format!(
+                            "no link from prefill pool `{}` to decode pool `{}`; add `link {{ from = {}; to = {} }}`",
+                            pa.name, pb.name, pa.name, pb.name
+                        ),
+                    });
                 }
             }
         }
@@ -189,17 +184,9 @@ impl Simulation {
     pub fn run<R: Recorder>(mut self, rec: &mut R) -> RunTotals {
         self.schedule_next_arrival();
         if self.telemetry_interval > SimDuration::ZERO {
-            self.push(
-                SimTime::ZERO + self.telemetry_interval,
-                Phase::Control,
-                Event::TelemetryTick,
-            );
+            self.push(SimTime::ZERO + self.telemetry_interval, Phase::Control, Event::TelemetryTick);
         }
-        let cutoff = if self.run.drain {
-            None
-        } else {
-            self.run.duration.map(|d| SimTime::ZERO + d)
-        };
+        let cutoff = if self.run.drain { None } else { self.run.duration.map(|d| SimTime::ZERO + d) };
         let mut last_work = SimTime::ZERO;
         let mut cut = false;
         while let Some((t, ev)) = self.queue.pop() {
@@ -223,11 +210,7 @@ impl Simulation {
                 Event::TelemetryTick => {
                     self.publish_all();
                     if self.work_events > 0 {
-                        self.push(
-                            t + self.telemetry_interval,
-                            Phase::Control,
-                            Event::TelemetryTick,
-                        );
+                        self.push(t + self.telemetry_interval, Phase::Control, Event::TelemetryTick);
                     }
                 }
             }
@@ -240,19 +223,11 @@ impl Simulation {
     }
 
     fn schedule_next_arrival(&mut self) {
-        if self
-            .run
-            .requests
-            .is_some_and(|n| self.arrived + u64::from(self.pending.is_some()) >= n)
-        {
+        if self.run.requests.is_some_and(|n| self.arrived + u64::from(self.pending.is_some()) >= n) {
             return;
         }
         let req = self.workload.next_request();
-        if self
-            .run
-            .duration
-            .is_some_and(|d| req.arrival >= SimTime::ZERO + d)
-        {
+        if self.run.duration.is_some_and(|d| req.arrival >= SimTime::ZERO + d) {
             return;
         }
         self.pending = Some(req);
@@ -321,10 +296,7 @@ impl Simulation {
         self.arrived += 1;
         self.schedule_next_arrival();
         let p = self.router.route_prefill(&self.view, &req);
-        debug_assert!(
-            self.view.prefill_candidates().contains(&p),
-            "policy returned a non-candidate"
-        );
+        debug_assert!(self.view.prefill_candidates().contains(&p), "policy returned a non-candidate");
         let i = p.index();
         let mut seq = Seq::new(req);
         seq.prefill_on = p;
@@ -429,13 +401,8 @@ impl Simulation {
 
     fn start_transfer<R: Recorder>(&mut self, sid: SeqId, from: usize, rec: &mut R) {
         let req = self.seqs[sid].req;
-        let to = self
-            .router
-            .route_decode(&self.view, &req, InstanceId(from as u32));
-        debug_assert!(
-            self.view.decode_candidates().contains(&to),
-            "policy returned a non-candidate"
-        );
+        let to = self.router.route_decode(&self.view, &req, InstanceId(from as u32));
+        debug_assert!(self.view.decode_candidates().contains(&to), "policy returned a non-candidate");
         let t = to.index();
         self.view.instances[from].assigned -= 1;
         if !self.fits(t, &req) {
@@ -449,15 +416,12 @@ impl Simulation {
             return;
         }
         self.view.instances[t].assigned += 1;
-        let route = self.routes[self.instances[from].pool][self.instances[t].pool]
-            .expect("links are checked when the simulation is built");
+        let route = self.routes[self.instances[from].pool][self.instances[t].pool].expect("links are checked when the simulation is built");
         let s = &mut self.seqs[sid];
         s.decode_on = to;
         let bytes = self.kv_bytes_per_token * u64::from(s.computed);
         let latency = self.kv_latency_override[t].unwrap_or(route.latency);
-        let wire = route.bandwidth_bytes_s.map_or(SimDuration::ZERO, |bw| {
-            SimDuration::from_secs_f64(bytes as f64 / bw)
-        });
+        let wire = route.bandwidth_bytes_s.map_or(SimDuration::ZERO, |bw| SimDuration::from_secs_f64(bytes as f64 / bw));
         let dur = latency + wire;
         rec.on_transfer(InstanceId(from as u32), to, self.now, dur, bytes);
         self.push(self.now + dur, Phase::Arrival, Event::TransferDone(sid));
@@ -521,14 +485,7 @@ impl Simulation {
                 queue_depth_max: p.depth_max,
             })
             .collect();
-        RunTotals {
-            elapsed,
-            events: self.queue.popped(),
-            arrived: self.arrived,
-            peak_in_flight: self.seqs.peak(),
-            instances,
-            pools,
-        }
+        RunTotals { elapsed, events: self.queue.popped(), arrived: self.arrived, peak_in_flight: self.seqs.peak(), instances, pools }
     }
 }
 

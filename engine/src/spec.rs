@@ -221,12 +221,7 @@ impl Default for TelemetryPolicySpec {
     fn default() -> Self {
         // The lab's Router(): ewma_alpha=0.3, kv_locality_boost=0.3, queue_urgency=1.0,
         // decode_cost_penalty=0.0.
-        TelemetryPolicySpec {
-            ewma_alpha: 0.3,
-            queue_urgency: 1.0,
-            kv_locality_boost: 0.3,
-            decode_cost_penalty: 0.0,
-        }
+        TelemetryPolicySpec { ewma_alpha: 0.3, queue_urgency: 1.0, kv_locality_boost: 0.3, decode_cost_penalty: 0.0 }
     }
 }
 
@@ -264,11 +259,7 @@ pub struct BurstSpec {
 impl BurstSpec {
     /// The original lab: 50 ms ticks, a burst with probability 0.2.
     pub fn lab(factor: f64) -> Self {
-        BurstSpec {
-            factor,
-            probability: 0.2,
-            window: SimDuration::from_millis(50),
-        }
+        BurstSpec { factor, probability: 0.2, window: SimDuration::from_millis(50) }
     }
 }
 
@@ -342,10 +333,7 @@ pub struct SpecError {
 
 impl SpecError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError {
-            path: path.into(),
-            message: message.into(),
-        }
+        SpecError { path: path.into(), message: message.into() }
     }
 }
 
@@ -356,10 +344,7 @@ impl ScenarioSpec {
         let mut e = |p: String, m: String| errs.push(SpecError::new(p, m));
 
         if self.pools.is_empty() {
-            e(
-                "pools".into(),
-                "a scenario needs at least one pool; add `pool NAME { role = mixed ... }`".into(),
-            );
+            e("pools".into(), "a scenario needs at least one pool; add `pool NAME { role = mixed ... }`".into());
         }
         let has = |r: Role| self.pools.iter().any(|p| p.role == r);
         let (pf, dc, mx) = (has(Role::Prefill), has(Role::Decode), has(Role::Mixed));
@@ -367,69 +352,39 @@ impl ScenarioSpec {
             e("pools".into(), "mixing `mixed` pools with `prefill`/`decode` pools is not supported yet; use either aggregated (mixed) or disaggregated (prefill + decode) pools".into());
         }
         if pf && !dc {
-            e(
-                "pools".into(),
-                "there is a prefill pool but no decode pool to hand sequences to".into(),
-            );
+            e("pools".into(), "there is a prefill pool but no decode pool to hand sequences to".into());
         }
         if dc && !pf {
-            e(
-                "pools".into(),
-                "there is a decode pool but no prefill pool feeding it".into(),
-            );
+            e("pools".into(), "there is a decode pool but no prefill pool feeding it".into());
         }
         let mut names = std::collections::BTreeSet::new();
         for pool in &self.pools {
             let pp = format!("pools.{}", pool.name);
             if pool.instances.is_empty() {
-                e(
-                    format!("{pp}.instances"),
-                    "a pool needs at least one instance".into(),
-                );
+                e(format!("{pp}.instances"), "a pool needs at least one instance".into());
             }
             let eng = &pool.engine;
             if eng.max_batch_tokens == 0 {
-                e(
-                    format!("{pp}.engine.max_batch_tokens"),
-                    "must be at least 1".into(),
-                );
+                e(format!("{pp}.engine.max_batch_tokens"), "must be at least 1".into());
             }
             if eng.max_seqs == 0 {
                 e(format!("{pp}.engine.max_seqs"), "must be at least 1".into());
             }
             if eng.block_size == 0 {
-                e(
-                    format!("{pp}.engine.block_size"),
-                    "must be at least 1 token".into(),
-                );
+                e(format!("{pp}.engine.block_size"), "must be at least 1 token".into());
             }
             if !(eng.gpu_memory_utilization > 0.0 && eng.gpu_memory_utilization <= 1.0) {
-                e(
-                    format!("{pp}.engine.gpu_memory_utilization"),
-                    "must be in (0%, 100%]".into(),
-                );
+                e(format!("{pp}.engine.gpu_memory_utilization"), "must be in (0%, 100%]".into());
             }
             for inst in &pool.instances {
                 if !names.insert(inst.name.clone()) {
-                    e(
-                        format!("{pp}.instances"),
-                        format!(
-                            "instance name `{}` is used twice; names must be unique across pools",
-                            inst.name
-                        ),
-                    );
+                    e(format!("{pp}.instances"), format!("instance name `{}` is used twice; names must be unique across pools", inst.name));
                 }
                 if inst.tp == 0 {
-                    e(
-                        format!("{pp}.instances.{}.tp", inst.name),
-                        "must be at least 1".into(),
-                    );
+                    e(format!("{pp}.instances.{}.tp", inst.name), "must be at least 1".into());
                 }
                 match self.hardware.get(inst.hardware) {
-                    None => e(
-                        format!("{pp}.instances.{}", inst.name),
-                        "refers to unknown hardware".into(),
-                    ),
+                    None => e(format!("{pp}.instances.{}", inst.name), "refers to unknown hardware".into()),
                     Some(hw) => {
                         if let Err(m) = self.kv_capacity_blocks(hw, inst.tp, eng) {
                             e(format!("{pp}.instances.{}", inst.name), m);
@@ -438,15 +393,9 @@ impl ScenarioSpec {
                 }
             }
             if pool.role == Role::Decode
-                && !self.links.iter().any(|l| {
-                    l.to == self
-                        .pools
-                        .iter()
-                        .position(|p| p.name == pool.name)
-                        .unwrap_or(usize::MAX)
-                })
+                && !self.links.iter().any(|l| l.to == self.pools.iter().position(|p| p.name == pool.name).unwrap_or(usize::MAX))
             {
-                e(format!("{pp}"), "decode pool has no link from a prefill pool; add `link { from = PREFILL_POOL; to = ... }`".into());
+                e(pp.clone(), "decode pool has no link from a prefill pool; add `link { from = PREFILL_POOL; to = ... }`".into());
             }
         }
         for (i, l) in self.links.iter().enumerate() {
@@ -462,28 +411,15 @@ impl ScenarioSpec {
         for hw in &self.hardware {
             let hp = format!("hardware.{}", hw.name);
             if !(hw.cost_per_hour >= 0.0 && hw.cost_per_hour.is_finite()) {
-                e(
-                    format!("{hp}.cost"),
-                    "must be a non-negative price such as `3 $/h`".into(),
-                );
+                e(format!("{hp}.cost"), "must be a non-negative price such as `3 $/h`".into());
             }
             match &hw.perf {
-                PerfSpec::Rates {
-                    prefill_tok_s,
-                    decode_tok_s,
-                    ..
-                } => {
+                PerfSpec::Rates { prefill_tok_s, decode_tok_s, .. } => {
                     if !(*prefill_tok_s > 0.0 && prefill_tok_s.is_finite()) {
-                        e(
-                            format!("{hp}.prefill_rate"),
-                            "must be a positive rate such as `10000 tok/s`".into(),
-                        );
+                        e(format!("{hp}.prefill_rate"), "must be a positive rate such as `10000 tok/s`".into());
                     }
                     if !(*decode_tok_s > 0.0 && decode_tok_s.is_finite()) {
-                        e(
-                            format!("{hp}.decode_rate"),
-                            "must be a positive rate such as `3400 tok/s`".into(),
-                        );
+                        e(format!("{hp}.decode_rate"), "must be a positive rate such as `3400 tok/s`".into());
                     }
                 }
                 PerfSpec::Roofline { mfu, mbu, .. } => {
@@ -500,38 +436,23 @@ impl ScenarioSpec {
         match w.arrivals {
             ArrivalSpec::Poisson { rate_per_s, burst } => {
                 if !(rate_per_s > 0.0 && rate_per_s.is_finite()) {
-                    e(
-                        "workload.arrivals".into(),
-                        "the arrival rate must be positive, e.g. `poisson(24/s)`".into(),
-                    );
+                    e("workload.arrivals".into(), "the arrival rate must be positive, e.g. `poisson(24/s)`".into());
                 }
                 if let Some(b) = burst {
                     if !(b.factor > 0.0 && b.factor.is_finite()) {
-                        e(
-                            "workload.arrivals.burst_factor".into(),
-                            "must be positive".into(),
-                        );
+                        e("workload.arrivals.burst_factor".into(), "must be positive".into());
                     }
                     if !(0.0..=1.0).contains(&b.probability) {
-                        e(
-                            "workload.arrivals.burst_probability".into(),
-                            "must be in [0, 1]".into(),
-                        );
+                        e("workload.arrivals.burst_probability".into(), "must be in [0, 1]".into());
                     }
                     if b.window == SimDuration::ZERO {
-                        e(
-                            "workload.arrivals.burst_window".into(),
-                            "must be longer than zero".into(),
-                        );
+                        e("workload.arrivals.burst_window".into(), "must be longer than zero".into());
                     }
                 }
             }
             ArrivalSpec::Constant { rate_per_s } => {
                 if !(rate_per_s > 0.0 && rate_per_s.is_finite()) {
-                    e(
-                        "workload.arrivals".into(),
-                        "the arrival rate must be positive".into(),
-                    );
+                    e("workload.arrivals".into(), "the arrival rate must be positive".into());
                 }
             }
         }
@@ -542,23 +463,14 @@ impl ScenarioSpec {
                 LengthSpec::Exponential { mean } => !(mean >= 1.0 && mean.is_finite()),
             };
             if bad {
-                e(
-                    format!("workload.{name}"),
-                    "lengths must be at least 1 token (and `uniform(a, b)` needs a <= b)".into(),
-                );
+                e(format!("workload.{name}"), "lengths must be at least 1 token (and `uniform(a, b)` needs a <= b)".into());
             }
         }
         if w.priority.0 > w.priority.1 {
-            e(
-                "workload.priority".into(),
-                "the lower bound is above the upper bound".into(),
-            );
+            e("workload.priority".into(), "the lower bound is above the upper bound".into());
         }
         if self.run.duration.is_none() && self.run.requests.is_none() {
-            e(
-                "run".into(),
-                "say how long to run: `duration = 60s` or `requests = 10000`".into(),
-            );
+            e("run".into(), "say how long to run: `duration = 60s` or `requests = 10000`".into());
         }
         if let PolicySpec::Telemetry(t) = &self.router
             && !(t.ewma_alpha > 0.0 && t.ewma_alpha <= 1.0)
@@ -570,29 +482,17 @@ impl ScenarioSpec {
 
     /// KV capacity of an instance in blocks: an explicit capacity, or
     /// (memory × utilisation − weights) / bytes per block.
-    pub fn kv_capacity_blocks(
-        &self,
-        hw: &HardwareSpec,
-        tp: u32,
-        eng: &EngineSpec,
-    ) -> Result<u64, String> {
+    pub fn kv_capacity_blocks(&self, hw: &HardwareSpec, tp: u32, eng: &EngineSpec) -> Result<u64, String> {
         let bs = u64::from(eng.block_size.max(1));
         if let Some(tokens) = hw.kv_capacity_tokens {
             let blocks = tokens / bs;
-            return if blocks == 0 {
-                Err("kv_capacity is smaller than one KV block".into())
-            } else {
-                Ok(blocks)
-            };
+            return if blocks == 0 { Err("kv_capacity is smaller than one KV block".into()) } else { Ok(blocks) };
         }
         let mem = match (&hw.perf, hw.memory_bytes) {
             (_, Some(m)) => m,
             (PerfSpec::Roofline { gpu, .. }, None) => gpu.memory_bytes,
             (PerfSpec::Rates { .. }, None) => {
-                return Err(format!(
-                    "hardware `{}` has neither `memory` nor `kv_capacity`; give one so the KV cache has a size",
-                    hw.name
-                ));
+                return Err(format!("hardware `{}` has neither `memory` nor `kv_capacity`; give one so the KV cache has a size", hw.name));
             }
         };
         let usable = (mem as f64 * f64::from(tp) * eng.gpu_memory_utilization) as u64;

@@ -62,11 +62,7 @@ impl SimDuration {
             return SimDuration::ZERO;
         }
         let ns = (s * NS_PER_S as f64).round();
-        if ns >= u64::MAX as f64 {
-            SimDuration(u64::MAX)
-        } else {
-            SimDuration(ns as u64)
-        }
+        if ns >= u64::MAX as f64 { SimDuration(u64::MAX) } else { SimDuration(ns as u64) }
     }
     /// Nanoseconds.
     pub fn as_nanos(self) -> u64 {

@@ -35,20 +35,10 @@ impl WorkloadGen {
         let prompt = draw_length(&self.spec.prompt, &mut self.lengths);
         let output = draw_length(&self.spec.output, &mut self.lengths);
         let (lo, hi) = self.spec.priority;
-        let priority = if lo == hi {
-            lo
-        } else {
-            self.lengths.random_range(lo..=hi)
-        };
+        let priority = if lo == hi { lo } else { self.lengths.random_range(lo..=hi) };
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        Request {
-            id,
-            arrival,
-            prompt_tokens: prompt,
-            output_tokens: output.max(1),
-            priority,
-        }
+        Request { id, arrival, prompt_tokens: prompt, output_tokens: output.max(1), priority }
     }
 }
 
@@ -78,17 +68,9 @@ struct ArrivalGen {
 impl ArrivalGen {
     fn new(spec: ArrivalSpec, rng: StreamRng) -> Self {
         let rate = match spec {
-            ArrivalSpec::Poisson { rate_per_s, .. } | ArrivalSpec::Constant { rate_per_s } => {
-                rate_per_s
-            }
+            ArrivalSpec::Poisson { rate_per_s, .. } | ArrivalSpec::Constant { rate_per_s } => rate_per_s,
         };
-        let mut g = ArrivalGen {
-            spec,
-            rng,
-            now: SimTime::ZERO,
-            window_end: SimTime::ZERO,
-            window_rate: rate,
-        };
+        let mut g = ArrivalGen { spec, rng, now: SimTime::ZERO, window_end: SimTime::ZERO, window_rate: rate };
         if let ArrivalSpec::Poisson { burst: Some(b), .. } = spec {
             g.open_window(rate, b);
         }
@@ -98,7 +80,7 @@ impl ArrivalGen {
     fn open_window(&mut self, base: f64, b: BurstSpec) {
         let burst = self.rng.random_bool(b.probability);
         self.window_rate = if burst { base * b.factor } else { base };
-        self.window_end = self.window_end + b.window;
+        self.window_end += b.window;
     }
 
     fn next_arrival(&mut self) -> SimTime {
@@ -106,16 +88,10 @@ impl ArrivalGen {
             ArrivalSpec::Constant { rate_per_s } => {
                 self.now += SimDuration::from_secs_f64(1.0 / rate_per_s);
             }
-            ArrivalSpec::Poisson {
-                rate_per_s,
-                burst: None,
-            } => {
+            ArrivalSpec::Poisson { rate_per_s, burst: None } => {
                 self.now += exp_gap(&mut self.rng, rate_per_s);
             }
-            ArrivalSpec::Poisson {
-                rate_per_s,
-                burst: Some(b),
-            } => loop {
+            ArrivalSpec::Poisson { rate_per_s, burst: Some(b) } => loop {
                 // Piecewise-constant rate: the exponential is memoryless, so a gap that
                 // crosses the window's end restarts at the boundary with the next rate.
                 let gap = exp_gap(&mut self.rng, self.window_rate);
@@ -153,21 +129,13 @@ mod tests {
 
     #[test]
     fn poisson_rate_and_uniform_lengths_match_their_means() {
-        let mut g = WorkloadGen::new(
-            &spec(ArrivalSpec::Poisson {
-                rate_per_s: 24.0,
-                burst: None,
-            }),
-            RunSeed(7),
-        );
+        let mut g = WorkloadGen::new(&spec(ArrivalSpec::Poisson { rate_per_s: 24.0, burst: None }), RunSeed(7));
         let n = 100_000;
         let (mut last, mut psum, mut osum) = (SimTime::ZERO, 0u64, 0u64);
         let mut pri = [0u32; 3];
         for _ in 0..n {
             let r = g.next_request();
-            assert!(
-                (100..=1200).contains(&r.prompt_tokens) && (32..=256).contains(&r.output_tokens)
-            );
+            assert!((100..=1200).contains(&r.prompt_tokens) && (32..=256).contains(&r.output_tokens));
             psum += u64::from(r.prompt_tokens);
             osum += u64::from(r.output_tokens);
             pri[usize::from(r.priority)] += 1;
@@ -177,19 +145,13 @@ mod tests {
         assert!((rate / 24.0 - 1.0).abs() < 0.01, "rate {rate}");
         assert!((psum as f64 / n as f64 - 650.0).abs() < 3.0);
         assert!((osum as f64 / n as f64 - 144.0).abs() < 1.0);
-        assert!(
-            pri.iter()
-                .all(|&c| (c as f64 / n as f64 - 1.0 / 3.0).abs() < 0.01)
-        );
+        assert!(pri.iter().all(|&c| (c as f64 / n as f64 - 1.0 / 3.0).abs() < 0.01));
     }
 
     #[test]
     fn burst_knob_raises_the_mean_rate_by_the_expected_factor() {
         // With probability 0.2 a window runs at 3x: mean rate = 24 * (0.8 + 0.2 * 3) = 33.6/s.
-        let s = spec(ArrivalSpec::Poisson {
-            rate_per_s: 24.0,
-            burst: Some(BurstSpec::lab(3.0)),
-        });
+        let s = spec(ArrivalSpec::Poisson { rate_per_s: 24.0, burst: Some(BurstSpec::lab(3.0)) });
         let mut g = WorkloadGen::new(&s, RunSeed(3));
         let n = 200_000;
         let mut last = SimTime::ZERO;

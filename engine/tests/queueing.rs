@@ -30,11 +30,7 @@ impl Recorder for Waits {
 
 fn mean_wait(rho: f64, deterministic: bool) -> (f64, f64) {
     let spec = single_server(rho, MEAN_SERVICE_S, deterministic, REQUESTS);
-    let mut w = Waits {
-        sum_wait_s: 0.0,
-        sum_service_s: 0.0,
-        n: 0,
-    };
+    let mut w = Waits { sum_wait_s: 0.0, sum_service_s: 0.0, n: 0 };
     Simulation::new(&spec).unwrap().run(&mut w);
     assert_eq!(w.n, REQUESTS);
     (w.sum_wait_s / w.n as f64, w.sum_service_s / w.n as f64)
@@ -48,15 +44,8 @@ fn m_m_1_mean_wait_matches_closed_form() {
     // second moment of a ceiled exponential differs from 2·E[S]² by under 0.1% here.
     let expected = rho * es / (1.0 - rho);
     let err = (wq / expected - 1.0).abs();
-    eprintln!(
-        "M/M/1 rho={rho}: Wq {wq:.6}s vs {expected:.6}s ({:+.2}%)",
-        (wq / expected - 1.0) * 100.0
-    );
-    assert!(
-        err < 0.02,
-        "M/M/1 Wq = {wq:.6}s, closed form {expected:.6}s, error {:.2}%",
-        err * 100.0
-    );
+    eprintln!("M/M/1 rho={rho}: Wq {wq:.6}s vs {expected:.6}s ({:+.2}%)", (wq / expected - 1.0) * 100.0);
+    assert!(err < 0.02, "M/M/1 Wq = {wq:.6}s, closed form {expected:.6}s, error {:.2}%", err * 100.0);
 }
 
 #[test]
@@ -66,13 +55,6 @@ fn m_d_1_mean_wait_matches_pollaczek_khinchine() {
     assert!((es - MEAN_SERVICE_S).abs() < 1e-12);
     let expected = rho * es / (2.0 * (1.0 - rho));
     let err = (wq / expected - 1.0).abs();
-    eprintln!(
-        "M/D/1 rho={rho}: Wq {wq:.6}s vs {expected:.6}s ({:+.2}%)",
-        (wq / expected - 1.0) * 100.0
-    );
-    assert!(
-        err < 0.02,
-        "M/D/1 Wq = {wq:.6}s, closed form {expected:.6}s, error {:.2}%",
-        err * 100.0
-    );
+    eprintln!("M/D/1 rho={rho}: Wq {wq:.6}s vs {expected:.6}s ({:+.2}%)", (wq / expected - 1.0) * 100.0);
+    assert!(err < 0.02, "M/D/1 Wq = {wq:.6}s, closed form {expected:.6}s, error {:.2}%", err * 100.0);
 }

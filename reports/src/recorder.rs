@@ -49,8 +49,7 @@ impl RunRecorder {
             ttft_ms: Vec::new(),
             tpot_ms: Vec::new(),
             e2e_ms: Vec::new(),
-            itl: Histogram::new_with_bounds(1, ITL_MAX_NS, ITL_SIGFIGS)
-                .expect("valid histogram bounds"),
+            itl: Histogram::new_with_bounds(1, ITL_MAX_NS, ITL_SIGFIGS).expect("valid histogram bounds"),
             itl_sum_ns: 0,
             requests: 0,
             finished: 0,
@@ -93,19 +92,15 @@ impl RunRecorder {
             (None, Some(_)) => true, // TPOT is undefined for one-token outputs
             (Some(g), Some(l)) => g <= l,
         };
-        within(r.ttft(), self.slo.ttft)
-            && within(r.tpot(), self.slo.tpot)
-            && within(r.e2e(), self.slo.e2e)
+        within(r.ttft(), self.slo.ttft) && within(r.tpot(), self.slo.tpot) && within(r.e2e(), self.slo.e2e)
     }
 
     fn name(&self, i: Option<simctl_engine::router::InstanceId>) -> &str {
-        i.and_then(|i| self.instance_names.get(i.index()))
-            .map_or("", String::as_str)
+        i.and_then(|i| self.instance_names.get(i.index())).map_or("", String::as_str)
     }
 
     fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
-        let ms =
-            |d: Option<SimDuration>| d.map(|d| d.as_millis_f64().to_string()).unwrap_or_default();
+        let ms = |d: Option<SimDuration>| d.map(|d| d.as_millis_f64().to_string()).unwrap_or_default();
         let line = format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.id.0,

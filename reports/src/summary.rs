@@ -105,12 +105,7 @@ pub struct Summary {
 
 impl Summary {
     /// Builds the summary of a finished run.
-    pub fn build(
-        spec: &ScenarioSpec,
-        seed: u64,
-        rec: &mut RunRecorder,
-        totals: &RunTotals,
-    ) -> Summary {
+    pub fn build(spec: &ScenarioSpec, seed: u64, rec: &mut RunRecorder, totals: &RunTotals) -> Summary {
         let secs = totals.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
         let per_s = |x: u64| x as f64 / secs;
         let hourly: f64 = totals.instances.iter().map(|i| i.hourly_cost).sum();
@@ -133,17 +128,9 @@ impl Summary {
             output_tok_s: per_s(rec.output_tokens),
             goodput_rps: per_s(rec.good),
             goodput_tok_s: per_s(rec.good_output_tokens),
-            slo_attainment: if rec.requests == 0 {
-                0.0
-            } else {
-                rec.good as f64 / rec.requests as f64
-            },
+            slo_attainment: if rec.requests == 0 { 0.0 } else { rec.good as f64 / rec.requests as f64 },
             cost_usd: cost,
-            goodput_tok_per_usd: if cost > 0.0 {
-                rec.good_output_tokens as f64 / cost
-            } else {
-                0.0
-            },
+            goodput_tok_per_usd: if cost > 0.0 { rec.good_output_tokens as f64 / cost } else { 0.0 },
             preempted_requests: rec.preempted_requests,
             preemptions: totals.instances.iter().map(|i| i.preemptions).sum(),
             events: totals.events,

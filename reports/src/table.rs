@@ -8,49 +8,25 @@ use crate::summary::Summary;
 /// Renders a summary as aligned text tables.
 pub fn render_table(s: &Summary) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "scenario {}  policy {}  seed {}",
-        s.scenario, s.policy, s.seed
-    );
+    let _ = writeln!(o, "scenario {}  policy {}  seed {}", s.scenario, s.policy, s.seed);
     let _ = writeln!(
         o,
         "requests {}  completed {}  rejected {}  unfinished {}  simulated {:.2} s\n",
         s.requests, s.completed, s.rejected, s.unfinished, s.duration_s
     );
-    let _ = writeln!(
-        o,
-        "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "latency", "mean", "p50", "p90", "p95", "p99", "std"
-    );
+    let _ = writeln!(o, "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency", "mean", "p50", "p90", "p95", "p99", "std");
     let row = |o: &mut String, name: &str, d: &Distribution| {
-        let _ = writeln!(
-            o,
-            "{:<10} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-            name, d.mean, d.p50, d.p90, d.p95, d.p99, d.std
-        );
+        let _ = writeln!(o, "{:<10} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", name, d.mean, d.p50, d.p90, d.p95, d.p99, d.std);
     };
     row(&mut o, "ttft_ms", &s.ttft_ms);
     row(&mut o, "tpot_ms", &s.tpot_ms);
     row(&mut o, "itl_ms", &s.itl_ms);
     row(&mut o, "e2e_ms", &s.e2e_ms);
     let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "throughput      {:>10.2} req/s   {:>10.1} tok/s",
-        s.throughput_rps, s.output_tok_s
-    );
-    let _ = writeln!(
-        o,
-        "goodput         {:>10.2} req/s   {:>10.1} tok/s",
-        s.goodput_rps, s.goodput_tok_s
-    );
+    let _ = writeln!(o, "throughput      {:>10.2} req/s   {:>10.1} tok/s", s.throughput_rps, s.output_tok_s);
+    let _ = writeln!(o, "goodput         {:>10.2} req/s   {:>10.1} tok/s", s.goodput_rps, s.goodput_tok_s);
     let _ = writeln!(o, "slo attainment  {:>10.1} %", s.slo_attainment * 100.0);
-    let _ = writeln!(
-        o,
-        "cost            {:>10.4} $       {:>10.0} good tok/$",
-        s.cost_usd, s.goodput_tok_per_usd
-    );
+    let _ = writeln!(o, "cost            {:>10.4} $       {:>10.0} good tok/$", s.cost_usd, s.goodput_tok_per_usd);
     let _ = writeln!(o, "preemptions     {:>10}", s.preemptions);
     let _ = writeln!(o);
     let _ = writeln!(

@@ -36,9 +36,5 @@ pub fn run(a: CheckArgs) -> Result<ExitCode> {
             Loaded::Invalid => bad += 1,
         }
     }
-    Ok(if bad == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(crate::EXIT_BAD_INPUT)
-    })
+    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(crate::EXIT_BAD_INPUT) })
 }

@@ -45,30 +45,16 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         Loaded::Invalid => return Ok(ExitCode::from(crate::EXIT_BAD_INPUT)),
     };
     let seed = a.seed.unwrap_or(spec.seed);
-    let names = spec
-        .pools
-        .iter()
-        .flat_map(|p| p.instances.iter().map(|i| i.name.clone()))
-        .collect();
+    let names = spec.pools.iter().flat_map(|p| p.instances.iter().map(|i| i.name.clone())).collect();
     let mut rec = RunRecorder::new(spec.slo, names);
     if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output folder `{}`", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder `{}`", dir.display()))?;
         let path = dir.join("requests.csv");
-        let f =
-            File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
-        rec = rec
-            .with_csv(Box::new(BufWriter::new(f)))
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+        rec = rec.with_csv(Box::new(BufWriter::new(f))).with_context(|| format!("cannot write `{}`", path.display()))?;
     }
-    let sim = Simulation::with_seed(&spec, RunSeed(seed)).map_err(|errs| {
-        anyhow::anyhow!(
-            errs.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let sim = Simulation::with_seed(&spec, RunSeed(seed))
+        .map_err(|errs| anyhow::anyhow!(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
     let started = Instant::now();
     let totals = sim.run(&mut rec);
     let wall = started.elapsed();
@@ -77,20 +63,14 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     if let Some(dir) = &a.out {
         let path = dir.join("summary.json");
         let text = serde_json::to_string_pretty(&summary)?;
-        std::fs::write(&path, text + "\n")
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        std::fs::write(&path, text + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print!("{}", render_table(&summary));
         let secs = wall.as_secs_f64().max(1e-9);
-        println!(
-            "\nsimulated {} events in {:.3} s wall ({:.1} M events/s)",
-            totals.events,
-            secs,
-            totals.events as f64 / secs / 1e6
-        );
+        println!("\nsimulated {} events in {:.3} s wall ({:.1} M events/s)", totals.events, secs, totals.events as f64 / secs / 1e6);
         if let Some(dir) = &a.out {
             println!("wrote {0}/summary.json and {0}/requests.csv", dir.display());
         }

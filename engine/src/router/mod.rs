@@ -26,12 +26,7 @@ pub trait RoutingPolicy: Send {
 
     /// Where a prefilled request decodes: one of `view.decode_candidates()`. Only called
     /// when prefill and decode pools are split.
-    fn route_decode(
-        &mut self,
-        view: &ClusterView,
-        req: &Request,
-        prefilled_on: InstanceId,
-    ) -> InstanceId;
+    fn route_decode(&mut self, view: &ClusterView, req: &Request, prefilled_on: InstanceId) -> InstanceId;
 
     /// A first token left `instance` after `ttft`.
     fn on_first_token(&mut self, _instance: InstanceId, _ttft: SimDuration) {}

@@ -62,16 +62,12 @@ pub struct TelemetryRouter {
 impl TelemetryRouter {
     /// A router with the given parameters.
     pub fn new(spec: TelemetryPolicySpec) -> Self {
-        TelemetryRouter {
-            spec,
-            per_instance: Vec::new(),
-        }
+        TelemetryRouter { spec, per_instance: Vec::new() }
     }
 
     fn observe(&mut self, view: &ClusterView, candidates: &[InstanceId]) {
         if self.per_instance.len() < view.instances.len() {
-            self.per_instance
-                .resize(view.instances.len(), Smoothed::default());
+            self.per_instance.resize(view.instances.len(), Smoothed::default());
         }
         let a = self.spec.ewma_alpha;
         for &id in candidates {
@@ -89,11 +85,7 @@ impl TelemetryRouter {
 
     /// Prefill score of `id` (higher is better), from the current EWMAs.
     pub fn prefill_score(&self, id: InstanceId) -> f64 {
-        let s = self
-            .per_instance
-            .get(id.index())
-            .copied()
-            .unwrap_or_default();
+        let s = self.per_instance.get(id.index()).copied().unwrap_or_default();
         PREFILL_W_TTFT / (1.0 + s.ttft_s.get_or(0.0))
             + PREFILL_W_HIT * s.hit.get_or(0.0)
             + PREFILL_W_MEM * s.free.get_or(1.0)
@@ -101,45 +93,21 @@ impl TelemetryRouter {
     }
 
     /// Decode score of `id` among `candidates` (higher is better).
-    pub fn decode_score(
-        &self,
-        view: &ClusterView,
-        candidates: &[InstanceId],
-        id: InstanceId,
-        kv_local: bool,
-    ) -> f64 {
-        let speed = |i: InstanceId| {
-            self.per_instance
-                .get(i.index())
-                .and_then(|s| s.tpot_s.0)
-                .map(|t| 1.0 / t.max(1e-9))
-        };
-        let fastest = candidates
-            .iter()
-            .filter_map(|&c| speed(c))
-            .fold(0.0, f64::max);
+    pub fn decode_score(&self, view: &ClusterView, candidates: &[InstanceId], id: InstanceId, kv_local: bool) -> f64 {
+        let speed = |i: InstanceId| self.per_instance.get(i.index()).and_then(|s| s.tpot_s.0).map(|t| 1.0 / t.max(1e-9));
+        let fastest = candidates.iter().filter_map(|&c| speed(c)).fold(0.0, f64::max);
         // An instance never measured is assumed as fast as the fastest, so it gets tried.
         let speed_norm = match speed(id) {
             Some(v) if fastest > 0.0 => v / fastest,
             _ => 1.0,
         };
-        let s = self
-            .per_instance
-            .get(id.index())
-            .copied()
-            .unwrap_or_default();
-        let mut score = DECODE_W_SPEED * speed_norm
-            + DECODE_W_MEM * s.free.get_or(1.0)
-            + DECODE_W_QUEUE * self.queue_term(&s);
+        let s = self.per_instance.get(id.index()).copied().unwrap_or_default();
+        let mut score = DECODE_W_SPEED * speed_norm + DECODE_W_MEM * s.free.get_or(1.0) + DECODE_W_QUEUE * self.queue_term(&s);
         if kv_local {
             score += self.spec.kv_locality_boost;
         }
         if self.spec.decode_cost_penalty > 0.0 {
-            score /= view
-                .get(id)
-                .hourly_cost
-                .powf(self.spec.decode_cost_penalty)
-                .max(MIN_COST_DIVISOR);
+            score /= view.get(id).hourly_cost.powf(self.spec.decode_cost_penalty).max(MIN_COST_DIVISOR);
         }
         score
     }
@@ -177,23 +145,17 @@ impl RoutingPolicy for TelemetryRouter {
 
     fn on_first_token(&mut self, instance: InstanceId, ttft: SimDuration) {
         if self.per_instance.len() <= instance.index() {
-            self.per_instance
-                .resize(instance.index() + 1, Smoothed::default());
+            self.per_instance.resize(instance.index() + 1, Smoothed::default());
         }
-        self.per_instance[instance.index()]
-            .ttft_s
-            .update(self.spec.ewma_alpha, ttft.as_secs_f64());
+        self.per_instance[instance.index()].ttft_s.update(self.spec.ewma_alpha, ttft.as_secs_f64());
     }
 
     fn on_request_complete(&mut self, instance: InstanceId, tpot: Option<SimDuration>) {
         if let Some(t) = tpot {
             if self.per_instance.len() <= instance.index() {
-                self.per_instance
-                    .resize(instance.index() + 1, Smoothed::default());
+                self.per_instance.resize(instance.index() + 1, Smoothed::default());
             }
-            self.per_instance[instance.index()]
-                .tpot_s
-                .update(self.spec.ewma_alpha, t.as_secs_f64());
+            self.per_instance[instance.index()].tpot_s.update(self.spec.ewma_alpha, t.as_secs_f64());
         }
     }
 }
@@ -241,17 +203,11 @@ mod tests {
         r.on_request_complete(InstanceId(2), Some(ms(20)));
         // Speed 1.0 vs 0.5: the flagship wins without a cost penalty.
         assert_eq!(r.route_decode(&v, &request(), InstanceId(0)), InstanceId(1));
-        let mut cheap = TelemetryRouter::new(TelemetryPolicySpec {
-            decode_cost_penalty: 1.0,
-            ..Default::default()
-        });
+        let mut cheap = TelemetryRouter::new(TelemetryPolicySpec { decode_cost_penalty: 1.0, ..Default::default() });
         cheap.on_request_complete(InstanceId(1), Some(ms(10)));
         cheap.on_request_complete(InstanceId(2), Some(ms(20)));
         // 3.0/7 = 0.43 < (0.75+0.5+1)/3 = 0.75: the mid-tier GPU wins per dollar.
-        assert_eq!(
-            cheap.route_decode(&v, &request(), InstanceId(0)),
-            InstanceId(2)
-        );
+        assert_eq!(cheap.route_decode(&v, &request(), InstanceId(0)), InstanceId(2));
         let c = [InstanceId(1), InstanceId(2)];
         assert!((cheap.decode_score(&v, &c, InstanceId(1), false) - 3.0 / 7.0).abs() < 1e-9);
         assert!((cheap.decode_score(&v, &c, InstanceId(2), false) - 0.75).abs() < 1e-9);

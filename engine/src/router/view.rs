@@ -43,11 +43,7 @@ pub struct InstanceView {
 impl InstanceView {
     /// Share of KV blocks free, in [0, 1].
     pub fn kv_free_fraction(&self) -> f64 {
-        if self.kv_total_blocks == 0 {
-            0.0
-        } else {
-            self.kv_free_blocks as f64 / self.kv_total_blocks as f64
-        }
+        if self.kv_total_blocks == 0 { 0.0 } else { self.kv_free_blocks as f64 / self.kv_total_blocks as f64 }
     }
 }
 
@@ -65,22 +61,9 @@ pub struct ClusterView {
 impl ClusterView {
     /// A view over `instances`; candidate lists follow their roles.
     pub fn new(instances: Vec<InstanceView>) -> Self {
-        let prefill = instances
-            .iter()
-            .filter(|i| i.role.takes_prefill())
-            .map(|i| i.id)
-            .collect();
-        let decode = instances
-            .iter()
-            .filter(|i| i.role == Role::Decode)
-            .map(|i| i.id)
-            .collect();
-        ClusterView {
-            now: SimTime::ZERO,
-            instances,
-            prefill,
-            decode,
-        }
+        let prefill = instances.iter().filter(|i| i.role.takes_prefill()).map(|i| i.id).collect();
+        let decode = instances.iter().filter(|i| i.role == Role::Decode).map(|i| i.id).collect();
+        ClusterView { now: SimTime::ZERO, instances, prefill, decode }
     }
     /// Instances where a new request may prefill, in id order.
     pub fn prefill_candidates(&self) -> &[InstanceId] {
@@ -123,12 +106,6 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn request() -> Request {
-        Request {
-            id: RequestId(0),
-            arrival: SimTime::ZERO,
-            prompt_tokens: 100,
-            output_tokens: 10,
-            priority: 1,
-        }
+        Request { id: RequestId(0), arrival: SimTime::ZERO, prompt_tokens: 100, output_tokens: 10, priority: 1 }
     }
 }

@@ -1,0 +1,44 @@
+//! Every scenario in scenarios/ checks and runs.
+
+use crate::{repo_root, simctl, stderr, stdout};
+
+#[test]
+fn every_scenario_file_checks() {
+    let mut files: Vec<String> = std::fs::read_dir(repo_root().join("scenarios"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "scn"))
+        .map(|p| p.strip_prefix(repo_root()).unwrap().display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    let mut args = vec!["check"];
+    args.extend(files.iter().map(String::as_str));
+    let o = simctl(&args);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o).lines().filter(|l| l.ends_with(')') && l.contains(": ok")).count(), files.len());
+}
+
+#[test]
+fn lab_scenarios_declare_the_lab_fleets() {
+    let spec = |f: &str| {
+        let text = std::fs::read_to_string(repo_root().join(f)).unwrap();
+        simctl_dsl::load(f, &text, &[]).unwrap()
+    };
+    let fm = spec("scenarios/flagship_vs_mid.scn");
+    let names: Vec<&str> = fm.pools.iter().flat_map(|p| p.instances.iter().map(|i| i.name.as_str())).collect();
+    assert_eq!(names, ["pf0", "pf1", "dc_big", "dc_mid0", "dc_mid1", "dc_mid2"]);
+    let hourly: f64 = fm.pools.iter().flat_map(|p| &p.instances).map(|i| fm.hardware[i.hardware].cost_per_hour).sum();
+    assert!((hourly - 29.0).abs() < 1e-9);
+    let simctl_engine::spec::ArrivalSpec::Poisson { rate_per_s, .. } = fm.workload.arrivals else { panic!() };
+    assert!((rate_per_s - 24.0).abs() < 1e-9, "1.2 per 50 ms is 24/s");
+    assert_eq!(fm.slo.ttft, Some(simctl_engine::time::SimDuration::from_millis(350)));
+    assert_eq!(fm.slo.tpot, Some(simctl_engine::time::SimDuration::from_millis(45)));
+
+    let mig = spec("scenarios/mig_slices.scn");
+    let names: Vec<&str> = mig.pools.iter().flat_map(|p| p.instances.iter().map(|i| i.name.as_str())).collect();
+    assert_eq!(names, ["pf0", "dc0", "dc1", "dc2", "dc3"]);
+    let hourly: f64 = mig.pools.iter().flat_map(|p| &p.instances).map(|i| mig.hardware[i.hardware].cost_per_hour).sum();
+    assert!((hourly - (5.5 + 2.0 * 1.8 + 2.0 * 2.2)).abs() < 1e-9);
+}
