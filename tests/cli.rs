@@ -96,3 +96,17 @@ fn missing_file_is_an_error_not_a_panic() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot read scenario `no/such/file.scn`"), "{}", stderr(&o));
 }
+
+#[test]
+fn set_reaches_nested_settings_even_without_the_block() {
+    let base = simctl(&["run", "--json"]);
+    let capped = simctl(&["run", "--json", "--set", "pool.decode.engine.max_seqs=1", "--set", "slo.ttft=1s"]);
+    assert!(capped.status.success(), "{}", stderr(&capped));
+    let a: serde_json::Value = serde_json::from_slice(&base.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&capped.stdout).unwrap();
+    // One sequence at a time per decode GPU: decode queues grow.
+    assert!(b["pools"]["decode"]["queue_depth_mean"].as_f64() > a["pools"]["decode"]["queue_depth_mean"].as_f64());
+    let bad = simctl(&["run", "--set", "pool.decode.engine.max_seq=1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("did you mean `max_seqs`?"), "{}", stderr(&bad));
+}

@@ -127,10 +127,23 @@ fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val, top: bool) -> bool {
                     }
                 }
             }
+            // Unnamed blocks with defaults may be absent from the file: create them, so
+            // `--set pool.decode.engine.max_seqs=64` works on a pool without an engine block.
+            if UNNAMED_BLOCKS.contains(seg) && (top || *seg == "engine") {
+                let kind = Ident { name: seg.to_string(), span: v.span };
+                let span = v.span;
+                let mut inner = Vec::new();
+                let ok = set_path(&mut inner, rest, v, false);
+                items.push(VItem::Block { kind, name: None, items: inner, span });
+                return ok;
+            }
             false
         }
     }
 }
+
+// Blocks that take no name and have defaults for every key.
+const UNNAMED_BLOCKS: &[&str] = &["engine", "router", "telemetry", "slo", "run"];
 
 struct Cx {
     diags: Diagnostics,
