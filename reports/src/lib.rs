@@ -12,5 +12,5 @@ mod table;
 
 pub use percentiles::{Distribution, percentile};
 pub use recorder::{RunRecorder, write_requests_csv_header};
-pub use summary::{InstanceSummary, PoolSummary, Summary};
+pub use summary::Summary;
 pub use table::render_table;

@@ -2,51 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use simctl_engine::record::RunTotals;
+use simctl_engine::record::{InstanceStats, PoolStats, RunTotals};
 use simctl_engine::spec::ScenarioSpec;
 
 use crate::percentiles::Distribution;
 use crate::recorder::RunRecorder;
 
 const SECONDS_PER_HOUR: f64 = 3600.0;
-
-/// Per-pool results.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct PoolSummary {
-    /// `prefill`, `decode` or `mixed`.
-    pub role: String,
-    /// Instances in the pool.
-    pub instances: u32,
-    /// Time-weighted mean of waiting + running requests over the run.
-    pub queue_depth_mean: f64,
-    /// Largest waiting + running count.
-    pub queue_depth_max: u32,
-}
-
-/// Per-instance results.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct InstanceSummary {
-    /// Pool name.
-    pub pool: String,
-    /// Hardware name.
-    pub hardware: String,
-    /// GPUs.
-    pub gpus: u32,
-    /// Dollars per hour.
-    pub hourly_cost: f64,
-    /// Time-weighted mean of waiting + running requests.
-    pub queue_depth_mean: f64,
-    /// Largest waiting + running count.
-    pub queue_depth_max: u32,
-    /// Share of the run spent computing steps.
-    pub utilization: f64,
-    /// Steps run.
-    pub steps: u64,
-    /// Preemptions.
-    pub preemptions: u64,
-    /// Largest share of the KV cache in use.
-    pub kv_peak_usage: f64,
-}
 
 /// The summary of one run. Key names are a stable interface for scripts.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -98,9 +60,9 @@ pub struct Summary {
     /// Most requests in flight at once.
     pub peak_in_flight: usize,
     /// Per-pool results by name.
-    pub pools: BTreeMap<String, PoolSummary>,
+    pub pools: BTreeMap<String, PoolStats>,
     /// Per-instance results by name.
-    pub instances: BTreeMap<String, InstanceSummary>,
+    pub instances: BTreeMap<String, InstanceStats>,
 }
 
 impl Summary {
@@ -135,42 +97,8 @@ impl Summary {
             preemptions: totals.instances.iter().map(|i| i.preemptions).sum(),
             events: totals.events,
             peak_in_flight: totals.peak_in_flight,
-            pools: totals
-                .pools
-                .iter()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        PoolSummary {
-                            role: p.role.as_str().into(),
-                            instances: p.instances,
-                            queue_depth_mean: p.queue_depth_mean,
-                            queue_depth_max: p.queue_depth_max,
-                        },
-                    )
-                })
-                .collect(),
-            instances: totals
-                .instances
-                .iter()
-                .map(|i| {
-                    (
-                        i.name.clone(),
-                        InstanceSummary {
-                            pool: i.pool.clone(),
-                            hardware: i.hardware.clone(),
-                            gpus: i.gpus,
-                            hourly_cost: i.hourly_cost,
-                            queue_depth_mean: i.queue_depth_mean,
-                            queue_depth_max: i.queue_depth_max,
-                            utilization: i.utilization,
-                            steps: i.steps,
-                            preemptions: i.preemptions,
-                            kv_peak_usage: i.kv_peak_usage,
-                        },
-                    )
-                })
-                .collect(),
+            pools: totals.pools.iter().map(|p| (p.name.clone(), p.clone())).collect(),
+            instances: totals.instances.iter().map(|i| (i.name.clone(), i.clone())).collect(),
         }
     }
 }

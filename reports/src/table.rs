@@ -52,7 +52,11 @@ pub fn render_table(s: &Summary) -> String {
         let _ = writeln!(
             o,
             "pool {:<10} {:<8} instances {:>3}  queue depth mean {:>7.2}  max {:>5}",
-            name, p.role, p.instances, p.queue_depth_mean, p.queue_depth_max
+            name,
+            p.role.as_str(),
+            p.instances,
+            p.queue_depth_mean,
+            p.queue_depth_max
         );
     }
     o
