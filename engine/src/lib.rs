@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod catalogue;
+mod cluster;
 pub mod cost;
 pub mod examples;
 mod instance;

@@ -1,5 +1,6 @@
 //! The simulation loop: arrivals, routing, steps and KV transfers over one event queue.
 
+use crate::cluster::{Cluster, Link, Pool};
 use crate::cost;
 use crate::instance::{Instance, InstanceCounters};
 use crate::kv::KvCache;
@@ -22,33 +23,13 @@ enum Event {
     TelemetryTick,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Route {
-    latency: SimDuration,
-    bandwidth_bytes_s: Option<f64>,
-}
-
-#[derive(Debug)]
-struct PoolState {
-    name: String,
-    role: Role,
-    instances: u32,
-    depth: u32,
-    depth_max: u32,
-}
-
 /// One simulation run of a validated scenario.
 pub struct Simulation {
     run: RunSpec,
     now: SimTime,
     queue: EventQueue<Event>,
     work_events: u64,
-    instances: Vec<Instance>,
-    hardware_names: Vec<String>,
-    kv_latency_override: Vec<Option<SimDuration>>,
-    pools: Vec<PoolState>,
-    routes: Vec<Vec<Option<Route>>>,
-    kv_bytes_per_token: u64,
+    cluster: Cluster,
     seqs: SeqSlab,
     workload: WorkloadGen,
     pending: Option<Request>,
@@ -63,7 +44,7 @@ pub struct Simulation {
 
 impl std::fmt::Debug for Simulation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulation").field("now", &self.now).field("instances", &self.instances.len()).finish_non_exhaustive()
+        f.debug_struct("Simulation").field("now", &self.now).field("instances", &self.cluster.instances.len()).finish_non_exhaustive()
     }
 }
 
@@ -120,17 +101,11 @@ impl Simulation {
                     stats: InstanceCounters::default(),
                 });
             }
-            pools.push(PoolState {
-                name: pool.name.clone(),
-                role: pool.role,
-                instances: pool.instances.len() as u32,
-                depth: 0,
-                depth_max: 0,
-            });
+            pools.push(Pool { name: pool.name.clone(), role: pool.role, instances: pool.instances.len() as u32, depth: 0, depth_max: 0 });
         }
         let mut routes = vec![vec![None; spec.pools.len()]; spec.pools.len()];
         for l in &spec.links {
-            routes[l.from][l.to] = Some(Route { latency: l.latency, bandwidth_bytes_s: l.bandwidth_bytes_s });
+            routes[l.from][l.to] = Some(Link { latency: l.latency, bandwidth_bytes_s: l.bandwidth_bytes_s });
         }
         let mut missing = Vec::new();
         for (a, pa) in spec.pools.iter().enumerate() {
@@ -154,12 +129,14 @@ impl Simulation {
             now: SimTime::ZERO,
             queue: EventQueue::new(),
             work_events: 0,
-            instances,
-            hardware_names: spec.hardware.iter().map(|h| h.name.clone()).collect(),
-            kv_latency_override,
-            pools,
-            routes,
-            kv_bytes_per_token: spec.model.kv_bytes_per_token(),
+            cluster: Cluster {
+                instances,
+                hardware_names: spec.hardware.iter().map(|h| h.name.clone()).collect(),
+                kv_latency_override,
+                pools,
+                links: routes,
+                kv_bytes_per_token: spec.model.kv_bytes_per_token(),
+            },
             seqs: SeqSlab::default(),
             workload: WorkloadGen::new(&spec.workload, seed),
             pending: None,
@@ -235,7 +212,7 @@ impl Simulation {
     }
 
     fn wake(&mut self, i: usize) {
-        let inst = &mut self.instances[i];
+        let inst = &mut self.cluster.instances[i];
         if !inst.busy && !inst.wake_pending && inst.depth() > 0 {
             inst.wake_pending = true;
             self.push(self.now, Phase::Schedule, Event::TryStep(i as u32));
@@ -244,12 +221,12 @@ impl Simulation {
 
     fn publish(&mut self, i: usize) {
         if self.telemetry_interval == SimDuration::ZERO {
-            Self::copy_gauges(&self.instances[i], &mut self.view.instances[i]);
+            Self::copy_gauges(&self.cluster.instances[i], &mut self.view.instances[i]);
         }
     }
 
     fn publish_all(&mut self) {
-        for (inst, v) in self.instances.iter().zip(self.view.instances.iter_mut()) {
+        for (inst, v) in self.cluster.instances.iter().zip(self.view.instances.iter_mut()) {
             Self::copy_gauges(inst, v);
         }
     }
@@ -263,15 +240,15 @@ impl Simulation {
     // Queue-depth bookkeeping around a change of an instance's waiting/running lists.
     fn begin_change(&mut self, i: usize) -> u32 {
         let now = self.now;
-        let inst = &mut self.instances[i];
+        let inst = &mut self.cluster.instances[i];
         inst.account(now);
         inst.depth()
     }
     fn end_change(&mut self, i: usize, before: u32) {
-        let inst = &mut self.instances[i];
+        let inst = &mut self.cluster.instances[i];
         inst.note_depth();
         let after = inst.depth();
-        let pool = &mut self.pools[inst.pool];
+        let pool = &mut self.cluster.pools[inst.pool];
         pool.depth = pool.depth + after - before;
         pool.depth_max = pool.depth_max.max(pool.depth);
     }
@@ -285,7 +262,7 @@ impl Simulation {
     }
 
     fn fits(&self, i: usize, req: &Request) -> bool {
-        let inst = &self.instances[i];
+        let inst = &self.cluster.instances[i];
         u64::from(inst.kv.blocks_for(Self::max_kv_tokens(req, inst.role))) <= inst.kv.capacity()
     }
 
@@ -300,7 +277,7 @@ impl Simulation {
         let i = p.index();
         let mut seq = Seq::new(req);
         seq.prefill_on = p;
-        if self.instances[i].role == Role::Mixed {
+        if self.cluster.instances[i].role == Role::Mixed {
             seq.decode_on = p;
         }
         if !self.fits(i, &req) {
@@ -310,7 +287,7 @@ impl Simulation {
         let sid = self.seqs.insert(seq);
         self.view.instances[i].assigned += 1;
         let d0 = self.begin_change(i);
-        self.instances[i].waiting.push_back(sid);
+        self.cluster.instances[i].waiting.push_back(sid);
         self.end_change(i, d0);
         self.publish(i);
         self.wake(i);
@@ -318,7 +295,7 @@ impl Simulation {
 
     fn on_try_step<R: Recorder>(&mut self, i: usize, rec: &mut R) {
         let now = self.now;
-        let inst = &mut self.instances[i];
+        let inst = &mut self.cluster.instances[i];
         inst.wake_pending = false;
         if inst.busy {
             return;
@@ -344,7 +321,7 @@ impl Simulation {
     fn on_step_finished<R: Recorder>(&mut self, i: usize, rec: &mut R) {
         let now = self.now;
         let d0 = self.begin_change(i);
-        let inst = &mut self.instances[i];
+        let inst = &mut self.cluster.instances[i];
         inst.busy = false;
         let role = inst.role;
         let id = inst.id;
@@ -407,7 +384,7 @@ impl Simulation {
         self.view.instances[from].assigned -= 1;
         if !self.fits(t, &req) {
             let s = &mut self.seqs[sid];
-            self.instances[from].kv.release(s.blocks);
+            self.cluster.instances[from].kv.release(s.blocks);
             s.blocks = 0;
             s.decode_on = to;
             rec.on_request(&record(s, Outcome::Rejected));
@@ -416,11 +393,12 @@ impl Simulation {
             return;
         }
         self.view.instances[t].assigned += 1;
-        let route = self.routes[self.instances[from].pool][self.instances[t].pool].expect("links are checked when the simulation is built");
+        let route = self.cluster.links[self.cluster.instances[from].pool][self.cluster.instances[t].pool]
+            .expect("links are checked when the simulation is built");
         let s = &mut self.seqs[sid];
         s.decode_on = to;
-        let bytes = self.kv_bytes_per_token * u64::from(s.computed);
-        let latency = self.kv_latency_override[t].unwrap_or(route.latency);
+        let bytes = self.cluster.kv_bytes_per_token * u64::from(s.computed);
+        let latency = self.cluster.kv_latency_override[t].unwrap_or(route.latency);
         let wire = route.bandwidth_bytes_s.map_or(SimDuration::ZERO, |bw| SimDuration::from_secs_f64(bytes as f64 / bw));
         let dur = latency + wire;
         rec.on_transfer(InstanceId(from as u32), to, self.now, dur, bytes);
@@ -431,13 +409,13 @@ impl Simulation {
         let s = &mut self.seqs[sid];
         let from = s.prefill_on.index();
         let to = s.decode_on.index();
-        self.instances[from].kv.release(s.blocks);
+        self.cluster.instances[from].kv.release(s.blocks);
         s.blocks = 0;
         s.leaving = false;
         self.publish(from);
         self.wake(from);
         let d0 = self.begin_change(to);
-        self.instances[to].waiting.push_back(sid);
+        self.cluster.instances[to].waiting.push_back(sid);
         self.end_change(to, d0);
         self.publish(to);
         self.wake(to);
@@ -452,16 +430,16 @@ impl Simulation {
         }
         let elapsed = end - SimTime::ZERO;
         let secs = elapsed.as_nanos().max(1) as f64;
-        let mut pool_integral = vec![0u128; self.pools.len()];
-        let mut instances = Vec::with_capacity(self.instances.len());
-        for inst in &mut self.instances {
+        let mut pool_integral = vec![0u128; self.cluster.pools.len()];
+        let mut instances = Vec::with_capacity(self.cluster.instances.len());
+        for inst in &mut self.cluster.instances {
             inst.account(end);
             pool_integral[inst.pool] += inst.stats.depth_integral_ns;
             instances.push(InstanceStats {
                 name: inst.name.clone(),
-                pool: self.pools[inst.pool].name.clone(),
+                pool: self.cluster.pools[inst.pool].name.clone(),
                 role: inst.role,
-                hardware: self.hardware_names[inst.hardware].clone(),
+                hardware: self.cluster.hardware_names[inst.hardware].clone(),
                 gpus: inst.tp,
                 hourly_cost: inst.hourly_cost,
                 queue_depth_mean: inst.stats.depth_integral_ns as f64 / secs,
@@ -474,6 +452,7 @@ impl Simulation {
             });
         }
         let pools = self
+            .cluster
             .pools
             .iter()
             .zip(pool_integral)
