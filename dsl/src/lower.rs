@@ -277,6 +277,52 @@ impl Cx {
         out
     }
 
+    fn load_profile(&mut self, path: &str, v: &Val) -> Option<simctl_engine::profile::Profile> {
+        let base = std::path::Path::new(&self.diags.sources[0].0).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let full = if std::path::Path::new(path).is_absolute() { std::path::PathBuf::from(path) } else { base.join(path) };
+        let text = match std::fs::read_to_string(&full) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!("cannot read profile `{}`: {e}", full.display()),
+                    "profile not readable",
+                    Some("paths are relative to the scenario file".into()),
+                );
+                return None;
+            }
+        };
+        match serde_saphyr::from_str::<simctl_engine::profile::Profile>(&text) {
+            Ok(p) if p.format == simctl_engine::profile::PROFILE_FORMAT => Some(p),
+            Ok(p) => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!(
+                        "profile `{}` has format {}, this simctl reads format {}",
+                        full.display(),
+                        p.format,
+                        simctl_engine::profile::PROFILE_FORMAT
+                    ),
+                    "unsupported format",
+                    None,
+                );
+                None
+            }
+            Err(e) => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!("profile `{}` is not a valid profile: {e}", full.display()),
+                    "invalid profile",
+                    Some("the format is described in docs/profile.md".into()),
+                );
+                None
+            }
+        }
+    }
+
     // ---- typed accessors ----
 
     fn expect_dim(&mut self, v: &Val, dim: Dim, key: &str) -> Option<f64> {
@@ -605,8 +651,11 @@ impl Cx {
     }
 
     fn engine(&mut self, items: &[VItem], mut e: EngineSpec) -> EngineSpec {
-        let s =
-            self.settings("engine", items, &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization"]);
+        let s = self.settings(
+            "engine",
+            items,
+            &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization", "prefix_caching"],
+        );
         if let Some(v) = s.get("max_batch_tokens").and_then(|v| self.count_u32(v, "max_batch_tokens")) {
             e.max_batch_tokens = v;
         }
@@ -622,6 +671,9 @@ impl Cx {
         if let Some(v) = s.get("gpu_memory_utilization").and_then(|v| self.fraction(v, "gpu_memory_utilization")) {
             e.gpu_memory_utilization = v;
         }
+        if let Some(v) = s.get("prefix_caching").and_then(|v| self.boolean(v, "prefix_caching")) {
+            e.prefix_caching = v;
+        }
         e
     }
 
@@ -630,7 +682,19 @@ impl Cx {
         let s = self.settings(
             &what,
             items,
-            &["gpu", "prefill_rate", "decode_rate", "cost", "memory", "kv_capacity", "kv_transfer", "mfu", "mbu", "step_overhead"],
+            &[
+                "gpu",
+                "prefill_rate",
+                "decode_rate",
+                "profile",
+                "cost",
+                "memory",
+                "kv_capacity",
+                "kv_transfer",
+                "mfu",
+                "mbu",
+                "step_overhead",
+            ],
         );
         let gpu = match s.get("gpu") {
             Some(v) => {
@@ -655,6 +719,44 @@ impl Cx {
         let rate = |cx: &mut Self, k: &str| s.get(k).map(|v| cx.expect_dim(v, Dim::TOKEN_RATE, k));
         let (prefill, decode) = (rate(self, "prefill_rate"), rate(self, "decode_rate"));
         let overhead = s.get("step_overhead").map(|v| self.duration(v, "step_overhead"));
+        if let Some(v) = s.get("profile") {
+            if gpu.is_some() || prefill.is_some() || decode.is_some() {
+                self.error(
+                    0,
+                    span,
+                    format!("{what} sets `profile` together with `gpu` or token rates"),
+                    "choose one performance model",
+                    None,
+                );
+                return None;
+            }
+            let path = self.name(v, "profile")?;
+            let profile = self.load_profile(&path, v)?;
+            let profile_kv = Some(profile.kv_capacity_blocks * u64::from(profile.engine.block_size));
+            let cost = match s.get("cost") {
+                Some(c) => self.expect_dim(c, Dim::MONEY_RATE, "cost")? * 3600.0,
+                None => {
+                    self.error(0, span, format!("{what} has no price"), "incomplete", Some("add e.g. `cost = 3 $/h`".into()));
+                    return None;
+                }
+            };
+            let kv_capacity = match s.get("kv_capacity") {
+                Some(v) => Some(self.count(v, "kv_capacity")?),
+                None => profile_kv,
+            };
+            let kv_transfer = match s.get("kv_transfer") {
+                Some(v) => Some(self.duration(v, "kv_transfer")?),
+                None => None,
+            };
+            return Some(HardwareSpec {
+                name: name.into(),
+                cost_per_hour: cost,
+                memory_bytes: profile.hardware.memory_bytes,
+                kv_capacity_tokens: kv_capacity,
+                kv_transfer_latency: kv_transfer,
+                perf: PerfSpec::Fitted { coefficients: profile.coefficients.as_array() },
+            });
+        }
         let perf = match (&gpu, prefill, decode) {
             (Some(g), None, None) => {
                 let mfu = s.get("mfu").map_or(Some(DEFAULT_MFU), |v| self.fraction(v, "mfu"))?;
@@ -680,7 +782,7 @@ impl Cx {
                     span,
                     format!("{what} has no performance model"),
                     "incomplete",
-                    Some("add `gpu = h100_sxm` (roofline) or both `prefill_rate = ... tok/s` and `decode_rate = ... tok/s`".into()),
+                    Some("add `gpu = h100_sxm` (roofline), both `prefill_rate = ... tok/s` and `decode_rate = ... tok/s`, or `profile = \"FILE.yaml\"`".into()),
                 );
                 return None;
             }
@@ -717,7 +819,7 @@ impl Cx {
 
     fn pool(&mut self, name: &str, items: &[VItem], base: EngineSpec, hw: &BTreeMap<String, usize>) -> Option<PoolSpec> {
         let what = format!("pool `{name}`");
-        let s = self.settings(&what, items, &["role", "instances", "tp"]);
+        let s = self.settings(&what, items, &["role", "instances", "tp", "local_prefill", "local_prefill_threshold"]);
         for it in items {
             if let VItem::Block { kind, .. } = it
                 && kind.name != "engine"
@@ -814,7 +916,16 @@ impl Cx {
                 instances.push(InstanceSpec { name: iname.name.clone(), hardware: h, tp: itp });
             }
         }
-        Some(PoolSpec { name: name.into(), role, engine, instances })
+        let local = match s.get("local_prefill") {
+            Some(v) => self.boolean(v, "local_prefill")?,
+            None => false,
+        };
+        let local_prefill_threshold = match s.get("local_prefill_threshold") {
+            Some(v) => Some(self.count_u32(v, "local_prefill_threshold")?),
+            None if local => Some(DEFAULT_LOCAL_PREFILL_THRESHOLD),
+            None => None,
+        };
+        Some(PoolSpec { name: name.into(), role, engine, instances, local_prefill_threshold })
     }
 
     fn router(&mut self, items: &[VItem]) -> Option<PolicySpec> {
@@ -953,7 +1064,7 @@ impl Cx {
     }
 
     fn workload(&mut self, items: &[VItem], span: Span) -> Option<WorkloadSpec> {
-        let s = self.settings("workload", items, &["arrivals", "prompt", "output", "priority"]);
+        let s = self.settings("workload", items, &["arrivals", "prompt", "output", "priority", "prefix"]);
         let arrivals = match s.get("arrivals") {
             Some(v) => {
                 let (name, pos, named) =
@@ -1023,6 +1134,31 @@ impl Cx {
                 None
             }),
         };
-        Some(WorkloadSpec { arrivals, prompt: prompt?, output: output?, priority: priority? })
+        let prefix = match s.get("prefix") {
+            None => Some(None),
+            Some(v) => {
+                let (_, pos, named) = self.call(v, "prefix", &[("shared", &["groups", "tokens"])])?;
+                let groups = named.get("groups").copied().or(pos.first().copied());
+                let tokens = named.get("tokens").copied().or(pos.get(1).copied());
+                match (groups, tokens) {
+                    (Some(g), Some(t)) => {
+                        let g = self.count_u32(g, "groups");
+                        let t = self.count_u32(t, "tokens");
+                        g.zip(t).map(|(groups, tokens)| Some(PrefixSpec { groups, tokens }))
+                    }
+                    _ => {
+                        self.error(
+                            v.src,
+                            v.span,
+                            "`shared` needs `groups` and `tokens`".into(),
+                            "incomplete",
+                            Some("e.g. `prefix = shared(groups = 4, tokens = 1024)`".into()),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        Some(WorkloadSpec { arrivals, prompt: prompt?, output: output?, priority: priority?, prefix: prefix? })
     }
 }

@@ -1,14 +1,20 @@
 //! The cluster: instances grouped into pools, and the links that carry KV between pools.
 
 use crate::instance::Instance;
+use crate::seq::SeqId;
 use crate::spec::Role;
-use crate::time::SimDuration;
+use crate::time::{SimDuration, SimTime};
 
-/// A KV-transfer path between two pools.
-#[derive(Clone, Copy, Debug)]
+/// A KV-transfer path between two pools. Transfers in flight share its bandwidth equally
+/// (processor sharing); each also pays the fixed latency once its bytes are across.
+#[derive(Clone, Debug)]
 pub(crate) struct Link {
     pub latency: SimDuration,
     pub bandwidth_bytes_s: Option<f64>,
+    /// Sequences whose bytes are crossing now.
+    pub active: Vec<SeqId>,
+    /// When the remaining bytes of `active` were last brought up to date.
+    pub updated: SimTime,
 }
 
 /// A named group of instances with one role, and its running queue-depth totals.
@@ -33,8 +39,13 @@ pub(crate) struct Cluster {
     pub kv_latency_override: Vec<Option<SimDuration>>,
     /// Pools in declaration order.
     pub pools: Vec<Pool>,
-    /// `links[from_pool][to_pool]`.
-    pub links: Vec<Vec<Option<Link>>>,
+    /// Links, and `link_of[from_pool][to_pool]` indexing them.
+    pub links: Vec<Link>,
+    pub link_of: Vec<Vec<Option<usize>>>,
+    /// Decode instances prefill prompts shorter than this locally (per instance; 0: never).
+    pub local_prefill_threshold: Vec<u32>,
+    /// Whether any decode pool prefills locally (routing then picks the decode side first).
+    pub conditional: bool,
     /// KV bytes per token of the served model.
     pub kv_bytes_per_token: u64,
 }

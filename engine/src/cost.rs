@@ -121,6 +121,35 @@ impl StepCostModel for RooflineCost {
     }
 }
 
+/// Coefficients fitted from measured steps (DESIGN §2):
+/// `t = c0 + c1·p + c2·p² + c3·p·ctx + c4·decode_seqs + c5·decode_context_tokens`, where `p` is
+/// the prefill tokens of the step and `ctx` the mean cached context they attend to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FittedCost {
+    /// The six coefficients, in seconds per unit of their feature.
+    pub c: [f64; 6],
+}
+
+impl FittedCost {
+    /// The six features of a batch, in coefficient order.
+    pub fn features(b: &BatchShape) -> [f64; 6] {
+        let p = f64::from(b.prefill_tokens);
+        let ctx = if b.prefill_tokens > 0 {
+            (b.prefill_attention_pairs as f64 / p - f64::from(b.prefill_tokens.div_ceil(2))).max(0.0)
+        } else {
+            0.0
+        };
+        [1.0, p, p * p, p * ctx, f64::from(b.decode_seqs), b.decode_context_tokens as f64]
+    }
+}
+
+impl StepCostModel for FittedCost {
+    fn step_time(&self, b: &BatchShape) -> SimDuration {
+        let t: f64 = Self::features(b).iter().zip(self.c).map(|(x, c)| x * c).sum();
+        SimDuration::from_secs_f64(t.max(0.0))
+    }
+}
+
 /// Builds the step cost model of an instance.
 pub fn build(perf: &PerfSpec, model: &ModelSpec, tp: u32) -> Box<dyn StepCostModel> {
     match perf {
@@ -130,6 +159,7 @@ pub fn build(perf: &PerfSpec, model: &ModelSpec, tp: u32) -> Box<dyn StepCostMod
             overhead: *step_overhead,
         }),
         PerfSpec::Roofline { gpu, mfu, mbu, step_overhead } => Box::new(RooflineCost::new(model, gpu, tp, *mfu, *mbu, *step_overhead)),
+        PerfSpec::Fitted { coefficients } => Box::new(FittedCost { c: *coefficients }),
     }
 }
 

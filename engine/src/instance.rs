@@ -1,4 +1,5 @@
-//! One engine replica: a vLLM v1-like continuous-batching scheduler over a paged KV cache.
+//! One engine replica: a vLLM v1-like continuous-batching scheduler over a paged KV cache
+//! with prefix caching.
 
 use std::collections::VecDeque;
 
@@ -26,6 +27,8 @@ pub(crate) struct Instance {
     pub waiting: VecDeque<SeqId>,
     /// Admitted sequences in admission order (the last is preempted first).
     pub running: Vec<SeqId>,
+    /// Sequences routed here whose KV transfer waits for blocks to reserve (back-pressure).
+    pub inbound: VecDeque<SeqId>,
     /// The batch of the step in flight: sequence and tokens computed for it.
     pub batch: Vec<(SeqId, u32)>,
     pub busy: bool,
@@ -43,6 +46,9 @@ pub(crate) struct InstanceCounters {
     pub steps: u64,
     pub preemptions: u64,
     pub kv_peak_used: u64,
+    /// Prompt tokens looked up in the prefix cache at admission, and how many hit.
+    pub prefix_queried: u64,
+    pub prefix_hit: u64,
 }
 
 impl Instance {
@@ -63,9 +69,15 @@ impl Instance {
         self.stats.depth_max = self.stats.depth_max.max(self.depth());
     }
 
+    /// Share of looked-up prompt tokens served from the prefix cache so far.
+    pub fn prefix_hit_rate(&self) -> f64 {
+        if self.stats.prefix_queried == 0 { 0.0 } else { self.stats.prefix_hit as f64 / self.stats.prefix_queried as f64 }
+    }
+
     /// Builds the next step's batch into `self.batch`: running sequences first (preempting
     /// the most recently admitted when KV blocks run out), then waiting ones in FCFS order
-    /// under the token budget, the sequence cap and free KV blocks.
+    /// under the token budget, the sequence cap and free KV blocks; a newly admitted
+    /// sequence first reuses its longest cached prefix.
     pub fn build_batch(&mut self, seqs: &mut SeqSlab, preempted: &mut Vec<SeqId>) -> BatchShape {
         self.batch.clear();
         let mut shape = BatchShape::default();
@@ -82,15 +94,16 @@ impl Instance {
                 i += 1;
                 continue;
             }
-            let need = self.kv.blocks_for(s.computed + chunk).saturating_sub(s.blocks);
+            // Multiplying beats dividing here: this runs for every sequence of every step.
+            let held = s.blocks.len() as u32;
+            let need = if s.computed + chunk <= held * self.kv.block_size() { 0 } else { self.kv.blocks_for(s.computed + chunk) - held };
             while u64::from(need) > self.kv.free() {
-                let Some(victim) = self.running.pop() else {
-                    break 'running;
-                };
+                let Some(victim) = self.running.pop() else { break 'running };
+                self.register_full_blocks(seqs, victim, true);
                 let v = &mut seqs[victim];
-                self.kv.release(v.blocks);
-                v.blocks = 0;
+                self.kv.release(&mut v.blocks);
                 v.computed = 0;
+                v.reset_chain();
                 v.preemptions += 1;
                 self.stats.preemptions += 1;
                 self.waiting.push_front(victim);
@@ -99,7 +112,10 @@ impl Instance {
                     break 'running;
                 }
             }
-            self.admit_chunk(seqs, sid, chunk, need, &mut shape);
+            let s = &mut seqs[sid];
+            let ok = self.kv.allocate(need, &mut s.blocks);
+            debug_assert!(ok, "checked above");
+            self.add_to_batch(seqs, sid, chunk, &mut shape);
             budget -= chunk;
             i += 1;
         }
@@ -107,11 +123,19 @@ impl Instance {
         // vLLM v1 admits no new request in a step that had to preempt.
         if preempted.is_empty() {
             while self.running.len() < self.engine.max_seqs as usize && budget > 0 {
-                let Some(&sid) = self.waiting.front() else {
-                    break;
-                };
+                let Some(&sid) = self.waiting.front() else { break };
+                let bs = self.kv.block_size();
                 let s = &seqs[sid];
-                let remaining = s.known() - s.computed;
+                // A fresh (or preempted) sequence first looks up its prefix; at least one
+                // token is always computed, to produce logits (vLLM caps hits at known − 1).
+                let (hits, idle) = if s.blocks.is_empty() && s.computed == 0 {
+                    let max_hit_blocks = (s.known() - 1) / bs;
+                    self.kv.probe(s.block_hashes(max_hit_blocks, bs))
+                } else {
+                    (0, 0)
+                };
+                let computed = if hits > 0 { hits * bs } else { s.computed };
+                let remaining = s.known() - computed;
                 let chunk = if remaining == 1 || chunked {
                     remaining.min(budget)
                 } else if remaining <= budget || self.batch.is_empty() {
@@ -120,13 +144,33 @@ impl Instance {
                 } else {
                     break;
                 };
-                let need = self.kv.blocks_for(s.computed + chunk).saturating_sub(s.blocks);
-                if u64::from(need) > self.kv.free() {
+                let held = s.blocks.len() as u32 + hits;
+                let need = self.kv.blocks_for(computed + chunk).saturating_sub(held);
+                if u64::from(need) + u64::from(idle) > self.kv.free() {
                     break;
                 }
                 self.waiting.pop_front();
                 self.running.push(sid);
-                self.admit_chunk(seqs, sid, chunk, need, &mut shape);
+                let fresh = s.blocks.is_empty() && s.computed == 0;
+                let s = &mut seqs[sid];
+                if fresh {
+                    self.stats.prefix_queried += u64::from(s.req.prompt_tokens);
+                    self.stats.prefix_hit += u64::from((hits * bs).min(s.req.prompt_tokens));
+                    if s.preemptions == 0 {
+                        s.cached_tokens = (hits * bs).min(s.req.prompt_tokens);
+                    }
+                    let mut prev = s.chain;
+                    for j in 0..hits {
+                        prev = s.block_hash(prev, j, bs);
+                        self.kv.reuse(prev, &mut s.blocks);
+                    }
+                    s.chain = prev;
+                    s.hashed = hits;
+                    s.computed = computed;
+                }
+                let ok = self.kv.allocate(need, &mut s.blocks);
+                debug_assert!(ok, "checked above");
+                self.add_to_batch(seqs, sid, chunk, &mut shape);
                 budget = budget.saturating_sub(chunk);
             }
         }
@@ -134,11 +178,8 @@ impl Instance {
         shape
     }
 
-    fn admit_chunk(&mut self, seqs: &mut SeqSlab, sid: SeqId, chunk: u32, need: u32, shape: &mut BatchShape) {
-        let ok = self.kv.try_allocate(need);
-        debug_assert!(ok, "allocation checked by the caller");
-        let s = &mut seqs[sid];
-        s.blocks += need;
+    fn add_to_batch(&mut self, seqs: &SeqSlab, sid: SeqId, chunk: u32, shape: &mut BatchShape) {
+        let s = &seqs[sid];
         if s.is_decoding() {
             shape.decode_seqs += 1;
             shape.decode_context_tokens += u64::from(s.computed);
@@ -150,13 +191,52 @@ impl Instance {
         self.batch.push((sid, chunk));
     }
 
+    /// Registers the hashes of shareable blocks of `sid` that became full, so later
+    /// requests can reuse them; with `all`, every full block (before a preemption, so the
+    /// recompute finds its own KV).
+    #[inline]
+    pub fn register_full_blocks(&mut self, seqs: &mut SeqSlab, sid: SeqId, all: bool) {
+        // Fast path: prefix caching off, or nothing shareable in this request.
+        if !self.kv.prefix_caching() || (!all && seqs[sid].req.prefix_group == 0) {
+            return;
+        }
+        self.register_slow(seqs, sid, all);
+    }
+
+    fn register_slow(&mut self, seqs: &mut SeqSlab, sid: SeqId, all: bool) {
+        let bs = self.kv.block_size();
+        let s = &mut seqs[sid];
+        let mut full = (s.computed / bs).min(s.blocks.len() as u32);
+        if !all {
+            full = full.min(crate::seq::shareable_blocks(&s.req, bs));
+        }
+        while s.hashed < full {
+            let h = s.block_hash(s.chain, s.hashed, bs);
+            self.kv.register(s.blocks[s.hashed as usize], h);
+            s.chain = h;
+            s.hashed += 1;
+        }
+    }
+
     /// Debug-build invariant checks after a step.
     pub fn check_invariants(&self, seqs: &SeqSlab) {
         if cfg!(debug_assertions) {
-            let held: u64 = self.running.iter().map(|&s| u64::from(seqs[s].blocks)).sum();
+            self.kv.check_conservation();
+            let held: u64 = self.running.iter().map(|&s| seqs[s].blocks.len() as u64).sum();
             debug_assert!(held <= self.kv.used(), "{}: running sequences hold more blocks than are used", self.name);
-            debug_assert!(self.waiting.iter().all(|w| !self.running.contains(w)), "{}: a sequence is both waiting and running", self.name);
-            debug_assert!(self.waiting.iter().all(|&w| seqs[w].blocks == 0), "{}: a waiting sequence holds blocks", self.name);
+            if self.running.len() + self.waiting.len() <= 512 {
+                debug_assert!(
+                    self.waiting.iter().all(|w| !self.running.contains(w)),
+                    "{}: a sequence is both waiting and running",
+                    self.name
+                );
+            }
+            for &r in &self.running {
+                let s = &seqs[r];
+                debug_assert!(s.computed <= s.known(), "{}: computed beyond known tokens", self.name);
+                debug_assert!(s.generated <= s.req.output_tokens, "{}: generated beyond the output length", self.name);
+                debug_assert!(s.blocks.len() as u32 >= self.kv.blocks_for(s.computed), "{}: computed KV without blocks", self.name);
+            }
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct RequestRecord {
     pub decode_instance: Option<InstanceId>,
     /// Times it was preempted and recomputed.
     pub preemptions: u32,
+    /// Prompt tokens served from the prefix cache when it was first admitted.
+    pub cached_tokens: u32,
     /// How it left.
     pub outcome: Outcome,
 }
@@ -142,6 +144,8 @@ pub struct InstanceStats {
     pub kv_capacity_blocks: u64,
     /// Most KV blocks in use at once, as a share of capacity.
     pub kv_peak_usage: f64,
+    /// Share of admitted prompt tokens served from the prefix cache.
+    pub prefix_hit_rate: f64,
 }
 
 /// Statistics of one pool over a run.
@@ -168,6 +172,8 @@ pub struct RunTotals {
     pub events: u64,
     /// Requests that arrived.
     pub arrived: u64,
+    /// Requests that prefilled on their decode instance (conditional disaggregation).
+    pub local_prefills: u64,
     /// Most requests in flight at once.
     pub peak_in_flight: usize,
     /// Per-instance statistics, in instance order.

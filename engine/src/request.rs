@@ -19,4 +19,9 @@ pub struct Request {
     pub output_tokens: u32,
     /// Priority, 0 is most important.
     pub priority: u8,
+    /// Shared-prefix group (0: none). Requests of one group share their first
+    /// `prefix_tokens` tokens (a system prompt, a few-shot header, a conversation so far).
+    pub prefix_group: u32,
+    /// Length of the shared prefix in tokens.
+    pub prefix_tokens: u32,
 }

@@ -15,6 +15,8 @@ pub mod stream {
     pub const ARRIVALS: &str = "arrivals";
     /// Prompt and output lengths, priorities.
     pub const LENGTHS: &str = "lengths";
+    /// Shared-prefix groups.
+    pub const PREFIXES: &str = "prefixes";
     /// The routing policy's own draws.
     pub const ROUTER: &str = "router";
 }

@@ -3,6 +3,7 @@
 
 use std::ops::{Index, IndexMut};
 
+use crate::kv::{BlockHash, BlockId};
 use crate::request::Request;
 use crate::router::InstanceId;
 use crate::time::SimTime;
@@ -14,8 +15,48 @@ pub struct SeqId(pub u32);
 /// No instance yet.
 pub(crate) const NO_INSTANCE: InstanceId = InstanceId(u32::MAX);
 
+// Chain seed of block hashes (the first block's "previous" hash).
+const HASH_SEED: u64 = 0x5157_4c5f_4b56_0001;
+// Marks content unique to one request, so it never collides with a shared prefix group.
+const UNIQUE_SALT: u64 = 1 << 63;
+
+/// SplitMix64 finaliser: cheap, well-mixed, stable across platforms.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Hash of block `j` of `req` given the hash of block `j − 1`: blocks inside the request's
+/// shared prefix hash by (group, position), all others by (request, position), so equal
+/// prefixes give equal chains and everything after a divergence is unique.
+pub(crate) fn block_hash(req: &Request, prev: BlockHash, j: u32, block_size: u32) -> BlockHash {
+    let end = (u64::from(j) + 1) * u64::from(block_size);
+    let salt =
+        if req.prefix_group != 0 && end <= u64::from(req.prefix_tokens) { u64::from(req.prefix_group) } else { UNIQUE_SALT | req.id.0 };
+    BlockHash(mix(prev.0 ^ mix(salt ^ (u64::from(j) << 40))))
+}
+
+/// Leading blocks of `req` whose content other requests may share (its shared prefix).
+/// Only these are registered when they fill: a block of content unique to one request can
+/// only ever be hit by that request's own recompute, so it is registered on preemption
+/// instead (and, released to the free list, it is reused first, as a cached tail would be).
+pub(crate) fn shareable_blocks(req: &Request, block_size: u32) -> u32 {
+    if req.prefix_group == 0 { 0 } else { req.prefix_tokens / block_size }
+}
+
+/// Hashes of blocks `0..n` of `req`, in order.
+pub(crate) fn block_hashes(req: &Request, n: u32, block_size: u32) -> impl Iterator<Item = BlockHash> + '_ {
+    let mut prev = BlockHash(HASH_SEED);
+    (0..n).map(move |j| {
+        prev = block_hash(req, prev, j, block_size);
+        prev
+    })
+}
+
 /// A request being served.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Seq {
     pub req: Request,
     /// Tokens whose KV is computed on the current instance.
@@ -23,29 +64,47 @@ pub(crate) struct Seq {
     /// Output tokens emitted so far.
     pub generated: u32,
     /// KV blocks held on the instance that holds this sequence's KV.
-    pub blocks: u32,
+    pub blocks: Vec<BlockId>,
+    /// Blocks reserved at the destination of a KV transfer in flight.
+    pub staged: Vec<BlockId>,
+    /// Leading blocks whose hashes are registered in the holder's cache.
+    pub hashed: u32,
+    /// Hash of the last registered block (the chain so far).
+    pub chain: BlockHash,
     pub first_token: Option<SimTime>,
     pub last_token: SimTime,
     pub prefill_on: InstanceId,
     pub decode_on: InstanceId,
     pub preemptions: u32,
+    /// Prompt tokens served from a prefix cache at admission.
+    pub cached_tokens: u32,
     /// Set when the sequence leaves its instance's running list at the end of a step.
     pub leaving: bool,
+    /// Bytes of KV still to cross the link, and the current plan's epoch (stale completion
+    /// events carry an older epoch and are ignored).
+    pub transfer_left: f64,
+    pub transfer_epoch: u16,
 }
 
 impl Seq {
-    pub fn new(req: Request) -> Self {
+    pub fn new(req: Request, blocks: Vec<BlockId>, staged: Vec<BlockId>) -> Self {
         Seq {
             req,
             computed: 0,
             generated: 0,
-            blocks: 0,
+            blocks,
+            staged,
+            hashed: 0,
+            chain: BlockHash(HASH_SEED),
             first_token: None,
             last_token: req.arrival,
             prefill_on: NO_INSTANCE,
             decode_on: NO_INSTANCE,
             preemptions: 0,
+            cached_tokens: 0,
             leaving: false,
+            transfer_left: 0.0,
+            transfer_epoch: 0,
         }
     }
     /// Tokens known so far: the prompt and every emitted output token.
@@ -56,32 +115,58 @@ impl Seq {
     pub fn is_decoding(&self) -> bool {
         self.generated > 0 && self.known() - self.computed == 1
     }
+    /// Hash of block `j` given the hash of block `j − 1`.
+    pub fn block_hash(&self, prev: BlockHash, j: u32, block_size: u32) -> BlockHash {
+        block_hash(&self.req, prev, j, block_size)
+    }
+    /// Hashes of blocks `0..n`, in order.
+    pub fn block_hashes(&self, n: u32, block_size: u32) -> impl Iterator<Item = BlockHash> + '_ {
+        block_hashes(&self.req, n, block_size)
+    }
+    /// Forgets the hash chain (the sequence's KV moved or was dropped).
+    pub fn reset_chain(&mut self) {
+        self.hashed = 0;
+        self.chain = BlockHash(HASH_SEED);
+    }
 }
 
-/// Slots of in-flight sequences with a free list.
+/// Slots of in-flight sequences with a free list; block vectors are recycled.
 #[derive(Debug, Default)]
 pub(crate) struct SeqSlab {
-    slots: Vec<Seq>,
+    slots: Vec<Option<Seq>>,
     free: Vec<u32>,
+    spare_vecs: Vec<Vec<BlockId>>,
     live: usize,
     peak: usize,
 }
 
 impl SeqSlab {
-    pub fn insert(&mut self, s: Seq) -> SeqId {
+    /// A fresh sequence for `req`, reusing spare block vectors.
+    pub fn insert(&mut self, req: Request) -> SeqId {
+        let blocks = self.spare_vecs.pop().unwrap_or_default();
+        let staged = self.spare_vecs.pop().unwrap_or_default();
+        let s = Seq::new(req, blocks, staged);
         self.live += 1;
         self.peak = self.peak.max(self.live);
         if let Some(i) = self.free.pop() {
-            self.slots[i as usize] = s;
+            self.slots[i as usize] = Some(s);
             SeqId(i)
         } else {
-            self.slots.push(s);
+            self.slots.push(Some(s));
             SeqId((self.slots.len() - 1) as u32)
         }
     }
-    pub fn remove(&mut self, id: SeqId) {
+    /// Frees a slot; its (emptied) block vectors are kept for reuse.
+    pub fn remove(&mut self, id: SeqId) -> Seq {
         self.live -= 1;
         self.free.push(id.0);
+        let mut s = self.slots[id.0 as usize].take().expect("removing a live sequence");
+        for mut v in [std::mem::take(&mut s.blocks), std::mem::take(&mut s.staged)] {
+            debug_assert!(v.is_empty(), "a leaving sequence still holds KV blocks");
+            v.clear();
+            self.spare_vecs.push(v);
+        }
+        s
     }
     /// Most sequences in flight at once.
     pub fn peak(&self) -> usize {
@@ -89,20 +174,20 @@ impl SeqSlab {
     }
     /// Ids of sequences still in flight, in slot order.
     pub fn live_ids(&self) -> Vec<SeqId> {
-        let mut free = self.free.clone();
-        free.sort_unstable();
-        (0..self.slots.len() as u32).filter(|i| free.binary_search(i).is_err()).map(SeqId).collect()
+        (0..self.slots.len() as u32).filter(|&i| self.slots[i as usize].is_some()).map(SeqId).collect()
     }
 }
 
 impl Index<SeqId> for SeqSlab {
     type Output = Seq;
+    #[inline]
     fn index(&self, id: SeqId) -> &Seq {
-        &self.slots[id.0 as usize]
+        self.slots[id.0 as usize].as_ref().expect("live sequence")
     }
 }
 impl IndexMut<SeqId> for SeqSlab {
+    #[inline]
     fn index_mut(&mut self, id: SeqId) -> &mut Seq {
-        &mut self.slots[id.0 as usize]
+        self.slots[id.0 as usize].as_mut().expect("live sequence")
     }
 }

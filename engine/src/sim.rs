@@ -1,5 +1,7 @@
 //! The simulation loop: arrivals, routing, steps and KV transfers over one event queue.
 
+use std::collections::VecDeque;
+
 use crate::cluster::{Cluster, Link, Pool};
 use crate::cost;
 use crate::instance::{Instance, InstanceCounters};
@@ -9,16 +11,20 @@ use crate::record::{InstanceStats, Outcome, PoolStats, Recorder, RequestRecord, 
 use crate::request::Request;
 use crate::rng::RunSeed;
 use crate::router::{self, ClusterView, InstanceId, InstanceView, RoutingPolicy};
-use crate::seq::{NO_INSTANCE, Seq, SeqId, SeqSlab};
+use crate::seq::{self, NO_INSTANCE, Seq, SeqId, SeqSlab};
 use crate::spec::{Role, RunSpec, ScenarioSpec, SpecError};
 use crate::time::{SimDuration, SimTime};
 use crate::workload::WorkloadGen;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Event {
     Arrival,
     TryStep(u32),
     StepFinished(u32),
+    /// The bytes of a transfer are across its link (if the epoch is still current; a
+    /// 16-bit epoch keeps events at 8 bytes, and a plan is never 65,536 re-plans stale).
+    WireDone(SeqId, u16),
+    /// The KV of a sequence landed at its decode instance.
     TransferDone(SeqId),
     TelemetryTick,
 }
@@ -34,6 +40,7 @@ pub struct Simulation {
     workload: WorkloadGen,
     pending: Option<Request>,
     arrived: u64,
+    local_prefills: u64,
     router: Box<dyn RoutingPolicy>,
     view: ClusterView,
     telemetry_interval: SimDuration,
@@ -59,6 +66,7 @@ impl Simulation {
         spec.validate()?;
         let mut instances = Vec::new();
         let mut kv_latency_override = Vec::new();
+        let mut local_prefill_threshold = Vec::new();
         let mut views = Vec::new();
         let mut pools = Vec::new();
         for (pi, pool) in spec.pools.iter().enumerate() {
@@ -82,6 +90,7 @@ impl Simulation {
                     assigned: 0,
                 });
                 kv_latency_override.push(hw.kv_transfer_latency);
+                local_prefill_threshold.push(pool.local_prefill_threshold.unwrap_or(0));
                 instances.push(Instance {
                     id,
                     name: inst.name.clone(),
@@ -92,9 +101,10 @@ impl Simulation {
                     hourly_cost,
                     engine: pool.engine,
                     cost: cost::build(&hw.perf, &spec.model, inst.tp),
-                    kv: KvCache::new(pool.engine.block_size, blocks),
-                    waiting: Default::default(),
+                    kv: KvCache::new(pool.engine.block_size, blocks, pool.engine.prefix_caching),
+                    waiting: VecDeque::new(),
                     running: Vec::new(),
+                    inbound: VecDeque::new(),
                     batch: Vec::new(),
                     busy: false,
                     wake_pending: false,
@@ -103,14 +113,16 @@ impl Simulation {
             }
             pools.push(Pool { name: pool.name.clone(), role: pool.role, instances: pool.instances.len() as u32, depth: 0, depth_max: 0 });
         }
-        let mut routes = vec![vec![None; spec.pools.len()]; spec.pools.len()];
+        let mut link_of = vec![vec![None; spec.pools.len()]; spec.pools.len()];
+        let mut links = Vec::new();
         for l in &spec.links {
-            routes[l.from][l.to] = Some(Link { latency: l.latency, bandwidth_bytes_s: l.bandwidth_bytes_s });
+            link_of[l.from][l.to] = Some(links.len());
+            links.push(Link { latency: l.latency, bandwidth_bytes_s: l.bandwidth_bytes_s, active: Vec::new(), updated: SimTime::ZERO });
         }
         let mut missing = Vec::new();
         for (a, pa) in spec.pools.iter().enumerate() {
             for (b, pb) in spec.pools.iter().enumerate() {
-                if pa.role == Role::Prefill && pb.role == Role::Decode && routes[a][b].is_none() {
+                if pa.role == Role::Prefill && pb.role == Role::Decode && link_of[a][b].is_none() {
                     missing.push(SpecError {
                         path: "links".into(),
                         message: format!(
@@ -124,6 +136,7 @@ impl Simulation {
         if !missing.is_empty() {
             return Err(missing);
         }
+        let conditional = local_prefill_threshold.iter().any(|&t| t > 0);
         Ok(Simulation {
             run: spec.run,
             now: SimTime::ZERO,
@@ -134,13 +147,17 @@ impl Simulation {
                 hardware_names: spec.hardware.iter().map(|h| h.name.clone()).collect(),
                 kv_latency_override,
                 pools,
-                links: routes,
+                links,
+                link_of,
+                local_prefill_threshold,
+                conditional,
                 kv_bytes_per_token: spec.model.kv_bytes_per_token(),
             },
             seqs: SeqSlab::default(),
             workload: WorkloadGen::new(&spec.workload, seed),
             pending: None,
             arrived: 0,
+            local_prefills: 0,
             router: router::build(&spec.router),
             view: ClusterView::new(views),
             telemetry_interval: spec.telemetry.interval,
@@ -183,6 +200,7 @@ impl Simulation {
                 Event::Arrival => self.on_arrival(rec),
                 Event::TryStep(i) => self.on_try_step(i as usize, rec),
                 Event::StepFinished(i) => self.on_step_finished(i as usize, rec),
+                Event::WireDone(s, epoch) => self.on_wire_done(s, epoch),
                 Event::TransferDone(s) => self.on_transfer_done(s),
                 Event::TelemetryTick => {
                     self.publish_all();
@@ -232,9 +250,10 @@ impl Simulation {
     }
 
     fn copy_gauges(inst: &Instance, v: &mut InstanceView) {
-        v.waiting = inst.waiting.len() as u32;
+        v.waiting = (inst.waiting.len() + inst.inbound.len()) as u32;
         v.running = inst.running.len() as u32;
         v.kv_free_blocks = inst.kv.free();
+        v.prefix_hit_rate = inst.prefix_hit_rate();
     }
 
     // Queue-depth bookkeeping around a change of an instance's waiting/running lists.
@@ -261,36 +280,66 @@ impl Simulation {
         }
     }
 
-    fn fits(&self, i: usize, req: &Request) -> bool {
+    fn fits(&self, i: usize, req: &Request, role: Role) -> bool {
         let inst = &self.cluster.instances[i];
-        u64::from(inst.kv.blocks_for(Self::max_kv_tokens(req, inst.role))) <= inst.kv.capacity()
+        u64::from(inst.kv.blocks_for(Self::max_kv_tokens(req, role))) <= inst.kv.capacity()
     }
 
-    fn on_arrival<R: Recorder>(&mut self, rec: &mut R) {
-        let Some(req) = self.pending.take() else {
-            return;
-        };
-        self.arrived += 1;
-        self.schedule_next_arrival();
-        let p = self.router.route_prefill(&self.view, &req);
-        debug_assert!(self.view.prefill_candidates().contains(&p), "policy returned a non-candidate");
-        let i = p.index();
-        let mut seq = Seq::new(req);
-        seq.prefill_on = p;
-        if self.cluster.instances[i].role == Role::Mixed {
-            seq.decode_on = p;
-        }
-        if !self.fits(i, &req) {
-            rec.on_request(&record(&seq, Outcome::Rejected));
-            return;
-        }
-        let sid = self.seqs.insert(seq);
-        self.view.instances[i].assigned += 1;
+    fn reject<R: Recorder>(&mut self, sid: SeqId, rec: &mut R) {
+        let s = self.seqs.remove(sid);
+        rec.on_request(&record(&s, Outcome::Rejected));
+    }
+
+    fn enqueue(&mut self, i: usize, sid: SeqId) {
         let d0 = self.begin_change(i);
         self.cluster.instances[i].waiting.push_back(sid);
         self.end_change(i, d0);
         self.publish(i);
         self.wake(i);
+    }
+
+    fn on_arrival<R: Recorder>(&mut self, rec: &mut R) {
+        let Some(req) = self.pending.take() else { return };
+        self.arrived += 1;
+        self.schedule_next_arrival();
+        let sid = self.seqs.insert(req);
+
+        // Conditional disaggregation: pick the decode instance first; it prefills the
+        // request itself when the prompt's uncached part is short enough.
+        if self.cluster.conditional {
+            let d = self.router.route_decode(&self.view, &req, None);
+            let di = d.index();
+            let threshold = self.cluster.local_prefill_threshold[di];
+            let kv = &self.cluster.instances[di].kv;
+            let (hits, _) = kv.probe(seq::block_hashes(&req, (req.prompt_tokens.max(1) - 1) / kv.block_size(), kv.block_size()));
+            let uncached = req.prompt_tokens - (hits * kv.block_size()).min(req.prompt_tokens);
+            self.seqs[sid].decode_on = d;
+            if uncached < threshold {
+                let s = &mut self.seqs[sid];
+                s.prefill_on = d;
+                if !self.fits(di, &req, Role::Decode) {
+                    return self.reject(sid, rec);
+                }
+                self.local_prefills += 1;
+                self.view.instances[di].assigned += 1;
+                return self.enqueue(di, sid);
+            }
+        }
+
+        let p = self.router.route_prefill(&self.view, &req);
+        debug_assert!(self.view.prefill_candidates().contains(&p), "policy returned a non-candidate");
+        let i = p.index();
+        let role = self.cluster.instances[i].role;
+        let s = &mut self.seqs[sid];
+        s.prefill_on = p;
+        if role == Role::Mixed {
+            s.decode_on = p;
+        }
+        if !self.fits(i, &req, role) {
+            return self.reject(sid, rec);
+        }
+        self.view.instances[i].assigned += 1;
+        self.enqueue(i, sid);
     }
 
     fn on_try_step<R: Recorder>(&mut self, i: usize, rec: &mut R) {
@@ -327,8 +376,9 @@ impl Simulation {
         let id = inst.id;
         for k in 0..inst.batch.len() {
             let (sid, chunk) = inst.batch[k];
+            self.seqs[sid].computed += chunk;
+            inst.register_full_blocks(&mut self.seqs, sid, false);
             let s = &mut self.seqs[sid];
-            s.computed += chunk;
             if s.computed < s.known() {
                 continue;
             }
@@ -341,8 +391,7 @@ impl Simulation {
             }
             s.last_token = now;
             if s.generated >= s.req.output_tokens {
-                inst.kv.release(s.blocks);
-                s.blocks = 0;
+                inst.kv.release(&mut s.blocks);
                 s.leaving = true;
                 self.finished.push(sid);
             } else if role == Role::Prefill && s.generated == 1 {
@@ -359,66 +408,169 @@ impl Simulation {
 
         for k in 0..self.finished.len() {
             let sid = self.finished[k];
-            let s = self.seqs[sid];
+            let s = self.seqs.remove(sid);
             let r = record(&s, Outcome::Finished);
             self.router.on_request_complete(id, r.tpot());
             self.view.instances[i].assigned -= 1;
             rec.on_request(&r);
-            self.seqs.remove(sid);
         }
         self.finished.clear();
         for k in 0..self.handoffs.len() {
             let sid = self.handoffs[k];
-            self.start_transfer(sid, i, rec);
+            self.start_handoff(sid, i, rec);
         }
         self.handoffs.clear();
+        self.drain_inbound(i, rec);
         self.publish(i);
-        self.wake(i);
+        // The next step starts now. When nothing else happens at this instant it starts
+        // directly (same order as through the queue, one event fewer per step).
+        let inst = &self.cluster.instances[i];
+        if !inst.wake_pending && inst.depth() > 0 && self.queue.peek_time().is_none_or(|t| t > now) {
+            self.on_try_step(i, rec);
+        } else {
+            self.wake(i);
+        }
     }
 
-    fn start_transfer<R: Recorder>(&mut self, sid: SeqId, from: usize, rec: &mut R) {
+    /// A prefill finished on `from`: pick the decode instance (unless chosen on arrival),
+    /// then reserve its blocks and send the KV, or queue for blocks there.
+    fn start_handoff<R: Recorder>(&mut self, sid: SeqId, from: usize, rec: &mut R) {
         let req = self.seqs[sid].req;
-        let to = self.router.route_decode(&self.view, &req, InstanceId(from as u32));
+        let to = match self.seqs[sid].decode_on {
+            NO_INSTANCE => self.router.route_decode(&self.view, &req, Some(InstanceId(from as u32))),
+            chosen => chosen,
+        };
         debug_assert!(self.view.decode_candidates().contains(&to), "policy returned a non-candidate");
         let t = to.index();
         self.view.instances[from].assigned -= 1;
-        if !self.fits(t, &req) {
+        self.seqs[sid].decode_on = to;
+        if !self.fits(t, &req, Role::Decode) {
             let s = &mut self.seqs[sid];
-            self.cluster.instances[from].kv.release(s.blocks);
-            s.blocks = 0;
-            s.decode_on = to;
-            rec.on_request(&record(s, Outcome::Rejected));
-            self.seqs.remove(sid);
+            self.cluster.instances[from].kv.release(&mut s.blocks);
+            self.reject(sid, rec);
             self.publish(from);
+            self.drain_inbound(from, rec);
             return;
         }
         self.view.instances[t].assigned += 1;
-        let route = self.cluster.links[self.cluster.instances[from].pool][self.cluster.instances[t].pool]
-            .expect("links are checked when the simulation is built");
+        let inst = &mut self.cluster.instances[t];
+        if inst.inbound.is_empty() && self.try_send(sid) {
+            return;
+        }
+        self.cluster.instances[t].inbound.push_back(sid);
+        self.publish(t);
+    }
+
+    /// Reserves blocks for `sid` at its decode instance (reusing what that instance has
+    /// cached of the prompt) and puts the uncached part on the link. False if the decode
+    /// instance lacks free blocks (back-pressure).
+    fn try_send(&mut self, sid: SeqId) -> bool {
+        let s = &self.seqs[sid];
+        let (from, to) = (s.prefill_on.index(), s.decode_on.index());
+        let dest = &mut self.cluster.instances[to];
+        let bs = dest.kv.block_size();
+        let tokens = s.computed;
+        let (hits, idle) = dest.kv.probe(s.block_hashes(tokens / bs, bs));
+        let need = dest.kv.blocks_for(tokens).saturating_sub(hits);
+        if u64::from(need) + u64::from(idle) > dest.kv.free() {
+            return false;
+        }
         let s = &mut self.seqs[sid];
-        s.decode_on = to;
-        let bytes = self.cluster.kv_bytes_per_token * u64::from(s.computed);
-        let latency = self.cluster.kv_latency_override[t].unwrap_or(route.latency);
-        let wire = route.bandwidth_bytes_s.map_or(SimDuration::ZERO, |bw| SimDuration::from_secs_f64(bytes as f64 / bw));
-        let dur = latency + wire;
-        rec.on_transfer(InstanceId(from as u32), to, self.now, dur, bytes);
-        self.push(self.now + dur, Phase::Arrival, Event::TransferDone(sid));
+        for h in seq::block_hashes(&s.req, hits, bs) {
+            dest.kv.reuse(h, &mut s.staged);
+        }
+        let ok = dest.kv.allocate(need, &mut s.staged);
+        debug_assert!(ok, "checked above");
+        let bytes = (tokens - (hits * bs).min(tokens)) as f64 * self.cluster.kv_bytes_per_token as f64;
+        let link = self.cluster.link_of[self.cluster.instances[from].pool][self.cluster.instances[to].pool]
+            .expect("links are checked when the simulation is built");
+        let latency = self.cluster.kv_latency_override[to].unwrap_or(self.cluster.links[link].latency);
+        self.publish(to);
+        match self.cluster.links[link].bandwidth_bytes_s {
+            Some(_) if bytes > 0.0 => {
+                self.advance_link(link);
+                self.seqs[sid].transfer_left = bytes;
+                self.cluster.links[link].active.push(sid);
+                self.replan_link(link);
+            }
+            _ => self.push(self.now + latency, Phase::Arrival, Event::TransferDone(sid)),
+        }
+        true
+    }
+
+    /// Brings the remaining bytes of every transfer on `link` up to now.
+    fn advance_link(&mut self, link: usize) {
+        let l = &mut self.cluster.links[link];
+        let bw = l.bandwidth_bytes_s.unwrap_or(f64::INFINITY);
+        let dt = (self.now - l.updated).as_secs_f64();
+        l.updated = self.now;
+        if l.active.is_empty() || dt == 0.0 {
+            return;
+        }
+        let moved = dt * bw / l.active.len() as f64;
+        for &sid in &l.active {
+            let s = &mut self.seqs[sid];
+            s.transfer_left = (s.transfer_left - moved).max(0.0);
+        }
+    }
+
+    /// Re-plans completion of every transfer on `link` at its equal share of the bandwidth.
+    fn replan_link(&mut self, link: usize) {
+        let l = &self.cluster.links[link];
+        let Some(bw) = l.bandwidth_bytes_s else { return };
+        let share = bw / l.active.len().max(1) as f64;
+        for k in 0..self.cluster.links[link].active.len() {
+            let sid = self.cluster.links[link].active[k];
+            let s = &mut self.seqs[sid];
+            s.transfer_epoch = s.transfer_epoch.wrapping_add(1);
+            let at = self.now + SimDuration::from_secs_f64(s.transfer_left / share);
+            let ev = Event::WireDone(sid, s.transfer_epoch);
+            self.push(at, Phase::Completion, ev);
+        }
+    }
+
+    fn on_wire_done(&mut self, sid: SeqId, epoch: u16) {
+        if self.seqs[sid].transfer_epoch != epoch {
+            return; // re-planned since
+        }
+        let s = &self.seqs[sid];
+        let (from, to) = (s.prefill_on.index(), s.decode_on.index());
+        let link = self.cluster.link_of[self.cluster.instances[from].pool][self.cluster.instances[to].pool].expect("checked");
+        self.advance_link(link);
+        let l = &mut self.cluster.links[link];
+        if let Some(pos) = l.active.iter().position(|&x| x == sid) {
+            l.active.swap_remove(pos);
+        }
+        // Keep a deterministic order for re-planning.
+        l.active.sort_unstable();
+        self.seqs[sid].transfer_left = 0.0;
+        self.replan_link(link);
+        let latency = self.cluster.kv_latency_override[to].unwrap_or(self.cluster.links[link].latency);
+        self.push(self.now + latency, Phase::Arrival, Event::TransferDone(sid));
     }
 
     fn on_transfer_done(&mut self, sid: SeqId) {
         let s = &mut self.seqs[sid];
         let from = s.prefill_on.index();
         let to = s.decode_on.index();
-        self.cluster.instances[from].kv.release(s.blocks);
-        s.blocks = 0;
+        self.cluster.instances[from].kv.release(&mut s.blocks);
+        std::mem::swap(&mut s.blocks, &mut s.staged);
+        s.reset_chain();
         s.leaving = false;
+        self.cluster.instances[to].register_full_blocks(&mut self.seqs, sid, false);
         self.publish(from);
         self.wake(from);
-        let d0 = self.begin_change(to);
-        self.cluster.instances[to].waiting.push_back(sid);
-        self.end_change(to, d0);
-        self.publish(to);
-        self.wake(to);
+        self.enqueue(to, sid);
+    }
+
+    /// Starts queued transfers into `i` while its blocks allow, in arrival order.
+    fn drain_inbound<R: Recorder>(&mut self, i: usize, _rec: &mut R) {
+        while let Some(&sid) = self.cluster.instances[i].inbound.front() {
+            if !self.try_send(sid) {
+                break;
+            }
+            self.cluster.instances[i].inbound.pop_front();
+        }
     }
 
     fn finish<R: Recorder>(mut self, end: SimTime, rec: &mut R) -> RunTotals {
@@ -449,6 +601,7 @@ impl Simulation {
                 preemptions: inst.stats.preemptions,
                 kv_capacity_blocks: inst.kv.capacity(),
                 kv_peak_usage: inst.stats.kv_peak_used as f64 / inst.kv.capacity().max(1) as f64,
+                prefix_hit_rate: inst.prefix_hit_rate(),
             });
         }
         let pools = self
@@ -464,7 +617,15 @@ impl Simulation {
                 queue_depth_max: p.depth_max,
             })
             .collect();
-        RunTotals { elapsed, events: self.queue.popped(), arrived: self.arrived, peak_in_flight: self.seqs.peak(), instances, pools }
+        RunTotals {
+            elapsed,
+            events: self.queue.popped(),
+            arrived: self.arrived,
+            local_prefills: self.local_prefills,
+            peak_in_flight: self.seqs.peak(),
+            instances,
+            pools,
+        }
     }
 }
 
@@ -482,6 +643,18 @@ fn record(s: &Seq, outcome: Outcome) -> RequestRecord {
         prefill_instance: inst(s.prefill_on),
         decode_instance: inst(s.decode_on),
         preemptions: s.preemptions,
+        cached_tokens: s.cached_tokens,
         outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_small() {
+        // Heap entries are (time, order, event): 24 bytes keeps sifting cheap.
+        assert!(std::mem::size_of::<Event>() <= 8, "{}", std::mem::size_of::<Event>());
     }
 }

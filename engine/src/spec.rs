@@ -18,12 +18,12 @@ pub const DEFAULT_MAX_SEQS: u32 = 256;
 /// Default model FLOPs utilisation of the roofline model. Assumed: dense prefill kernels
 /// on Hopper reach 50-60% of peak in vLLM (a calibrated profile replaces this).
 pub const DEFAULT_MFU: f64 = 0.55;
-/// Default memory bandwidth utilisation of the roofline model (decode GEMVs reach about
-/// 80% of HBM bandwidth; assumed, calibrate to replace).
-pub const DEFAULT_MBU: f64 = 0.80;
+/// Default memory bandwidth utilisation of the roofline model (decode GEMVs reach 80-90%
+/// of HBM bandwidth; assumed, calibrate to replace).
+pub const DEFAULT_MBU: f64 = 0.85;
 /// Default fixed cost of one engine step: scheduling, sampling and launches with CUDA
 /// graphs (assumed order of magnitude for vLLM v1; calibrate to replace).
-pub const DEFAULT_STEP_OVERHEAD: SimDuration = SimDuration::from_micros(300);
+pub const DEFAULT_STEP_OVERHEAD: SimDuration = SimDuration::from_micros(200);
 
 /// A whole scenario, ready to simulate.
 #[derive(Clone, Debug)]
@@ -92,6 +92,12 @@ pub enum PerfSpec {
         /// Fixed cost of every step (scheduling, kernel launches, sampling).
         step_overhead: SimDuration,
     },
+    /// Coefficients fitted from measurements (a calibration profile).
+    Fitted {
+        /// Seconds: `[c0, c1·prefill_tokens, c2·prefill_tokens², c3·prefill_tokens·context,
+        /// c4·decode_seqs, c5·decode_context_tokens]`.
+        coefficients: [f64; 6],
+    },
 }
 
 /// Role of a pool and of its instances.
@@ -134,6 +140,9 @@ pub struct EngineSpec {
     pub block_size: u32,
     /// Share of GPU memory the engine may use (`--gpu-memory-utilization`).
     pub gpu_memory_utilization: f64,
+    /// Whether released full KV blocks are kept for reuse (`--enable-prefix-caching`, on by
+    /// default in vLLM v1).
+    pub prefix_caching: bool,
 }
 
 impl Default for EngineSpec {
@@ -144,6 +153,7 @@ impl Default for EngineSpec {
             chunked_prefill: true,
             block_size: DEFAULT_BLOCK_SIZE,
             gpu_memory_utilization: DEFAULT_GPU_MEMORY_UTILIZATION,
+            prefix_caching: true,
         }
     }
 }
@@ -159,7 +169,14 @@ pub struct PoolSpec {
     pub engine: EngineSpec,
     /// Its instances.
     pub instances: Vec<InstanceSpec>,
+    /// Decode pools only: a request whose uncached prompt is shorter than this many tokens
+    /// prefills on its decode instance instead of a prefill pool (conditional
+    /// disaggregation, Dynamo's `max_local_prefill_length`). `None`: always disaggregate.
+    pub local_prefill_threshold: Option<u32>,
 }
+
+/// The original lab's `prefill_ctx_thresh` default for conditional disaggregation, in tokens.
+pub const DEFAULT_LOCAL_PREFILL_THRESHOLD: u32 = 2048;
 
 /// One engine replica.
 #[derive(Clone, Debug)]
@@ -243,6 +260,18 @@ pub struct WorkloadSpec {
     pub output: LengthSpec,
     /// Priorities drawn uniformly from this inclusive range (0 is most important).
     pub priority: (u8, u8),
+    /// Shared prefixes (system prompts), if any.
+    pub prefix: Option<PrefixSpec>,
+}
+
+/// Shared prefixes: each request starts with one of `groups` shared prompts of `tokens`
+/// tokens (drawn uniformly), followed by its own prompt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PrefixSpec {
+    /// Distinct shared prefixes.
+    pub groups: u32,
+    /// Tokens in each shared prefix.
+    pub tokens: u32,
 }
 
 /// The lab's burst knob: per window, with probability `probability`, the rate is multiplied.
@@ -349,7 +378,7 @@ impl ScenarioSpec {
         let has = |r: Role| self.pools.iter().any(|p| p.role == r);
         let (pf, dc, mx) = (has(Role::Prefill), has(Role::Decode), has(Role::Mixed));
         if mx && (pf || dc) {
-            e("pools".into(), "mixing `mixed` pools with `prefill`/`decode` pools is not supported yet; use either aggregated (mixed) or disaggregated (prefill + decode) pools".into());
+            e("pools".into(), "mixing `mixed` pools with `prefill`/`decode` pools is not supported; for local prefills in a disaggregated fleet give the decode pool `local_prefill = true`".into());
         }
         if pf && !dc {
             e("pools".into(), "there is a prefill pool but no decode pool to hand sequences to".into());
@@ -422,6 +451,11 @@ impl ScenarioSpec {
                         e(format!("{hp}.decode_rate"), "must be a positive rate such as `3400 tok/s`".into());
                     }
                 }
+                PerfSpec::Fitted { coefficients } => {
+                    if coefficients.iter().any(|c| !c.is_finite()) || coefficients[0] < 0.0 {
+                        e(format!("{hp}.profile"), "the profile's coefficients must be finite, with c0 >= 0".into());
+                    }
+                }
                 PerfSpec::Roofline { mfu, mbu, .. } => {
                     if !(*mfu > 0.0 && *mfu <= 1.0) {
                         e(format!("{hp}.mfu"), "must be in (0%, 100%]".into());
@@ -432,7 +466,17 @@ impl ScenarioSpec {
                 }
             }
         }
+        for pool in &self.pools {
+            if pool.local_prefill_threshold.is_some() && pool.role != Role::Decode {
+                e(format!("pools.{}.local_prefill", pool.name), "only decode pools can prefill short prompts locally".into());
+            }
+        }
         let w = &self.workload;
+        if let Some(p) = w.prefix
+            && (p.groups == 0 || p.tokens == 0)
+        {
+            e("workload.prefix".into(), "shared prefixes need at least one group of at least one token".into());
+        }
         match w.arrivals {
             ArrivalSpec::Poisson { rate_per_s, burst } => {
                 if !(rate_per_s > 0.0 && rate_per_s.is_finite()) {
@@ -491,7 +535,7 @@ impl ScenarioSpec {
         let mem = match (&hw.perf, hw.memory_bytes) {
             (_, Some(m)) => m,
             (PerfSpec::Roofline { gpu, .. }, None) => gpu.memory_bytes,
-            (PerfSpec::Rates { .. }, None) => {
+            (PerfSpec::Rates { .. } | PerfSpec::Fitted { .. }, None) => {
                 return Err(format!("hardware `{}` has neither `memory` nor `kv_capacity`; give one so the KV cache has a size", hw.name));
             }
         };

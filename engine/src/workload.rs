@@ -15,6 +15,7 @@ pub struct WorkloadGen {
     spec: WorkloadSpec,
     arrivals: ArrivalGen,
     lengths: StreamRng,
+    prefixes: StreamRng,
     next_id: u64,
 }
 
@@ -25,6 +26,7 @@ impl WorkloadGen {
             spec: spec.clone(),
             arrivals: ArrivalGen::new(spec.arrivals, seed.stream(stream::ARRIVALS)),
             lengths: seed.stream(stream::LENGTHS),
+            prefixes: seed.stream(stream::PREFIXES),
             next_id: 0,
         }
     }
@@ -38,7 +40,19 @@ impl WorkloadGen {
         let priority = if lo == hi { lo } else { self.lengths.random_range(lo..=hi) };
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        Request { id, arrival, prompt_tokens: prompt, output_tokens: output.max(1), priority }
+        let (prefix_group, prefix_tokens) = match self.spec.prefix {
+            Some(p) => (self.prefixes.random_range(1..=p.groups), p.tokens),
+            None => (0, 0),
+        };
+        Request {
+            id,
+            arrival,
+            prompt_tokens: prompt.saturating_add(prefix_tokens),
+            output_tokens: output.max(1),
+            priority,
+            prefix_group,
+            prefix_tokens,
+        }
     }
 }
 
@@ -124,6 +138,7 @@ mod tests {
             prompt: LengthSpec::Uniform { lo: 100, hi: 1200 },
             output: LengthSpec::Uniform { lo: 32, hi: 256 },
             priority: (0, 2),
+            prefix: None,
         }
     }
 

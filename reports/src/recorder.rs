@@ -20,6 +20,10 @@ pub struct RunRecorder {
     pub(crate) e2e_ms: Vec<f64>,
     pub(crate) itl: Histogram<u64>,
     pub(crate) itl_sum_ns: u128,
+    // Run-length coalescing of equal gaps (all decodes of one step share a gap), flushed
+    // into the histogram when the gap changes: one histogram update per run, not per token.
+    itl_run_value: u64,
+    itl_run_count: u64,
     pub(crate) requests: u64,
     pub(crate) finished: u64,
     pub(crate) rejected: u64,
@@ -28,12 +32,14 @@ pub struct RunRecorder {
     pub(crate) good_output_tokens: u64,
     pub(crate) output_tokens: u64,
     pub(crate) preempted_requests: u64,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) cached_tokens: u64,
     csv: Option<Box<dyn Write>>,
     csv_error: Option<io::Error>,
 }
 
 /// Column names of `requests.csv`.
-pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,ttft_ms,tpot_ms,e2e_ms,preemptions,good,outcome";
+pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,cached_tokens,ttft_ms,tpot_ms,e2e_ms,preemptions,good,outcome";
 
 /// Writes the header line of `requests.csv`.
 pub fn write_requests_csv_header(w: &mut dyn Write) -> io::Result<()> {
@@ -51,6 +57,8 @@ impl RunRecorder {
             e2e_ms: Vec::new(),
             itl: Histogram::new_with_bounds(1, ITL_MAX_NS, ITL_SIGFIGS).expect("valid histogram bounds"),
             itl_sum_ns: 0,
+            itl_run_value: 0,
+            itl_run_count: 0,
             requests: 0,
             finished: 0,
             rejected: 0,
@@ -59,6 +67,8 @@ impl RunRecorder {
             good_output_tokens: 0,
             output_tokens: 0,
             preempted_requests: 0,
+            prompt_tokens: 0,
+            cached_tokens: 0,
             csv: None,
             csv_error: None,
         }
@@ -82,6 +92,14 @@ impl RunRecorder {
         Ok(())
     }
 
+    /// Moves the pending run of equal gaps into the histogram.
+    pub(crate) fn flush_itl(&mut self) {
+        if self.itl_run_count > 0 {
+            let _ = self.itl.record_n(self.itl_run_value, self.itl_run_count);
+            self.itl_run_count = 0;
+        }
+    }
+
     /// Whether a request meets every SLO given.
     pub fn is_good(&self, r: &RequestRecord) -> bool {
         if r.outcome != Outcome::Finished {
@@ -102,7 +120,7 @@ impl RunRecorder {
     fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
         let ms = |d: Option<SimDuration>| d.map(|d| d.as_millis_f64().to_string()).unwrap_or_default();
         let line = format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.id.0,
             r.arrival.as_secs_f64(),
             r.prompt_tokens,
@@ -111,6 +129,7 @@ impl RunRecorder {
             r.priority,
             self.name(r.prefill_instance),
             self.name(r.decode_instance),
+            r.cached_tokens,
             ms(r.ttft()),
             ms(r.tpot()),
             ms(r.e2e()),
@@ -146,6 +165,10 @@ impl Recorder for RunRecorder {
                 self.e2e_ms.push(t.as_millis_f64());
             }
         }
+        if r.first_token.is_some() {
+            self.prompt_tokens += u64::from(r.prompt_tokens);
+            self.cached_tokens += u64::from(r.cached_tokens);
+        }
         if r.preemptions > 0 {
             self.preempted_requests += 1;
         }
@@ -162,8 +185,14 @@ impl Recorder for RunRecorder {
     }
 
     fn on_token_gap(&mut self, gap: SimDuration) {
-        let ns = gap.as_nanos();
-        self.itl_sum_ns += u128::from(ns);
-        self.itl.saturating_record(ns.max(1));
+        let ns = gap.as_nanos().max(1);
+        self.itl_sum_ns += u128::from(gap.as_nanos());
+        if ns == self.itl_run_value {
+            self.itl_run_count += 1;
+        } else {
+            self.flush_itl();
+            self.itl_run_value = ns;
+            self.itl_run_count = 1;
+        }
     }
 }

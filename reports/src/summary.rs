@@ -51,6 +51,10 @@ pub struct Summary {
     pub cost_usd: f64,
     /// Good output tokens per dollar.
     pub goodput_tok_per_usd: f64,
+    /// Share of prompt tokens (of requests that started) served from a prefix cache.
+    pub prefix_hit_rate: f64,
+    /// Requests that prefilled on their decode instance (conditional disaggregation).
+    pub local_prefills: u64,
     /// Requests preempted at least once.
     pub preempted_requests: u64,
     /// Preemptions over all instances.
@@ -72,6 +76,7 @@ impl Summary {
         let per_s = |x: u64| x as f64 / secs;
         let hourly: f64 = totals.instances.iter().map(|i| i.hourly_cost).sum();
         let cost = hourly * secs / SECONDS_PER_HOUR;
+        rec.flush_itl();
         let itl = itl_distribution(rec);
         Summary {
             scenario: spec.name.clone(),
@@ -93,6 +98,8 @@ impl Summary {
             slo_attainment: if rec.requests == 0 { 0.0 } else { rec.good as f64 / rec.requests as f64 },
             cost_usd: cost,
             goodput_tok_per_usd: if cost > 0.0 { rec.good_output_tokens as f64 / cost } else { 0.0 },
+            prefix_hit_rate: if rec.prompt_tokens == 0 { 0.0 } else { rec.cached_tokens as f64 / rec.prompt_tokens as f64 },
+            local_prefills: totals.local_prefills,
             preempted_requests: rec.preempted_requests,
             preemptions: totals.instances.iter().map(|i| i.preemptions).sum(),
             events: totals.events,

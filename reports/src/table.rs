@@ -27,7 +27,11 @@ pub fn render_table(s: &Summary) -> String {
     let _ = writeln!(o, "goodput         {:>10.2} req/s   {:>10.1} tok/s", s.goodput_rps, s.goodput_tok_s);
     let _ = writeln!(o, "slo attainment  {:>10.1} %", s.slo_attainment * 100.0);
     let _ = writeln!(o, "cost            {:>10.4} $       {:>10.0} good tok/$", s.cost_usd, s.goodput_tok_per_usd);
-    let _ = writeln!(o, "preemptions     {:>10}", s.preemptions);
+    let _ = writeln!(o, "preemptions     {:>10}       {:>10} requests", s.preemptions, s.preempted_requests);
+    let _ = writeln!(o, "prefix hits     {:>10.1} %", s.prefix_hit_rate * 100.0);
+    if s.local_prefills > 0 {
+        let _ = writeln!(o, "local prefills  {:>10}", s.local_prefills);
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -37,7 +41,7 @@ pub fn render_table(s: &Summary) -> String {
     for (name, i) in &s.instances {
         let _ = writeln!(
             o,
-            "{:<10} {:<8} {:<9} {:>6.2} {:>7.2} {:>7} {:>7.1} {:>8.1}",
+            "{:<10} {:<8} {:<9} {:>6.2} {:>7.2} {:>7} {:>7.1} {:>8.1} {:>6.1} {:>7}",
             name,
             i.pool,
             i.hardware,
@@ -45,7 +49,9 @@ pub fn render_table(s: &Summary) -> String {
             i.queue_depth_mean,
             i.queue_depth_max,
             i.utilization * 100.0,
-            i.kv_peak_usage * 100.0
+            i.kv_peak_usage * 100.0,
+            i.prefix_hit_rate * 100.0,
+            i.preemptions
         );
     }
     for (name, p) in &s.pools {

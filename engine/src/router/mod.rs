@@ -24,9 +24,10 @@ pub trait RoutingPolicy: Send {
     /// Where a new request prefills: one of `view.prefill_candidates()`.
     fn route_prefill(&mut self, view: &ClusterView, req: &Request) -> InstanceId;
 
-    /// Where a prefilled request decodes: one of `view.decode_candidates()`. Only called
-    /// when prefill and decode pools are split.
-    fn route_decode(&mut self, view: &ClusterView, req: &Request, prefilled_on: InstanceId) -> InstanceId;
+    /// Where a request decodes: one of `view.decode_candidates()`. Only called when prefill
+    /// and decode pools are split: after its prefill (`prefilled_on` is set), or on arrival
+    /// when decode pools may prefill short prompts locally (conditional disaggregation).
+    fn route_decode(&mut self, view: &ClusterView, req: &Request, prefilled_on: Option<InstanceId>) -> InstanceId;
 
     /// A first token left `instance` after `ttft`.
     fn on_first_token(&mut self, _instance: InstanceId, _ttft: SimDuration) {}

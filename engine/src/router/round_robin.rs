@@ -22,7 +22,7 @@ impl RoutingPolicy for RoundRobin {
         id
     }
 
-    fn route_decode(&mut self, view: &ClusterView, _req: &Request, _from: InstanceId) -> InstanceId {
+    fn route_decode(&mut self, view: &ClusterView, _req: &Request, _from: Option<InstanceId>) -> InstanceId {
         let c = view.decode_candidates();
         let id = c[self.next_decode % c.len()];
         self.next_decode = (self.next_decode + 1) % c.len();
@@ -42,7 +42,7 @@ mod tests {
         let req = crate::router::view::tests::request();
         let mut rr = RoundRobin::default();
         let p: Vec<u32> = (0..4).map(|_| rr.route_prefill(&v, &req).0).collect();
-        let d: Vec<u32> = (0..4).map(|_| rr.route_decode(&v, &req, InstanceId(0)).0).collect();
+        let d: Vec<u32> = (0..4).map(|_| rr.route_decode(&v, &req, Some(InstanceId(0))).0).collect();
         assert_eq!(p, vec![0, 1, 0, 1]);
         assert_eq!(d, vec![2, 3, 4, 2]);
     }

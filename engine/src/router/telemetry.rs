@@ -137,10 +137,10 @@ impl RoutingPolicy for TelemetryRouter {
         argmax(c, |id| self.prefill_score(id))
     }
 
-    fn route_decode(&mut self, view: &ClusterView, _req: &Request, from: InstanceId) -> InstanceId {
+    fn route_decode(&mut self, view: &ClusterView, _req: &Request, from: Option<InstanceId>) -> InstanceId {
         let c = view.decode_candidates();
         self.observe(view, c);
-        argmax(c, |id| self.decode_score(view, c, id, id == from))
+        argmax(c, |id| self.decode_score(view, c, id, Some(id) == from))
     }
 
     fn on_first_token(&mut self, instance: InstanceId, ttft: SimDuration) {
@@ -202,12 +202,12 @@ mod tests {
         r.on_request_complete(InstanceId(1), Some(ms(10)));
         r.on_request_complete(InstanceId(2), Some(ms(20)));
         // Speed 1.0 vs 0.5: the flagship wins without a cost penalty.
-        assert_eq!(r.route_decode(&v, &request(), InstanceId(0)), InstanceId(1));
+        assert_eq!(r.route_decode(&v, &request(), Some(InstanceId(0))), InstanceId(1));
         let mut cheap = TelemetryRouter::new(TelemetryPolicySpec { decode_cost_penalty: 1.0, ..Default::default() });
         cheap.on_request_complete(InstanceId(1), Some(ms(10)));
         cheap.on_request_complete(InstanceId(2), Some(ms(20)));
         // 3.0/7 = 0.43 < (0.75+0.5+1)/3 = 0.75: the mid-tier GPU wins per dollar.
-        assert_eq!(cheap.route_decode(&v, &request(), InstanceId(0)), InstanceId(2));
+        assert_eq!(cheap.route_decode(&v, &request(), Some(InstanceId(0))), InstanceId(2));
         let c = [InstanceId(1), InstanceId(2)];
         assert!((cheap.decode_score(&v, &c, InstanceId(1), false) - 3.0 / 7.0).abs() < 1e-9);
         assert!((cheap.decode_score(&v, &c, InstanceId(2), false) - 0.75).abs() < 1e-9);
@@ -217,6 +217,6 @@ mod tests {
     fn kv_locality_boost_breaks_a_tie() {
         let v = view(&[Role::Prefill, Role::Decode, Role::Decode]);
         let mut r = TelemetryRouter::new(TelemetryPolicySpec::default());
-        assert_eq!(r.route_decode(&v, &request(), InstanceId(2)), InstanceId(2));
+        assert_eq!(r.route_decode(&v, &request(), Some(InstanceId(2))), InstanceId(2));
     }
 }

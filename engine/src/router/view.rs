@@ -106,6 +106,14 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn request() -> Request {
-        Request { id: RequestId(0), arrival: SimTime::ZERO, prompt_tokens: 100, output_tokens: 10, priority: 1 }
+        Request {
+            id: RequestId(0),
+            arrival: SimTime::ZERO,
+            prompt_tokens: 100,
+            output_tokens: 10,
+            priority: 1,
+            prefix_group: 0,
+            prefix_tokens: 0,
+        }
     }
 }
