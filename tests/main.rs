@@ -3,6 +3,7 @@
 mod binding;
 mod cli;
 mod determinism;
+mod fidelity;
 mod scenarios;
 
 use std::path::{Path, PathBuf};

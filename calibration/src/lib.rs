@@ -11,3 +11,10 @@
 mod fit;
 
 pub use fit::{FitError, FittedCoefficients, StepSample, fit_step_costs};
+
+pub use simctl_engine::profile::Profile;
+
+/// Writes a profile as YAML (the format scenarios read with `profile = "FILE.yaml"`).
+pub fn profile_to_yaml(p: &Profile) -> Result<String, String> {
+    serde_saphyr::to_string(p).map_err(|e| e.to_string())
+}

@@ -84,8 +84,9 @@ impl Instance {
         let mut budget = self.engine.max_batch_tokens;
         let chunked = self.engine.chunked_prefill;
 
+        let max_seqs = self.engine.max_seqs as usize;
         let mut i = 0;
-        'running: while i < self.running.len() {
+        'running: while i < self.running.len() && self.batch.len() < max_seqs {
             let sid = self.running[i];
             let s = &seqs[sid];
             let remaining = s.known() - s.computed;
@@ -231,6 +232,7 @@ impl Instance {
                     self.name
                 );
             }
+            debug_assert!(self.waiting.iter().all(|&w| seqs[w].blocks.is_empty()), "{}: a waiting sequence holds KV blocks", self.name);
             for &r in &self.running {
                 let s = &seqs[r];
                 debug_assert!(s.computed <= s.known(), "{}: computed beyond known tokens", self.name);

@@ -560,7 +560,14 @@ impl Simulation {
         self.cluster.instances[to].register_full_blocks(&mut self.seqs, sid, false);
         self.publish(from);
         self.wake(from);
-        self.enqueue(to, sid);
+        // The sequence holds its KV, so it joins the running set (last admitted, first to be
+        // preempted) rather than the waiting queue: parked in `waiting` with blocks it could
+        // neither run nor give them back, and a full cache would deadlock.
+        let d0 = self.begin_change(to);
+        self.cluster.instances[to].running.push(sid);
+        self.end_change(to, d0);
+        self.publish(to);
+        self.wake(to);
     }
 
     /// Starts queued transfers into `i` while its blocks allow, in arrival order.
