@@ -35,8 +35,8 @@ pub fn render_table(s: &Summary) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "{:<10} {:<8} {:<9} {:>6} {:>7} {:>7} {:>7} {:>8}",
-        "instance", "pool", "hardware", "$/h", "q_mean", "q_max", "util%", "kv_peak%"
+        "{:<10} {:<8} {:<9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7}",
+        "instance", "pool", "hardware", "$/h", "q_mean", "q_max", "util%", "kv_peak%", "hit%", "preempt"
     );
     for (name, i) in &s.instances {
         let _ = writeln!(
