@@ -9,6 +9,7 @@
 //! allocation) rather than the `priority-queue` crate DESIGN §9 suggests: it sits on the
 //! per-step path, where an indexed heap would add a log factor and a hash per operation.
 
+pub use crate::seq::trace_block_hashes;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 

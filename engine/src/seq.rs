@@ -38,6 +38,22 @@ pub(crate) fn block_hash(req: &Request, prev: BlockHash, j: u32, block_size: u32
     BlockHash(mix(prev.0 ^ mix(salt ^ (u64::from(j) << 40))))
 }
 
+/// Hashes of the first `n` engine blocks of a prompt described by a trace's block ids
+/// (Mooncake: one id per 512-token block; equal ids mean equal content). Engine block `j`
+/// covers tokens `[j·bs, (j+1)·bs)` and takes the id of the trace block holding its last
+/// token, chained with its position, so two prompts share engine blocks exactly as far as
+/// their trace ids agree, whatever the two block sizes.
+pub fn trace_block_hashes(ids: &[u64], trace_block_tokens: u32, n: u32, block_size: u32) -> impl Iterator<Item = BlockHash> + '_ {
+    let mut prev = BlockHash(HASH_SEED);
+    (0..n).map_while(move |j| {
+        let last_token = (u64::from(j) + 1) * u64::from(block_size) - 1;
+        let k = (last_token / u64::from(trace_block_tokens.max(1))) as usize;
+        let id = *ids.get(k)?;
+        prev = BlockHash(mix(prev.0 ^ mix((id & !UNIQUE_SALT) ^ (u64::from(j) << 40))));
+        Some(prev)
+    })
+}
+
 /// Leading blocks of `req` whose content other requests may share (its shared prefix).
 /// Only these are registered when they fill: a block of content unique to one request can
 /// only ever be hit by that request's own recompute, so it is registered on preemption
@@ -189,5 +205,31 @@ impl IndexMut<SeqId> for SeqSlab {
     #[inline]
     fn index_mut(&mut self, id: SeqId) -> &mut Seq {
         self.slots[id.0 as usize].as_mut().expect("live sequence")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_blocks_map_onto_engine_blocks_deterministically() {
+        // Two Mooncake prompts sharing their first two 512-token blocks.
+        let a = [0u64, 7, 9];
+        let b = [0u64, 7, 11];
+        let ha: Vec<_> = trace_block_hashes(&a, 512, 96, 16).collect();
+        let hb: Vec<_> = trace_block_hashes(&b, 512, 96, 16).collect();
+        assert_eq!(ha.len(), 96);
+        // 1024 shared tokens = 64 engine blocks of 16 agree; the rest differ.
+        assert_eq!(ha[..64], hb[..64]);
+        assert!(ha[64..].iter().zip(&hb[64..]).all(|(x, y)| x != y));
+        // Same ids, same hashes, every time; engine blocks of 64 share 16 blocks.
+        assert_eq!(ha, trace_block_hashes(&a, 512, 96, 16).collect::<Vec<_>>());
+        let ca: Vec<_> = trace_block_hashes(&a, 512, 24, 64).collect();
+        let cb: Vec<_> = trace_block_hashes(&b, 512, 24, 64).collect();
+        assert_eq!(ca[..16], cb[..16]);
+        assert_ne!(ca[16], cb[16]);
+        // No more blocks than the ids cover.
+        assert_eq!(trace_block_hashes(&a, 512, 1000, 16).count(), 96);
     }
 }

@@ -376,6 +376,7 @@ impl Simulation {
         let id = inst.id;
         for k in 0..inst.batch.len() {
             let (sid, chunk) = inst.batch[k];
+            debug_assert!(chunk > 0, "a step computes at least one token of every scheduled sequence");
             self.seqs[sid].computed += chunk;
             inst.register_full_blocks(&mut self.seqs, sid, false);
             let s = &mut self.seqs[sid];
