@@ -39,7 +39,7 @@ pub fn single_server(rho: f64, mean_service_s: f64, deterministic: bool, request
             local_prefill_threshold: None,
         }],
         links: vec![],
-        router: PolicySpec::RoundRobin,
+        router: RouterSpec::single(PolicySpec::RoundRobin),
         telemetry: TelemetrySpec::default(),
         workload: WorkloadSpec {
             arrivals: ArrivalSpec::Poisson { rate_per_s: rho / mean_service_s, burst: None },

@@ -33,6 +33,10 @@ pub(crate) struct Instance {
     pub batch: Vec<(SeqId, u32)>,
     pub busy: bool,
     pub wake_pending: bool,
+    /// Tokens still to prefill (or recompute) over waiting and running sequences.
+    pub pending_prefill: u64,
+    /// Sequences here with a migration requested.
+    pub migrations_pending: u32,
     pub stats: InstanceCounters,
 }
 
@@ -49,6 +53,8 @@ pub(crate) struct InstanceCounters {
     /// Prompt tokens looked up in the prefix cache at admission, and how many hit.
     pub prefix_queried: u64,
     pub prefix_hit: u64,
+    pub migrations_out: u64,
+    pub migrations_in: u64,
 }
 
 impl Instance {
@@ -102,8 +108,10 @@ impl Instance {
                 let Some(victim) = self.running.pop() else { break 'running };
                 self.register_full_blocks(seqs, victim, true);
                 let v = &mut seqs[victim];
+                let before = v.prefill_left();
                 self.kv.release(&mut v.blocks);
                 v.computed = 0;
+                self.pending_prefill = self.pending_prefill + v.prefill_left() - before;
                 v.reset_chain();
                 v.preemptions += 1;
                 self.stats.preemptions += 1;
@@ -154,6 +162,7 @@ impl Instance {
                 self.running.push(sid);
                 let fresh = s.blocks.is_empty() && s.computed == 0;
                 let s = &mut seqs[sid];
+                let before = s.prefill_left();
                 if fresh {
                     self.stats.prefix_queried += u64::from(s.req.prompt_tokens);
                     self.stats.prefix_hit += u64::from((hits * bs).min(s.req.prompt_tokens));
@@ -169,6 +178,7 @@ impl Instance {
                     s.hashed = hits;
                     s.computed = computed;
                 }
+                self.pending_prefill = self.pending_prefill + s.prefill_left() - before;
                 let ok = self.kv.allocate(need, &mut s.blocks);
                 debug_assert!(ok, "checked above");
                 self.add_to_batch(seqs, sid, chunk, &mut shape);
@@ -233,6 +243,8 @@ impl Instance {
                 );
             }
             debug_assert!(self.waiting.iter().all(|&w| seqs[w].blocks.is_empty()), "{}: a waiting sequence holds KV blocks", self.name);
+            let pending: u64 = self.waiting.iter().chain(&self.running).map(|&w| seqs[w].prefill_left()).sum();
+            debug_assert_eq!(pending, self.pending_prefill, "{}: queued prefill gauge drifted", self.name);
             for &r in &self.running {
                 let s = &seqs[r];
                 debug_assert!(s.computed <= s.known(), "{}: computed beyond known tokens", self.name);

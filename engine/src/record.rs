@@ -56,6 +56,8 @@ pub struct RequestRecord {
     pub preemptions: u32,
     /// Prompt tokens served from the prefix cache when it was first admitted.
     pub cached_tokens: u32,
+    /// Times it was moved between decode instances by the router.
+    pub migrations: u32,
     /// How it left.
     pub outcome: Outcome,
 }
@@ -78,8 +80,54 @@ impl RequestRecord {
     }
 }
 
+/// What a routing decision was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionKind {
+    /// Where a new request prefills (or runs, in mixed pools).
+    Prefill,
+    /// Where a request decodes.
+    Decode,
+    /// A running sequence moved to another decode instance.
+    Migration,
+}
+
+impl DecisionKind {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Prefill => "prefill",
+            DecisionKind::Decode => "decode",
+            DecisionKind::Migration => "migration",
+        }
+    }
+}
+
+/// One routing decision and why it was made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Decision<'a> {
+    /// When.
+    pub at: SimTime,
+    /// For which request.
+    pub request: RequestId,
+    /// What was decided.
+    pub kind: DecisionKind,
+    /// The policy that decided.
+    pub policy: &'static str,
+    /// The instance chosen.
+    pub chosen: InstanceId,
+    /// Every candidate's score as the policy computed it (see the policy's documentation).
+    pub scores: &'a [(InstanceId, f64)],
+}
+
 /// Receives what happens during a run. Every hook defaults to doing nothing.
 pub trait Recorder {
+    /// Whether `on_decision` should be called (building decisions costs a little).
+    fn wants_decisions(&self) -> bool {
+        false
+    }
+    /// A routing decision.
+    fn on_decision(&mut self, _d: &Decision<'_>) {}
     /// A request left the system (finished, rejected or cut off at the end).
     fn on_request(&mut self, _rec: &RequestRecord) {}
     /// A gap between two consecutive output tokens of one request (pooled ITL).
@@ -98,6 +146,12 @@ pub struct NullRecorder;
 impl Recorder for NullRecorder {}
 
 impl<R: Recorder + ?Sized> Recorder for &mut R {
+    fn wants_decisions(&self) -> bool {
+        (**self).wants_decisions()
+    }
+    fn on_decision(&mut self, d: &Decision<'_>) {
+        (**self).on_decision(d)
+    }
     fn on_request(&mut self, rec: &RequestRecord) {
         (**self).on_request(rec)
     }
@@ -146,6 +200,10 @@ pub struct InstanceStats {
     pub kv_peak_usage: f64,
     /// Share of admitted prompt tokens served from the prefix cache.
     pub prefix_hit_rate: f64,
+    /// Sequences the router moved away from this instance.
+    pub migrations_out: u64,
+    /// Sequences the router moved onto this instance.
+    pub migrations_in: u64,
 }
 
 /// Statistics of one pool over a run.
@@ -174,6 +232,8 @@ pub struct RunTotals {
     pub arrived: u64,
     /// Requests that prefilled on their decode instance (conditional disaggregation).
     pub local_prefills: u64,
+    /// Sequences moved between decode instances by the router.
+    pub migrations: u64,
     /// Most requests in flight at once.
     pub peak_in_flight: usize,
     /// Per-instance statistics, in instance order.

@@ -91,6 +91,11 @@ pub(crate) struct Seq {
     pub last_token: SimTime,
     pub prefill_on: InstanceId,
     pub decode_on: InstanceId,
+    /// The instance whose cache holds this sequence's KV now (the source of a transfer).
+    pub holder: InstanceId,
+    /// A migration the router asked for, carried out at the end of the holder's step.
+    pub migrate_to: Option<InstanceId>,
+    pub migrations: u32,
     pub preemptions: u32,
     /// Prompt tokens served from a prefix cache at admission.
     pub cached_tokens: u32,
@@ -116,6 +121,9 @@ impl Seq {
             last_token: req.arrival,
             prefill_on: NO_INSTANCE,
             decode_on: NO_INSTANCE,
+            holder: NO_INSTANCE,
+            migrate_to: None,
+            migrations: 0,
             preemptions: 0,
             cached_tokens: 0,
             leaving: false,
@@ -126,6 +134,11 @@ impl Seq {
     /// Tokens known so far: the prompt and every emitted output token.
     pub fn known(&self) -> u32 {
         self.req.prompt_tokens + self.generated
+    }
+    /// Tokens still to prefill or recompute before the sequence decodes (0 when decoding):
+    /// what it adds to its instance's queued-prefill gauge.
+    pub fn prefill_left(&self) -> u64 {
+        if self.is_decoding() { 0 } else { u64::from(self.known() - self.computed) }
     }
     /// Whether the next step for this sequence is a single decode token.
     pub fn is_decoding(&self) -> bool {

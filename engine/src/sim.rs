@@ -5,12 +5,13 @@ use std::collections::VecDeque;
 use crate::cluster::{Cluster, Link, Pool};
 use crate::cost;
 use crate::instance::{Instance, InstanceCounters};
+use crate::kv::BlockHash;
 use crate::kv::KvCache;
 use crate::queue::{EventQueue, Phase};
-use crate::record::{InstanceStats, Outcome, PoolStats, Recorder, RequestRecord, RunTotals};
+use crate::record::{Decision, DecisionKind, InstanceStats, Outcome, PoolStats, Recorder, RequestRecord, RunTotals};
 use crate::request::Request;
 use crate::rng::RunSeed;
-use crate::router::{self, ClusterView, InstanceId, InstanceView, RoutingPolicy};
+use crate::router::{self, ClusterView, DecodingSeq, InstanceId, InstanceView, RoutingPolicy};
 use crate::seq::{self, NO_INSTANCE, Seq, SeqId, SeqSlab};
 use crate::spec::{Role, RunSpec, ScenarioSpec, SpecError};
 use crate::time::{SimDuration, SimTime};
@@ -27,6 +28,8 @@ enum Event {
     /// The KV of a sequence landed at its decode instance.
     TransferDone(SeqId),
     TelemetryTick,
+    /// The router's migration planner runs.
+    Migrate,
 }
 
 /// One simulation run of a validated scenario.
@@ -41,7 +44,12 @@ pub struct Simulation {
     pending: Option<Request>,
     arrived: u64,
     local_prefills: u64,
-    router: Box<dyn RoutingPolicy>,
+    migrations: u64,
+    prefill_router: Box<dyn RoutingPolicy>,
+    /// The decode-phase policy when it differs from the prefill one.
+    decode_router: Option<Box<dyn RoutingPolicy>>,
+    migration_interval: Option<SimDuration>,
+    hash_buf: Vec<BlockHash>,
     view: ClusterView,
     telemetry_interval: SimDuration,
     preempted: Vec<SeqId>,
@@ -82,6 +90,8 @@ impl Simulation {
                     pool: pi,
                     role: pool.role,
                     hourly_cost,
+                    block_size: pool.engine.block_size,
+                    queued_prefill_tokens: 0,
                     waiting: 0,
                     running: 0,
                     kv_free_blocks: blocks,
@@ -108,6 +118,8 @@ impl Simulation {
                     batch: Vec::new(),
                     busy: false,
                     wake_pending: false,
+                    pending_prefill: 0,
+                    migrations_pending: 0,
                     stats: InstanceCounters::default(),
                 });
             }
@@ -137,6 +149,9 @@ impl Simulation {
             return Err(missing);
         }
         let conditional = local_prefill_threshold.iter().any(|&t| t > 0);
+        let prefill_router = router::build(&spec.router.prefill, seed, crate::rng::stream::ROUTER);
+        let decode_router = spec.router.decode.as_ref().map(|d| router::build(d, seed, "router.decode"));
+        let migration_interval = decode_router.as_ref().unwrap_or(&prefill_router).migration_interval();
         Ok(Simulation {
             run: spec.run,
             now: SimTime::ZERO,
@@ -158,7 +173,11 @@ impl Simulation {
             pending: None,
             arrived: 0,
             local_prefills: 0,
-            router: router::build(&spec.router),
+            migrations: 0,
+            prefill_router,
+            decode_router,
+            migration_interval,
+            hash_buf: Vec::new(),
             view: ClusterView::new(views),
             telemetry_interval: spec.telemetry.interval,
             preempted: Vec::new(),
@@ -168,7 +187,7 @@ impl Simulation {
     }
 
     fn push(&mut self, at: SimTime, phase: Phase, ev: Event) {
-        if !matches!(ev, Event::TelemetryTick) {
+        if !matches!(ev, Event::TelemetryTick | Event::Migrate) {
             self.work_events += 1;
         }
         self.queue.push(at, phase, ev);
@@ -179,6 +198,11 @@ impl Simulation {
         self.schedule_next_arrival();
         if self.telemetry_interval > SimDuration::ZERO {
             self.push(SimTime::ZERO + self.telemetry_interval, Phase::Control, Event::TelemetryTick);
+        }
+        if let Some(m) = self.migration_interval
+            && !self.view.decode_candidates().is_empty()
+        {
+            self.queue.push(SimTime::ZERO + m, Phase::Control, Event::Migrate);
         }
         let cutoff = if self.run.drain { None } else { self.run.duration.map(|d| SimTime::ZERO + d) };
         let mut last_work = SimTime::ZERO;
@@ -192,7 +216,7 @@ impl Simulation {
             }
             self.now = t;
             self.view.now = t;
-            if !matches!(ev, Event::TelemetryTick) {
+            if !matches!(ev, Event::TelemetryTick | Event::Migrate) {
                 self.work_events -= 1;
                 last_work = t;
             }
@@ -206,6 +230,14 @@ impl Simulation {
                     self.publish_all();
                     if self.work_events > 0 {
                         self.push(t + self.telemetry_interval, Phase::Control, Event::TelemetryTick);
+                    }
+                }
+                Event::Migrate => {
+                    self.on_migrate(rec);
+                    if self.work_events > 0
+                        && let Some(m) = self.migration_interval
+                    {
+                        self.queue.push(t + m, Phase::Control, Event::Migrate);
                     }
                 }
             }
@@ -254,6 +286,7 @@ impl Simulation {
         v.running = inst.running.len() as u32;
         v.kv_free_blocks = inst.kv.free();
         v.prefix_hit_rate = inst.prefix_hit_rate();
+        v.queued_prefill_tokens = inst.pending_prefill;
     }
 
     // Queue-depth bookkeeping around a change of an instance's waiting/running lists.
@@ -290,12 +323,82 @@ impl Simulation {
         rec.on_request(&record(&s, Outcome::Rejected));
     }
 
+    /// A fresh request joins instance `i`'s waiting queue.
     fn enqueue(&mut self, i: usize, sid: SeqId) {
+        let s = &mut self.seqs[sid];
+        s.holder = InstanceId(i as u32);
+        let prompt = u64::from(s.req.prompt_tokens);
         let d0 = self.begin_change(i);
+        self.cluster.instances[i].pending_prefill += prompt;
         self.cluster.instances[i].waiting.push_back(sid);
         self.end_change(i, d0);
         self.publish(i);
         self.wake(i);
+    }
+
+    /// Fills the view's per-instance cached prefix of `req` for policies that read it.
+    fn fill_overlap(&mut self, req: &Request, candidates: &[InstanceId]) {
+        let mut buf = std::mem::take(&mut self.hash_buf);
+        let mut buf_bs = 0;
+        for &c in candidates {
+            let kv = &self.cluster.instances[c.index()].kv;
+            let bs = kv.block_size();
+            if bs != buf_bs {
+                buf.clear();
+                buf.extend(seq::block_hashes(req, req.prompt_tokens.saturating_sub(1) / bs, bs));
+                buf_bs = bs;
+            }
+            let (hits, _) = kv.probe(buf.iter().copied());
+            self.view.cached_prefix_tokens[c.index()] = hits * bs;
+        }
+        self.hash_buf = buf;
+    }
+
+    fn route_prefill<R: Recorder>(&mut self, req: &Request, rec: &mut R) -> InstanceId {
+        if self.prefill_router.wants_prefix_overlap() {
+            let c = self.view.prefill_candidates().to_vec();
+            self.fill_overlap(req, &c);
+        }
+        let p = self.prefill_router.route_prefill(&self.view, req);
+        debug_assert!(self.view.prefill_candidates().contains(&p), "policy returned a non-candidate");
+        if rec.wants_decisions() {
+            let policy = self.prefill_router.name();
+            rec.on_decision(&Decision {
+                at: self.now,
+                request: req.id,
+                kind: DecisionKind::Prefill,
+                policy,
+                chosen: p,
+                scores: self.prefill_router.last_scores(),
+            });
+        }
+        p
+    }
+
+    fn route_decode<R: Recorder>(&mut self, req: &Request, from: Option<InstanceId>, rec: &mut R) -> InstanceId {
+        let wants = self.decode_router.as_ref().unwrap_or(&self.prefill_router).wants_prefix_overlap();
+        if wants {
+            let c = self.view.decode_candidates().to_vec();
+            self.fill_overlap(req, &c);
+        }
+        let policy = self.decode_router.as_mut().unwrap_or(&mut self.prefill_router);
+        let d = policy.route_decode(&self.view, req, from);
+        debug_assert!(self.view.decode_candidates().contains(&d), "policy returned a non-candidate");
+        if rec.wants_decisions() {
+            rec.on_decision(&Decision {
+                at: self.now,
+                request: req.id,
+                kind: DecisionKind::Decode,
+                policy: policy.name(),
+                chosen: d,
+                scores: policy.last_scores(),
+            });
+        }
+        d
+    }
+
+    fn policies(&mut self) -> impl Iterator<Item = &mut Box<dyn RoutingPolicy>> {
+        std::iter::once(&mut self.prefill_router).chain(self.decode_router.as_mut())
     }
 
     fn on_arrival<R: Recorder>(&mut self, rec: &mut R) {
@@ -307,7 +410,7 @@ impl Simulation {
         // Conditional disaggregation: pick the decode instance first; it prefills the
         // request itself when the prompt's uncached part is short enough.
         if self.cluster.conditional {
-            let d = self.router.route_decode(&self.view, &req, None);
+            let d = self.route_decode(&req, None, rec);
             let di = d.index();
             let threshold = self.cluster.local_prefill_threshold[di];
             let kv = &self.cluster.instances[di].kv;
@@ -326,8 +429,7 @@ impl Simulation {
             }
         }
 
-        let p = self.router.route_prefill(&self.view, &req);
-        debug_assert!(self.view.prefill_candidates().contains(&p), "policy returned a non-candidate");
+        let p = self.route_prefill(&req, rec);
         let i = p.index();
         let role = self.cluster.instances[i].role;
         let s = &mut self.seqs[sid];
@@ -377,6 +479,9 @@ impl Simulation {
         for k in 0..inst.batch.len() {
             let (sid, chunk) = inst.batch[k];
             debug_assert!(chunk > 0, "a step computes at least one token of every scheduled sequence");
+            if !self.seqs[sid].is_decoding() {
+                inst.pending_prefill -= u64::from(chunk);
+            }
             self.seqs[sid].computed += chunk;
             inst.register_full_blocks(&mut self.seqs, sid, false);
             let s = &mut self.seqs[sid];
@@ -386,7 +491,11 @@ impl Simulation {
             s.generated += 1;
             if s.generated == 1 {
                 s.first_token = Some(now);
-                self.router.on_first_token(id, now - s.req.arrival);
+                let ttft = now - s.req.arrival;
+                self.prefill_router.on_first_token(id, ttft);
+                if let Some(d) = self.decode_router.as_mut() {
+                    d.on_first_token(id, ttft);
+                }
             } else {
                 rec.on_token_gap(now - s.last_token);
             }
@@ -411,7 +520,9 @@ impl Simulation {
             let sid = self.finished[k];
             let s = self.seqs.remove(sid);
             let r = record(&s, Outcome::Finished);
-            self.router.on_request_complete(id, r.tpot());
+            for p in self.policies() {
+                p.on_request_complete(id, r.tpot());
+            }
             self.view.instances[i].assigned -= 1;
             rec.on_request(&r);
         }
@@ -421,6 +532,9 @@ impl Simulation {
             self.start_handoff(sid, i, rec);
         }
         self.handoffs.clear();
+        if self.cluster.instances[i].migrations_pending > 0 {
+            self.execute_migrations(i);
+        }
         self.drain_inbound(i, rec);
         self.publish(i);
         // The next step starts now. When nothing else happens at this instant it starts
@@ -438,10 +552,9 @@ impl Simulation {
     fn start_handoff<R: Recorder>(&mut self, sid: SeqId, from: usize, rec: &mut R) {
         let req = self.seqs[sid].req;
         let to = match self.seqs[sid].decode_on {
-            NO_INSTANCE => self.router.route_decode(&self.view, &req, Some(InstanceId(from as u32))),
+            NO_INSTANCE => self.route_decode(&req, Some(InstanceId(from as u32)), rec),
             chosen => chosen,
         };
-        debug_assert!(self.view.decode_candidates().contains(&to), "policy returned a non-candidate");
         let t = to.index();
         self.view.instances[from].assigned -= 1;
         self.seqs[sid].decode_on = to;
@@ -467,7 +580,7 @@ impl Simulation {
     /// instance lacks free blocks (back-pressure).
     fn try_send(&mut self, sid: SeqId) -> bool {
         let s = &self.seqs[sid];
-        let (from, to) = (s.prefill_on.index(), s.decode_on.index());
+        let (from, to) = (s.holder.index(), s.decode_on.index());
         let dest = &mut self.cluster.instances[to];
         let bs = dest.kv.block_size();
         let tokens = s.computed;
@@ -483,8 +596,7 @@ impl Simulation {
         let ok = dest.kv.allocate(need, &mut s.staged);
         debug_assert!(ok, "checked above");
         let bytes = (tokens - (hits * bs).min(tokens)) as f64 * self.cluster.kv_bytes_per_token as f64;
-        let link = self.cluster.link_of[self.cluster.instances[from].pool][self.cluster.instances[to].pool]
-            .expect("links are checked when the simulation is built");
+        let link = self.link_between(from, to);
         let latency = self.cluster.kv_latency_override[to].unwrap_or(self.cluster.links[link].latency);
         self.publish(to);
         match self.cluster.links[link].bandwidth_bytes_s {
@@ -535,8 +647,8 @@ impl Simulation {
             return; // re-planned since
         }
         let s = &self.seqs[sid];
-        let (from, to) = (s.prefill_on.index(), s.decode_on.index());
-        let link = self.cluster.link_of[self.cluster.instances[from].pool][self.cluster.instances[to].pool].expect("checked");
+        let (from, to) = (s.holder.index(), s.decode_on.index());
+        let link = self.link_between(from, to);
         self.advance_link(link);
         let l = &mut self.cluster.links[link];
         if let Some(pos) = l.active.iter().position(|&x| x == sid) {
@@ -552,8 +664,9 @@ impl Simulation {
 
     fn on_transfer_done(&mut self, sid: SeqId) {
         let s = &mut self.seqs[sid];
-        let from = s.prefill_on.index();
+        let from = s.holder.index();
         let to = s.decode_on.index();
+        s.holder = s.decode_on;
         self.cluster.instances[from].kv.release(&mut s.blocks);
         std::mem::swap(&mut s.blocks, &mut s.staged);
         s.reset_chain();
@@ -569,6 +682,107 @@ impl Simulation {
         self.end_change(to, d0);
         self.publish(to);
         self.wake(to);
+    }
+
+    /// The link KV takes from instance `from` to instance `to`: the one between their pools,
+    /// or (for migrations inside a decode pool) the link into the destination's pool.
+    fn link_between(&self, from: usize, to: usize) -> usize {
+        let (pf, pt) = (self.cluster.instances[from].pool, self.cluster.instances[to].pool);
+        self.cluster.link_of[pf][pt]
+            .or_else(|| (0..self.cluster.link_of.len()).find_map(|p| self.cluster.link_of[p][pt]))
+            .expect("every decode pool has an incoming link (checked when the simulation is built)")
+    }
+
+    fn on_migrate<R: Recorder>(&mut self, rec: &mut R) {
+        let mut decoding = Vec::new();
+        let mut sids = Vec::new();
+        for &d in self.view.decode_candidates() {
+            for &sid in &self.cluster.instances[d.index()].running {
+                let s = &self.seqs[sid];
+                if s.is_decoding() && !s.leaving && s.migrate_to.is_none() {
+                    decoding.push(DecodingSeq {
+                        request: s.req.id,
+                        instance: d,
+                        priority: s.req.priority,
+                        tokens_remaining: s.req.output_tokens - s.generated,
+                    });
+                    sids.push(sid);
+                }
+            }
+        }
+        if decoding.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let policy = self.decode_router.as_mut().unwrap_or(&mut self.prefill_router);
+        let plan = policy.plan_migrations(&self.view, &decoding, now);
+        let name = policy.name();
+        for m in plan {
+            let Some(k) = decoding.iter().position(|d| d.request == m.request && d.instance == m.from) else { continue };
+            let sid = sids[k];
+            let req = self.seqs[sid].req;
+            if m.to == m.from || !self.view.decode_candidates().contains(&m.to) || !self.fits(m.to.index(), &req, Role::Decode) {
+                continue;
+            }
+            if rec.wants_decisions() {
+                rec.on_decision(&Decision {
+                    at: now,
+                    request: req.id,
+                    kind: DecisionKind::Migration,
+                    policy: name,
+                    chosen: m.to,
+                    scores: &[],
+                });
+            }
+            self.seqs[sid].migrate_to = Some(m.to);
+            let from = m.from.index();
+            self.cluster.instances[from].migrations_pending += 1;
+            if !self.cluster.instances[from].busy {
+                self.execute_migrations(from);
+            }
+        }
+    }
+
+    /// Moves every sequence of instance `i` with a migration requested: out of the running
+    /// set, then like a prefill handoff (reserve at the destination, move the uncached KV).
+    fn execute_migrations(&mut self, i: usize) {
+        let d0 = self.begin_change(i);
+        let mut moving = Vec::new();
+        let inst = &mut self.cluster.instances[i];
+        inst.migrations_pending = 0;
+        for &sid in inst.waiting.iter() {
+            // Preempted since the plan: it no longer holds KV to move.
+            self.seqs[sid].migrate_to = None;
+        }
+        let seqs = &mut self.seqs;
+        inst.running.retain(|&sid| {
+            let s = &mut seqs[sid];
+            match s.migrate_to.take() {
+                Some(to) if !s.leaving && s.is_decoding() => {
+                    moving.push((sid, to));
+                    false
+                }
+                _ => true,
+            }
+        });
+        self.end_change(i, d0);
+        for (sid, to) in moving {
+            let s = &mut self.seqs[sid];
+            s.decode_on = to;
+            s.migrations += 1;
+            self.migrations += 1;
+            self.cluster.instances[i].stats.migrations_out += 1;
+            self.cluster.instances[to.index()].stats.migrations_in += 1;
+            self.view.instances[i].assigned -= 1;
+            self.view.instances[to.index()].assigned += 1;
+            if self.cluster.instances[to.index()].inbound.is_empty() && self.try_send(sid) {
+                continue;
+            }
+            self.cluster.instances[to.index()].inbound.push_back(sid);
+            self.publish(to.index());
+        }
+        self.publish(i);
+        self.wake(i);
     }
 
     /// Starts queued transfers into `i` while its blocks allow, in arrival order.
@@ -610,6 +824,8 @@ impl Simulation {
                 kv_capacity_blocks: inst.kv.capacity(),
                 kv_peak_usage: inst.stats.kv_peak_used as f64 / inst.kv.capacity().max(1) as f64,
                 prefix_hit_rate: inst.prefix_hit_rate(),
+                migrations_out: inst.stats.migrations_out,
+                migrations_in: inst.stats.migrations_in,
             });
         }
         let pools = self
@@ -630,6 +846,7 @@ impl Simulation {
             events: self.queue.popped(),
             arrived: self.arrived,
             local_prefills: self.local_prefills,
+            migrations: self.migrations,
             peak_in_flight: self.seqs.peak(),
             instances,
             pools,
@@ -652,6 +869,7 @@ fn record(s: &Seq, outcome: Outcome) -> RequestRecord {
         decode_instance: inst(s.decode_on),
         preemptions: s.preemptions,
         cached_tokens: s.cached_tokens,
+        migrations: s.migrations,
         outcome,
     }
 }

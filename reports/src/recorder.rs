@@ -36,10 +36,14 @@ pub struct RunRecorder {
     pub(crate) cached_tokens: u64,
     csv: Option<Box<dyn Write>>,
     csv_error: Option<io::Error>,
+    decisions: Option<Box<dyn Write>>,
 }
 
+/// Column names of `decisions.csv`.
+pub const DECISION_COLUMNS: &str = "time_s,request_id,kind,policy,chosen,scores";
+
 /// Column names of `requests.csv`.
-pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,cached_tokens,ttft_ms,tpot_ms,e2e_ms,preemptions,good,outcome";
+pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,cached_tokens,ttft_ms,tpot_ms,e2e_ms,preemptions,migrations,good,outcome";
 
 /// Writes the header line of `requests.csv`.
 pub fn write_requests_csv_header(w: &mut dyn Write) -> io::Result<()> {
@@ -71,6 +75,7 @@ impl RunRecorder {
             cached_tokens: 0,
             csv: None,
             csv_error: None,
+            decisions: None,
         }
     }
 
@@ -81,12 +86,20 @@ impl RunRecorder {
         Ok(self)
     }
 
-    /// Flushes the CSV and reports the first write error, if any.
+    /// Writes one row per routing decision to `w` (after the header): the candidates'
+    /// scores as `instance=score` pairs separated by `;`.
+    pub fn with_decisions(mut self, mut w: Box<dyn Write>) -> io::Result<Self> {
+        writeln!(w, "{DECISION_COLUMNS}")?;
+        self.decisions = Some(w);
+        Ok(self)
+    }
+
+    /// Flushes the CSV files and reports the first write error, if any.
     pub fn finish_csv(&mut self) -> io::Result<()> {
         if let Some(e) = self.csv_error.take() {
             return Err(e);
         }
-        if let Some(w) = self.csv.as_mut() {
+        for w in [self.csv.as_mut(), self.decisions.as_mut()].into_iter().flatten() {
             w.flush()?;
         }
         Ok(())
@@ -120,7 +133,7 @@ impl RunRecorder {
     fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
         let ms = |d: Option<SimDuration>| d.map(|d| d.as_millis_f64().to_string()).unwrap_or_default();
         let line = format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.id.0,
             r.arrival.as_secs_f64(),
             r.prompt_tokens,
@@ -134,6 +147,7 @@ impl RunRecorder {
             ms(r.tpot()),
             ms(r.e2e()),
             r.preemptions,
+            r.migrations,
             u8::from(good),
             r.outcome.as_str()
         );
@@ -145,6 +159,30 @@ impl RunRecorder {
 }
 
 impl Recorder for RunRecorder {
+    fn wants_decisions(&self) -> bool {
+        self.decisions.is_some()
+    }
+
+    fn on_decision(&mut self, d: &simctl_engine::record::Decision<'_>) {
+        if self.csv_error.is_some() {
+            return;
+        }
+        let mut scores = String::new();
+        for (k, (i, s)) in d.scores.iter().enumerate() {
+            if k > 0 {
+                scores.push(';');
+            }
+            scores.push_str(&format!("{}={}", self.name(Some(*i)), s));
+        }
+        let line =
+            format!("{},{},{},{},{},{}\n", d.at.as_secs_f64(), d.request.0, d.kind.as_str(), d.policy, self.name(Some(d.chosen)), scores);
+        if let Some(w) = self.decisions.as_mut()
+            && let Err(e) = w.write_all(line.as_bytes())
+        {
+            self.csv_error = Some(e);
+        }
+    }
+
     fn on_request(&mut self, r: &RequestRecord) {
         self.requests += 1;
         let good = self.is_good(r);

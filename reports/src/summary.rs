@@ -55,6 +55,8 @@ pub struct Summary {
     pub prefix_hit_rate: f64,
     /// Requests that prefilled on their decode instance (conditional disaggregation).
     pub local_prefills: u64,
+    /// Sequences moved between decode instances by the router.
+    pub migrations: u64,
     /// Requests preempted at least once.
     pub preempted_requests: u64,
     /// Preemptions over all instances.
@@ -81,7 +83,7 @@ impl Summary {
         Summary {
             scenario: spec.name.clone(),
             seed,
-            policy: spec.router.name().into(),
+            policy: spec.router.name(),
             requests: rec.requests,
             completed: rec.finished,
             rejected: rec.rejected,
@@ -100,6 +102,7 @@ impl Summary {
             goodput_tok_per_usd: if cost > 0.0 { rec.good_output_tokens as f64 / cost } else { 0.0 },
             prefix_hit_rate: if rec.prompt_tokens == 0 { 0.0 } else { rec.cached_tokens as f64 / rec.prompt_tokens as f64 },
             local_prefills: totals.local_prefills,
+            migrations: totals.migrations,
             preempted_requests: rec.preempted_requests,
             preemptions: totals.instances.iter().map(|i| i.preemptions).sum(),
             events: totals.events,

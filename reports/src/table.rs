@@ -29,6 +29,9 @@ pub fn render_table(s: &Summary) -> String {
     let _ = writeln!(o, "cost            {:>10.4} $       {:>10.0} good tok/$", s.cost_usd, s.goodput_tok_per_usd);
     let _ = writeln!(o, "preemptions     {:>10}       {:>10} requests", s.preemptions, s.preempted_requests);
     let _ = writeln!(o, "prefix hits     {:>10.1} %", s.prefix_hit_rate * 100.0);
+    if s.migrations > 0 {
+        let _ = writeln!(o, "migrations      {:>10}", s.migrations);
+    }
     if s.local_prefills > 0 {
         let _ = writeln!(o, "local prefills  {:>10}", s.local_prefills);
     }

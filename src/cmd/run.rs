@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// With --out, also write DIR/decisions.csv: every routing decision with each
+    /// candidate's score, to see why the policy chose what it did.
+    #[arg(long, requires = "out")]
+    decisions: bool,
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
@@ -52,6 +56,11 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         let path = dir.join("requests.csv");
         let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
         rec = rec.with_csv(Box::new(BufWriter::new(f))).with_context(|| format!("cannot write `{}`", path.display()))?;
+        if a.decisions {
+            let path = dir.join("decisions.csv");
+            let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+            rec = rec.with_decisions(Box::new(BufWriter::new(f))).with_context(|| format!("cannot write `{}`", path.display()))?;
+        }
     }
     let sim = Simulation::with_seed(&spec, RunSeed(seed))
         .map_err(|errs| anyhow::anyhow!(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;

@@ -14,8 +14,9 @@ impl InstanceId {
     }
 }
 
-/// One instance as a router sees it. Gauges may be stale (see `telemetry.interval`);
-/// `assigned` is the router's own exact count.
+/// One instance as a router sees it. Gauges are what the engine's `/metrics` would show,
+/// refreshed every `telemetry.interval` (exact when it is 0); `assigned` is the router's
+/// own count and always exact.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceView {
     /// Identifier.
@@ -26,11 +27,15 @@ pub struct InstanceView {
     pub role: Role,
     /// Dollars per hour for the whole instance (all its GPUs).
     pub hourly_cost: f64,
-    /// Gauge: requests waiting to be scheduled.
+    /// Tokens per KV block.
+    pub block_size: u32,
+    /// Gauge: requests waiting to be scheduled (including KV transfers queued for blocks).
     pub waiting: u32,
     /// Gauge: requests running.
     pub running: u32,
-    /// Gauge: free KV blocks.
+    /// Gauge: prompt tokens still to prefill over waiting and running requests.
+    pub queued_prefill_tokens: u64,
+    /// Gauge: free KV blocks (free or evictable).
     pub kv_free_blocks: u64,
     /// KV blocks in all.
     pub kv_total_blocks: u64,
@@ -45,6 +50,14 @@ impl InstanceView {
     pub fn kv_free_fraction(&self) -> f64 {
         if self.kv_total_blocks == 0 { 0.0 } else { self.kv_free_blocks as f64 / self.kv_total_blocks as f64 }
     }
+    /// KV blocks in use.
+    pub fn kv_used_blocks(&self) -> u64 {
+        self.kv_total_blocks - self.kv_free_blocks.min(self.kv_total_blocks)
+    }
+    /// Gauge load: waiting + running requests.
+    pub fn load(&self) -> u32 {
+        self.waiting + self.running
+    }
 }
 
 /// The cluster as the router sees it.
@@ -54,6 +67,9 @@ pub struct ClusterView {
     pub now: SimTime,
     /// Every instance, indexed by [`InstanceId`].
     pub instances: Vec<InstanceView>,
+    /// For the request being routed: tokens of its prompt already cached on each instance
+    /// (filled only for policies that ask, see `RoutingPolicy::wants_prefix_overlap`).
+    pub cached_prefix_tokens: Vec<u32>,
     prefill: Vec<InstanceId>,
     decode: Vec<InstanceId>,
 }
@@ -63,7 +79,8 @@ impl ClusterView {
     pub fn new(instances: Vec<InstanceView>) -> Self {
         let prefill = instances.iter().filter(|i| i.role.takes_prefill()).map(|i| i.id).collect();
         let decode = instances.iter().filter(|i| i.role == Role::Decode).map(|i| i.id).collect();
-        ClusterView { now: SimTime::ZERO, instances, prefill, decode }
+        let n = instances.len();
+        ClusterView { now: SimTime::ZERO, instances, cached_prefix_tokens: vec![0; n], prefill, decode }
     }
     /// Instances where a new request may prefill, in id order.
     pub fn prefill_candidates(&self) -> &[InstanceId] {
@@ -76,6 +93,10 @@ impl ClusterView {
     /// One instance.
     pub fn get(&self, id: InstanceId) -> &InstanceView {
         &self.instances[id.index()]
+    }
+    /// Cached prompt tokens of the request being routed on `id`.
+    pub fn cached_tokens(&self, id: InstanceId) -> u32 {
+        self.cached_prefix_tokens.get(id.index()).copied().unwrap_or(0)
     }
 }
 
@@ -94,8 +115,10 @@ pub(crate) mod tests {
                     pool: usize::from(role == Role::Decode),
                     role,
                     hourly_cost: 1.0,
+                    block_size: 16,
                     waiting: 0,
                     running: 0,
+                    queued_prefill_tokens: 0,
                     kv_free_blocks: 100,
                     kv_total_blocks: 100,
                     prefix_hit_rate: 0.0,
