@@ -4,6 +4,7 @@ mod binding;
 mod cli;
 mod determinism;
 mod fidelity;
+mod routing;
 mod scenarios;
 
 use std::path::{Path, PathBuf};

@@ -233,8 +233,11 @@ impl Instance {
     pub fn check_invariants(&self, seqs: &SeqSlab) {
         if cfg!(debug_assertions) {
             self.kv.check_conservation();
-            let held: u64 = self.running.iter().map(|&s| seqs[s].blocks.len() as u64).sum();
-            debug_assert!(held <= self.kv.used(), "{}: running sequences hold more blocks than are used", self.name);
+            // Shared prefix blocks are held by several sequences: count distinct ids.
+            let mut held: Vec<_> = self.running.iter().flat_map(|&s| seqs[s].blocks.iter().copied()).collect();
+            held.sort_unstable();
+            held.dedup();
+            debug_assert!(held.len() as u64 <= self.kv.used(), "{}: running sequences hold more blocks than are used", self.name);
             if self.running.len() + self.waiting.len() <= 512 {
                 debug_assert!(
                     self.waiting.iter().all(|w| !self.running.contains(w)),
