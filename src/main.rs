@@ -1,6 +1,7 @@
 //! `simctl`: simulate LLM inference clusters.
 
 mod cmd;
+mod grid;
 mod scenario;
 
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "simctl", version, about, long_about = None, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl check scenarios/*.scn"
+    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl sweep --grid arrival_rate=12/s..36/s:6/s --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep\n  simctl check scenarios/*.scn"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(cmd::run::RunArgs),
+    Sweep(cmd::sweep::SweepArgs),
     Check(cmd::check::CheckArgs),
 }
 
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),
+        Command::Sweep(a) => cmd::sweep::run(a),
         Command::Check(a) => cmd::check::run(a),
     };
     match result {

@@ -29,15 +29,20 @@ pub enum Loaded {
     Invalid,
 }
 
-/// Loads `path` (or the embedded default) with overrides; prints diagnostics on failure.
-pub fn load(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Loaded> {
-    let (name, text) = match path {
+/// The name and text of `path`, or of the embedded default.
+pub fn read(path: Option<&Path>) -> Result<(String, String)> {
+    Ok(match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("cannot read scenario `{}`", p.display()))?;
             (p.display().to_string(), text)
         }
         None => (DEFAULT_NAME.to_string(), DEFAULT_TEXT.to_string()),
-    };
+    })
+}
+
+/// Loads `path` (or the embedded default) with overrides; prints diagnostics on failure.
+pub fn load(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Loaded> {
+    let (name, text) = read(path)?;
     match simctl_dsl::load(&name, &text, overrides) {
         Ok(spec) => Ok(Loaded::Spec(Box::new(spec))),
         Err(diags) => {

@@ -6,6 +6,7 @@ mod determinism;
 mod fidelity;
 mod routing;
 mod scenarios;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

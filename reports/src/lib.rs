@@ -5,11 +5,13 @@
 //! depths), the per-request CSV table, and the human-readable table.
 #![warn(missing_docs)]
 
+mod flatten;
 mod percentiles;
 mod recorder;
 mod summary;
 mod table;
 
+pub use flatten::{Cell, csv_text, flatten_summary, mean_ci95};
 pub use percentiles::{Distribution, percentile};
 pub use recorder::{RunRecorder, write_requests_csv_header};
 pub use summary::Summary;
