@@ -27,6 +27,7 @@ enum Command {
     Run(cmd::run::RunArgs),
     Sweep(cmd::sweep::SweepArgs),
     Check(cmd::check::CheckArgs),
+    Trace(cmd::trace::TraceArgs),
 }
 
 /// Exit status for bad input: a scenario or an override that does not check.
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::Sweep(a) => cmd::sweep::run(a),
         Command::Check(a) => cmd::check::run(a),
+        Command::Trace(a) => cmd::trace::run(a),
     };
     match result {
         Ok(code) => code,

@@ -208,7 +208,7 @@ impl Instance {
     #[inline]
     pub fn register_full_blocks(&mut self, seqs: &mut SeqSlab, sid: SeqId, all: bool) {
         // Fast path: prefix caching off, or nothing shareable in this request.
-        if !self.kv.prefix_caching() || (!all && seqs[sid].req.prefix_group == 0) {
+        if !self.kv.prefix_caching() || (!all && seqs[sid].req.prefix_group == 0 && seqs[sid].req.trace_blocks.is_none()) {
             return;
         }
         self.register_slow(seqs, sid, all);

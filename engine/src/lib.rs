@@ -44,6 +44,7 @@ mod seq;
 mod sim;
 pub mod spec;
 pub mod time;
+pub mod trace;
 pub mod workload;
 
 pub use sim::Simulation;

@@ -7,7 +7,7 @@ use crate::time::SimTime;
 pub struct RequestId(pub u64);
 
 /// A request as the workload produces it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// Identifier.
     pub id: RequestId,
@@ -24,4 +24,11 @@ pub struct Request {
     pub prefix_group: u32,
     /// Length of the shared prefix in tokens.
     pub prefix_tokens: u32,
+    /// Request class (index into the workload's classes; 0 when there is one).
+    pub class: u8,
+    /// Prefix identity from a trace: one id per `trace_block_tokens` tokens of the prompt
+    /// (Mooncake's `hash_ids`); equal ids mean equal content.
+    pub trace_blocks: Option<std::sync::Arc<[u64]>>,
+    /// Tokens per trace block (Mooncake: 512).
+    pub trace_block_tokens: u32,
 }

@@ -33,8 +33,15 @@ fn mix(mut z: u64) -> u64 {
 /// prefixes give equal chains and everything after a divergence is unique.
 pub(crate) fn block_hash(req: &Request, prev: BlockHash, j: u32, block_size: u32) -> BlockHash {
     let end = (u64::from(j) + 1) * u64::from(block_size);
-    let salt =
-        if req.prefix_group != 0 && end <= u64::from(req.prefix_tokens) { u64::from(req.prefix_group) } else { UNIQUE_SALT | req.id.0 };
+    let salt = if let Some(ids) = &req.trace_blocks {
+        // The trace block holding this engine block's last token (see `trace_block_hashes`).
+        let k = ((end - 1) / u64::from(req.trace_block_tokens.max(1))) as usize;
+        ids.get(k).map_or(UNIQUE_SALT | req.id.0, |id| id & !UNIQUE_SALT)
+    } else if req.prefix_group != 0 && end <= u64::from(req.prefix_tokens) {
+        u64::from(req.prefix_group)
+    } else {
+        UNIQUE_SALT | req.id.0
+    };
     BlockHash(mix(prev.0 ^ mix(salt ^ (u64::from(j) << 40))))
 }
 
@@ -59,7 +66,14 @@ pub fn trace_block_hashes(ids: &[u64], trace_block_tokens: u32, n: u32, block_si
 /// only ever be hit by that request's own recompute, so it is registered on preemption
 /// instead (and, released to the free list, it is reused first, as a cached tail would be).
 pub(crate) fn shareable_blocks(req: &Request, block_size: u32) -> u32 {
-    if req.prefix_group == 0 { 0 } else { req.prefix_tokens / block_size }
+    if let Some(ids) = &req.trace_blocks {
+        let covered = (ids.len() as u64 * u64::from(req.trace_block_tokens)).min(u64::from(req.prompt_tokens));
+        (covered / u64::from(block_size)) as u32
+    } else if req.prefix_group == 0 {
+        0
+    } else {
+        req.prefix_tokens / block_size
+    }
 }
 
 /// Hashes of blocks `0..n` of `req`, in order.
@@ -109,6 +123,7 @@ pub(crate) struct Seq {
 
 impl Seq {
     pub fn new(req: Request, blocks: Vec<BlockId>, staged: Vec<BlockId>) -> Self {
+        let arrival = req.arrival;
         Seq {
             req,
             computed: 0,
@@ -118,7 +133,7 @@ impl Seq {
             hashed: 0,
             chain: BlockHash(HASH_SEED),
             first_token: None,
-            last_token: req.arrival,
+            last_token: arrival,
             prefill_on: NO_INSTANCE,
             decode_on: NO_INSTANCE,
             holder: NO_INSTANCE,

@@ -257,8 +257,9 @@ impl Simulation {
         if self.run.duration.is_some_and(|d| req.arrival >= SimTime::ZERO + d) {
             return;
         }
+        let at = req.arrival;
         self.pending = Some(req);
-        self.push(req.arrival, Phase::Arrival, Event::Arrival);
+        self.push(at, Phase::Arrival, Event::Arrival);
     }
 
     fn wake(&mut self, i: usize) {
@@ -405,7 +406,7 @@ impl Simulation {
         let Some(req) = self.pending.take() else { return };
         self.arrived += 1;
         self.schedule_next_arrival();
-        let sid = self.seqs.insert(req);
+        let sid = self.seqs.insert(req.clone());
 
         // Conditional disaggregation: pick the decode instance first; it prefills the
         // request itself when the prompt's uncached part is short enough.
@@ -550,7 +551,7 @@ impl Simulation {
     /// A prefill finished on `from`: pick the decode instance (unless chosen on arrival),
     /// then reserve its blocks and send the KV, or queue for blocks there.
     fn start_handoff<R: Recorder>(&mut self, sid: SeqId, from: usize, rec: &mut R) {
-        let req = self.seqs[sid].req;
+        let req = self.seqs[sid].req.clone();
         let to = match self.seqs[sid].decode_on {
             NO_INSTANCE => self.route_decode(&req, Some(InstanceId(from as u32)), rec),
             chosen => chosen,
@@ -720,7 +721,7 @@ impl Simulation {
         for m in plan {
             let Some(k) = decoding.iter().position(|d| d.request == m.request && d.instance == m.from) else { continue };
             let sid = sids[k];
-            let req = self.seqs[sid].req;
+            let req = self.seqs[sid].req.clone();
             if m.to == m.from || !self.view.decode_candidates().contains(&m.to) || !self.fits(m.to.index(), &req, Role::Decode) {
                 continue;
             }

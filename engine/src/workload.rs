@@ -52,6 +52,9 @@ impl WorkloadGen {
             priority,
             prefix_group,
             prefix_tokens,
+            class: 0,
+            trace_blocks: None,
+            trace_block_tokens: 0,
         }
     }
 }

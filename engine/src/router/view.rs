@@ -137,6 +137,9 @@ pub(crate) mod tests {
             priority: 1,
             prefix_group: 0,
             prefix_tokens: 0,
+            class: 0,
+            trace_blocks: None,
+            trace_block_tokens: 0,
         }
     }
 }
