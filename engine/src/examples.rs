@@ -47,6 +47,8 @@ pub fn single_server(rho: f64, mean_service_s: f64, deterministic: bool, request
             output: LengthSpec::Constant(1),
             priority: (0, 0),
             prefix: None,
+            classes: vec![],
+            trace: None,
         },
         slo: SloSpec::default(),
         run: RunSpec { duration: None, requests: Some(requests), drain: true },

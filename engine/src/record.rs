@@ -58,6 +58,10 @@ pub struct RequestRecord {
     pub cached_tokens: u32,
     /// Times it was moved between decode instances by the router.
     pub migrations: u32,
+    /// Its request class.
+    pub class: u8,
+    /// Its largest gap between two consecutive output tokens.
+    pub max_itl: SimDuration,
     /// How it left.
     pub outcome: Outcome,
 }
@@ -234,6 +238,10 @@ pub struct RunTotals {
     pub local_prefills: u64,
     /// Sequences moved between decode instances by the router.
     pub migrations: u64,
+    /// Invalid trace lines skipped (`skip_invalid`).
+    pub trace_skipped_lines: u64,
+    /// The trace error that stopped arrivals early, if any.
+    pub workload_error: Option<String>,
     /// Most requests in flight at once.
     pub peak_in_flight: usize,
     /// Per-instance statistics, in instance order.

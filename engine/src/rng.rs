@@ -15,6 +15,10 @@ pub mod stream {
     pub const ARRIVALS: &str = "arrivals";
     /// Prompt and output lengths, priorities.
     pub const LENGTHS: &str = "lengths";
+    /// Request classes.
+    pub const CLASSES: &str = "classes";
+    /// Closed-loop think times.
+    pub const THINK: &str = "think";
     /// Shared-prefix groups.
     pub const PREFIXES: &str = "prefixes";
     /// The routing policy's own draws.

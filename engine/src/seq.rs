@@ -6,7 +6,7 @@ use std::ops::{Index, IndexMut};
 use crate::kv::{BlockHash, BlockId};
 use crate::request::Request;
 use crate::router::InstanceId;
-use crate::time::SimTime;
+use crate::time::{SimDuration, SimTime};
 
 /// Slot of an in-flight sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,6 +110,10 @@ pub(crate) struct Seq {
     /// A migration the router asked for, carried out at the end of the holder's step.
     pub migrate_to: Option<InstanceId>,
     pub migrations: u32,
+    /// The closed-loop user who sent it (`u32::MAX`: open loop).
+    pub user: u32,
+    /// Largest gap between two of its output tokens so far.
+    pub max_gap: SimDuration,
     pub preemptions: u32,
     /// Prompt tokens served from a prefix cache at admission.
     pub cached_tokens: u32,
@@ -139,6 +143,8 @@ impl Seq {
             holder: NO_INSTANCE,
             migrate_to: None,
             migrations: 0,
+            user: u32::MAX,
+            max_gap: SimDuration::ZERO,
             preemptions: 0,
             cached_tokens: 0,
             leaving: false,

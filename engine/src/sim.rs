@@ -30,6 +30,8 @@ enum Event {
     TelemetryTick,
     /// The router's migration planner runs.
     Migrate,
+    /// A closed-loop user sends its next request.
+    UserReady(u32),
 }
 
 /// One simulation run of a validated scenario.
@@ -41,6 +43,7 @@ pub struct Simulation {
     cluster: Cluster,
     seqs: SeqSlab,
     workload: WorkloadGen,
+    think_rng: crate::rng::StreamRng,
     pending: Option<Request>,
     arrived: u64,
     local_prefills: u64,
@@ -169,7 +172,8 @@ impl Simulation {
                 kv_bytes_per_token: spec.model.kv_bytes_per_token(),
             },
             seqs: SeqSlab::default(),
-            workload: WorkloadGen::new(&spec.workload, seed),
+            workload: WorkloadGen::new(&spec.workload, seed).map_err(|e| vec![SpecError { path: "workload.trace".into(), message: e.to_string() }])?,
+            think_rng: seed.stream(crate::rng::stream::THINK),
             pending: None,
             arrived: 0,
             local_prefills: 0,
@@ -221,7 +225,19 @@ impl Simulation {
                 last_work = t;
             }
             match ev {
-                Event::Arrival => self.on_arrival(rec),
+                Event::Arrival => {
+                    if let Some(req) = self.pending.take() {
+                        self.admit(req, u32::MAX, rec);
+                        self.schedule_next_arrival();
+                    }
+                }
+                Event::UserReady(u) => {
+                    let open = self.run.requests.is_none_or(|n| self.arrived < n) && self.run.duration.is_none_or(|d| t < SimTime::ZERO + d);
+                    if open {
+                        let req = self.workload.request_at(t);
+                        self.admit(req, u, rec);
+                    }
+                }
                 Event::TryStep(i) => self.on_try_step(i as usize, rec),
                 Event::StepFinished(i) => self.on_step_finished(i as usize, rec),
                 Event::WireDone(s, epoch) => self.on_wire_done(s, epoch),
@@ -253,7 +269,15 @@ impl Simulation {
         if self.run.requests.is_some_and(|n| self.arrived + u64::from(self.pending.is_some()) >= n) {
             return;
         }
-        let req = self.workload.next_request();
+        if let Some((users, _)) = self.workload.closed_loop() {
+            if self.arrived == 0 && self.pending.is_none() {
+                for u in 0..users {
+                    self.push(SimTime::ZERO, Phase::Arrival, Event::UserReady(u));
+                }
+            }
+            return;
+        }
+        let Some(req) = self.workload.next_request() else { return };
         if self.run.duration.is_some_and(|d| req.arrival >= SimTime::ZERO + d) {
             return;
         }
@@ -322,6 +346,7 @@ impl Simulation {
     fn reject<R: Recorder>(&mut self, sid: SeqId, rec: &mut R) {
         let s = self.seqs.remove(sid);
         rec.on_request(&record(&s, Outcome::Rejected));
+        self.user_done(s.user);
     }
 
     /// A fresh request joins instance `i`'s waiting queue.
@@ -402,11 +427,26 @@ impl Simulation {
         std::iter::once(&mut self.prefill_router).chain(self.decode_router.as_mut())
     }
 
-    fn on_arrival<R: Recorder>(&mut self, rec: &mut R) {
-        let Some(req) = self.pending.take() else { return };
+    /// A closed-loop user's request left the system: the user thinks, then sends the next.
+    fn user_done(&mut self, user: u32) {
+        if user == u32::MAX {
+            return;
+        }
+        let think = self.workload.closed_loop().map_or(SimDuration::ZERO, |c| c.1);
+        let wait = if think == SimDuration::ZERO {
+            SimDuration::ZERO
+        } else {
+            let u: f64 = 1.0 - rand::RngExt::random::<f64>(&mut self.think_rng);
+            SimDuration::from_secs_f64(-u.ln() * think.as_secs_f64())
+        };
+        self.push(self.now + wait, Phase::Arrival, Event::UserReady(user));
+    }
+
+    /// A request enters: route it, or reject it if it can never fit.
+    fn admit<R: Recorder>(&mut self, req: Request, user: u32, rec: &mut R) {
         self.arrived += 1;
-        self.schedule_next_arrival();
         let sid = self.seqs.insert(req.clone());
+        self.seqs[sid].user = user;
 
         // Conditional disaggregation: pick the decode instance first; it prefills the
         // request itself when the prompt's uncached part is short enough.
@@ -498,7 +538,9 @@ impl Simulation {
                     d.on_first_token(id, ttft);
                 }
             } else {
-                rec.on_token_gap(now - s.last_token);
+                let gap = now - s.last_token;
+                s.max_gap = s.max_gap.max(gap);
+                rec.on_token_gap(gap);
             }
             s.last_token = now;
             if s.generated >= s.req.output_tokens {
@@ -526,6 +568,7 @@ impl Simulation {
             }
             self.view.instances[i].assigned -= 1;
             rec.on_request(&r);
+            self.user_done(s.user);
         }
         self.finished.clear();
         for k in 0..self.handoffs.len() {
@@ -848,6 +891,8 @@ impl Simulation {
             arrived: self.arrived,
             local_prefills: self.local_prefills,
             migrations: self.migrations,
+            trace_skipped_lines: self.workload.skipped(),
+            workload_error: self.workload.error().map(|e| e.to_string()),
             peak_in_flight: self.seqs.peak(),
             instances,
             pools,
@@ -871,6 +916,8 @@ fn record(s: &Seq, outcome: Outcome) -> RequestRecord {
         preemptions: s.preemptions,
         cached_tokens: s.cached_tokens,
         migrations: s.migrations,
+        class: s.req.class,
+        max_itl: s.max_gap,
         outcome,
     }
 }

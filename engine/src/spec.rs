@@ -371,6 +371,30 @@ pub struct WorkloadSpec {
     pub priority: (u8, u8),
     /// Shared prefixes (system prompts), if any.
     pub prefix: Option<PrefixSpec>,
+    /// Request classes; when given, each request draws a class by weight and takes its
+    /// lengths, priority, prefix and SLO from it (the fields above are then unused).
+    pub classes: Vec<ClassSpec>,
+    /// Replay a trace instead of generating arrivals and lengths.
+    pub trace: Option<crate::trace::TraceSpec>,
+}
+
+/// One class of requests in a mixed workload (e.g. 70% chat, 30% long-context RAG).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassSpec {
+    /// Name, for per-class metrics.
+    pub name: String,
+    /// Relative weight (share of requests).
+    pub weight: f64,
+    /// Prompt length.
+    pub prompt: LengthSpec,
+    /// Output length.
+    pub output: LengthSpec,
+    /// Priority range.
+    pub priority: (u8, u8),
+    /// Shared prefixes of this class.
+    pub prefix: Option<PrefixSpec>,
+    /// The class's own SLO (the scenario's when `None`).
+    pub slo: Option<SloSpec>,
 }
 
 /// Shared prefixes: each request starts with one of `groups` shared prompts of `tokens`
@@ -402,7 +426,7 @@ impl BurstSpec {
 }
 
 /// Arrival processes.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ArrivalSpec {
     /// Poisson arrivals at `rate_per_s`, optionally modulated by bursts.
     Poisson {
@@ -416,10 +440,56 @@ pub enum ArrivalSpec {
         /// Requests per second.
         rate_per_s: f64,
     },
+    /// A renewal process with gamma inter-arrival times: mean 1/rate, coefficient of
+    /// variation `cv` (1 is Poisson, above 1 bursty, below 1 regular).
+    Gamma {
+        /// Mean requests per second.
+        rate_per_s: f64,
+        /// Coefficient of variation of the gaps.
+        cv: f64,
+    },
+    /// A two-state Markov-modulated Poisson process: rate `rates[k]` while in state k, each
+    /// stay exponential with mean `dwell[k]`; starts in state 0.
+    Mmpp {
+        /// Rates of the two states, requests per second.
+        rates: [f64; 2],
+        /// Mean time in each state.
+        dwell: [SimDuration; 2],
+    },
+    /// Poisson with a piecewise-linear rate through `(time, rate per second)` points
+    /// (diurnal shapes); constant before the first and after the last point.
+    Ramp {
+        /// The points, in time order.
+        points: Vec<(SimDuration, f64)>,
+    },
+    /// Closed loop: `users` users each send a request, wait for it to finish, think, and
+    /// send the next.
+    ClosedLoop {
+        /// Concurrent users.
+        users: u32,
+        /// Mean think time (exponential; zero for none).
+        think: SimDuration,
+    },
 }
 
-/// Token-length distributions (integers, at least 1 after clamping).
-#[derive(Clone, Copy, Debug, PartialEq)]
+impl ArrivalSpec {
+    /// Long-run mean rate, requests per second (`None` for closed loops).
+    pub fn mean_rate(&self) -> Option<f64> {
+        match self {
+            ArrivalSpec::Poisson { rate_per_s, burst } => Some(rate_per_s * burst.map_or(1.0, |b| 1.0 - b.probability + b.probability * b.factor)),
+            ArrivalSpec::Constant { rate_per_s } | ArrivalSpec::Gamma { rate_per_s, .. } => Some(*rate_per_s),
+            ArrivalSpec::Mmpp { rates, dwell } => {
+                let (d0, d1) = (dwell[0].as_secs_f64(), dwell[1].as_secs_f64());
+                Some((rates[0] * d0 + rates[1] * d1) / (d0 + d1))
+            }
+            ArrivalSpec::Ramp { points } => points.last().map(|p| p.1),
+            ArrivalSpec::ClosedLoop { .. } => None,
+        }
+    }
+}
+
+/// Token-length distributions (integers, at least 1).
+#[derive(Clone, Debug, PartialEq)]
 pub enum LengthSpec {
     /// Always the same length.
     Constant(u32),
@@ -435,6 +505,32 @@ pub enum LengthSpec {
         /// Mean length in tokens.
         mean: f64,
     },
+    /// Normal, rounded to whole tokens (truncated when clamped).
+    Normal {
+        /// Mean.
+        mean: f64,
+        /// Standard deviation.
+        std: f64,
+    },
+    /// Lognormal with the given mean and standard deviation of the lengths themselves.
+    LogNormal {
+        /// Mean.
+        mean: f64,
+        /// Standard deviation.
+        std: f64,
+    },
+    /// Values drawn uniformly from a column of real lengths (a CSV file's).
+    Empirical(std::sync::Arc<[u32]>),
+    /// Another distribution restricted to `[min, max]`: continuous ones are truncated (drawn
+    /// again), the rest clamped.
+    Clamped {
+        /// The distribution.
+        inner: Box<LengthSpec>,
+        /// Smallest length.
+        min: u32,
+        /// Largest length.
+        max: u32,
+    },
 }
 
 /// Service-level objectives; a request is good when it meets every one given.
@@ -446,6 +542,8 @@ pub struct SloSpec {
     pub tpot: Option<SimDuration>,
     /// End-to-end latency at most.
     pub e2e: Option<SimDuration>,
+    /// Every gap between two consecutive output tokens at most (the request's largest ITL).
+    pub itl: Option<SimDuration>,
 }
 
 /// Run length.
@@ -586,13 +684,14 @@ impl ScenarioSpec {
         {
             e("workload.prefix".into(), "shared prefixes need at least one group of at least one token".into());
         }
-        match w.arrivals {
+        let positive = |x: f64| x > 0.0 && x.is_finite();
+        match &w.arrivals {
             ArrivalSpec::Poisson { rate_per_s, burst } => {
-                if !(rate_per_s > 0.0 && rate_per_s.is_finite()) {
+                if !positive(*rate_per_s) {
                     e("workload.arrivals".into(), "the arrival rate must be positive, e.g. `poisson(24/s)`".into());
                 }
                 if let Some(b) = burst {
-                    if !(b.factor > 0.0 && b.factor.is_finite()) {
+                    if !positive(b.factor) {
                         e("workload.arrivals.burst_factor".into(), "must be positive".into());
                     }
                     if !(0.0..=1.0).contains(&b.probability) {
@@ -604,25 +703,64 @@ impl ScenarioSpec {
                 }
             }
             ArrivalSpec::Constant { rate_per_s } => {
-                if !(rate_per_s > 0.0 && rate_per_s.is_finite()) {
+                if !positive(*rate_per_s) {
                     e("workload.arrivals".into(), "the arrival rate must be positive".into());
                 }
             }
-        }
-        for (name, l) in [("prompt", w.prompt), ("output", w.output)] {
-            let bad = match l {
-                LengthSpec::Constant(n) => n == 0,
-                LengthSpec::Uniform { lo, hi } => lo == 0 || lo > hi,
-                LengthSpec::Exponential { mean } => !(mean >= 1.0 && mean.is_finite()),
-            };
-            if bad {
-                e(format!("workload.{name}"), "lengths must be at least 1 token (and `uniform(a, b)` needs a <= b)".into());
+            ArrivalSpec::Gamma { rate_per_s, cv } => {
+                if !positive(*rate_per_s) || !positive(*cv) {
+                    e("workload.arrivals".into(), "`gamma(rate, cv)` needs a positive rate and a positive coefficient of variation".into());
+                }
+            }
+            ArrivalSpec::Mmpp { rates, dwell } => {
+                if !(rates.iter().all(|r| *r >= 0.0 && r.is_finite()) && rates.iter().any(|r| *r > 0.0)) || dwell.contains(&SimDuration::ZERO) {
+                    e("workload.arrivals".into(), "`mmpp` needs non-negative rates (not both zero) and stays longer than zero".into());
+                }
+            }
+            ArrivalSpec::Ramp { points } => {
+                if points.is_empty() || points.iter().any(|p| !(p.1 >= 0.0 && p.1.is_finite())) || points.windows(2).any(|w| w[1].0 < w[0].0) || points.iter().all(|p| p.1 == 0.0) {
+                    e("workload.arrivals".into(), "`ramp` needs points `[time, rate]` in time order with non-negative rates, not all zero".into());
+                }
+            }
+            ArrivalSpec::ClosedLoop { users, .. } => {
+                if *users == 0 {
+                    e("workload.arrivals".into(), "`closed_loop` needs at least one user".into());
+                }
             }
         }
-        if w.priority.0 > w.priority.1 {
-            e("workload.priority".into(), "the lower bound is above the upper bound".into());
+        fn bad_length(l: &LengthSpec) -> bool {
+            match l {
+                LengthSpec::Constant(n) => *n == 0,
+                LengthSpec::Uniform { lo, hi } => *lo == 0 || lo > hi,
+                LengthSpec::Exponential { mean } => !(*mean >= 1.0 && mean.is_finite()),
+                LengthSpec::Normal { mean, std } | LengthSpec::LogNormal { mean, std } => !(mean.is_finite() && *mean > 0.0 && *std >= 0.0 && std.is_finite()),
+                LengthSpec::Empirical(v) => v.is_empty() || v.contains(&0),
+                LengthSpec::Clamped { inner, min, max } => *min == 0 || min > max || bad_length(inner),
+            }
         }
-        if self.run.duration.is_none() && self.run.requests.is_none() {
+        let mut lengths: Vec<(String, &LengthSpec, (u8, u8))> = vec![("workload.prompt".into(), &w.prompt, w.priority), ("workload.output".into(), &w.output, w.priority)];
+        for c in &w.classes {
+            lengths.push((format!("workload.class.{}.prompt", c.name), &c.prompt, c.priority));
+            lengths.push((format!("workload.class.{}.output", c.name), &c.output, c.priority));
+            if !(c.weight > 0.0 && c.weight.is_finite()) {
+                e(format!("workload.class.{}.weight", c.name), "must be positive".into());
+            }
+        }
+        for (name, l, pr) in lengths {
+            if bad_length(l) {
+                e(name.clone(), "lengths must be at least 1 token (`uniform(a, b)` and `min`/`max` need a <= b; means positive)".into());
+            }
+            if pr.0 > pr.1 {
+                e(name, "the priority's lower bound is above its upper bound".into());
+            }
+        }
+        if let Some(t) = &w.trace
+            && !positive(t.speedup)
+        {
+            e("workload.trace.speedup".into(), "must be positive".into());
+        }
+        let bounded_by_trace = w.trace.as_ref().is_some_and(|t| !t.looped);
+        if self.run.duration.is_none() && self.run.requests.is_none() && !bounded_by_trace {
             e("run".into(), "say how long to run: `duration = 60s` or `requests = 10000`".into());
         }
         for p in std::iter::once(&self.router.prefill).chain(self.router.decode.as_ref()) {

@@ -2,77 +2,182 @@
 //! memory does not grow with the length of the run.
 
 use rand::RngExt;
-use rand_distr::{Distribution, Exp};
+use rand_distr::{Distribution, Exp, Gamma, LogNormal, Normal};
 
 use crate::request::{Request, RequestId};
 use crate::rng::{RunSeed, StreamRng, stream};
-use crate::spec::{ArrivalSpec, BurstSpec, LengthSpec, WorkloadSpec};
+use crate::spec::{ArrivalSpec, BurstSpec, LengthSpec, PrefixSpec, WorkloadSpec};
 use crate::time::{SimDuration, SimTime};
+use crate::trace::{TraceError, TraceReader, TraceSpec};
 
-/// Produces requests in arrival order.
+/// Produces requests in arrival order, lazily: memory does not grow with the run.
 #[derive(Debug)]
 pub struct WorkloadGen {
     spec: WorkloadSpec,
-    arrivals: ArrivalGen,
+    arrivals: Option<ArrivalGen>,
+    trace: Option<TraceReplay>,
     lengths: StreamRng,
     prefixes: StreamRng,
+    classes: StreamRng,
+    class_cdf: Vec<f64>,
     next_id: u64,
 }
 
 impl WorkloadGen {
-    /// A generator for `spec` drawing from the run's substreams.
-    pub fn new(spec: &WorkloadSpec, seed: RunSeed) -> Self {
-        WorkloadGen {
+    /// A generator for `spec` drawing from the run's substreams; opens the trace, if any.
+    pub fn new(spec: &WorkloadSpec, seed: RunSeed) -> Result<Self, TraceError> {
+        let total: f64 = spec.classes.iter().map(|c| c.weight).sum();
+        let mut acc = 0.0;
+        let class_cdf = spec
+            .classes
+            .iter()
+            .map(|c| {
+                acc += c.weight / total;
+                acc
+            })
+            .collect();
+        let trace = match &spec.trace {
+            Some(t) => Some(TraceReplay::open(t)?),
+            None => None,
+        };
+        let arrivals = match (&spec.trace, &spec.arrivals) {
+            (None, ArrivalSpec::ClosedLoop { .. }) | (Some(_), _) => None,
+            (None, a) => Some(ArrivalGen::new(a.clone(), seed.stream(stream::ARRIVALS))),
+        };
+        Ok(WorkloadGen {
             spec: spec.clone(),
-            arrivals: ArrivalGen::new(spec.arrivals, seed.stream(stream::ARRIVALS)),
+            arrivals,
+            trace,
             lengths: seed.stream(stream::LENGTHS),
             prefixes: seed.stream(stream::PREFIXES),
+            classes: seed.stream(stream::CLASSES),
+            class_cdf,
             next_id: 0,
+        })
+    }
+
+    /// `(users, mean think time)` for closed-loop workloads.
+    pub fn closed_loop(&self) -> Option<(u32, SimDuration)> {
+        match (&self.spec.trace, &self.spec.arrivals) {
+            (None, ArrivalSpec::ClosedLoop { users, think }) => Some((*users, *think)),
+            _ => None,
         }
     }
 
-    /// The next request.
-    pub fn next_request(&mut self) -> Request {
-        let arrival = self.arrivals.next_arrival();
-        let prompt = draw_length(&self.spec.prompt, &mut self.lengths);
-        let output = draw_length(&self.spec.output, &mut self.lengths);
-        let (lo, hi) = self.spec.priority;
-        let priority = if lo == hi { lo } else { self.lengths.random_range(lo..=hi) };
+    /// The next request in arrival order; `None` when a trace is exhausted, or on a trace
+    /// error (see [`WorkloadGen::error`]). Closed loops use [`WorkloadGen::request_at`].
+    pub fn next_request(&mut self) -> Option<Request> {
+        if let Some(t) = self.trace.as_mut() {
+            let row = t.next()?;
+            let block_tokens = t.block_tokens;
+            let id = RequestId(self.next_id);
+            self.next_id += 1;
+            let priority = self.draw_priority(self.spec.priority);
+            return Some(Request {
+                id,
+                arrival: row.0,
+                prompt_tokens: row.1,
+                output_tokens: row.2,
+                priority,
+                prefix_group: 0,
+                prefix_tokens: 0,
+                class: 0,
+                trace_blocks: row.3,
+                trace_block_tokens: block_tokens,
+            });
+        }
+        let at = self.arrivals.as_mut()?.next_arrival();
+        Some(self.request_at(at))
+    }
+
+    /// A synthetic request arriving at `at`.
+    pub fn request_at(&mut self, at: SimTime) -> Request {
+        let class = if self.class_cdf.is_empty() {
+            0
+        } else {
+            let u: f64 = self.classes.random();
+            self.class_cdf.iter().position(|&c| u < c).unwrap_or(self.class_cdf.len() - 1)
+        };
+        let (prompt_spec, output_spec, priority, prefix) = match self.spec.classes.get(class) {
+            Some(c) => (c.prompt.clone(), c.output.clone(), c.priority, c.prefix),
+            None => (self.spec.prompt.clone(), self.spec.output.clone(), self.spec.priority, self.spec.prefix),
+        };
+        let prompt = draw_length(&prompt_spec, &mut self.lengths);
+        let output = draw_length(&output_spec, &mut self.lengths);
+        let priority = self.draw_priority(priority);
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        let (prefix_group, prefix_tokens) = match self.spec.prefix {
-            Some(p) => (self.prefixes.random_range(1..=p.groups), p.tokens),
+        let (prefix_group, prefix_tokens) = match prefix {
+            // Groups are numbered per class so two classes never share a prefix by accident.
+            Some(PrefixSpec { groups, tokens }) => ((class as u32) << 24 | self.prefixes.random_range(1..=groups), tokens),
             None => (0, 0),
         };
         Request {
             id,
-            arrival,
+            arrival: at,
             prompt_tokens: prompt.saturating_add(prefix_tokens),
             output_tokens: output.max(1),
             priority,
             prefix_group,
             prefix_tokens,
-            class: 0,
+            class: class as u8,
             trace_blocks: None,
             trace_block_tokens: 0,
         }
+    }
+
+    fn draw_priority(&mut self, (lo, hi): (u8, u8)) -> u8 {
+        if lo == hi { lo } else { self.lengths.random_range(lo..=hi) }
+    }
+
+    /// Trace lines skipped as invalid so far.
+    pub fn skipped(&self) -> u64 {
+        self.trace.as_ref().map_or(0, |t| t.reader.skipped() + t.skipped_before)
+    }
+
+    /// The trace error that ended the arrivals, if one did.
+    pub fn error(&self) -> Option<&TraceError> {
+        self.trace.as_ref().and_then(|t| t.error.as_ref())
     }
 }
 
 /// Draws one length in tokens (at least 1).
 pub fn draw_length(spec: &LengthSpec, rng: &mut StreamRng) -> u32 {
-    let n = match *spec {
-        LengthSpec::Constant(n) => n,
-        LengthSpec::Uniform { lo, hi } => rng.random_range(lo..=hi),
+    let tokens = |x: f64| x.round().clamp(1.0, f64::from(u32::MAX)) as u32;
+    let n = match spec {
+        LengthSpec::Constant(n) => *n,
+        LengthSpec::Uniform { lo, hi } => rng.random_range(*lo..=*hi),
         LengthSpec::Exponential { mean } => {
-            let x = Exp::new(1.0 / mean).map(|d| d.sample(rng)).unwrap_or(mean);
-            x.ceil().min(f64::from(u32::MAX)) as u32
+            let x = Exp::new(1.0 / mean).map(|d| d.sample(rng)).unwrap_or(*mean);
+            x.ceil().clamp(1.0, f64::from(u32::MAX)) as u32
+        }
+        LengthSpec::Normal { mean, std } => tokens(Normal::new(*mean, *std).map(|d| d.sample(rng)).unwrap_or(*mean)),
+        LengthSpec::LogNormal { mean, std } => {
+            // Parameters of the underlying normal from the mean and std of the lengths.
+            let s2 = (1.0 + (std / mean).powi(2)).ln();
+            let mu = mean.ln() - s2 / 2.0;
+            tokens(LogNormal::new(mu, s2.sqrt()).map(|d| d.sample(rng)).unwrap_or(*mean))
+        }
+        LengthSpec::Empirical(values) => values[rng.random_range(0..values.len())],
+        LengthSpec::Clamped { inner, min, max } => {
+            let continuous = matches!(**inner, LengthSpec::Normal { .. } | LengthSpec::LogNormal { .. } | LengthSpec::Exponential { .. });
+            // Truncate continuous distributions by drawing again (bounded tries, then clamp).
+            let mut x = draw_length(inner, rng);
+            if continuous {
+                for _ in 0..64 {
+                    if (*min..=*max).contains(&x) {
+                        break;
+                    }
+                    x = draw_length(inner, rng);
+                }
+            }
+            x.clamp(*min, *max)
         }
     };
     n.max(1)
 }
 
-/// Arrival times of one process.
+/// Arrival times of one open-loop process.
 #[derive(Debug)]
 struct ArrivalGen {
     spec: ArrivalSpec,
@@ -80,16 +185,22 @@ struct ArrivalGen {
     now: SimTime,
     window_end: SimTime,
     window_rate: f64,
+    state: usize,
 }
 
 impl ArrivalGen {
     fn new(spec: ArrivalSpec, rng: StreamRng) -> Self {
-        let rate = match spec {
-            ArrivalSpec::Poisson { rate_per_s, .. } | ArrivalSpec::Constant { rate_per_s } => rate_per_s,
-        };
-        let mut g = ArrivalGen { spec, rng, now: SimTime::ZERO, window_end: SimTime::ZERO, window_rate: rate };
-        if let ArrivalSpec::Poisson { burst: Some(b), .. } = spec {
-            g.open_window(rate, b);
+        let mut g = ArrivalGen { spec: spec.clone(), rng, now: SimTime::ZERO, window_end: SimTime::ZERO, window_rate: 0.0, state: 0 };
+        match spec {
+            ArrivalSpec::Poisson { rate_per_s, burst: Some(b) } => {
+                g.window_rate = rate_per_s;
+                g.open_window(rate_per_s, b);
+            }
+            ArrivalSpec::Mmpp { rates, dwell } => {
+                g.window_rate = rates[0];
+                g.window_end = SimTime::ZERO + exp_gap(&mut g.rng, 1.0 / dwell[0].as_secs_f64());
+            }
+            _ => {}
         }
         g
     }
@@ -101,7 +212,7 @@ impl ArrivalGen {
     }
 
     fn next_arrival(&mut self) -> SimTime {
-        match self.spec {
+        match self.spec.clone() {
             ArrivalSpec::Constant { rate_per_s } => {
                 self.now += SimDuration::from_secs_f64(1.0 / rate_per_s);
             }
@@ -120,8 +231,52 @@ impl ArrivalGen {
                 self.now = self.window_end;
                 self.open_window(rate_per_s, b);
             },
+            ArrivalSpec::Gamma { rate_per_s, cv } => {
+                let shape = 1.0 / (cv * cv);
+                let scale = 1.0 / (rate_per_s * shape);
+                let gap = Gamma::new(shape, scale).map(|d| d.sample(&mut self.rng)).unwrap_or(1.0 / rate_per_s);
+                self.now += SimDuration::from_secs_f64(gap);
+            }
+            ArrivalSpec::Mmpp { rates, dwell } => loop {
+                let gap = if self.window_rate > 0.0 { exp_gap(&mut self.rng, self.window_rate) } else { SimDuration(u64::MAX / 4) };
+                let t = self.now + gap;
+                if t < self.window_end {
+                    self.now = t;
+                    break;
+                }
+                self.now = self.window_end;
+                self.state = 1 - self.state;
+                self.window_rate = rates[self.state];
+                self.window_end = self.now + exp_gap(&mut self.rng, 1.0 / dwell[self.state].as_secs_f64());
+            },
+            ArrivalSpec::Ramp { points } => {
+                // Thinning (Lewis and Shedler): candidates at the peak rate, each kept with
+                // probability rate(t) / peak.
+                let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+                loop {
+                    self.now += exp_gap(&mut self.rng, peak);
+                    if self.rng.random::<f64>() * peak < ramp_rate(&points, self.now) {
+                        break;
+                    }
+                }
+            }
+            ArrivalSpec::ClosedLoop { .. } => unreachable!("closed loops are driven by completions"),
         }
         self.now
+    }
+}
+
+/// The rate of a piecewise-linear ramp at `t`.
+fn ramp_rate(points: &[(SimDuration, f64)], t: SimTime) -> f64 {
+    let x = t.as_nanos();
+    match points.iter().position(|p| p.0.as_nanos() > x) {
+        None => points.last().map_or(0.0, |p| p.1),
+        Some(0) => points[0].1,
+        Some(i) => {
+            let (a, b) = (points[i - 1], points[i]);
+            let f = (x - a.0.as_nanos()) as f64 / (b.0.as_nanos() - a.0.as_nanos()).max(1) as f64;
+            a.1 + (b.1 - a.1) * f
+        }
     }
 }
 
@@ -129,6 +284,97 @@ fn exp_gap(rng: &mut StreamRng, rate_per_s: f64) -> SimDuration {
     // Inverse CDF on (0, 1]: never a zero-length log.
     let u: f64 = 1.0 - rng.random::<f64>();
     SimDuration::from_secs_f64(-u.ln() / rate_per_s)
+}
+
+/// A trace replayed in time: window, speedup, limit and looping.
+#[derive(Debug)]
+struct TraceReplay {
+    spec: TraceSpec,
+    reader: TraceReader,
+    block_tokens: u32,
+    produced: u64,
+    offset_ns: u64,
+    last_ns: u64,
+    produced_this_pass: u64,
+    skipped_before: u64,
+    error: Option<TraceError>,
+    done: bool,
+}
+
+impl TraceReplay {
+    fn open(spec: &TraceSpec) -> Result<Self, TraceError> {
+        Ok(TraceReplay {
+            reader: TraceReader::open(&spec.path, spec.format, spec.skip_invalid)?,
+            block_tokens: spec.block_tokens,
+            spec: spec.clone(),
+            produced: 0,
+            offset_ns: 0,
+            last_ns: 0,
+            produced_this_pass: 0,
+            skipped_before: 0,
+            error: None,
+            done: false,
+        })
+    }
+
+    /// `(arrival, prompt, output, block ids)` of the next replayed request.
+    #[allow(clippy::type_complexity)]
+    fn next(&mut self) -> Option<(SimTime, u32, u32, Option<std::sync::Arc<[u64]>>)> {
+        loop {
+            if self.done || self.spec.limit.is_some_and(|n| self.produced >= n) {
+                return None;
+            }
+            let row = match self.reader.next_row() {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    self.error = Some(e);
+                    self.done = true;
+                    return None;
+                }
+                None => {
+                    if !self.spec.looped || self.produced_this_pass == 0 {
+                        self.done = true;
+                        return None;
+                    }
+                    self.restart()?;
+                    continue;
+                }
+            };
+            if row.arrival_ns < self.spec.start_ns {
+                continue;
+            }
+            if self.spec.end_ns.is_some_and(|e| row.arrival_ns >= e) {
+                if !self.spec.looped || self.produced_this_pass == 0 {
+                    self.done = true;
+                    return None;
+                }
+                self.restart()?;
+                continue;
+            }
+            let rel = ((row.arrival_ns - self.spec.start_ns) as f64 / self.spec.speedup) as u64;
+            self.last_ns = rel;
+            self.produced += 1;
+            self.produced_this_pass += 1;
+            return Some((SimTime(self.offset_ns + rel), row.prompt, row.output, row.hash_ids));
+        }
+    }
+
+    // The next pass starts one mean gap after this pass's last request.
+    fn restart(&mut self) -> Option<()> {
+        let gap = self.last_ns / self.produced_this_pass.max(1);
+        self.offset_ns += self.last_ns + gap.max(1);
+        self.skipped_before += self.reader.skipped();
+        match TraceReader::open(&self.spec.path, self.spec.format, self.spec.skip_invalid) {
+            Ok(r) => self.reader = r,
+            Err(e) => {
+                self.error = Some(e);
+                self.done = true;
+                return None;
+            }
+        }
+        self.produced_this_pass = 0;
+        Some(())
+    }
 }
 
 #[cfg(test)]
@@ -142,17 +388,19 @@ mod tests {
             output: LengthSpec::Uniform { lo: 32, hi: 256 },
             priority: (0, 2),
             prefix: None,
+            classes: vec![],
+            trace: None,
         }
     }
 
     #[test]
     fn poisson_rate_and_uniform_lengths_match_their_means() {
-        let mut g = WorkloadGen::new(&spec(ArrivalSpec::Poisson { rate_per_s: 24.0, burst: None }), RunSeed(7));
+        let mut g = WorkloadGen::new(&spec(ArrivalSpec::Poisson { rate_per_s: 24.0, burst: None }), RunSeed(7)).unwrap();
         let n = 100_000;
         let (mut last, mut psum, mut osum) = (SimTime::ZERO, 0u64, 0u64);
         let mut pri = [0u32; 3];
         for _ in 0..n {
-            let r = g.next_request();
+            let r = g.next_request().unwrap();
             assert!((100..=1200).contains(&r.prompt_tokens) && (32..=256).contains(&r.output_tokens));
             psum += u64::from(r.prompt_tokens);
             osum += u64::from(r.output_tokens);
@@ -170,11 +418,11 @@ mod tests {
     fn burst_knob_raises_the_mean_rate_by_the_expected_factor() {
         // With probability 0.2 a window runs at 3x: mean rate = 24 * (0.8 + 0.2 * 3) = 33.6/s.
         let s = spec(ArrivalSpec::Poisson { rate_per_s: 24.0, burst: Some(BurstSpec::lab(3.0)) });
-        let mut g = WorkloadGen::new(&s, RunSeed(3));
+        let mut g = WorkloadGen::new(&s, RunSeed(3)).unwrap();
         let n = 200_000;
         let mut last = SimTime::ZERO;
         for _ in 0..n {
-            last = g.next_request().arrival;
+            last = g.next_request().unwrap().arrival;
         }
         let rate = n as f64 / last.as_secs_f64();
         assert!((rate / 33.6 - 1.0).abs() < 0.01, "rate {rate}");
