@@ -14,7 +14,7 @@ use crate::value::{Dim, Val, ValKind, unit};
 /// Parses, evaluates and lowers a scenario. `overrides` are `(name, value)` pairs from
 /// `--set`: a parameter name, or a dotted path to a setting (`router.policy`).
 pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Result<ScenarioSpec, Diagnostics> {
-    let mut cx = Cx { diags: Diagnostics::default(), params: BTreeMap::new(), spans: BTreeMap::new() };
+    let mut cx = Cx { generated: Default::default(), diags: Diagnostics::default(), params: BTreeMap::new(), spans: BTreeMap::new() };
     cx.diags.sources.push((file_name.to_string(), src.to_string()));
     let (items, syntax) = parser::parse_file(src);
     for e in syntax {
@@ -146,6 +146,8 @@ fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val, top: bool) -> bool {
 const UNNAMED_BLOCKS: &[&str] = &["engine", "router", "telemetry", "slo", "run"];
 
 struct Cx {
+    /// Instance names made by `N x NAME` replication.
+    generated: std::collections::BTreeSet<String>,
     diags: Diagnostics,
     params: BTreeMap<String, Val>,
     spans: BTreeMap<String, Span>,
@@ -548,6 +550,25 @@ impl Cx {
                 pools.push(p);
             }
         }
+        // Replicated names that collide across pools take their pool's name as a prefix
+        // (`prefill_h200_0`, `decode_h200_0`).
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for p in &pools {
+            for i in &p.instances {
+                *count.entry(i.name.clone()).or_default() += 1;
+            }
+        }
+        let clash = |p: &PoolSpec| p.instances.iter().any(|i| count[&i.name] > 1 && self.generated.contains(&i.name));
+        let clashing: Vec<bool> = pools.iter().map(clash).collect();
+        for (p, c) in pools.iter_mut().zip(clashing) {
+            if c {
+                for i in &mut p.instances {
+                    if self.generated.contains(&i.name) {
+                        i.name = format!("{}_{}", p.name, i.name);
+                    }
+                }
+            }
+        }
         let pool_index: BTreeMap<String, usize> = pools.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
 
         let mut links = Vec::new();
@@ -864,7 +885,12 @@ impl Cx {
                     ValKind::Replicate(k, n) => {
                         if let Some(h) = hw_ref(self, n, &e) {
                             for j in 0..*k {
-                                instances.push(InstanceSpec { name: format!("{n}{j}"), hardware: h, tp });
+                                // `3 x mid` -> mid0, mid1, mid2; a name ending in a digit gets a
+                                // separator (`h200_0`).
+                                let sep = if n.ends_with(|c: char| c.is_ascii_digit()) { "_" } else { "" };
+                                let generated = format!("{n}{sep}{j}");
+                                self.generated.insert(generated.clone());
+                                instances.push(InstanceSpec { name: generated, hardware: h, tp });
                             }
                         }
                     }
@@ -1119,16 +1145,26 @@ impl Cx {
         }
     }
 
-    /// A path argument, relative to the scenario file.
+    /// A path argument: relative to the scenario file when written in it, relative to the
+    /// working directory when given on the command line (`--set trace=...`).
     fn path(&mut self, v: &Val, key: &str) -> Option<std::path::PathBuf> {
         let p = self.name(v, key)?;
+        if v.src != 0 {
+            return Some(p.into());
+        }
         let base = std::path::Path::new(&self.diags.sources[0].0).parent().map(|p| p.to_path_buf()).unwrap_or_default();
         Some(if std::path::Path::new(&p).is_absolute() { p.into() } else { base.join(p) })
     }
 
     fn empirical(&mut self, v: &Val, pos: &[&Val]) -> Option<LengthSpec> {
         if pos.len() != 2 {
-            self.error(v.src, v.span, "`empirical` takes a file and a column".into(), "wrong arguments", Some("usage: empirical(\"lengths.csv\", num_prefill_tokens)".into()));
+            self.error(
+                v.src,
+                v.span,
+                "`empirical` takes a file and a column".into(),
+                "wrong arguments",
+                Some("usage: empirical(\"lengths.csv\", num_prefill_tokens)".into()),
+            );
             return None;
         }
         let path = self.path(pos[0], "file")?;
@@ -1136,14 +1172,22 @@ impl Cx {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                self.error(pos[0].src, pos[0].span, format!("cannot read `{}`: {e}", path.display()), "not readable", Some("paths are relative to the scenario file".into()));
+                self.error(
+                    pos[0].src,
+                    pos[0].span,
+                    format!("cannot read `{}`: {e}", path.display()),
+                    "not readable",
+                    Some("paths are relative to the scenario file".into()),
+                );
                 return None;
             }
         };
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap_or("").split(',').map(str::trim).collect();
         let Some(col) = header.iter().position(|h| *h == column) else {
-            let help = closest(&column, &header).map(|c| format!("did you mean `{c}`?")).unwrap_or_else(|| format!("columns: {}", header.join(", ")));
+            let help = closest(&column, &header)
+                .map(|c| format!("did you mean `{c}`?"))
+                .unwrap_or_else(|| format!("columns: {}", header.join(", ")));
             self.error(pos[1].src, pos[1].span, format!("`{}` has no column `{column}`", path.display()), "no such column", Some(help));
             return None;
         };
@@ -1156,7 +1200,13 @@ impl Cx {
             match cell.parse::<f64>() {
                 Ok(x) if x >= 1.0 && x.fract() == 0.0 && x <= f64::from(u32::MAX) => values.push(x as u32),
                 _ => {
-                    self.error(pos[0].src, pos[0].span, format!("{}:{}: `{cell}` in column `{column}` is not a whole number of at least 1", path.display(), n + 2), "bad value in file", None);
+                    self.error(
+                        pos[0].src,
+                        pos[0].span,
+                        format!("{}:{}: `{cell}` in column `{column}` is not a whole number of at least 1", path.display(), n + 2),
+                        "bad value in file",
+                        None,
+                    );
                     return None;
                 }
             }
@@ -1173,8 +1223,11 @@ impl Cx {
             return Some(LengthSpec::Constant(self.count_u32(v, key)?));
         }
         const CLAMP: &[&str] = &["min", "max"];
-        let (name, pos, named) =
-            self.call(v, key, &[("uniform", &[]), ("constant", &[]), ("exponential", CLAMP), ("normal", CLAMP), ("lognormal", CLAMP), ("empirical", CLAMP)])?;
+        let (name, pos, named) = self.call(
+            v,
+            key,
+            &[("uniform", &[]), ("constant", &[]), ("exponential", CLAMP), ("normal", CLAMP), ("lognormal", CLAMP), ("empirical", CLAMP)],
+        )?;
         let inner = match name {
             "uniform" => {
                 if !self.args_exact(v, name, &pos, 2, "uniform(low, high)") {
@@ -1240,7 +1293,13 @@ impl Cx {
                 g.zip(t).map(|(groups, tokens)| PrefixSpec { groups, tokens })
             }
             _ => {
-                self.error(v.src, v.span, "`shared` needs `groups` and `tokens`".into(), "incomplete", Some("e.g. `prefix = shared(groups = 4, tokens = 1024)`".into()));
+                self.error(
+                    v.src,
+                    v.span,
+                    "`shared` needs `groups` and `tokens`".into(),
+                    "incomplete",
+                    Some("e.g. `prefix = shared(groups = 4, tokens = 1024)`".into()),
+                );
                 None
             }
         }
@@ -1249,16 +1308,30 @@ impl Cx {
     fn trace(&mut self, v: &Val, pos: &[&Val], named: &BTreeMap<&str, &Val>) -> Option<simctl_engine::trace::TraceSpec> {
         use simctl_engine::trace::{MOONCAKE_BLOCK_TOKENS, TraceFormat, TraceReader, TraceSpec};
         if pos.len() != 1 {
-            self.error(v.src, v.span, "`trace` takes one file".into(), "wrong arguments", Some("usage: trace(\"file.jsonl\", format = mooncake, speedup = 2)".into()));
+            self.error(
+                v.src,
+                v.span,
+                "`trace` takes one file".into(),
+                "wrong arguments",
+                Some("usage: trace(\"file.jsonl\", format = mooncake, speedup = 2)".into()),
+            );
             return None;
         }
         let path = self.path(pos[0], "file")?;
         let format = match named.get("format") {
-            Some(f) => self.keyword(f, "format", &[("mooncake", TraceFormat::Mooncake), ("azure", TraceFormat::Azure), ("csv", TraceFormat::Csv)])?,
+            Some(f) => {
+                self.keyword(f, "format", &[("mooncake", TraceFormat::Mooncake), ("azure", TraceFormat::Azure), ("csv", TraceFormat::Csv)])?
+            }
             None => match TraceFormat::guess(&path) {
                 Some(f) => f,
                 None => {
-                    self.error(v.src, v.span, format!("cannot tell the format of `{}` from its name", path.display()), "format unknown", Some("add `format = mooncake`, `azure` or `csv`".into()));
+                    self.error(
+                        v.src,
+                        v.span,
+                        format!("cannot tell the format of `{}` from its name", path.display()),
+                        "format unknown",
+                        Some("add `format = mooncake`, `azure` or `csv`".into()),
+                    );
                     return None;
                 }
             },
@@ -1296,7 +1369,13 @@ impl Cx {
             spec.block_tokens = self.count_u32(x, "block_tokens")?;
         }
         if let Err(e) = TraceReader::open(&spec.path, spec.format, spec.skip_invalid) {
-            self.error(pos[0].src, pos[0].span, e.to_string(), "trace not usable", Some("paths are relative to the scenario file; pass another with `--set`".into()));
+            self.error(
+                pos[0].src,
+                pos[0].span,
+                e.to_string(),
+                "trace not usable",
+                Some("paths are relative to the scenario file; pass another with `--set`".into()),
+            );
             return None;
         }
         Some(spec)
@@ -1356,7 +1435,10 @@ impl Cx {
             "mmpp" => {
                 let (lo, hi) = (need(self, "low")?, need(self, "high")?);
                 let (lf, hf) = (need(self, "low_for")?, need(self, "high_for")?);
-                ArrivalSpec::Mmpp { rates: [rate(self, lo)?, rate(self, hi)?], dwell: [self.duration(lf, "low_for")?, self.duration(hf, "high_for")?] }
+                ArrivalSpec::Mmpp {
+                    rates: [rate(self, lo)?, rate(self, hi)?],
+                    dwell: [self.duration(lf, "low_for")?, self.duration(hf, "high_for")?],
+                }
             }
             "ramp" => {
                 let mut points = Vec::new();
@@ -1364,7 +1446,13 @@ impl Cx {
                     match &p.kind {
                         ValKind::List(xs) if xs.len() == 2 => points.push((self.duration(&xs[0], "ramp time")?, rate(self, &xs[1])?)),
                         _ => {
-                            self.error(p.src, p.span, "each `ramp` point is `[time, rate]`".into(), "not a point", Some("e.g. `ramp([0s, 10/s], [1h, 40/s], [2h, 10/s])`".into()));
+                            self.error(
+                                p.src,
+                                p.span,
+                                "each `ramp` point is `[time, rate]`".into(),
+                                "not a point",
+                                Some("e.g. `ramp([0s, 10/s], [1h, 40/s], [2h, 10/s])`".into()),
+                            );
                             return None;
                         }
                     }
@@ -1395,13 +1483,25 @@ impl Cx {
             if let VItem::Block { kind, .. } = it
                 && kind.name != "class"
             {
-                self.error(0, kind.span, format!("unknown block `{}` in the workload", kind.name), "unknown block", Some("the workload holds `class NAME { ... }` blocks".into()));
+                self.error(
+                    0,
+                    kind.span,
+                    format!("unknown block `{}` in the workload", kind.name),
+                    "unknown block",
+                    Some("the workload holds `class NAME { ... }` blocks".into()),
+                );
             }
         }
         let (arrivals, trace) = match s.get("arrivals") {
             Some(v) => self.arrivals(v)?,
             None => {
-                self.error(0, span, "the workload has no `arrivals`".into(), "incomplete", Some("add e.g. `arrivals = poisson(24/s)` or `arrivals = trace(\"file.jsonl\")`".into()));
+                self.error(
+                    0,
+                    span,
+                    "the workload has no `arrivals`".into(),
+                    "incomplete",
+                    Some("add e.g. `arrivals = poisson(24/s)` or `arrivals = trace(\"file.jsonl\")`".into()),
+                );
                 return None;
             }
         };
@@ -1438,7 +1538,13 @@ impl Cx {
             Some(v) => cx.length(v, k),
             None if optional => Some(LengthSpec::Constant(1)),
             None => {
-                cx.error(0, span, format!("the workload has no `{k}` length"), "incomplete", Some(format!("add e.g. `{k} = uniform(100, 1200)`")));
+                cx.error(
+                    0,
+                    span,
+                    format!("the workload has no `{k}` length"),
+                    "incomplete",
+                    Some(format!("add e.g. `{k} = uniform(100, 1200)`")),
+                );
                 None
             }
         };

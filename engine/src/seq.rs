@@ -218,6 +218,10 @@ impl SeqSlab {
         }
         s
     }
+    /// The sequence in slot `id`, if the slot is live.
+    pub fn get(&self, id: SeqId) -> Option<&Seq> {
+        self.slots.get(id.0 as usize).and_then(Option::as_ref)
+    }
     /// Most sequences in flight at once.
     pub fn peak(&self) -> usize {
         self.peak

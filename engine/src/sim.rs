@@ -53,6 +53,7 @@ pub struct Simulation {
     decode_router: Option<Box<dyn RoutingPolicy>>,
     migration_interval: Option<SimDuration>,
     hash_buf: Vec<BlockHash>,
+    next_epoch: u16,
     view: ClusterView,
     telemetry_interval: SimDuration,
     preempted: Vec<SeqId>,
@@ -172,7 +173,8 @@ impl Simulation {
                 kv_bytes_per_token: spec.model.kv_bytes_per_token(),
             },
             seqs: SeqSlab::default(),
-            workload: WorkloadGen::new(&spec.workload, seed).map_err(|e| vec![SpecError { path: "workload.trace".into(), message: e.to_string() }])?,
+            workload: WorkloadGen::new(&spec.workload, seed)
+                .map_err(|e| vec![SpecError { path: "workload.trace".into(), message: e.to_string() }])?,
             think_rng: seed.stream(crate::rng::stream::THINK),
             pending: None,
             arrived: 0,
@@ -182,6 +184,7 @@ impl Simulation {
             decode_router,
             migration_interval,
             hash_buf: Vec::new(),
+            next_epoch: 0,
             view: ClusterView::new(views),
             telemetry_interval: spec.telemetry.interval,
             preempted: Vec::new(),
@@ -232,7 +235,8 @@ impl Simulation {
                     }
                 }
                 Event::UserReady(u) => {
-                    let open = self.run.requests.is_none_or(|n| self.arrived < n) && self.run.duration.is_none_or(|d| t < SimTime::ZERO + d);
+                    let open =
+                        self.run.requests.is_none_or(|n| self.arrived < n) && self.run.duration.is_none_or(|d| t < SimTime::ZERO + d);
                     if open {
                         let req = self.workload.request_at(t);
                         self.admit(req, u, rec);
@@ -679,7 +683,8 @@ impl Simulation {
         for k in 0..self.cluster.links[link].active.len() {
             let sid = self.cluster.links[link].active[k];
             let s = &mut self.seqs[sid];
-            s.transfer_epoch = s.transfer_epoch.wrapping_add(1);
+            self.next_epoch = self.next_epoch.wrapping_add(1);
+            s.transfer_epoch = self.next_epoch;
             let at = self.now + SimDuration::from_secs_f64(s.transfer_left / share);
             let ev = Event::WireDone(sid, s.transfer_epoch);
             self.push(at, Phase::Completion, ev);
@@ -687,8 +692,15 @@ impl Simulation {
     }
 
     fn on_wire_done(&mut self, sid: SeqId, epoch: u16) {
-        if self.seqs[sid].transfer_epoch != epoch {
-            return; // re-planned since
+        // Re-planned since, or the sequence is gone (its slot may even hold another one now:
+        // epochs come from one run-wide counter, so a stale event never matches it).
+        let Some(s) = self.seqs.get(sid) else { return };
+        if s.transfer_epoch != epoch || s.holder == s.decode_on {
+            return;
+        }
+        let link = self.link_between(s.holder.index(), s.decode_on.index());
+        if !self.cluster.links[link].active.contains(&sid) {
+            return;
         }
         let s = &self.seqs[sid];
         let (from, to) = (s.holder.index(), s.decode_on.index());

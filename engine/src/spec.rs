@@ -476,7 +476,9 @@ impl ArrivalSpec {
     /// Long-run mean rate, requests per second (`None` for closed loops).
     pub fn mean_rate(&self) -> Option<f64> {
         match self {
-            ArrivalSpec::Poisson { rate_per_s, burst } => Some(rate_per_s * burst.map_or(1.0, |b| 1.0 - b.probability + b.probability * b.factor)),
+            ArrivalSpec::Poisson { rate_per_s, burst } => {
+                Some(rate_per_s * burst.map_or(1.0, |b| 1.0 - b.probability + b.probability * b.factor))
+            }
             ArrivalSpec::Constant { rate_per_s } | ArrivalSpec::Gamma { rate_per_s, .. } => Some(*rate_per_s),
             ArrivalSpec::Mmpp { rates, dwell } => {
                 let (d0, d1) = (dwell[0].as_secs_f64(), dwell[1].as_secs_f64());
@@ -713,13 +715,22 @@ impl ScenarioSpec {
                 }
             }
             ArrivalSpec::Mmpp { rates, dwell } => {
-                if !(rates.iter().all(|r| *r >= 0.0 && r.is_finite()) && rates.iter().any(|r| *r > 0.0)) || dwell.contains(&SimDuration::ZERO) {
+                if !(rates.iter().all(|r| *r >= 0.0 && r.is_finite()) && rates.iter().any(|r| *r > 0.0))
+                    || dwell.contains(&SimDuration::ZERO)
+                {
                     e("workload.arrivals".into(), "`mmpp` needs non-negative rates (not both zero) and stays longer than zero".into());
                 }
             }
             ArrivalSpec::Ramp { points } => {
-                if points.is_empty() || points.iter().any(|p| !(p.1 >= 0.0 && p.1.is_finite())) || points.windows(2).any(|w| w[1].0 < w[0].0) || points.iter().all(|p| p.1 == 0.0) {
-                    e("workload.arrivals".into(), "`ramp` needs points `[time, rate]` in time order with non-negative rates, not all zero".into());
+                if points.is_empty()
+                    || points.iter().any(|p| !(p.1 >= 0.0 && p.1.is_finite()))
+                    || points.windows(2).any(|w| w[1].0 < w[0].0)
+                    || points.iter().all(|p| p.1 == 0.0)
+                {
+                    e(
+                        "workload.arrivals".into(),
+                        "`ramp` needs points `[time, rate]` in time order with non-negative rates, not all zero".into(),
+                    );
                 }
             }
             ArrivalSpec::ClosedLoop { users, .. } => {
@@ -733,12 +744,15 @@ impl ScenarioSpec {
                 LengthSpec::Constant(n) => *n == 0,
                 LengthSpec::Uniform { lo, hi } => *lo == 0 || lo > hi,
                 LengthSpec::Exponential { mean } => !(*mean >= 1.0 && mean.is_finite()),
-                LengthSpec::Normal { mean, std } | LengthSpec::LogNormal { mean, std } => !(mean.is_finite() && *mean > 0.0 && *std >= 0.0 && std.is_finite()),
+                LengthSpec::Normal { mean, std } | LengthSpec::LogNormal { mean, std } => {
+                    !(mean.is_finite() && *mean > 0.0 && *std >= 0.0 && std.is_finite())
+                }
                 LengthSpec::Empirical(v) => v.is_empty() || v.contains(&0),
                 LengthSpec::Clamped { inner, min, max } => *min == 0 || min > max || bad_length(inner),
             }
         }
-        let mut lengths: Vec<(String, &LengthSpec, (u8, u8))> = vec![("workload.prompt".into(), &w.prompt, w.priority), ("workload.output".into(), &w.output, w.priority)];
+        let mut lengths: Vec<(String, &LengthSpec, (u8, u8))> =
+            vec![("workload.prompt".into(), &w.prompt, w.priority), ("workload.output".into(), &w.output, w.priority)];
         for c in &w.classes {
             lengths.push((format!("workload.class.{}.prompt", c.name), &c.prompt, c.priority));
             lengths.push((format!("workload.class.{}.output", c.name), &c.output, c.priority));

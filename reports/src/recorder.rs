@@ -11,9 +11,24 @@ use simctl_engine::time::SimDuration;
 const ITL_MAX_NS: u64 = 3_600_000_000_000;
 const ITL_SIGFIGS: u8 = 3;
 
+/// Per-class samples and counts.
+#[derive(Debug, Default)]
+pub(crate) struct ClassAcc {
+    pub name: String,
+    pub slo: SloSpec,
+    pub ttft_ms: Vec<f64>,
+    pub tpot_ms: Vec<f64>,
+    pub e2e_ms: Vec<f64>,
+    pub requests: u64,
+    pub finished: u64,
+    pub good: u64,
+    pub good_output_tokens: u64,
+}
+
 /// Collects a run's per-request metrics; optionally writes `requests.csv` as requests leave.
 pub struct RunRecorder {
     slo: SloSpec,
+    pub(crate) classes: Vec<ClassAcc>,
     instance_names: Vec<String>,
     pub(crate) ttft_ms: Vec<f64>,
     pub(crate) tpot_ms: Vec<f64>,
@@ -43,7 +58,7 @@ pub struct RunRecorder {
 pub const DECISION_COLUMNS: &str = "time_s,request_id,kind,policy,chosen,scores";
 
 /// Column names of `requests.csv`.
-pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,cached_tokens,ttft_ms,tpot_ms,e2e_ms,preemptions,migrations,good,outcome";
+pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,class,cached_tokens,ttft_ms,tpot_ms,e2e_ms,max_itl_ms,preemptions,migrations,good,outcome";
 
 /// Writes the header line of `requests.csv`.
 pub fn write_requests_csv_header(w: &mut dyn Write) -> io::Result<()> {
@@ -55,6 +70,7 @@ impl RunRecorder {
     pub fn new(slo: SloSpec, instance_names: Vec<String>) -> Self {
         RunRecorder {
             slo,
+            classes: Vec::new(),
             instance_names,
             ttft_ms: Vec::new(),
             tpot_ms: Vec::new(),
@@ -77,6 +93,19 @@ impl RunRecorder {
             csv_error: None,
             decisions: None,
         }
+    }
+
+    /// A recorder for `spec`: its SLO, instance names and request classes.
+    pub fn for_spec(spec: &simctl_engine::spec::ScenarioSpec) -> Self {
+        let names = spec.pools.iter().flat_map(|p| p.instances.iter().map(|i| i.name.clone())).collect();
+        let classes = spec.workload.classes.iter().map(|c| (c.name.clone(), c.slo.unwrap_or(spec.slo))).collect();
+        RunRecorder::new(spec.slo, names).with_classes(classes)
+    }
+
+    /// Keeps per-class metrics for these classes (name and SLO, in class order).
+    pub fn with_classes(mut self, classes: Vec<(String, SloSpec)>) -> Self {
+        self.classes = classes.into_iter().map(|(name, slo)| ClassAcc { name, slo, ..Default::default() }).collect();
+        self
     }
 
     /// Streams one CSV row per request to `w` (after writing the header).
@@ -118,12 +147,14 @@ impl RunRecorder {
         if r.outcome != Outcome::Finished {
             return false;
         }
+        let slo = self.classes.get(usize::from(r.class)).map_or(&self.slo, |c| &c.slo);
         let within = |got: Option<SimDuration>, limit: Option<SimDuration>| match (got, limit) {
             (_, None) => true,
             (None, Some(_)) => true, // TPOT is undefined for one-token outputs
             (Some(g), Some(l)) => g <= l,
         };
-        within(r.ttft(), self.slo.ttft) && within(r.tpot(), self.slo.tpot) && within(r.e2e(), self.slo.e2e)
+        let itl = (r.generated_tokens > 1).then_some(r.max_itl);
+        within(r.ttft(), slo.ttft) && within(r.tpot(), slo.tpot) && within(r.e2e(), slo.e2e) && within(itl, slo.itl)
     }
 
     fn name(&self, i: Option<simctl_engine::router::InstanceId>) -> &str {
@@ -133,7 +164,7 @@ impl RunRecorder {
     fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
         let ms = |d: Option<SimDuration>| d.map(|d| d.as_millis_f64().to_string()).unwrap_or_default();
         let line = format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.id.0,
             r.arrival.as_secs_f64(),
             r.prompt_tokens,
@@ -142,10 +173,12 @@ impl RunRecorder {
             r.priority,
             self.name(r.prefill_instance),
             self.name(r.decode_instance),
+            self.classes.get(usize::from(r.class)).map_or(String::new(), |c| crate::csv_text(&c.name)),
             r.cached_tokens,
             ms(r.ttft()),
             ms(r.tpot()),
             ms(r.e2e()),
+            ms((r.generated_tokens > 1).then_some(r.max_itl)),
             r.preemptions,
             r.migrations,
             u8::from(good),
@@ -213,6 +246,25 @@ impl Recorder for RunRecorder {
         if good {
             self.good += 1;
             self.good_output_tokens += u64::from(r.generated_tokens);
+        }
+        if let Some(c) = self.classes.get_mut(usize::from(r.class)) {
+            c.requests += 1;
+            if let Some(t) = r.ttft() {
+                c.ttft_ms.push(t.as_millis_f64());
+            }
+            if r.outcome == Outcome::Finished {
+                c.finished += 1;
+                if let Some(t) = r.tpot() {
+                    c.tpot_ms.push(t.as_millis_f64());
+                }
+                if let Some(t) = r.e2e() {
+                    c.e2e_ms.push(t.as_millis_f64());
+                }
+            }
+            if good {
+                c.good += 1;
+                c.good_output_tokens += u64::from(r.generated_tokens);
+            }
         }
         if self.csv.is_some()
             && self.csv_error.is_none()

@@ -10,6 +10,27 @@ use crate::recorder::RunRecorder;
 
 const SECONDS_PER_HOUR: f64 = 3600.0;
 
+/// Per-class results (workloads with `class` blocks).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClassSummary {
+    /// Requests of the class.
+    pub requests: u64,
+    /// Of which finished.
+    pub completed: u64,
+    /// Time to first token.
+    pub ttft_ms: Distribution,
+    /// Time per output token.
+    pub tpot_ms: Distribution,
+    /// End-to-end latency.
+    pub e2e_ms: Distribution,
+    /// Good requests per second (against the class's SLO).
+    pub goodput_rps: f64,
+    /// Good output tokens per second.
+    pub goodput_tok_s: f64,
+    /// Good over all requests of the class.
+    pub slo_attainment: f64,
+}
+
 /// The summary of one run. Key names are a stable interface for scripts.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Summary {
@@ -65,6 +86,10 @@ pub struct Summary {
     pub events: u64,
     /// Most requests in flight at once.
     pub peak_in_flight: usize,
+    /// Invalid trace lines skipped.
+    pub trace_skipped_lines: u64,
+    /// Per-class results by class name (empty without classes).
+    pub classes: BTreeMap<String, ClassSummary>,
     /// Per-pool results by name.
     pub pools: BTreeMap<String, PoolStats>,
     /// Per-instance results by name.
@@ -107,6 +132,26 @@ impl Summary {
             preemptions: totals.instances.iter().map(|i| i.preemptions).sum(),
             events: totals.events,
             peak_in_flight: totals.peak_in_flight,
+            trace_skipped_lines: totals.trace_skipped_lines,
+            classes: rec
+                .classes
+                .iter_mut()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        ClassSummary {
+                            requests: c.requests,
+                            completed: c.finished,
+                            ttft_ms: Distribution::from_samples(&mut c.ttft_ms),
+                            tpot_ms: Distribution::from_samples(&mut c.tpot_ms),
+                            e2e_ms: Distribution::from_samples(&mut c.e2e_ms),
+                            goodput_rps: c.good as f64 / secs,
+                            goodput_tok_s: c.good_output_tokens as f64 / secs,
+                            slo_attainment: if c.requests == 0 { 0.0 } else { c.good as f64 / c.requests as f64 },
+                        },
+                    )
+                })
+                .collect(),
             pools: totals.pools.iter().map(|p| (p.name.clone(), p.clone())).collect(),
             instances: totals.instances.iter().map(|i| (i.name.clone(), i.clone())).collect(),
         }

@@ -29,6 +29,25 @@ pub fn render_table(s: &Summary) -> String {
     let _ = writeln!(o, "cost            {:>10.4} $       {:>10.0} good tok/$", s.cost_usd, s.goodput_tok_per_usd);
     let _ = writeln!(o, "preemptions     {:>10}       {:>10} requests", s.preemptions, s.preempted_requests);
     let _ = writeln!(o, "prefix hits     {:>10.1} %", s.prefix_hit_rate * 100.0);
+    if s.trace_skipped_lines > 0 {
+        let _ = writeln!(o, "trace lines skipped {:>6} (invalid)", s.trace_skipped_lines);
+    }
+    if !s.classes.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{:<12} {:>9} {:>10} {:>10} {:>10} {:>10}", "class", "requests", "ttft_p95", "tpot_p95", "goodput/s", "slo%");
+        for (name, c) in &s.classes {
+            let _ = writeln!(
+                o,
+                "{:<12} {:>9} {:>10.2} {:>10.2} {:>10.2} {:>10.1}",
+                name,
+                c.requests,
+                c.ttft_ms.p95,
+                c.tpot_ms.p95,
+                c.goodput_rps,
+                c.slo_attainment * 100.0
+            );
+        }
+    }
     if s.migrations > 0 {
         let _ = writeln!(o, "migrations      {:>10}", s.migrations);
     }

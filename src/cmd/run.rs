@@ -49,8 +49,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         Loaded::Invalid => return Ok(ExitCode::from(crate::EXIT_BAD_INPUT)),
     };
     let seed = a.seed.unwrap_or(spec.seed);
-    let names = spec.pools.iter().flat_map(|p| p.instances.iter().map(|i| i.name.clone())).collect();
-    let mut rec = RunRecorder::new(spec.slo, names);
+    let mut rec = RunRecorder::for_spec(&spec);
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder `{}`", dir.display()))?;
         let path = dir.join("requests.csv");
@@ -73,6 +72,11 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         let path = dir.join("summary.json");
         let text = serde_json::to_string_pretty(&summary)?;
         std::fs::write(&path, text + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    if let Some(e) = &totals.workload_error {
+        eprintln!("error: the workload stopped early: {e}");
+        eprintln!("hint: fix the line, or replay with `skip_invalid = true` to skip and count bad lines");
+        return Ok(ExitCode::FAILURE);
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

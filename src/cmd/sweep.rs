@@ -210,7 +210,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
 }
 
 fn simulate(spec: &ScenarioSpec, seed: u64, probe: bool) -> Summary {
-    let mut rec = RunRecorder::new(spec.slo, Vec::new());
+    let mut rec = RunRecorder::for_spec(spec);
     let mut s = spec.clone();
     if probe {
         // Only the column names are needed: a tiny run suffices.
