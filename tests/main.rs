@@ -7,6 +7,7 @@ mod fidelity;
 mod routing;
 mod scenarios;
 mod sweep;
+mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -359,9 +359,10 @@ impl TraceReplay {
         }
     }
 
-    // The next pass starts one mean gap after this pass's last request.
+    // The next pass starts one mean gap (last arrival / (requests − 1)) after this pass's
+    // last request.
     fn restart(&mut self) -> Option<()> {
-        let gap = self.last_ns / self.produced_this_pass.max(1);
+        let gap = self.last_ns / self.produced_this_pass.saturating_sub(1).max(1);
         self.offset_ns += self.last_ns + gap.max(1);
         self.skipped_before += self.reader.skipped();
         match TraceReader::open(&self.spec.path, self.spec.format, self.spec.skip_invalid) {
@@ -426,5 +427,112 @@ mod tests {
         }
         let rate = n as f64 / last.as_secs_f64();
         assert!((rate / 33.6 - 1.0).abs() < 0.01, "rate {rate}");
+    }
+
+    fn gaps(arrivals: ArrivalSpec, n: usize, seed: u64) -> Vec<f64> {
+        let mut g = WorkloadGen::new(&spec(arrivals), RunSeed(seed)).unwrap();
+        let mut last = 0.0;
+        (0..n)
+            .map(|_| {
+                let t = g.next_request().unwrap().arrival.as_secs_f64();
+                let d = t - last;
+                last = t;
+                d
+            })
+            .collect()
+    }
+
+    fn mean_cv(xs: &[f64]) -> (f64, f64) {
+        let n = xs.len() as f64;
+        let m = xs.iter().sum::<f64>() / n;
+        let v = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
+        (m, v.sqrt() / m)
+    }
+
+    #[test]
+    fn gamma_gaps_have_the_asked_mean_and_cv() {
+        for cv in [0.5, 1.0, 3.0] {
+            let (m, c) = mean_cv(&gaps(ArrivalSpec::Gamma { rate_per_s: 20.0, cv }, 200_000, 11));
+            assert!((m * 20.0 - 1.0).abs() < 0.02, "cv {cv}: mean gap {m}");
+            assert!((c / cv - 1.0).abs() < 0.03, "cv {cv}: got {c}");
+        }
+    }
+
+    #[test]
+    fn mmpp_mean_rate_weights_the_states_by_their_stays() {
+        // 10/s for 30 s on average, 50/s for 5 s: (10*30 + 50*5) / 35 = 15.71/s.
+        let a = ArrivalSpec::Mmpp { rates: [10.0, 50.0], dwell: [SimDuration::from_secs(30), SimDuration::from_secs(5)] };
+        let want = a.mean_rate().unwrap();
+        assert!((want - 550.0 / 35.0).abs() < 1e-9);
+        let g = gaps(a, 300_000, 5);
+        let rate = g.len() as f64 / g.iter().sum::<f64>();
+        assert!((rate / want - 1.0).abs() < 0.03, "{rate} vs {want}");
+        // Burstier than Poisson.
+        assert!(mean_cv(&g).1 > 1.2);
+    }
+
+    #[test]
+    fn ramp_follows_the_rate_through_its_points() {
+        // 0 -> 100/s over 100 s: the expected count in [0, 100 s] is 5000, in [0, 50 s] 1250.
+        let a = ArrivalSpec::Ramp { points: vec![(SimDuration::ZERO, 0.0), (SimDuration::from_secs(100), 100.0)] };
+        let mut g = WorkloadGen::new(&spec(a), RunSeed(2)).unwrap();
+        let (mut first_half, mut all) = (0, 0);
+        loop {
+            let t = g.next_request().unwrap().arrival.as_secs_f64();
+            if t > 100.0 {
+                break;
+            }
+            all += 1;
+            if t <= 50.0 {
+                first_half += 1;
+            }
+        }
+        assert!((f64::from(all) / 5000.0 - 1.0).abs() < 0.05, "{all}");
+        assert!((f64::from(first_half) / 1250.0 - 1.0).abs() < 0.1, "{first_half}");
+    }
+
+    #[test]
+    fn length_distributions_hit_their_moments_and_clamps() {
+        let mut rng = RunSeed(9).stream("lengths");
+        let draw = |s: &LengthSpec, rng: &mut StreamRng| (0..100_000).map(|_| f64::from(draw_length(s, rng))).collect::<Vec<_>>();
+        let (m, c) = mean_cv(&draw(&LengthSpec::Normal { mean: 1000.0, std: 100.0 }, &mut rng));
+        assert!((m - 1000.0).abs() < 2.0 && (c * m - 100.0).abs() < 2.0, "{m} {c}");
+        let (m, c) = mean_cv(&draw(&LengthSpec::LogNormal { mean: 800.0, std: 600.0 }, &mut rng));
+        assert!((m / 800.0 - 1.0).abs() < 0.02 && (c * m / 600.0 - 1.0).abs() < 0.05, "{m} {}", c * m);
+        let (m, _) = mean_cv(&draw(&LengthSpec::Exponential { mean: 300.0 }, &mut rng));
+        assert!((m / 300.5 - 1.0).abs() < 0.02, "{m}");
+        let clamped = LengthSpec::Clamped { inner: Box::new(LengthSpec::Normal { mean: 100.0, std: 200.0 }), min: 50, max: 150 };
+        let xs = draw(&clamped, &mut rng);
+        assert!(xs.iter().all(|&x| (50.0..=150.0).contains(&x)));
+        // Truncation redraws, so the bounds are not piled up as a clamp would.
+        let at_bounds = xs.iter().filter(|&&x| x == 50.0 || x == 150.0).count();
+        assert!(at_bounds < 2_000, "{at_bounds}");
+        let emp = LengthSpec::Empirical(vec![5u32, 7, 9].into());
+        let xs = draw(&emp, &mut rng);
+        assert!(xs.iter().all(|&x| x == 5.0 || x == 7.0 || x == 9.0));
+        assert!((mean_cv(&xs).0 - 7.0).abs() < 0.02);
+    }
+
+    #[test]
+    fn classes_are_drawn_by_weight_with_their_own_shapes() {
+        let mut w = spec(ArrivalSpec::Poisson { rate_per_s: 10.0, burst: None });
+        let class = |name: &str, weight: f64, n: u32| crate::spec::ClassSpec {
+            name: name.into(),
+            weight,
+            prompt: LengthSpec::Constant(n),
+            output: LengthSpec::Constant(1),
+            priority: (0, 0),
+            prefix: None,
+            slo: None,
+        };
+        w.classes = vec![class("chat", 0.7, 100), class("rag", 0.3, 8000)];
+        let mut g = WorkloadGen::new(&w, RunSeed(4)).unwrap();
+        let mut rag = 0;
+        for _ in 0..100_000 {
+            let r = g.next_request().unwrap();
+            assert_eq!(r.prompt_tokens, if r.class == 1 { 8000 } else { 100 });
+            rag += usize::from(r.class);
+        }
+        assert!((rag as f64 / 100_000.0 - 0.3).abs() < 0.005, "{rag}");
     }
 }
