@@ -48,6 +48,68 @@ pub enum Item {
     },
     /// `KIND [NAME] { ITEMS }`.
     Block(Block),
+    /// `include "file.scn"`: the file's items, as if written here.
+    Include {
+        /// The path as written (relative to the including file).
+        path: String,
+        /// The whole statement.
+        span: Span,
+    },
+}
+
+impl Span {
+    fn shift(&mut self, by: usize) {
+        self.start += by;
+        self.end += by;
+    }
+}
+
+/// Moves every span of `items` by `by` bytes (included files live at their own offset).
+pub fn shift_items(items: &mut [Item], by: usize) {
+    for it in items {
+        match it {
+            Item::Param { name, value } => {
+                name.span.shift(by);
+                shift_expr(value, by);
+            }
+            Item::Setting { key, value } => {
+                key.span.shift(by);
+                shift_expr(value, by);
+            }
+            Item::Block(b) => {
+                b.kind.span.shift(by);
+                if let Some(n) = &mut b.name {
+                    n.span.shift(by);
+                }
+                b.span.shift(by);
+                shift_items(&mut b.items, by);
+            }
+            Item::Include { span, .. } => span.shift(by),
+        }
+    }
+}
+
+fn shift_expr(e: &mut Expr, by: usize) {
+    e.span.shift(by);
+    match &mut e.kind {
+        ExprKind::List(xs) => xs.iter_mut().for_each(|x| shift_expr(x, by)),
+        ExprKind::Call { name, args } => {
+            name.span.shift(by);
+            for a in args {
+                if let Some(n) = &mut a.name {
+                    n.span.shift(by);
+                }
+                shift_expr(&mut a.value, by);
+            }
+        }
+        ExprKind::Replicate { of, .. } => of.span.shift(by),
+        ExprKind::Neg(x) => shift_expr(x, by),
+        ExprKind::Binary(_, a, b) => {
+            shift_expr(a, by);
+            shift_expr(b, by);
+        }
+        _ => {}
+    }
 }
 
 /// `KIND [NAME] { ITEMS }`.

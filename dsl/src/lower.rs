@@ -6,7 +6,7 @@ use simctl_engine::catalogue;
 use simctl_engine::spec::*;
 use simctl_engine::time::SimDuration;
 
-use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Item, Span};
+use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Item, Span, shift_items};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::parser::{self, SyntaxError};
 use crate::value::{Dim, Val, ValKind, unit};
@@ -14,12 +14,20 @@ use crate::value::{Dim, Val, ValKind, unit};
 /// Parses, evaluates and lowers a scenario. `overrides` are `(name, value)` pairs from
 /// `--set`: a parameter name, or a dotted path to a setting (`router.policy`).
 pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Result<ScenarioSpec, Diagnostics> {
-    let mut cx = Cx { generated: Default::default(), diags: Diagnostics::default(), params: BTreeMap::new(), spans: BTreeMap::new() };
+    let mut cx = Cx {
+        generated: Default::default(),
+        diags: Diagnostics::default(),
+        params: BTreeMap::new(),
+        spans: BTreeMap::new(),
+        files: vec![(0, 0)],
+    };
     cx.diags.sources.push((file_name.to_string(), src.to_string()));
     let (items, syntax) = parser::parse_file(src);
     for e in syntax {
         cx.syntax(0, e);
     }
+    let mut chain = vec![std::fs::canonicalize(file_name).unwrap_or_else(|_| file_name.into())];
+    let items = cx.expand_includes(items, 0, &mut chain);
     // Parameters first (in order, each may use earlier ones), then command-line overrides.
     let mut override_vals = Vec::new();
     for (k, v) in overrides {
@@ -145,7 +153,13 @@ fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val, top: bool) -> bool {
 // Blocks that take no name and have defaults for every key.
 const UNNAMED_BLOCKS: &[&str] = &["engine", "router", "telemetry", "slo", "run"];
 
+/// Includes nest at most this deep (a cycle is reported before that).
+const MAX_INCLUDE_DEPTH: usize = 16;
+
 struct Cx {
+    /// `(global offset, source index)` of every scenario file read (the main file at 0, then
+    /// includes): their spans are shifted to be unique, and errors map back.
+    files: Vec<(usize, usize)>,
     /// Instance names made by `N x NAME` replication.
     generated: std::collections::BTreeSet<String>,
     diags: Diagnostics,
@@ -159,7 +173,75 @@ fn closest<'a>(word: &str, options: &[&'a str]) -> Option<&'a str> {
 
 impl Cx {
     fn error(&mut self, src: usize, span: Span, message: String, label: &str, help: Option<String>) {
+        // Spans of scenario files (source 0 and includes) are global offsets.
+        let (src, span) = if src == 0 { self.locate(span) } else { (src, span) };
         self.diags.items.push(Diagnostic { src, span, message, label: label.into(), help });
+    }
+
+    fn locate(&self, span: Span) -> (usize, Span) {
+        let &(base, src) = self.files.iter().rev().find(|(base, _)| *base <= span.start).unwrap_or(&(0, 0));
+        (src, Span::new(span.start - base, span.end - base))
+    }
+
+    /// The folder relative paths in `v` are resolved against: its scenario file's, or the
+    /// working directory for values given on the command line.
+    fn base_dir(&self, v: &Val) -> std::path::PathBuf {
+        if v.src != 0 {
+            return std::path::PathBuf::new();
+        }
+        let (src, _) = self.locate(v.span);
+        std::path::Path::new(&self.diags.sources[src].0).parent().map(|p| p.to_path_buf()).unwrap_or_default()
+    }
+
+    /// Replaces `include "file"` items by the file's items (recursively), each file's spans
+    /// shifted to its own range of offsets.
+    fn expand_includes(&mut self, items: Vec<Item>, src: usize, chain: &mut Vec<std::path::PathBuf>) -> Vec<Item> {
+        let mut out = Vec::new();
+        for it in items {
+            let Item::Include { path, span } = it else {
+                out.push(it);
+                continue;
+            };
+            let dir = std::path::Path::new(&self.diags.sources[src].0).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+            let full = dir.join(&path);
+            let canon = std::fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
+            let text = match std::fs::read_to_string(&full) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.error(
+                        0,
+                        span,
+                        format!("cannot include `{}`: {e}", full.display()),
+                        "not readable",
+                        Some("include paths are relative to the including file".into()),
+                    );
+                    continue;
+                }
+            };
+            if chain.contains(&canon) || chain.len() > MAX_INCLUDE_DEPTH {
+                self.error(
+                    0,
+                    span,
+                    format!("`{}` includes itself (through {} files)", full.display(), chain.len()),
+                    "include cycle",
+                    Some("remove one of the includes".into()),
+                );
+                continue;
+            }
+            let base = self.diags.sources.iter().map(|s| s.1.len() + 1).sum::<usize>() + self.files.last().map_or(0, |f| f.0);
+            let idx = self.diags.sources.len();
+            self.diags.sources.push((full.display().to_string(), text.clone()));
+            self.files.push((base, idx));
+            let (mut inner, syntax) = parser::parse_file(&text);
+            for e in syntax {
+                self.syntax(idx, e);
+            }
+            shift_items(&mut inner, base);
+            chain.push(canon);
+            out.extend(self.expand_includes(inner, idx, chain));
+            chain.pop();
+        }
+        out
     }
 
     fn syntax(&mut self, src: usize, e: SyntaxError) {
@@ -274,13 +356,16 @@ impl Cx {
                     let inner = self.eval_items(items, src);
                     out.push(VItem::Block { kind: kind.clone(), name: name.clone(), items: inner, span: *span });
                 }
+                Item::Include { span, .. } => {
+                    self.error(0, *span, "`include` belongs at the top level of a file".into(), "not here", None);
+                }
             }
         }
         out
     }
 
     fn load_profile(&mut self, path: &str, v: &Val) -> Option<simctl_engine::profile::Profile> {
-        let base = std::path::Path::new(&self.diags.sources[0].0).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let base = self.base_dir(v);
         let full = if std::path::Path::new(path).is_absolute() { std::path::PathBuf::from(path) } else { base.join(path) };
         let text = match std::fs::read_to_string(&full) {
             Ok(t) => t,
@@ -470,7 +555,8 @@ impl Cx {
     // ---- lowering ----
 
     fn lower(&mut self, tree: &[VItem], default_name: String) -> Option<ScenarioSpec> {
-        const TOP_BLOCKS: &[&str] = &["hardware", "pool", "link", "router", "telemetry", "workload", "slo", "run", "engine"];
+        const TOP_BLOCKS: &[&str] =
+            &["hardware", "pool", "link", "router", "telemetry", "workload", "slo", "run", "engine", "model", "sweep"];
         for it in tree {
             if let VItem::Block { kind, .. } = it
                 && !TOP_BLOCKS.contains(&kind.name.as_str())
@@ -490,8 +576,14 @@ impl Cx {
             Some(v) => self.count(v, "seed"),
             None => Some(0),
         };
-        let model = match top.get("model") {
-            Some(v) => {
+        let model_block = Self::blocks(tree, "model").next();
+        let model = match (top.get("model"), model_block) {
+            (Some(v), Some(_)) => {
+                self.error(v.src, v.span, "the model is given twice: as `model = ...` and as a `model` block".into(), "remove one", None);
+                None
+            }
+            (None, Some((_, name, items, span))) => self.model_block(name, items, span),
+            (Some(v), None) => {
                 let n = self.name(v, "model")?;
                 catalogue::model(&n).or_else(|| {
                     let names: Vec<String> = catalogue::models().into_iter().map(|m| m.name).collect();
@@ -505,7 +597,7 @@ impl Cx {
                     None
                 })
             }
-            None => {
+            (None, None) => {
                 self.error(
                     0,
                     Span::default(),
@@ -648,10 +740,49 @@ impl Cx {
             }
             None => Some(RunSpec { duration: None, requests: None, drain: true }),
         };
+        let sweep = match Self::blocks(tree, "sweep").next() {
+            None => None,
+            Some((_, _, items, span)) => {
+                let s = self.settings("sweep", items, &["grid", "seeds"]);
+                let mut grid = Vec::new();
+                if let Some(v) = s.get("grid") {
+                    let elems = match &v.kind {
+                        ValKind::List(xs) => xs.clone(),
+                        _ => vec![(*v).clone()],
+                    };
+                    for e in elems {
+                        match &e.kind {
+                            ValKind::Str(g) if g.contains('=') => grid.push(g.clone()),
+                            _ => self.error(
+                                e.src,
+                                e.span,
+                                format!("a sweep axis is a string like `\"arrival_rate=10/s..40/s:10/s\"`, found {e}"),
+                                "not an axis",
+                                None,
+                            ),
+                        }
+                    }
+                } else {
+                    self.error(
+                        0,
+                        span,
+                        "the sweep block has no `grid`".into(),
+                        "incomplete",
+                        Some("add e.g. `grid = [\"arrival_rate=10/s..40/s:10/s\", \"router.policy=round_robin,telemetry\"]`".into()),
+                    );
+                }
+                let seeds = match s.get("seeds") {
+                    Some(v) => self.count_u32(v, "seeds"),
+                    None => None,
+                };
+                Some(SweepSpec { grid, seeds })
+            }
+        };
         if !self.diags.items.is_empty() {
             return None;
         }
         Some(ScenarioSpec {
+            sweep,
             name: name?,
             seed: seed?,
             model: model?,
@@ -664,6 +795,107 @@ impl Cx {
             slo: slo?,
             run: run?,
         })
+    }
+
+    /// `model NAME { base = CATALOGUE_MODEL; ... }` or a full architecture.
+    fn model_block(&mut self, name: Option<&Ident>, items: &[VItem], span: Span) -> Option<catalogue::ModelSpec> {
+        const KEYS: &[&str] = &[
+            "base",
+            "layers",
+            "hidden",
+            "heads",
+            "kv_heads",
+            "head_dim",
+            "intermediate",
+            "vocab",
+            "experts",
+            "active_experts",
+            "dtype_bytes",
+            "tied_embeddings",
+        ];
+        let s = self.settings("the model", items, KEYS);
+        let mut m = match s.get("base") {
+            Some(v) => {
+                let n = self.name(v, "base")?;
+                match catalogue::model(&n) {
+                    Some(m) => m,
+                    None => {
+                        let names: Vec<String> = catalogue::models().into_iter().map(|m| m.name).collect();
+                        self.error(
+                            v.src,
+                            v.span,
+                            format!("unknown model `{n}`"),
+                            "not in the catalogue",
+                            Some(format!("catalogue models: {}", names.join(", "))),
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => {
+                let missing: Vec<&str> =
+                    ["layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"].into_iter().filter(|k| !s.contains_key(k)).collect();
+                if !missing.is_empty() {
+                    self.error(
+                        0,
+                        span,
+                        format!("the model block lacks {}", missing.join(", ")),
+                        "incomplete architecture",
+                        Some("give every shape, or start from the catalogue with `base = llama_3_1_8b`".into()),
+                    );
+                    return None;
+                }
+                catalogue::ModelSpec {
+                    name: String::new(),
+                    layers: 0,
+                    hidden: 0,
+                    heads: 0,
+                    kv_heads: 0,
+                    head_dim: 0,
+                    intermediate: 0,
+                    vocab: 0,
+                    experts: 1,
+                    active_experts: 1,
+                    dtype_bytes: 2,
+                    tied_embeddings: false,
+                }
+            }
+        };
+        if let Some(n) = name {
+            m.name = n.name.clone();
+        }
+        let set = |cx: &mut Self, k: &str, into: &mut u32| -> Option<()> {
+            if let Some(v) = s.get(k) {
+                *into = cx.count_u32(v, k)?;
+                if *into == 0 {
+                    cx.error(v.src, v.span, format!("`{k}` must be at least 1"), "zero", None);
+                    return None;
+                }
+            }
+            Some(())
+        };
+        set(self, "layers", &mut m.layers)?;
+        set(self, "hidden", &mut m.hidden)?;
+        set(self, "heads", &mut m.heads)?;
+        set(self, "kv_heads", &mut m.kv_heads)?;
+        set(self, "intermediate", &mut m.intermediate)?;
+        set(self, "vocab", &mut m.vocab)?;
+        set(self, "experts", &mut m.experts)?;
+        set(self, "active_experts", &mut m.active_experts)?;
+        set(self, "dtype_bytes", &mut m.dtype_bytes)?;
+        if s.contains_key("head_dim") {
+            set(self, "head_dim", &mut m.head_dim)?;
+        } else if m.head_dim == 0 {
+            m.head_dim = m.hidden / m.heads;
+        }
+        if let Some(v) = s.get("tied_embeddings") {
+            m.tied_embeddings = self.boolean(v, "tied_embeddings")?;
+        }
+        if m.active_experts > m.experts {
+            self.error(0, span, "`active_experts` exceeds `experts`".into(), "impossible", None);
+            return None;
+        }
+        Some(m)
     }
 
     fn engine(&mut self, items: &[VItem], mut e: EngineSpec) -> EngineSpec {
@@ -1149,10 +1381,7 @@ impl Cx {
     /// working directory when given on the command line (`--set trace=...`).
     fn path(&mut self, v: &Val, key: &str) -> Option<std::path::PathBuf> {
         let p = self.name(v, key)?;
-        if v.src != 0 {
-            return Some(p.into());
-        }
-        let base = std::path::Path::new(&self.diags.sources[0].0).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        let base = self.base_dir(v);
         Some(if std::path::Path::new(&p).is_absolute() { p.into() } else { base.join(p) })
     }
 

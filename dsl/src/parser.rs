@@ -2,7 +2,7 @@
 //! reports every syntax error of a file.
 
 use nom::branch::alt;
-use nom::bytes::complete::{take_while, take_while1};
+use nom::bytes::complete::{tag, take_while, take_while1};
 use nom::character::complete::{char, digit1};
 use nom::combinator::{opt, recognize};
 use nom::error::{ErrorKind, ParseError};
@@ -125,7 +125,14 @@ fn number(i: In) -> PResult<Expr> {
     let (r, value) = number_literal(i)?;
     let (r2, u) = opt((inline_ws, unit).map(|(_, u)| u)).parse(r)?;
     let r = if u.is_some() { r2 } else { r };
-    Ok((r, Expr { kind: ExprKind::Number { value, unit: u }, span: Span::new(start, offset(&r)) }))
+    let n = Expr { kind: ExprKind::Number { value, unit: u }, span: Span::new(start, offset(&r)) };
+    // `1.2 per 50ms`: a count per duration, i.e. a rate.
+    if let Ok((r3, _)) = (inline_ws, tag("per"), take_while1(|c: char| c == ' ' || c == '\t')).parse(r) {
+        let (r4, d) = cut_with(number(r3), &r3, "a duration after `per`, such as `per 50ms`")?;
+        let span = Span::new(start, d.span.end);
+        return Ok((r4, Expr { kind: ExprKind::Binary(BinOp::Div, Box::new(n), Box::new(d)), span }));
+    }
+    Ok((r, n))
 }
 
 fn replicate(i: In) -> PResult<Expr> {
@@ -278,6 +285,11 @@ pub(crate) fn expr(i: In) -> PResult<Expr> {
 fn item<'a>(i: In<'a>, errs: &mut Vec<SyntaxError>) -> PResult<'a, Item> {
     let (r, head) = ident(i)?;
     let (r, _) = ws(r)?;
+    if head.name == "include" && r.fragment().starts_with('"') {
+        let (r, e) = string(r)?;
+        let ExprKind::Str(path) = e.kind else { unreachable!("string() makes strings") };
+        return Ok((r, Item::Include { path, span: Span::new(head.span.start, e.span.end) }));
+    }
     if head.name == "param" && r.fragment().starts_with(is_ident_start) {
         let (r, name) = ident(r)?;
         let (r, _) = ws(r)?;

@@ -52,5 +52,6 @@ pub fn single_server(rho: f64, mean_service_s: f64, deterministic: bool, request
         },
         slo: SloSpec::default(),
         run: RunSpec { duration: None, requests: Some(requests), drain: true },
+        sweep: None,
     }
 }

@@ -50,6 +50,17 @@ pub struct ScenarioSpec {
     pub slo: SloSpec,
     /// How long to run.
     pub run: RunSpec,
+    /// The scenario's own sweep (used by `simctl sweep` when no `--grid` is given).
+    pub sweep: Option<SweepSpec>,
+}
+
+/// Axes and replication of a sweep, as `simctl sweep` takes them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepSpec {
+    /// Axes in `--grid` syntax: `NAME=a..b`, `NAME=a..b:step`, `NAME=x,y,z`.
+    pub grid: Vec<String>,
+    /// Runs per point.
+    pub seeds: Option<u32>,
 }
 
 /// One hardware kind: cost, memory and a performance model.

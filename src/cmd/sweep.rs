@@ -40,14 +40,15 @@ pub struct SweepArgs {
     #[arg(value_name = "SCENARIO.scn")]
     scenario: Option<PathBuf>,
     /// An axis: NAME=a..b, NAME=a..b:step or NAME=x,y,z. Repeat for a product.
-    #[arg(long = "grid", value_name = "NAME=SPEC", required = true)]
+    /// With no --grid, the scenario's `sweep { grid = [...] }` block is used.
+    #[arg(long = "grid", value_name = "NAME=SPEC")]
     grid: Vec<String>,
     /// Fixed overrides for every point (as `simctl run --set`).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
     /// Runs per point, with different seeds.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    seeds: u32,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    seeds: Option<u32>,
     /// Base seed (default: the scenario's).
     #[arg(long)]
     seed: Option<u64>,
@@ -70,9 +71,24 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let fixed = scenario::parse_overrides(&a.set)?;
-    let axes: Vec<Axis> = a.grid.iter().map(|g| grid::parse_axis(g)).collect::<Result<_>>()?;
-    let points = grid::points(&axes);
     let (name, text) = scenario::read(a.scenario.as_deref())?;
+    // The scenario's own sweep block, when the command line gives no grid.
+    let block = match simctl_dsl::load(&name, &text, &fixed) {
+        Ok(s) => s.sweep,
+        Err(d) => {
+            eprint!("{}", d.render(std::io::stderr().is_terminal()));
+            return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
+        }
+    };
+    let grid_args = if a.grid.is_empty() { block.as_ref().map(|b| b.grid.clone()).unwrap_or_default() } else { a.grid.clone() };
+    if grid_args.is_empty() {
+        anyhow::bail!(
+            "nothing to sweep: give `--grid NAME=SPEC` (e.g. `--grid arrival_rate=10/s..40/s:10/s`) or a `sweep {{ grid = [...] }}` block in the scenario"
+        );
+    }
+    let seeds = a.seeds.or(block.as_ref().and_then(|b| b.seeds)).unwrap_or(1);
+    let axes: Vec<Axis> = grid_args.iter().map(|g| grid::parse_axis(g)).collect::<Result<_>>()?;
+    let points = grid::points(&axes);
 
     // Lower every point first: a bad value fails the sweep before anything runs.
     let mut specs: Vec<ScenarioSpec> = Vec::with_capacity(points.len());
@@ -91,7 +107,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     }
     let base = a.seed.unwrap_or(specs[0].seed);
     let seed_of = |r: u32| if r == 0 { base } else { RunSeed(base).derive(u64::from(r)).0 };
-    let jobs: Vec<Job> = (0..points.len()).flat_map(|p| (0..a.seeds).map(move |r| Job { point: p, replicate: r })).collect();
+    let jobs: Vec<Job> = (0..points.len()).flat_map(|p| (0..seeds).map(move |r| Job { point: p, replicate: r })).collect();
 
     let header: Vec<String> = {
         let probe = simulate(&specs[0], base, true);
@@ -158,7 +174,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
             writeln!(w, "{}", r.iter().map(Cell::to_csv).collect::<Vec<_>>().join(","))?;
         }
         w.flush()?;
-        write_points(dir, &header, &axes, &rows, a.seeds as usize)?;
+        write_points(dir, &header, &axes, &rows, seeds as usize)?;
         let manifest = serde_json::json!({
             "simctl_version": env!("CARGO_PKG_VERSION"),
             "scenario": specs[0].name,
@@ -166,7 +182,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
             "scenario_fnv1a64": format!("{:016x}", fnv(text.as_bytes())),
             "grid": axes,
             "set": fixed.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-            "seeds": a.seeds,
+            "seeds": seeds,
             "base_seed": base,
             "points": points.len(),
             "runs": total,
@@ -198,11 +214,11 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
                 .filter_map(|r| if let Cell::Num(v) = r[c] { Some(v) } else { None })
                 .collect();
             let (mean, ci) = mean_ci95(&xs);
-            if a.seeds > 1 { line.push_str(&format!("{:>12.2} ±{:>6.2}", mean, ci)) } else { line.push_str(&format!("{mean:>20.2}")) }
+            if seeds > 1 { line.push_str(&format!("{:>12.2} ±{:>6.2}", mean, ci)) } else { line.push_str(&format!("{mean:>20.2}")) }
         }
         println!("{line}");
     }
-    println!("\n{total} runs ({} points x {} seeds) in {wall:.2} s on {threads} threads", points.len(), a.seeds);
+    println!("\n{total} runs ({} points x {} seeds) in {wall:.2} s on {threads} threads", points.len(), seeds);
     if let Some(dir) = &a.out {
         println!("wrote {0}/results.csv, {0}/points.csv and {0}/manifest.json", dir.display());
     }
