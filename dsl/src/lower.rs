@@ -567,6 +567,20 @@ impl Cx {
                 self.error(0, kind.span, format!("unknown block `{}`", kind.name), "unknown block", Some(help));
             }
         }
+        // Blocks that may appear once: a second one would otherwise be silently ignored.
+        for kind in ["router", "telemetry", "workload", "slo", "run", "engine", "model", "sweep"] {
+            let mut seen = false;
+            for it in tree {
+                if let VItem::Block { kind: k, .. } = it
+                    && k.name == kind
+                {
+                    if seen {
+                        self.error(0, k.span, format!("`{kind}` is declared twice"), "declared again here", Some("merge the two blocks into one".into()));
+                    }
+                    seen = true;
+                }
+            }
+        }
         let top = self.settings("the scenario", tree, &["name", "seed", "model"]);
         let name = match top.get("name") {
             Some(v) => self.name(v, "name"),
