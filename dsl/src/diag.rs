@@ -30,11 +30,20 @@ pub struct Diagnostics {
     pub items: Vec<Diagnostic>,
 }
 
+/// The largest char boundary of `text` at or before byte `b`.
+fn floor_char_boundary(text: &str, b: usize) -> usize {
+    let mut b = b.min(text.len());
+    while !text.is_char_boundary(b) {
+        b -= 1;
+    }
+    b
+}
+
 impl Diagnostics {
     /// Line and column (1-based) of a diagnostic's start.
     pub fn line_col(&self, d: &Diagnostic) -> (usize, usize) {
         let text = &self.sources[d.src].1;
-        let before = &text[..d.span.start.min(text.len())];
+        let before = &text[..floor_char_boundary(text, d.span.start)];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         (line, col)
@@ -48,7 +57,7 @@ impl Diagnostics {
             let (line, col) = self.line_col(d);
             let len = text.len();
             // ariadne works in characters; scenario files may hold UTF-8 in comments and strings.
-            let to_chars = |b: usize| text[..b.min(len)].chars().count();
+            let to_chars = |b: usize| text[..floor_char_boundary(text, b.min(len))].chars().count();
             let (s, e) = (to_chars(d.span.start), to_chars(d.span.end.max(d.span.start + 1)).max(to_chars(d.span.start) + 1));
             let mut r = Report::build(ReportKind::Error, (name.as_str(), s..e))
                 .with_config(Config::default().with_color(color).with_compact(false))

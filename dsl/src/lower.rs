@@ -575,7 +575,13 @@ impl Cx {
                     && k.name == kind
                 {
                     if seen {
-                        self.error(0, k.span, format!("`{kind}` is declared twice"), "declared again here", Some("merge the two blocks into one".into()));
+                        self.error(
+                            0,
+                            k.span,
+                            format!("`{kind}` is declared twice"),
+                            "declared again here",
+                            Some("merge the two blocks into one".into()),
+                        );
                     }
                     seen = true;
                 }

@@ -14,7 +14,14 @@ const CASES: &[(&str, &str, Option<(&str, &str)>, &str, usize, &str)] = &[
     ("wrong_dimension", "slo { ttft = 350 tok/s }\n", None, "6:14", 9, "`ttft` expects a duration such as `350ms`, found a token rate"),
     ("unknown_block", "routr { policy = random }\n", None, "6:1", 5, "unknown block `routr`"),
     ("unknown_policy", "router { policy = telemtry }\n", None, "6:19", 8, "unknown policy `telemtry`"),
-    ("param_of_other_policy", "router { policy = round_robin; queue_urgency = 2 }\n", None, "6:48", 1, "`queue_urgency` is a parameter of the `telemetry` policy"),
+    (
+        "param_of_other_policy",
+        "router { policy = round_robin; queue_urgency = 2 }\n",
+        None,
+        "6:48",
+        1,
+        "`queue_urgency` is a parameter of the `telemetry` policy",
+    ),
     ("unknown_model", "", Some(("model", "llama9")), "1:1", 6, "unknown model `llama9`"),
     ("unknown_gpu", "hardware x { gpu = v100 }\n", None, "6:20", 4, "unknown gpu `v100`"),
     ("unknown_hardware", "pool q { role = mixed; instances = [gpx] }\n", None, "6:37", 3, "unknown hardware `gpx`"),
@@ -27,13 +34,41 @@ const CASES: &[(&str, &str, Option<(&str, &str)>, &str, usize, &str)] = &[
     ("bad_operator_operand", "seed = 1 + \n", None, "7:1", 0, "syntax error: expected a value after `+`"),
     ("add_mixed_units", "param x = 1s + 2 tok\n", None, "6:11", 10, "cannot combine a duration such as `350ms` with a token count"),
     ("division_by_zero", "param x = 1 / 0\n", None, "6:15", 1, "division by zero"),
-    ("unknown_distribution", "workload { arrivals = poison(1/s); prompt = 1; output = 1 }\n", None, "5:23", 11, "`arrivals` does not take `poison(...)`"),
-    ("wrong_arg_count", "workload { arrivals = poisson(1/s); prompt = uniform(5); output = 1 }\n", None, "5:46", 10, "`uniform` takes 2 positional arguments, found 1"),
-    ("unknown_named_arg", "workload { arrivals = poisson(1/s, burst = 2); prompt = 1; output = 1 }\n", None, "5:44", 1, "`poisson` has no argument `burst`"),
+    (
+        "unknown_distribution",
+        "workload { arrivals = poison(1/s); prompt = 1; output = 1 }\n",
+        None,
+        "5:23",
+        11,
+        "`arrivals` does not take `poison(...)`",
+    ),
+    (
+        "wrong_arg_count",
+        "workload { arrivals = poisson(1/s); prompt = uniform(5); output = 1 }\n",
+        None,
+        "5:46",
+        10,
+        "`uniform` takes 2 positional arguments, found 1",
+    ),
+    (
+        "unknown_named_arg",
+        "workload { arrivals = poisson(1/s, burst = 2); prompt = 1; output = 1 }\n",
+        None,
+        "5:44",
+        1,
+        "`poisson` has no argument `burst`",
+    ),
     ("bad_role", "pool q { role = both; instances = [gpu] }\n", None, "6:17", 4, "unknown role `both`"),
     ("duplicate_key", "slo { ttft = 1s; ttft = 2s }\n", None, "6:18", 4, "`ttft` is set twice in slo"),
     ("not_a_whole_number", "engine { max_seqs = 2.5 }\n", None, "6:21", 3, "`max_seqs` must be a whole number, found `2.5`"),
-    ("fraction_out_of_range", "engine { gpu_memory_utilization = 150% }\n", None, "6:35", 4, "`gpu_memory_utilization` must be between 0 and 1"),
+    (
+        "fraction_out_of_range",
+        "engine { gpu_memory_utilization = 150% }\n",
+        None,
+        "6:35",
+        4,
+        "`gpu_memory_utilization` must be between 0 and 1",
+    ),
     ("duplicate_instance", "pool q { role = mixed; instances = [gpu] }\n", None, "6:1", 42, "instance name `gpu` is used twice"),
     ("duplicate_block", "slo { ttft = 1s }\nslo { tpot = 1s }\n", None, "7:1", 3, "`slo` is declared twice"),
     ("set_unknown_param", "", Some(("arival_rate", "3/s")), "1:1", 3, "`--set arival_rate` matches no parameter and no setting"),
@@ -59,7 +94,10 @@ fn every_mistake_is_located_and_rendered_as_recorded() {
         };
         let d = diags.items.iter().find(|d| d.message.contains(message));
         let Some(d) = d else {
-            failures.push(format!("{name}: no diagnostic contains {message:?}; got {:?}", diags.items.iter().map(|d| &d.message).collect::<Vec<_>>()));
+            failures.push(format!(
+                "{name}: no diagnostic contains {message:?}; got {:?}",
+                diags.items.iter().map(|d| &d.message).collect::<Vec<_>>()
+            ));
             continue;
         };
         let (line, col) = diags.line_col(d);
