@@ -55,11 +55,38 @@ fn case(name: &str, file: &str, text: &str, sets: &[(&str, &str)]) {
     );
 }
 
+/// Parses and lowers a generated scenario of about 10,000 lines (1,650 hardware kinds of six
+/// lines each, a pool of all of them, and the rest).
+fn parse_10k_lines() {
+    let mut text = String::from("# generated\nmodel = llama_3_1_8b\nparam rate = 2 per 100ms\n");
+    let n = 1650;
+    for i in 0..n {
+        text.push_str(&format!(
+            "hardware h{i} {{\n  prefill_rate = {} tok/s   # a comment\n  decode_rate = (1000 + {i}) * 1 tok/s\n  cost = 1.5 $/h\n  kv_capacity = 100000 tok\n}}\n",
+            5000 + i
+        ));
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("h{i}")).collect();
+    text.push_str(&format!("pool p {{ role = mixed; instances = [{}] }}\n", names.join(", ")));
+    text.push_str("workload { arrivals = poisson(rate); prompt = uniform(10, 100); output = 10 }\nrun { duration = 1s }\n");
+    let lines = text.lines().count();
+    let mut best = f64::INFINITY;
+    for _ in 0..REPEATS {
+        let t = Instant::now();
+        let spec = simctl_dsl::load("big.scn", &text, &[]).unwrap_or_else(|d| panic!("{d}"));
+        best = best.min(t.elapsed().as_secs_f64());
+        assert_eq!(spec.instance_count(), n);
+    }
+    println!("parse + lower a {lines}-line scenario ({} KB)", text.len() / 1024);
+    println!("  wall best {:.4} s ({:.0} k lines/s)", best, lines as f64 / best / 1e3);
+}
+
 fn main() {
     // `cargo test --benches` passes `--bench`-less flags; keep the run short there.
     if std::env::args().any(|a| a == "--test") {
         return;
     }
+    parse_10k_lines();
     case(
         "flagship_vs_mid x100 (2000 s)",
         "flagship_vs_mid.scn",

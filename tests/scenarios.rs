@@ -42,3 +42,35 @@ fn lab_scenarios_declare_the_lab_fleets() {
     let hourly: f64 = mig.pools.iter().flat_map(|p| &p.instances).map(|i| mig.hardware[i.hardware].cost_per_hour).sum();
     assert!((hourly - (5.5 + 2.0 * 1.8 + 2.0 * 2.2)).abs() < 1e-9);
 }
+
+#[test]
+fn canonical_form_lowers_to_the_same_scenario() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(repo_root().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "scn") {
+            continue;
+        }
+        let rel = path.strip_prefix(repo_root()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let spec = match simctl_dsl::load(&rel, &text, &[]) {
+            Ok(s) => s,
+            // A scenario whose trace is absent (the shared traces live beside the repository).
+            Err(d) if d.to_string().contains("cannot open trace") => {
+                eprintln!("skipping {rel}: its trace is not present");
+                continue;
+            }
+            Err(d) => panic!("{d}"),
+        };
+        let printed = simctl_dsl::print(&spec);
+        let again = simctl_dsl::load("printed.scn", &printed, &[]).unwrap_or_else(|d| panic!("{rel} printed:\n{printed}\n{d}"));
+        assert_eq!(again, spec, "{rel} round trip; printed:\n{printed}");
+        assert_eq!(simctl_dsl::print(&again), printed, "printing is stable");
+        n += 1;
+    }
+    assert!(n >= 8, "{n}");
+    // The CLI shows it.
+    let o = simctl(&["check", "--print", "scenarios/flagship_vs_mid.scn"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("instance dc_mid2 { hardware = dc_mid; tp = 1 }"), "{}", stdout(&o));
+}

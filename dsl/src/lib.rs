@@ -21,7 +21,9 @@ pub mod ast;
 mod diag;
 mod lower;
 pub mod parser;
+mod print;
 mod value;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use lower::load;
+pub use print::print;

@@ -955,6 +955,7 @@ impl Cx {
                 "prefill_rate",
                 "decode_rate",
                 "profile",
+                "fitted",
                 "cost",
                 "memory",
                 "kv_capacity",
@@ -987,6 +988,56 @@ impl Cx {
         let rate = |cx: &mut Self, k: &str| s.get(k).map(|v| cx.expect_dim(v, Dim::TOKEN_RATE, k));
         let (prefill, decode) = (rate(self, "prefill_rate"), rate(self, "decode_rate"));
         let overhead = s.get("step_overhead").map(|v| self.duration(v, "step_overhead"));
+        if let Some(v) = s.get("fitted") {
+            // Inline coefficients, [c0, c1, c2, c3, c4, c5] in seconds (see docs/profile.md).
+            let coefficients: Option<[f64; 6]> = match &v.kind {
+                ValKind::List(xs) if xs.len() == 6 => {
+                    let mut c = [0.0; 6];
+                    for (k, x) in xs.iter().enumerate() {
+                        c[k] = self.number(x, "fitted")?;
+                    }
+                    Some(c)
+                }
+                _ => None,
+            };
+            let Some(coefficients) = coefficients else {
+                self.error(
+                    v.src,
+                    v.span,
+                    "`fitted` takes six coefficients `[c0, c1, c2, c3, c4, c5]` in seconds".into(),
+                    "not six numbers",
+                    None,
+                );
+                return None;
+            };
+            let cost = match s.get("cost") {
+                Some(c) => self.expect_dim(c, Dim::MONEY_RATE, "cost")?,
+                None => {
+                    self.error(0, span, format!("{what} has no price"), "incomplete", Some("add e.g. `cost = 3 $/h`".into()));
+                    return None;
+                }
+            };
+            let memory = match s.get("memory") {
+                Some(m) => Some(self.expect_dim(m, Dim::BYTES, "memory")? as u64),
+                None => None,
+            };
+            let kv_capacity = match s.get("kv_capacity") {
+                Some(k) => Some(self.count(k, "kv_capacity")?),
+                None => None,
+            };
+            let kv_transfer = match s.get("kv_transfer") {
+                Some(t) => Some(self.duration(t, "kv_transfer")?),
+                None => None,
+            };
+            return Some(HardwareSpec {
+                name: name.into(),
+                cost_per_hour: cost,
+                memory_bytes: memory,
+                kv_capacity_tokens: kv_capacity,
+                kv_transfer_latency: kv_transfer,
+                perf: PerfSpec::Fitted { coefficients },
+            });
+        }
         if let Some(v) = s.get("profile") {
             if gpu.is_some() || prefill.is_some() || decode.is_some() {
                 self.error(
@@ -1002,7 +1053,7 @@ impl Cx {
             let profile = self.load_profile(&path, v)?;
             let profile_kv = Some(profile.kv_capacity_blocks * u64::from(profile.engine.block_size));
             let cost = match s.get("cost") {
-                Some(c) => self.expect_dim(c, Dim::MONEY_RATE, "cost")? * 3600.0,
+                Some(c) => self.expect_dim(c, Dim::MONEY_RATE, "cost")?,
                 None => {
                     self.error(0, span, format!("{what} has no price"), "incomplete", Some("add e.g. `cost = 3 $/h`".into()));
                     return None;
@@ -1056,7 +1107,7 @@ impl Cx {
             }
         };
         let cost = match (s.get("cost"), &gpu) {
-            (Some(v), _) => self.expect_dim(v, Dim::MONEY_RATE, "cost")? * 3600.0,
+            (Some(v), _) => self.expect_dim(v, Dim::MONEY_RATE, "cost")?,
             (None, Some(g)) => g.cost_per_hour,
             (None, None) => {
                 self.error(0, span, format!("{what} has no price"), "incomplete", Some("add e.g. `cost = 3 $/h`".into()));

@@ -39,8 +39,8 @@ type PResult<'a, T> = IResult<In<'a>, T, SyntaxError>;
 
 /// Units a number may carry, longest first so that `ms` wins over `m`-anything.
 pub const UNITS: &[&str] = &[
-    "Gbit/s", "Mbit/s", "GiB/s", "MiB/s", "tok/s", "GB/s", "MB/s", "TB/s", "KB/s", "$/h", "/min", "/s", "/h", "GiB", "MiB", "KiB", "TiB",
-    "GB", "MB", "KB", "TB", "min", "tok", "ms", "us", "ns", "B", "s", "h", "%",
+    "Gbit/s", "Mbit/s", "GiB/s", "MiB/s", "tok/s", "GB/s", "MB/s", "TB/s", "KB/s", "B/s", "$/h", "/min", "/s", "/h", "GiB", "MiB", "KiB",
+    "TiB", "GB", "MB", "KB", "TB", "min", "tok", "ms", "us", "ns", "B", "s", "h", "%",
 ];
 
 fn offset(i: &In) -> usize {
@@ -308,6 +308,12 @@ fn item<'a>(i: In<'a>, errs: &mut Vec<SyntaxError>) -> PResult<'a, Item> {
         let (r, n) = ident(r)?;
         let (r, _) = ws(r)?;
         (r, Some(n))
+    } else if r.fragment().starts_with('"') {
+        // A quoted name, for names that are not identifiers (`model "llama-3.1-8b" { ... }`).
+        let (r, e) = string(r)?;
+        let ExprKind::Str(n) = e.kind else { unreachable!("string() makes strings") };
+        let (r, _) = ws(r)?;
+        (r, Some(Ident { name: n, span: e.span }))
     } else {
         (r, None)
     };

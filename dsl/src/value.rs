@@ -73,7 +73,8 @@ pub fn unit(u: &str) -> Option<(f64, Dim)> {
         "/s" => Some((1.0, Dim::PER_TIME)),
         "/min" => Some((1.0 / 60.0, Dim::PER_TIME)),
         "/h" => Some((1.0 / 3600.0, Dim::PER_TIME)),
-        "$/h" => Some((1.0 / 3600.0, Dim::MONEY_RATE)),
+        // Prices are kept in dollars per hour (exactly as written; nobody quotes $/s).
+        "$/h" => Some((1.0, Dim::MONEY_RATE)),
         "B" => size(1.0),
         "KB" => size(K),
         "MB" => size(K * K),
@@ -83,6 +84,7 @@ pub fn unit(u: &str) -> Option<(f64, Dim)> {
         "MiB" => size(KI * KI),
         "GiB" => size(KI * KI * KI),
         "TiB" => size(KI * KI * KI * KI),
+        "B/s" => bw(1.0),
         "KB/s" => bw(K),
         "MB/s" => bw(K * K),
         "GB/s" => bw(K * K * K),

@@ -26,7 +26,7 @@ pub const DEFAULT_MBU: f64 = 0.85;
 pub const DEFAULT_STEP_OVERHEAD: SimDuration = SimDuration::from_micros(200);
 
 /// A whole scenario, ready to simulate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ScenarioSpec {
     /// Name shown in reports.
     pub name: String,
@@ -64,7 +64,7 @@ pub struct SweepSpec {
 }
 
 /// One hardware kind: cost, memory and a performance model.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HardwareSpec {
     /// Name used by pools.
     pub name: String,
@@ -81,7 +81,7 @@ pub struct HardwareSpec {
 }
 
 /// The step cost model of a hardware kind.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum PerfSpec {
     /// Fixed token rates, as the original lab's virtual GPUs.
     Rates {
@@ -170,7 +170,7 @@ impl Default for EngineSpec {
 }
 
 /// A named group of instances with one role.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PoolSpec {
     /// Pool name.
     pub name: String,
@@ -190,7 +190,7 @@ pub struct PoolSpec {
 pub const DEFAULT_LOCAL_PREFILL_THRESHOLD: u32 = 2048;
 
 /// One engine replica.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct InstanceSpec {
     /// Unique name across the cluster.
     pub name: String,
@@ -201,7 +201,7 @@ pub struct InstanceSpec {
 }
 
 /// A KV-transfer path from one pool to another.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LinkSpec {
     /// Source pool index.
     pub from: usize,

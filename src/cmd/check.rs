@@ -19,6 +19,10 @@ pub struct CheckArgs {
     /// Override a parameter or setting while checking (as `simctl run --set`).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
+    /// Print each scenario in canonical form: every value explicit, in base units, no
+    /// parameters or includes. It lowers to the same scenario.
+    #[arg(long)]
+    print: bool,
 }
 
 pub fn run(a: CheckArgs) -> Result<ExitCode> {
@@ -26,6 +30,7 @@ pub fn run(a: CheckArgs) -> Result<ExitCode> {
     let mut bad = 0;
     for f in &a.files {
         match scenario::load(Some(f), &overrides)? {
+            Loaded::Spec(spec) if a.print => print!("{}", simctl_dsl::print(&spec)),
             Loaded::Spec(spec) => println!(
                 "{}: ok ({} pools, {} instances, policy {})",
                 f.display(),
