@@ -8,7 +8,9 @@ const BASE: &str = "model = llama_3_1_8b\nhardware gpu { prefill_rate = 1000 tok
 const WORKLOAD: &str = "workload { arrivals = poisson(1/s); prompt = 10; output = 10 }\n";
 
 /// (name, source, override, expected "line:col", span length, text the message contains)
-const CASES: &[(&str, &str, Option<(&str, &str)>, &str, usize, &str)] = &[
+type Case = (&'static str, &'static str, Option<(&'static str, &'static str)>, &'static str, usize, &'static str);
+
+const CASES: &[Case] = &[
     ("unknown_key", "engine { max_batch_token = 10 }\n", None, "6:10", 15, "unknown key `max_batch_token` in engine"),
     ("missing_unit", "slo { ttft = 350 }\n", None, "6:14", 3, "`ttft` expects a duration such as `350ms`, found `350` without a unit"),
     ("wrong_dimension", "slo { ttft = 350 tok/s }\n", None, "6:14", 9, "`ttft` expects a duration such as `350ms`, found a token rate"),
