@@ -1705,6 +1705,7 @@ impl Cx {
         };
         let spec = match name {
             "trace" => return Some((ArrivalSpec::Constant { rate_per_s: 1.0 }, Some(self.trace(v, &pos, &named)?))),
+            "gamma" if pos.len() == 2 => ArrivalSpec::Gamma { rate_per_s: rate(self, pos[0])?, cv: self.number(pos[1], "cv")? },
             "poisson" | "constant" | "gamma" => {
                 if !self.args_exact(v, name, &pos, 1, &format!("{name}(RATE) with a rate such as `24/s`")) {
                     return None;
