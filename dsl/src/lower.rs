@@ -988,8 +988,11 @@ impl Cx {
         let rate = |cx: &mut Self, k: &str| s.get(k).map(|v| cx.expect_dim(v, Dim::TOKEN_RATE, k));
         let (prefill, decode) = (rate(self, "prefill_rate"), rate(self, "decode_rate"));
         let overhead = s.get("step_overhead").map(|v| self.duration(v, "step_overhead"));
-        if let Some(v) = s.get("fitted") {
-            // Inline coefficients, [c0, c1, c2, c3, c4, c5] in seconds (see docs/profile.md).
+        // A fitted model (inline or from a profile) fixes the performance model; a profile
+        // also gives defaults for the memory and the KV capacity.
+        let mut mem_default = None;
+        let mut kv_default = None;
+        let fitted = if let Some(v) = s.get("fitted") {
             let coefficients: Option<[f64; 6]> = match &v.kind {
                 ValKind::List(xs) if xs.len() == 6 => {
                     let mut c = [0.0; 6];
@@ -1010,73 +1013,28 @@ impl Cx {
                 );
                 return None;
             };
-            let cost = match s.get("cost") {
-                Some(c) => self.expect_dim(c, Dim::MONEY_RATE, "cost")?,
-                None => {
-                    self.error(0, span, format!("{what} has no price"), "incomplete", Some("add e.g. `cost = 3 $/h`".into()));
-                    return None;
-                }
-            };
-            let memory = match s.get("memory") {
-                Some(m) => Some(self.expect_dim(m, Dim::BYTES, "memory")? as u64),
-                None => None,
-            };
-            let kv_capacity = match s.get("kv_capacity") {
-                Some(k) => Some(self.count(k, "kv_capacity")?),
-                None => None,
-            };
-            let kv_transfer = match s.get("kv_transfer") {
-                Some(t) => Some(self.duration(t, "kv_transfer")?),
-                None => None,
-            };
-            return Some(HardwareSpec {
-                name: name.into(),
-                cost_per_hour: cost,
-                memory_bytes: memory,
-                kv_capacity_tokens: kv_capacity,
-                kv_transfer_latency: kv_transfer,
-                perf: PerfSpec::Fitted { coefficients },
-            });
-        }
-        if let Some(v) = s.get("profile") {
-            if gpu.is_some() || prefill.is_some() || decode.is_some() {
-                self.error(
-                    0,
-                    span,
-                    format!("{what} sets `profile` together with `gpu` or token rates"),
-                    "choose one performance model",
-                    None,
-                );
-                return None;
-            }
+            Some(PerfSpec::Fitted { coefficients })
+        } else if let Some(v) = s.get("profile") {
             let path = self.name(v, "profile")?;
             let profile = self.load_profile(&path, v)?;
-            let profile_kv = Some(profile.kv_capacity_blocks * u64::from(profile.engine.block_size));
-            let cost = match s.get("cost") {
-                Some(c) => self.expect_dim(c, Dim::MONEY_RATE, "cost")?,
-                None => {
-                    self.error(0, span, format!("{what} has no price"), "incomplete", Some("add e.g. `cost = 3 $/h`".into()));
-                    return None;
-                }
-            };
-            let kv_capacity = match s.get("kv_capacity") {
-                Some(v) => Some(self.count(v, "kv_capacity")?),
-                None => profile_kv,
-            };
-            let kv_transfer = match s.get("kv_transfer") {
-                Some(v) => Some(self.duration(v, "kv_transfer")?),
-                None => None,
-            };
-            return Some(HardwareSpec {
-                name: name.into(),
-                cost_per_hour: cost,
-                memory_bytes: profile.hardware.memory_bytes,
-                kv_capacity_tokens: kv_capacity,
-                kv_transfer_latency: kv_transfer,
-                perf: PerfSpec::Fitted { coefficients: profile.coefficients.as_array() },
-            });
+            kv_default = Some(profile.kv_capacity_blocks * u64::from(profile.engine.block_size));
+            mem_default = profile.hardware.memory_bytes;
+            Some(PerfSpec::Fitted { coefficients: profile.coefficients.as_array() })
+        } else {
+            None
+        };
+        if fitted.is_some() && (gpu.is_some() || prefill.is_some() || decode.is_some()) {
+            self.error(
+                0,
+                span,
+                format!("{what} sets a fitted model (`fitted` or `profile`) together with `gpu` or token rates"),
+                "choose one performance model",
+                None,
+            );
+            return None;
         }
         let perf = match (&gpu, prefill, decode) {
+            _ if fitted.is_some() => fitted.expect("checked"),
             (Some(g), None, None) => {
                 let mfu = s.get("mfu").map_or(Some(DEFAULT_MFU), |v| self.fraction(v, "mfu"))?;
                 let mbu = s.get("mbu").map_or(Some(DEFAULT_MBU), |v| self.fraction(v, "mbu"))?;
@@ -1116,11 +1074,11 @@ impl Cx {
         };
         let memory = match s.get("memory") {
             Some(v) => Some(self.expect_dim(v, Dim::BYTES, "memory")? as u64),
-            None => None,
+            None => mem_default,
         };
         let kv_capacity = match s.get("kv_capacity") {
             Some(v) => Some(self.count(v, "kv_capacity")?),
-            None => None,
+            None => kv_default,
         };
         let kv_transfer = match s.get("kv_transfer") {
             Some(v) => Some(self.duration(v, "kv_transfer")?),
