@@ -10,14 +10,7 @@ use anyhow::{Result, bail};
 /// Points of a range without a step.
 pub const DEFAULT_RANGE_POINTS: usize = 7;
 
-/// One axis: a name (parameter or dotted setting) and its values as scenario text.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Axis {
-    /// What it overrides.
-    pub name: String,
-    /// The values, as scenario-language text.
-    pub values: Vec<String>,
-}
+pub use simctl_reports::sweep::Axis;
 
 fn split_unit(s: &str) -> (&str, &str) {
     let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e' || c == '+')).unwrap_or(s.len());

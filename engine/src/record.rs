@@ -174,7 +174,7 @@ impl<R: Recorder + ?Sized> Recorder for &mut R {
 }
 
 /// Statistics of one instance over a run.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InstanceStats {
     /// Instance name.
     pub name: String,
@@ -211,7 +211,7 @@ pub struct InstanceStats {
 }
 
 /// Statistics of one pool over a run.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoolStats {
     /// Pool name.
     pub name: String,
@@ -248,4 +248,59 @@ pub struct RunTotals {
     pub instances: Vec<InstanceStats>,
     /// Per-pool statistics, in pool order.
     pub pools: Vec<PoolStats>,
+    /// Queue depth over time per pool, when asked for ([`crate::Simulation::with_depth_series`]).
+    pub depth_series: Vec<DepthSeries>,
+}
+
+/// Buckets a [`DepthSeries`] keeps at most; past that, neighbouring buckets merge.
+pub const DEPTH_SERIES_MAX_BUCKETS: usize = 2048;
+
+/// A pool's queue depth over time, bounded in memory: the largest waiting + running count
+/// in each bucket of `bucket` width. Buckets start at 10 ms and double (merging pairs by
+/// their maximum) whenever the run outgrows [`DEPTH_SERIES_MAX_BUCKETS`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DepthSeries {
+    /// Pool name.
+    pub pool: String,
+    /// Width of a bucket.
+    pub bucket: SimDuration,
+    /// Peak depth in each bucket, from time zero.
+    pub peak: Vec<u32>,
+    #[serde(skip)]
+    last: u32,
+}
+
+impl DepthSeries {
+    /// An empty series for `pool`.
+    pub fn new(pool: String) -> Self {
+        DepthSeries { pool, bucket: SimDuration::from_millis(10), peak: Vec::new(), last: 0 }
+    }
+
+    fn halve(&mut self) {
+        self.bucket = SimDuration::from_nanos(self.bucket.as_nanos() * 2);
+        let merged: Vec<u32> = self.peak.chunks(2).map(|c| c.iter().copied().max().unwrap_or(0)).collect();
+        self.peak = merged;
+    }
+
+    /// The depth became `depth` at `at`.
+    pub fn note(&mut self, at: SimTime, depth: u32) {
+        let t = (at - SimTime::ZERO).as_nanos();
+        let mut b = (t / self.bucket.as_nanos()) as usize;
+        while b >= DEPTH_SERIES_MAX_BUCKETS {
+            self.halve();
+            b = (t / self.bucket.as_nanos()) as usize;
+        }
+        // Buckets without a change hold the depth carried from before.
+        while self.peak.len() <= b {
+            self.peak.push(self.last);
+        }
+        self.peak[b] = self.peak[b].max(depth);
+        self.last = depth;
+    }
+
+    /// Extends the series to `end` with the current depth.
+    pub fn close(&mut self, end: SimTime) {
+        let d = self.last;
+        self.note(end, d);
+    }
 }

@@ -8,7 +8,7 @@ use crate::instance::{Instance, InstanceCounters};
 use crate::kv::BlockHash;
 use crate::kv::KvCache;
 use crate::queue::{EventQueue, Phase};
-use crate::record::{Decision, DecisionKind, InstanceStats, Outcome, PoolStats, Recorder, RequestRecord, RunTotals};
+use crate::record::{Decision, DecisionKind, DepthSeries, InstanceStats, Outcome, PoolStats, Recorder, RequestRecord, RunTotals};
 use crate::request::Request;
 use crate::rng::RunSeed;
 use crate::router::{self, ClusterView, DecodingSeq, InstanceId, InstanceView, RoutingPolicy};
@@ -59,6 +59,7 @@ pub struct Simulation {
     preempted: Vec<SeqId>,
     finished: Vec<SeqId>,
     handoffs: Vec<SeqId>,
+    depth_series: Option<Vec<DepthSeries>>,
 }
 
 impl std::fmt::Debug for Simulation {
@@ -190,7 +191,15 @@ impl Simulation {
             preempted: Vec::new(),
             finished: Vec::new(),
             handoffs: Vec::new(),
+            depth_series: None,
         })
+    }
+
+    /// Also records each pool's queue depth over time (bounded buckets), returned in
+    /// [`RunTotals::depth_series`]; for plots of a single run.
+    pub fn with_depth_series(mut self) -> Self {
+        self.depth_series = Some(self.cluster.pools.iter().map(|p| DepthSeries::new(p.name.clone())).collect());
+        self
     }
 
     fn push(&mut self, at: SimTime, phase: Phase, ev: Event) {
@@ -332,6 +341,11 @@ impl Simulation {
         let pool = &mut self.cluster.pools[inst.pool];
         pool.depth = pool.depth + after - before;
         pool.depth_max = pool.depth_max.max(pool.depth);
+        if let Some(series) = &mut self.depth_series
+            && after != before
+        {
+            series[inst.pool].note(self.now, pool.depth);
+        }
     }
 
     fn max_kv_tokens(req: &Request, role: Role) -> u32 {
@@ -897,7 +911,12 @@ impl Simulation {
                 queue_depth_max: p.depth_max,
             })
             .collect();
+        let mut depth_series = self.depth_series.take().unwrap_or_default();
+        for d in &mut depth_series {
+            d.close(end);
+        }
         RunTotals {
+            depth_series,
             elapsed,
             events: self.queue.popped(),
             arrived: self.arrived,

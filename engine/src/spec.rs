@@ -112,7 +112,7 @@ pub enum PerfSpec {
 }
 
 /// Role of a pool and of its instances.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Runs prefills only; finished prefills move to a decode pool.

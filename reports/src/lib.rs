@@ -5,10 +5,16 @@
 //! depths), the per-request CSV table, and the human-readable table.
 #![warn(missing_docs)]
 
+pub mod figures;
 mod flatten;
+pub mod html;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 mod percentiles;
+pub mod plot;
 mod recorder;
 mod summary;
+pub mod sweep;
 mod table;
 
 pub use flatten::{Cell, csv_text, flatten_summary, mean_ci95};

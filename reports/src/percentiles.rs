@@ -1,7 +1,7 @@
 //! Percentiles with linear interpolation (numpy's default, as `vllm bench serve` uses).
 
 /// Mean, standard deviation and percentiles of one metric, in milliseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Distribution {
     /// Mean.
     pub mean: f64,

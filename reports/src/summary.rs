@@ -11,7 +11,7 @@ use crate::recorder::RunRecorder;
 const SECONDS_PER_HOUR: f64 = 3600.0;
 
 /// Per-class results (workloads with `class` blocks).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClassSummary {
     /// Requests of the class.
     pub requests: u64,
@@ -32,7 +32,7 @@ pub struct ClassSummary {
 }
 
 /// The summary of one run. Key names are a stable interface for scripts.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Scenario name.
     pub scenario: String,

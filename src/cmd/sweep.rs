@@ -1,21 +1,22 @@
 //! `simctl sweep`: run a scenario over a grid of parameter values, in parallel.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use simctl_engine::Simulation;
 use simctl_engine::rng::RunSeed;
 use simctl_engine::spec::ScenarioSpec;
-use simctl_reports::{Cell, RunRecorder, Summary, csv_text, flatten_summary, mean_ci95};
+use simctl_reports::sweep::{Manifest, Shard, SweepResults, render_points};
+use simctl_reports::{Cell, RunRecorder, Summary, csv_text, flatten_summary};
 
 use crate::grid::{self, Axis};
 use crate::scenario;
@@ -29,11 +30,16 @@ use crate::scenario;
 ///
 /// Every point runs `--seeds` times. Replicate k uses the same seed at every point (common
 /// random numbers: points differ only by what the grid changes), so results never depend on
-/// `-j`. With one seed a point equals `simctl run --set ...` with the scenario's seed.
+/// `-j` or on sharding. With one seed a point equals `simctl run --set ...` with the scenario's seed.
 ///
-/// Prints one line per point; `--out DIR` writes results.csv (one row per point and seed),
-/// points.csv (mean and 95% interval over seeds) and manifest.json. Rows are appended to
-/// results.csv as runs finish, so an interrupted sweep keeps what it finished.
+/// `--out DIR` writes results.csv (one row per point and seed, appended as runs finish, so
+/// an interrupted sweep keeps what it finished), points.csv (mean and 95% interval over
+/// seeds), manifest.json, Parquet copies (builds with `--features parquet`) and plots/.
+///
+/// `--find-max NAME` searches instead: for each combination of the grid's axes (policies,
+/// fleets), the largest value of NAME (e.g. arrival_rate) whose SLO attainment, averaged over
+/// seeds, stays at or above `--slo-attainment`, by doubling/halving from the scenario's value
+/// and then bisection (DistServe's per-GPU goodput).
 #[derive(Debug, Args)]
 pub struct SweepArgs {
     /// Scenario file; omit for the embedded default.
@@ -55,12 +61,41 @@ pub struct SweepArgs {
     /// Parallel runs (default: all cores).
     #[arg(short = 'j', long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     jobs: Option<u32>,
-    /// Write results.csv, points.csv and manifest.json into this folder.
+    /// Write results, aggregates, manifest and plots into this folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Do not draw plots under --out.
+    #[arg(long)]
+    no_plots: bool,
+    /// Run only slice I of N (1-based) of the grid's runs, for batch systems; merge the
+    /// slices' folders with `simctl report DIR... --out MERGED`.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+    /// Find the largest value of this parameter that meets --slo-attainment, per
+    /// combination of the other axes. NAME alone starts from the scenario's value;
+    /// NAME=LO..HI bisects inside that range.
+    #[arg(long, value_name = "NAME[=LO..HI]", conflicts_with = "shard")]
+    find_max: Option<String>,
+    /// Target SLO attainment for --find-max (share of requests meeting every SLO).
+    #[arg(long, default_value_t = 0.9, requires = "find_max")]
+    slo_attainment: f64,
+    /// Stop bisecting when the bracket is narrower than this share of its value.
+    #[arg(long, default_value_t = 0.01, requires = "find_max")]
+    tolerance: f64,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    let bad = || format!("`{s}`: expected I/N with 1 <= I <= N, e.g. 3/8");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (index, count): (u32, u32) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if index == 0 || index > count {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
 }
 
 struct Job {
+    k: usize,
     point: usize,
     replicate: u32,
 }
@@ -69,25 +104,70 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
+fn seed_of(base: u64, r: u32) -> u64 {
+    if r == 0 { base } else { RunSeed(base).derive(u64::from(r)).0 }
+}
+
+/// Lowers the scenario with `ov`; prints the diagnostics and returns None when it fails.
+fn lower(name: &str, text: &str, ov: &[(String, String)], context: &str) -> Option<ScenarioSpec> {
+    match simctl_dsl::load(name, text, ov) {
+        Ok(s) => Some(s),
+        Err(d) => {
+            if !context.is_empty() {
+                eprintln!("{context}:");
+            }
+            eprint!("{}", d.render(std::io::stderr().is_terminal()));
+            None
+        }
+    }
+}
+
+fn threads(jobs: Option<u32>) -> usize {
+    jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if std::io::stderr().is_terminal() {
+        let t = format!("{{bar:40}} {{pos}}/{{len}} {what}  {{elapsed_precise}} (eta {{eta}})");
+        bar.set_style(ProgressStyle::with_template(&t).expect("valid template"));
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
 pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let fixed = scenario::parse_overrides(&a.set)?;
     let (name, text) = scenario::read(a.scenario.as_deref())?;
     // The scenario's own sweep block, when the command line gives no grid.
-    let block = match simctl_dsl::load(&name, &text, &fixed) {
-        Ok(s) => s.sweep,
-        Err(d) => {
-            eprint!("{}", d.render(std::io::stderr().is_terminal()));
-            return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
-        }
-    };
+    let Some(base_spec) = lower(&name, &text, &fixed, "") else { return Ok(ExitCode::from(crate::EXIT_BAD_INPUT)) };
+    let block = base_spec.sweep.clone();
     let grid_args = if a.grid.is_empty() { block.as_ref().map(|b| b.grid.clone()).unwrap_or_default() } else { a.grid.clone() };
+    let seeds = a.seeds.or(block.as_ref().and_then(|b| b.seeds)).unwrap_or(1);
+    let axes: Vec<Axis> = grid_args.iter().map(|g| grid::parse_axis(g)).collect::<Result<_>>()?;
+    let base = a.seed.unwrap_or(base_spec.seed);
+    let manifest = Manifest {
+        simctl_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: base_spec.name.clone(),
+        scenario_source: name.clone(),
+        scenario_fnv1a64: format!("{:016x}", fnv(text.as_bytes())),
+        grid: axes.clone(),
+        set: fixed.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        seeds,
+        base_seed: base,
+        points: 0,
+        runs: 0,
+        shard: a.shard,
+    };
+    if let Some(target) = &a.find_max {
+        return find_max(&a, target, &name, &text, &fixed, manifest);
+    }
     if grid_args.is_empty() {
-        anyhow::bail!(
+        bail!(
             "nothing to sweep: give `--grid NAME=SPEC` (e.g. `--grid arrival_rate=10/s..40/s:10/s`) or a `sweep {{ grid = [...] }}` block in the scenario"
         );
     }
-    let seeds = a.seeds.or(block.as_ref().and_then(|b| b.seeds)).unwrap_or(1);
-    let axes: Vec<Axis> = grid_args.iter().map(|g| grid::parse_axis(g)).collect::<Result<_>>()?;
     let points = grid::points(&axes);
 
     // Lower every point first: a bad value fails the sweep before anything runs.
@@ -95,30 +175,35 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     for p in &points {
         let mut ov = fixed.clone();
         ov.extend(p.iter().cloned());
-        match simctl_dsl::load(&name, &text, &ov) {
-            Ok(s) => specs.push(s),
-            Err(d) => {
-                let at: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                eprintln!("at grid point {}:", at.join(" "));
-                eprint!("{}", d.render(std::io::stderr().is_terminal()));
-                return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
-            }
+        let at: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        match lower(&name, &text, &ov, &format!("at grid point {}", at.join(" "))) {
+            Some(s) => specs.push(s),
+            None => return Ok(ExitCode::from(crate::EXIT_BAD_INPUT)),
         }
     }
-    let base = a.seed.unwrap_or(specs[0].seed);
-    let seed_of = |r: u32| if r == 0 { base } else { RunSeed(base).derive(u64::from(r)).0 };
-    let jobs: Vec<Job> = (0..points.len()).flat_map(|p| (0..seeds).map(move |r| Job { point: p, replicate: r })).collect();
+    let all: Vec<Job> = (0..points.len())
+        .flat_map(|p| (0..seeds).map(move |r| (p, r)))
+        .enumerate()
+        .map(|(k, (point, replicate))| Job { k, point, replicate })
+        .collect();
+    let total_runs = all.len();
+    let jobs: Vec<Job> = all.into_iter().filter(|j| a.shard.is_none_or(|s| s.owns(j.k))).collect();
+    let manifest = Manifest { points: points.len(), runs: total_runs, ..manifest };
 
     let header: Vec<String> = {
         let probe = simulate(&specs[0], base, true);
-        let mut h = vec!["point".to_string(), "replicate".to_string(), "seed".to_string()];
+        let mut h: Vec<String> = simctl_reports::sweep::LEAD_COLUMNS.iter().map(|s| s.to_string()).collect();
         h.extend(axes.iter().map(|x| x.name.clone()));
         h.extend(flatten_summary(&probe).into_iter().map(|(k, _)| k));
         h
     };
+    // The manifest first and rows as they finish: an interrupted sweep's folder can still
+    // be reported on (`simctl report` lists what is missing).
     let csv = match &a.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder `{}`", dir.display()))?;
+            std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)? + "\n")
+                .with_context(|| format!("cannot write `{}`", dir.join("manifest.json").display()))?;
             let path = dir.join("results.csv");
             let mut w = BufWriter::new(File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?);
             writeln!(w, "{}", header.iter().map(|h| csv_text(h)).collect::<Vec<_>>().join(","))?;
@@ -128,21 +213,16 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
         None => None,
     };
 
-    let bar = ProgressBar::new(jobs.len() as u64);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} runs  {elapsed_precise} (eta {eta})").expect("valid template"));
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let threads = a.jobs.map(|j| j as usize).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let bar = progress(jobs.len() as u64, "runs");
+    let threads = threads(a.jobs);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start worker threads")?;
     let started = Instant::now();
     let total = jobs.len();
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let rows: Vec<Result<Vec<Cell>>> = pool.install(|| {
         jobs.par_iter()
             .map(|job| {
-                let seed = seed_of(job.replicate);
+                let seed = seed_of(base, job.replicate);
                 let summary = simulate(&specs[job.point], seed, false);
                 let mut row = vec![Cell::Num(job.point as f64), Cell::Num(f64::from(job.replicate)), Cell::Text(seed.to_string())];
                 row.extend(points[job.point].iter().map(|(_, v)| Cell::Text(v.clone())));
@@ -153,7 +233,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
                     w.flush()?;
                 }
                 bar.inc(1);
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if !std::io::stderr().is_terminal() && (n == total || n.is_multiple_of((total / 10).max(1))) {
                     eprintln!("sweep: {n}/{total} runs done");
                 }
@@ -164,65 +244,39 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     let rows: Vec<Vec<Cell>> = rows.into_iter().collect::<Result<_>>().context("cannot write results.csv")?;
     let wall = started.elapsed().as_secs_f64();
+    drop(csv);
+    let results = SweepResults { manifest, header, rows };
 
-    // Rewrite results.csv in point order (it was written in completion order), then the
-    // per-point aggregates and the manifest.
+    print!("{}", render_points(&results));
+    let shard = a.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default();
+    println!("\n{total} runs ({} points x {} seeds{shard}) in {wall:.2} s on {threads} threads", points.len(), seeds);
     if let Some(dir) = &a.out {
-        let mut w = BufWriter::new(File::create(dir.join("results.csv"))?);
-        writeln!(w, "{}", header.iter().map(|h| csv_text(h)).collect::<Vec<_>>().join(","))?;
-        for r in &rows {
-            writeln!(w, "{}", r.iter().map(Cell::to_csv).collect::<Vec<_>>().join(","))?;
-        }
-        w.flush()?;
-        write_points(dir, &header, &axes, &rows, seeds as usize)?;
-        let manifest = serde_json::json!({
-            "simctl_version": env!("CARGO_PKG_VERSION"),
-            "scenario": specs[0].name,
-            "scenario_source": name,
-            "scenario_fnv1a64": format!("{:016x}", fnv(text.as_bytes())),
-            "grid": axes,
-            "set": fixed.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-            "seeds": seeds,
-            "base_seed": base,
-            "points": points.len(),
-            "runs": total,
-        });
-        std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)? + "\n")?;
-    }
-
-    // One line per point: the axes and the headline metrics (means over seeds).
-    let col = |name: &str| header.iter().position(|h| h == name);
-    let shown = ["ttft_ms.p95", "tpot_ms.p95", "goodput_rps", "slo_attainment", "goodput_tok_per_usd"];
-    let mut line = String::new();
-    for ax in &axes {
-        line.push_str(&format!("{:>16} ", ax.name));
-    }
-    for m in shown {
-        line.push_str(&format!("{m:>20}"));
-    }
-    println!("{line}");
-    for (p, point) in points.iter().enumerate() {
-        let mut line = String::new();
-        for (_, v) in point {
-            line.push_str(&format!("{v:>16} "));
-        }
-        for m in shown {
-            let Some(c) = col(m) else { continue };
-            let xs: Vec<f64> = rows
-                .iter()
-                .filter(|r| matches!(r[0], Cell::Num(x) if x as usize == p))
-                .filter_map(|r| if let Cell::Num(v) = r[c] { Some(v) } else { None })
-                .collect();
-            let (mean, ci) = mean_ci95(&xs);
-            if seeds > 1 { line.push_str(&format!("{:>12.2} ±{:>6.2}", mean, ci)) } else { line.push_str(&format!("{mean:>20.2}")) }
-        }
-        println!("{line}");
-    }
-    println!("\n{total} runs ({} points x {} seeds) in {wall:.2} s on {threads} threads", points.len(), seeds);
-    if let Some(dir) = &a.out {
-        println!("wrote {0}/results.csv, {0}/points.csv and {0}/manifest.json", dir.display());
+        let files = write_folder(dir, &results, !a.no_plots)?;
+        println!("wrote {} files under {}/ ({})", files.len(), dir.display(), list(dir, &files));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Names of `files` relative to `dir`, comma-separated.
+pub fn list(dir: &Path, files: &[PathBuf]) -> String {
+    files.iter().map(|f| f.strip_prefix(dir).unwrap_or(f).display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Writes a sweep's folder: results (sorted), aggregates, manifest, and plots unless told not to.
+pub fn write_folder(dir: &Path, results: &SweepResults, plots: bool) -> Result<Vec<PathBuf>> {
+    let mut files = results.write(dir).with_context(|| format!("cannot write results into `{}`", dir.display()))?;
+    if !cfg!(feature = "parquet") {
+        eprintln!("note: no Parquet files: this simctl was built without the `parquet` feature (cargo build --release --features parquet)");
+    }
+    if plots {
+        let missing = results.missing();
+        if results.manifest.shard.is_some() || !missing.is_empty() {
+            eprintln!("note: no plots for a partial sweep; `simctl report` draws them once the shards are merged");
+        } else {
+            files.extend(simctl_reports::figures::sweep_figures(dir, results).map_err(|e| anyhow::anyhow!("cannot draw plots: {e}"))?);
+        }
+    }
+    Ok(files)
 }
 
 fn simulate(spec: &ScenarioSpec, seed: u64, probe: bool) -> Summary {
@@ -237,34 +291,377 @@ fn simulate(spec: &ScenarioSpec, seed: u64, probe: bool) -> Summary {
     Summary::build(&s, seed, &mut rec, &totals)
 }
 
-fn write_points(dir: &std::path::Path, header: &[String], axes: &[Axis], rows: &[Vec<Cell>], seeds: usize) -> Result<()> {
-    let first_metric = 3 + axes.len();
-    let mut w = BufWriter::new(File::create(dir.join("points.csv"))?);
-    let mut cols = vec!["point".to_string(), "seeds".to_string()];
-    cols.extend(axes.iter().map(|a| a.name.clone()));
-    let numeric: Vec<usize> = (first_metric..header.len()).filter(|&c| rows.iter().all(|r| matches!(r[c], Cell::Num(_)))).collect();
-    for &c in &numeric {
-        cols.push(header[c].clone());
-        cols.push(format!("{}.ci95", header[c]));
-    }
-    writeln!(w, "{}", cols.iter().map(|c| csv_text(c)).collect::<Vec<_>>().join(","))?;
-    let mut by_point: BTreeMap<usize, Vec<&Vec<Cell>>> = BTreeMap::new();
-    for r in rows {
-        if let Cell::Num(p) = r[0] {
-            by_point.entry(p as usize).or_default().push(r);
+/// The default text of `param NAME = ...` in the scenario, if it has one.
+fn param_default(text: &str, param: &str) -> Option<String> {
+    let (items, _) = simctl_dsl::parser::parse_file(text);
+    items.iter().find_map(|it| match it {
+        simctl_dsl::ast::Item::Param { name, value } if name.name == param => {
+            Some(text[value.span.start..value.span.end].trim().to_string())
+        }
+        _ => None,
+    })
+}
+
+/// Splits `24/s` into `(24.0, "/s")`.
+fn split_number(s: &str) -> Option<(f64, String)> {
+    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e')).unwrap_or(s.len());
+    let end = if end > 0 && s[..end].ends_with('e') { end - 1 } else { end };
+    let v: f64 = s[..end].trim().parse().ok()?;
+    Some((v, s[end..].trim().to_string()))
+}
+
+/// How the searched value is written for a factor or an absolute value.
+enum Scale {
+    /// `x` in a unit: the value is written `{x}{unit}`.
+    Absolute { lo: f64, hi: f64, unit: String },
+    /// A factor of the scenario's default expression: `{f} * ({expr})`, shown as
+    /// `f × base` when the default is a plain number.
+    Factor { expr: String, base: Option<(f64, String)> },
+}
+
+impl Scale {
+    fn text(&self, x: f64) -> String {
+        match self {
+            Scale::Absolute { unit, .. } => format!("{}{unit}", round9(x)),
+            Scale::Factor { expr, base: Some((v, u)) } => {
+                let _ = expr;
+                format!("{}{u}", round9(v * x))
+            }
+            Scale::Factor { expr, base: None } => format!("{} * ({expr})", round9(x)),
         }
     }
-    for (p, rs) in by_point {
-        let mut out = vec![p.to_string(), seeds.to_string()];
-        out.extend(rs[0][3..first_metric].iter().map(Cell::to_csv));
-        for &c in &numeric {
-            let xs: Vec<f64> = rs.iter().filter_map(|r| if let Cell::Num(v) = r[c] { Some(v) } else { None }).collect();
-            let (m, h) = mean_ci95(&xs);
-            out.push(format!("{m}"));
-            out.push(format!("{h}"));
+    fn number(&self, x: f64) -> Option<f64> {
+        match self {
+            Scale::Absolute { .. } => Some(x),
+            Scale::Factor { base: Some((v, _)), .. } => Some(v * x),
+            Scale::Factor { base: None, .. } => None,
         }
-        writeln!(w, "{}", out.join(","))?;
     }
-    w.flush()?;
-    Ok(())
+}
+
+fn round9(v: f64) -> f64 {
+    let m = 10f64.powi(9 - v.abs().log10().ceil().max(-300.0) as i32);
+    if m.is_finite() && m > 0.0 { (v * m).round() / m } else { v }
+}
+
+#[derive(serde::Serialize)]
+struct Found {
+    group: Vec<(String, String)>,
+    max_value: Option<String>,
+    max_value_number: Option<f64>,
+    gpus: u32,
+    /// Mean arrival rate of the workload at the max value, requests/s.
+    rate_per_s: Option<f64>,
+    /// That rate over the fleet's GPUs (DistServe's per-GPU goodput).
+    per_gpu: Option<f64>,
+    slo_attainment_at_max: Option<f64>,
+    goodput_rps_at_max: Option<f64>,
+    first_failing_value: Option<String>,
+    runs: usize,
+    note: String,
+}
+
+fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(String, String)], manifest: Manifest) -> Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.slo_attainment) {
+        bail!("--slo-attainment {} is not a share between 0 and 1 (e.g. 0.9)", a.slo_attainment);
+    }
+    if a.tolerance <= 0.0 {
+        bail!("--tolerance must be positive");
+    }
+    let (param, range) = match target.split_once('=') {
+        Some((p, r)) => (p.trim().to_string(), Some(r.trim().to_string())),
+        None => (target.trim().to_string(), None),
+    };
+    let scale = match range {
+        Some(r) => {
+            let Some((lo, hi)) = r.split_once("..") else {
+                bail!("--find-max {target}: expected NAME or NAME=LO..HI, e.g. arrival_rate=5/s..80/s")
+            };
+            let (Some((lo, ua)), Some((hi, ub))) = (split_number(lo.trim()), split_number(hi.trim())) else {
+                bail!("--find-max {target}: LO and HI must be numbers with an optional unit, e.g. 5/s..80/s")
+            };
+            if ua != ub || !(lo > 0.0 && hi > lo) {
+                bail!("--find-max {target}: need 0 < LO < HI in one unit");
+            }
+            Scale::Absolute { lo, hi, unit: ua }
+        }
+        None => {
+            let Some(expr) = param_default(text, &param) else {
+                bail!("--find-max {param}: the scenario has no `param {param} = ...`; give a range instead: --find-max {param}=LO..HI")
+            };
+            Scale::Factor { base: split_number(&expr).filter(|(v, u)| *v > 0.0 && !u.contains(' ')), expr }
+        }
+    };
+    if a.grid.iter().any(|g| g.split_once('=').is_some_and(|(n, _)| n.trim() == param)) {
+        bail!("--find-max {param}: {param} is also a --grid axis; the search chooses its values");
+    }
+    let axes = manifest.grid.clone();
+    let groups = grid::points(&axes);
+    let seeds = manifest.seeds;
+    let base = manifest.base_seed;
+    let threads = threads(a.jobs);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start worker threads")?;
+    let started = Instant::now();
+
+    // Check every group lowers at the starting value before searching.
+    let start = match &scale {
+        Scale::Absolute { lo, .. } => *lo,
+        Scale::Factor { .. } => 1.0,
+    };
+    let with = |g: &[(String, String)], x: f64| {
+        let mut ov = fixed.to_vec();
+        ov.extend(g.iter().cloned());
+        ov.push((param.clone(), scale.text(x)));
+        ov
+    };
+    let mut gpus = Vec::new();
+    for g in &groups {
+        let at: Vec<String> = g.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        match lower(name, text, &with(g, start), &format!("at {} {param}={}", at.join(" "), scale.text(start))) {
+            Some(s) => gpus.push(s.pools.iter().flat_map(|p| p.instances.iter()).map(|i| i.tp).sum::<u32>()),
+            None => return Ok(ExitCode::from(crate::EXIT_BAD_INPUT)),
+        }
+    }
+    eprintln!(
+        "find-max: {param} for SLO attainment >= {} over {} group(s), {} seed(s) each, tolerance {}%",
+        a.slo_attainment,
+        groups.len(),
+        seeds,
+        a.tolerance * 100.0
+    );
+    let evals = AtomicUsize::new(0);
+    // Mean SLO attainment and goodput over seeds at value x.
+    let eval = |g: &[(String, String)], x: f64| -> Result<(f64, f64)> {
+        let spec =
+            simctl_dsl::load(name, text, &with(g, x)).map_err(|d| anyhow::anyhow!("{param}={}: {}", scale.text(x), d.render(false)))?;
+        let sums: Vec<(f64, f64)> = (0..seeds)
+            .into_par_iter()
+            .map(|r| {
+                let s = simulate(&spec, seed_of(base, r), false);
+                (s.slo_attainment, s.goodput_rps)
+            })
+            .collect();
+        evals.fetch_add(seeds as usize, Ordering::Relaxed);
+        let n = f64::from(seeds);
+        Ok((sums.iter().map(|p| p.0).sum::<f64>() / n, sums.iter().map(|p| p.1).sum::<f64>() / n))
+    };
+    let bar = progress(groups.len() as u64, "groups searched");
+    let found: Vec<Result<Found>> = pool.install(|| {
+        groups
+            .par_iter()
+            .zip(&gpus)
+            .map(|(g, &gpus)| {
+                let mut runs = 0usize;
+                let mut note = String::new();
+                let mut pass: Option<(f64, f64, f64)> = None; // (x, attainment, goodput)
+                let mut fail: Option<f64> = None;
+                let ok = |att: f64| att >= a.slo_attainment;
+                match &scale {
+                    Scale::Absolute { lo, hi, .. } => {
+                        let (al, gl) = eval(g, *lo)?;
+                        runs += 1;
+                        if ok(al) {
+                            pass = Some((*lo, al, gl));
+                            let (ah, gh) = eval(g, *hi)?;
+                            runs += 1;
+                            if ok(ah) {
+                                pass = Some((*hi, ah, gh));
+                                note = "meets the target at HI; widen the range".into();
+                            } else {
+                                fail = Some(*hi);
+                            }
+                        } else {
+                            fail = Some(*lo);
+                            note = "misses the target even at LO".into();
+                        }
+                    }
+                    Scale::Factor { .. } => {
+                        // Double or halve from the scenario's value to bracket the edge.
+                        let (a1, g1) = eval(g, 1.0)?;
+                        runs += 1;
+                        if ok(a1) {
+                            pass = Some((1.0, a1, g1));
+                            let mut x = 1.0;
+                            for _ in 0..16 {
+                                x *= 2.0;
+                                let (ax, gx) = eval(g, x)?;
+                                runs += 1;
+                                if ok(ax) {
+                                    pass = Some((x, ax, gx));
+                                } else {
+                                    fail = Some(x);
+                                    break;
+                                }
+                            }
+                            if fail.is_none() {
+                                note = "still meets the target at 65536x the scenario's value".into();
+                            }
+                        } else {
+                            fail = Some(1.0);
+                            let mut x = 1.0;
+                            for _ in 0..16 {
+                                x /= 2.0;
+                                let (ax, gx) = eval(g, x)?;
+                                runs += 1;
+                                if ok(ax) {
+                                    pass = Some((x, ax, gx));
+                                    break;
+                                }
+                                fail = Some(x);
+                            }
+                            if pass.is_none() {
+                                note = "misses the target even at 1/65536 of the scenario's value".into();
+                            }
+                        }
+                    }
+                }
+                // Bisection between the highest passing and the lowest failing value.
+                if let (Some(_), Some(_)) = (pass, fail) {
+                    for _ in 0..60 {
+                        let (lo, hi) = (pass.expect("bracketed").0, fail.expect("bracketed"));
+                        if (hi - lo) <= a.tolerance * lo {
+                            break;
+                        }
+                        let mid = 0.5 * (lo + hi);
+                        let (am, gm) = eval(g, mid)?;
+                        runs += 1;
+                        if ok(am) { pass = Some((mid, am, gm)) } else { fail = Some(mid) }
+                    }
+                }
+                bar.inc(1);
+                let number = pass.and_then(|p| scale.number(p.0));
+                let rate =
+                    pass.and_then(|p| simctl_dsl::load(name, text, &with(g, p.0)).ok()).and_then(|s| s.workload.arrivals.mean_rate());
+                Ok(Found {
+                    group: g.clone(),
+                    max_value: pass.map(|p| scale.text(p.0)),
+                    max_value_number: number,
+                    gpus,
+                    rate_per_s: rate,
+                    per_gpu: rate.map(|v| v / f64::from(gpus.max(1))),
+                    slo_attainment_at_max: pass.map(|p| p.1),
+                    goodput_rps_at_max: pass.map(|p| p.2),
+                    first_failing_value: fail.map(|f| scale.text(f)),
+                    runs: runs * seeds as usize,
+                    note,
+                })
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let found: Vec<Found> = found.into_iter().collect::<Result<_>>()?;
+    let wall = started.elapsed().as_secs_f64();
+
+    // Table.
+    let group_name = |f: &Found| {
+        if f.group.is_empty() {
+            "(scenario)".to_string()
+        } else {
+            f.group.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        }
+    };
+    let w = found.iter().map(|f| group_name(f).len()).max().unwrap_or(10).max(10);
+    println!(
+        "{:<w$}  {:>16} {:>10} {:>5} {:>13} {:>11} {:>12}  {:>16}",
+        "group",
+        format!("max {param}"),
+        "req/s",
+        "gpus",
+        "req/s per GPU",
+        "attainment",
+        "goodput_rps",
+        "first failing"
+    );
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), simctl_reports::sweep::fmt_metric);
+    for f in &found {
+        println!(
+            "{:<w$}  {:>16} {:>10} {:>5} {:>13} {:>11} {:>12}  {:>16}{}",
+            group_name(f),
+            f.max_value.clone().unwrap_or_else(|| "none".into()),
+            opt(f.rate_per_s),
+            f.gpus,
+            opt(f.per_gpu),
+            opt(f.slo_attainment_at_max),
+            opt(f.goodput_rps_at_max),
+            f.first_failing_value.clone().unwrap_or_else(|| "-".into()),
+            if f.note.is_empty() { String::new() } else { format!("  ({})", f.note) }
+        );
+    }
+    println!(
+        "\n{} runs in {wall:.2} s on {threads} threads (target SLO attainment {}, tolerance {}%)",
+        evals.load(Ordering::Relaxed),
+        a.slo_attainment,
+        a.tolerance * 100.0
+    );
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder `{}`", dir.display()))?;
+        let mut w = BufWriter::new(File::create(dir.join("find_max.csv"))?);
+        let mut cols: Vec<String> = axes.iter().map(|x| x.name.clone()).collect();
+        cols.extend(
+            [
+                "max_value",
+                "max_value_number",
+                "rate_per_s",
+                "gpus",
+                "rate_per_s_per_gpu",
+                "slo_attainment_at_max",
+                "goodput_rps_at_max",
+                "first_failing_value",
+                "runs",
+                "note",
+            ]
+            .map(String::from),
+        );
+        writeln!(w, "{}", cols.iter().map(|c| csv_text(c)).collect::<Vec<_>>().join(","))?;
+        let o = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+        for f in &found {
+            let mut r: Vec<String> = f.group.iter().map(|(_, v)| csv_text(v)).collect();
+            r.extend([
+                csv_text(f.max_value.as_deref().unwrap_or("")),
+                o(f.max_value_number),
+                o(f.rate_per_s),
+                f.gpus.to_string(),
+                o(f.per_gpu),
+                o(f.slo_attainment_at_max),
+                o(f.goodput_rps_at_max),
+                csv_text(f.first_failing_value.as_deref().unwrap_or("")),
+                f.runs.to_string(),
+                csv_text(&f.note),
+            ]);
+            writeln!(w, "{}", r.join(","))?;
+        }
+        w.flush()?;
+        let json = serde_json::json!({
+            "manifest": manifest,
+            "param": param,
+            "slo_attainment_target": a.slo_attainment,
+            "tolerance": a.tolerance,
+            "results": found,
+        });
+        std::fs::write(dir.join("find_max.json"), serde_json::to_string_pretty(&json)? + "\n")?;
+        let mut files = vec![dir.join("find_max.csv"), dir.join("find_max.json")];
+        if !a.no_plots && found.len() > 1 && found.iter().all(|f| f.per_gpu.is_some()) {
+            let out = dir.join("plots");
+            std::fs::create_dir_all(&out)?;
+            let panel = |title: &str, unit: &str, v: &dyn Fn(&Found) -> f64| simctl_reports::plot::BarPanel {
+                title: title.into(),
+                y_label: unit.into(),
+                bars: found.iter().map(|f| (group_name(f), v(f), 0.0)).collect(),
+            };
+            let panels = [
+                panel("max arrival rate", "requests per second", &|f| f.rate_per_s.unwrap_or(f64::NAN)),
+                panel("max arrival rate per GPU", "requests per second per GPU", &|f| f.per_gpu.unwrap_or(f64::NAN)),
+            ];
+            files.extend(
+                simctl_reports::plot::bar_chart(
+                    &out.join("find_max"),
+                    &format!("capacity at SLO attainment {}", a.slo_attainment),
+                    &panels,
+                )
+                .map_err(|e| anyhow::anyhow!("cannot draw plots: {e}"))?,
+            );
+        }
+        println!("wrote {}", list(dir, &files));
+    }
+    Ok(ExitCode::SUCCESS)
 }

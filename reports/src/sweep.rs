@@ -1,0 +1,496 @@
+//! Sweep results: one row per point × seed, per-point aggregates, the manifest, and
+//! reading them back (to merge shards, regenerate plots, compare).
+//!
+//! A results folder holds `results.csv` (the rows), `points.csv` (mean and 95% interval of
+//! every numeric metric over seeds), `manifest.json`, Parquet copies when built with the
+//! `parquet` feature, and `plots/`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::flatten::{Cell, csv_text, mean_ci95};
+
+/// Columns before the axes in `results.csv`.
+pub const LEAD_COLUMNS: [&str; 3] = ["point", "replicate", "seed"];
+
+/// The headline metrics shown in tables and plotted against axes: (column, label with unit).
+pub const HEADLINE: [(&str, &str); 5] = [
+    ("ttft_ms.p95", "TTFT p95 (ms)"),
+    ("tpot_ms.p95", "TPOT p95 (ms)"),
+    ("goodput_rps", "goodput (req/s)"),
+    ("slo_attainment", "SLO attainment (share of requests)"),
+    ("goodput_tok_per_usd", "goodput per dollar (good output tokens/$)"),
+];
+
+/// One swept axis: what it overrides and its values as scenario text.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Axis {
+    /// A `param` or a dotted setting path.
+    pub name: String,
+    /// The values, as scenario-language text (`24/s`, `telemetry`).
+    pub values: Vec<String>,
+}
+
+/// A slice of a sweep: runs whose index `k` (point-major, then replicate) has
+/// `k % count == index - 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// 1-based shard number.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether run `k` belongs to this shard.
+    pub fn owns(&self, k: usize) -> bool {
+        k % self.count as usize == (self.index - 1) as usize
+    }
+}
+
+/// What a sweep ran: enough to check that shards belong together and to rerun it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// simctl version that wrote it.
+    pub simctl_version: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// File the scenario came from (`<embedded default>` for the built-in one).
+    pub scenario_source: String,
+    /// FNV-1a 64 of the scenario text.
+    pub scenario_fnv1a64: String,
+    /// The axes, first slowest.
+    pub grid: Vec<Axis>,
+    /// Fixed `--set` overrides.
+    pub set: Vec<String>,
+    /// Replicates per point.
+    pub seeds: u32,
+    /// Seed of replicate 0 (others derive from it).
+    pub base_seed: u64,
+    /// Points in the whole grid.
+    pub points: usize,
+    /// Runs in the whole sweep (points × seeds).
+    pub runs: usize,
+    /// The slice this folder holds, if sharded (absent after a merge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+impl Manifest {
+    fn same_sweep(&self, o: &Manifest) -> Result<(), String> {
+        let mut diffs = Vec::new();
+        if self.scenario_fnv1a64 != o.scenario_fnv1a64 {
+            diffs.push(format!("scenario text differs ({} vs {})", self.scenario_fnv1a64, o.scenario_fnv1a64));
+        }
+        if self.grid != o.grid {
+            diffs.push("grids differ".to_string());
+        }
+        if self.set != o.set {
+            diffs.push(format!("--set differs ({:?} vs {:?})", self.set, o.set));
+        }
+        if self.seeds != o.seeds || self.base_seed != o.base_seed {
+            diffs.push(format!("seeds differ ({} from {} vs {} from {})", self.seeds, self.base_seed, o.seeds, o.base_seed));
+        }
+        if diffs.is_empty() { Ok(()) } else { Err(diffs.join("; ")) }
+    }
+}
+
+/// Mean and 95% interval of each numeric metric at one point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointStats {
+    /// Point index in the grid.
+    pub point: usize,
+    /// Replicates found.
+    pub seeds: usize,
+    /// The point's axis values, in axis order.
+    pub values: Vec<String>,
+    /// `(mean, ci95 half-width)` per numeric metric column (see [`SweepResults::numeric_columns`]).
+    pub metrics: Vec<(f64, f64)>,
+}
+
+/// A sweep's rows and manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepResults {
+    /// What ran.
+    pub manifest: Manifest,
+    /// Column names: [`LEAD_COLUMNS`], the axes, then the flattened summary.
+    pub header: Vec<String>,
+    /// One row per run, sorted by point then replicate.
+    pub rows: Vec<Vec<Cell>>,
+}
+
+fn num(c: &Cell) -> Option<f64> {
+    if let Cell::Num(v) = c { Some(*v) } else { None }
+}
+
+/// Splits one CSV line into fields (RFC 4180 quoting; no embedded newlines in our files).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn write_csv(path: &Path, header: &[String], rows: impl Iterator<Item = Vec<String>>) -> io::Result<()> {
+    let mut w = BufWriter::new(File::create(path)?);
+    writeln!(w, "{}", header.iter().map(|h| csv_text(h)).collect::<Vec<_>>().join(","))?;
+    for r in rows {
+        writeln!(w, "{}", r.join(","))?;
+    }
+    w.flush()
+}
+
+impl SweepResults {
+    /// Index of the first metric column.
+    pub fn first_metric(&self) -> usize {
+        LEAD_COLUMNS.len() + self.manifest.grid.len()
+    }
+
+    /// Position of a column by name.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
+    }
+
+    /// Metric columns that are numbers in every row.
+    pub fn numeric_columns(&self) -> Vec<usize> {
+        (self.first_metric()..self.header.len()).filter(|&c| self.rows.iter().all(|r| matches!(r.get(c), Some(Cell::Num(_))))).collect()
+    }
+
+    fn point_of(r: &[Cell]) -> usize {
+        num(&r[0]).unwrap_or(f64::NAN) as usize
+    }
+
+    fn key(r: &[Cell]) -> (usize, u64) {
+        (Self::point_of(r), num(&r[1]).unwrap_or(0.0) as u64)
+    }
+
+    /// Sorts rows by point, then replicate.
+    pub fn sort(&mut self) {
+        self.rows.sort_by_key(|r| Self::key(r));
+    }
+
+    /// Runs of the grid that no row holds, as `(point, replicate)`.
+    pub fn missing(&self) -> Vec<(usize, u32)> {
+        let have: std::collections::HashSet<(usize, u64)> = self.rows.iter().map(|r| Self::key(r)).collect();
+        (0..self.manifest.points)
+            .flat_map(|p| (0..self.manifest.seeds).map(move |r| (p, r)))
+            .filter(|&(p, r)| !have.contains(&(p, u64::from(r))))
+            .collect()
+    }
+
+    /// Per-point means and 95% intervals over seeds, in point order.
+    pub fn point_stats(&self) -> Vec<PointStats> {
+        let numeric = self.numeric_columns();
+        let mut by_point: BTreeMap<usize, Vec<&Vec<Cell>>> = BTreeMap::new();
+        for r in &self.rows {
+            by_point.entry(Self::point_of(r)).or_default().push(r);
+        }
+        let first = self.first_metric();
+        by_point
+            .into_iter()
+            .map(|(p, rs)| PointStats {
+                point: p,
+                seeds: rs.len(),
+                values: rs[0][LEAD_COLUMNS.len()..first]
+                    .iter()
+                    .map(|c| match c {
+                        Cell::Text(s) => s.clone(),
+                        Cell::Num(v) => format!("{v}"),
+                    })
+                    .collect(),
+                metrics: numeric
+                    .iter()
+                    .map(|&c| {
+                        let xs: Vec<f64> = rs.iter().filter_map(|r| num(&r[c])).collect();
+                        mean_ci95(&xs)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Writes `results.csv`, `points.csv` and `manifest.json` (and Parquet copies when the
+    /// `parquet` feature is on) into `dir`; returns the files written.
+    pub fn write(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let mut files = Vec::new();
+        let results = dir.join("results.csv");
+        write_csv(&results, &self.header, self.rows.iter().map(|r| r.iter().map(Cell::to_csv).collect()))?;
+        files.push(results);
+
+        let numeric = self.numeric_columns();
+        let mut cols = vec!["point".to_string(), "seeds".to_string()];
+        cols.extend(self.manifest.grid.iter().map(|a| a.name.clone()));
+        for &c in &numeric {
+            cols.push(self.header[c].clone());
+            cols.push(format!("{}.ci95", self.header[c]));
+        }
+        let stats = self.point_stats();
+        let points = dir.join("points.csv");
+        write_csv(
+            &points,
+            &cols,
+            stats.iter().map(|s| {
+                let mut out = vec![s.point.to_string(), s.seeds.to_string()];
+                out.extend(s.values.iter().map(|v| csv_text(v)));
+                for &(m, h) in &s.metrics {
+                    out.push(format!("{m}"));
+                    out.push(format!("{h}"));
+                }
+                out
+            }),
+        )?;
+        files.push(points);
+
+        let manifest = dir.join("manifest.json");
+        std::fs::write(&manifest, serde_json::to_string_pretty(&self.manifest).map_err(io::Error::other)? + "\n")?;
+        files.push(manifest);
+        #[cfg(feature = "parquet")]
+        files.extend(crate::parquet::write_sweep(dir, self, &cols, &stats)?);
+        Ok(files)
+    }
+
+    /// Reads a folder written by [`SweepResults::write`] (or by an interrupted sweep, whose
+    /// `results.csv` may be unsorted).
+    pub fn read(dir: &Path) -> Result<Self, String> {
+        let mpath = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&mpath).map_err(|e| format!("cannot read `{}`: {e}", mpath.display()))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| format!("`{}` is not a sweep manifest: {e}", mpath.display()))?;
+        let rpath = dir.join("results.csv");
+        let text = std::fs::read_to_string(&rpath).map_err(|e| format!("cannot read `{}`: {e}", rpath.display()))?;
+        let mut lines = text.lines();
+        let header = split_csv(lines.next().ok_or_else(|| format!("`{}` is empty", rpath.display()))?);
+        let first = LEAD_COLUMNS.len() + manifest.grid.len();
+        if header.len() < first || header[..LEAD_COLUMNS.len()] != LEAD_COLUMNS {
+            return Err(format!("`{}` does not start with point,replicate,seed and the axes", rpath.display()));
+        }
+        let mut rows = Vec::new();
+        for (n, line) in lines.enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let fields = split_csv(line);
+            if fields.len() != header.len() {
+                // A line cut short by an interrupted sweep: keep the others.
+                eprintln!("warning: {}:{}: {} fields, expected {}; line skipped", rpath.display(), n + 2, fields.len(), header.len());
+                continue;
+            }
+            let row: Vec<Cell> = fields
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| match i {
+                    0 | 1 => f.parse().map(Cell::Num).unwrap_or(Cell::Text(f)),
+                    i if i < first => Cell::Text(f),
+                    _ => f.parse().map(Cell::Num).unwrap_or(Cell::Text(f)),
+                })
+                .collect();
+            rows.push(row);
+        }
+        let mut r = SweepResults { manifest, header, rows };
+        r.sort();
+        Ok(r)
+    }
+
+    /// Merges shards (or re-runs) of one sweep into one result, as an unsharded run would
+    /// have written it. Duplicated runs must agree.
+    pub fn merge(parts: Vec<SweepResults>) -> Result<Self, String> {
+        let mut it = parts.into_iter();
+        let mut acc = it.next().ok_or("nothing to merge")?;
+        for p in it {
+            acc.manifest.same_sweep(&p.manifest).map_err(|e| format!("these folders are not parts of one sweep: {e}"))?;
+            if p.header != acc.header {
+                return Err("these folders have different result columns (different simctl versions?)".into());
+            }
+            acc.rows.extend(p.rows);
+        }
+        acc.sort();
+        acc.rows.dedup_by(|a, b| {
+            if Self::key(a) == Self::key(b) {
+                if a != b {
+                    eprintln!("warning: run {:?} differs between folders; keeping the first", Self::key(a));
+                }
+                true
+            } else {
+                false
+            }
+        });
+        acc.manifest.shard = None;
+        Ok(acc)
+    }
+}
+
+/// Reads numeric columns of a CSV file by name (empty or non-numeric cells become NaN).
+pub fn read_csv_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut lines = text.lines();
+    let header = split_csv(lines.next().unwrap_or_default());
+    let idx: Vec<usize> = names
+        .iter()
+        .map(|n| header.iter().position(|h| h == n).ok_or_else(|| format!("`{}` has no column `{n}`", path.display())))
+        .collect::<Result<_, _>>()?;
+    let mut out = vec![Vec::new(); names.len()];
+    for line in lines.filter(|l| !l.is_empty()) {
+        let f = split_csv(line);
+        for (o, &i) in out.iter_mut().zip(&idx) {
+            o.push(f.get(i).and_then(|x| x.parse().ok()).unwrap_or(f64::NAN));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads text columns of a CSV file by name.
+pub fn read_csv_text_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<String>>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut lines = text.lines();
+    let header = split_csv(lines.next().unwrap_or_default());
+    let idx: Vec<usize> = names
+        .iter()
+        .map(|n| header.iter().position(|h| h == n).ok_or_else(|| format!("`{}` has no column `{n}`", path.display())))
+        .collect::<Result<_, _>>()?;
+    let mut out = vec![Vec::new(); names.len()];
+    for line in lines.filter(|l| !l.is_empty()) {
+        let f = split_csv(line);
+        for (o, &i) in out.iter_mut().zip(&idx) {
+            o.push(f.get(i).cloned().unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// The per-point table for a terminal: axes, then the headline metrics (mean ± 95%
+/// interval when there are several seeds).
+pub fn render_points(r: &SweepResults) -> String {
+    let stats = r.point_stats();
+    let numeric = r.numeric_columns();
+    let shown: Vec<(usize, &str)> =
+        HEADLINE.iter().filter_map(|(c, _)| numeric.iter().position(|&n| r.header[n] == *c).map(|m| (m, *c))).collect();
+    let widths: Vec<usize> = r
+        .manifest
+        .grid
+        .iter()
+        .enumerate()
+        .map(|(i, a)| stats.iter().map(|s| s.values[i].len()).chain([a.name.len()]).max().unwrap_or(8))
+        .collect();
+    let several = r.manifest.seeds > 1;
+    let w = if several { 20 } else { 14 };
+    let mut out = String::new();
+    for (a, wd) in r.manifest.grid.iter().zip(&widths) {
+        out.push_str(&format!("{:<wd$}  ", a.name));
+    }
+    for (_, c) in &shown {
+        out.push_str(&format!("{c:>w$}"));
+    }
+    out.push('\n');
+    for s in &stats {
+        for (v, wd) in s.values.iter().zip(&widths) {
+            out.push_str(&format!("{v:<wd$}  "));
+        }
+        for (m, _) in &shown {
+            let (mean, ci) = s.metrics[*m];
+            if several {
+                out.push_str(&format!("{:>12} ±{:>6}", fmt_metric(mean), fmt_metric(ci)));
+            } else {
+                out.push_str(&format!("{:>w$}", fmt_metric(mean)));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A metric for a table: 4 significant digits-ish, no exponent for usual magnitudes.
+pub fn fmt_metric(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        format!("{v}")
+    } else if a >= 1e7 {
+        format!("{v:.3e}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SweepResults {
+        let manifest = Manifest {
+            simctl_version: "0".into(),
+            scenario: "s".into(),
+            scenario_source: "s.scn".into(),
+            scenario_fnv1a64: "00".into(),
+            grid: vec![Axis { name: "router.policy".into(), values: vec!["a,b".into(), "c".into()] }],
+            set: vec![],
+            seeds: 2,
+            base_seed: 1,
+            points: 2,
+            runs: 4,
+            shard: None,
+        };
+        let header: Vec<String> =
+            ["point", "replicate", "seed", "router.policy", "scenario", "ttft_ms.p95"].iter().map(|s| s.to_string()).collect();
+        let row = |p: f64, r: f64, v: f64| {
+            vec![
+                Cell::Num(p),
+                Cell::Num(r),
+                Cell::Text("7".into()),
+                Cell::Text(if p == 0.0 { "a,b" } else { "c" }.into()),
+                Cell::Text("s".into()),
+                Cell::Num(v),
+            ]
+        };
+        SweepResults { manifest, header, rows: vec![row(0.0, 0.0, 1.5), row(0.0, 1.0, 2.5), row(1.0, 0.0, 0.1), row(1.0, 1.0, f64::NAN)] }
+    }
+
+    #[test]
+    fn write_then_read_round_trips_and_shards_merge() {
+        let dir = std::env::temp_dir().join(format!("simctl-sweep-{}", std::process::id()));
+        let s = sample();
+        s.write(&dir).unwrap();
+        let back = SweepResults::read(&dir).unwrap();
+        assert_eq!(back.header, s.header);
+        assert_eq!(format!("{:?}", back.rows), format!("{:?}", s.rows), "NaN compares by text");
+        assert_eq!(split_csv("1,\"a,\"\"b\",,x"), ["1", "a,\"b", "", "x"]);
+
+        let mut a = s.clone();
+        let mut b = s.clone();
+        a.rows.retain(|r| r[1] == Cell::Num(0.0));
+        b.rows.retain(|r| r[1] == Cell::Num(1.0));
+        assert_eq!(a.missing(), vec![(0, 1), (1, 1)]);
+        let m = SweepResults::merge(vec![b, a]).unwrap();
+        assert_eq!(format!("{:?}", m.rows), format!("{:?}", s.rows));
+        assert!(m.missing().is_empty());
+        let mut other = s.clone();
+        other.manifest.seeds = 3;
+        assert!(SweepResults::merge(vec![s, other]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn shards_partition_the_runs() {
+        let shards: Vec<Shard> = (1..=3).map(|i| Shard { index: i, count: 3 }).collect();
+        for k in 0..20 {
+            assert_eq!(shards.iter().filter(|s| s.owns(k)).count(), 1);
+        }
+    }
+}
