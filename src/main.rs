@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "simctl", version, about, long_about = None, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl sweep --grid arrival_rate=12/s..36/s:6/s --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep\n  simctl check scenarios/*.scn"
+    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl sweep --grid arrival_rate=12/s..36/s:6/s --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep\n  simctl sweep --find-max arrival_rate --grid router.policy=round_robin,least_loaded --slo-attainment 0.9\n  simctl report out/sweep --html out/sweep/report.html\n  simctl compare out/base out/new --fail-if 'ttft_ms.p95>+10%'\n  simctl check scenarios/*.scn"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     Run(cmd::run::RunArgs),
     Sweep(cmd::sweep::SweepArgs),
+    Report(cmd::report::ReportArgs),
+    Compare(cmd::compare::CompareArgs),
     Check(cmd::check::CheckArgs),
     Trace(cmd::trace::TraceArgs),
 }
@@ -38,6 +40,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),
         Command::Sweep(a) => cmd::sweep::run(a),
+        Command::Report(a) => cmd::report::run(a),
+        Command::Compare(a) => cmd::compare::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Trace(a) => cmd::trace::run(a),
     };

@@ -207,7 +207,10 @@ fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &LineChart) 
             .map_err(err)?
             .label(&s.name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3)));
-        chart.draw_series(line.iter().map(|&(x, y)| Circle::new((x, y), 4, col.filled()))).map_err(err)?;
+        // Markers only where they help: sweeps have few points, time series and CDFs many.
+        if line.len() <= 60 {
+            chart.draw_series(line.iter().map(|&(x, y)| Circle::new((x, y), 4, col.filled()))).map_err(err)?;
+        }
         if c.intervals {
             let w = (x1 - x0) * 0.006;
             for &(x, y, h) in s.points.iter().filter(|p| p.1.is_finite() && p.2.is_finite() && p.2 > 0.0) {

@@ -66,6 +66,16 @@ pub fn write_requests_csv_header(w: &mut dyn Write) -> io::Result<()> {
 }
 
 impl RunRecorder {
+    /// TTFT of every finished request so far, ms, in completion order.
+    pub fn ttft_samples(&self) -> &[f64] {
+        &self.ttft_ms
+    }
+
+    /// TPOT of every finished request with two or more output tokens so far, ms.
+    pub fn tpot_samples(&self) -> &[f64] {
+        &self.tpot_ms
+    }
+
     /// A recorder judging requests against `slo`; `instance_names` label CSV rows.
     pub fn new(slo: SloSpec, instance_names: Vec<String>) -> Self {
         RunRecorder {
