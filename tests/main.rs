@@ -4,6 +4,7 @@ mod binding;
 mod cli;
 mod determinism;
 mod fidelity;
+mod reports;
 mod routing;
 mod scenarios;
 mod sweep;

@@ -69,3 +69,163 @@ fn bad_grids_fail_before_running() {
     assert!(stderr(&o).contains("at grid point router.policy=teleme"), "{}", stderr(&o));
     assert!(stderr(&o).contains("did you mean `telemetry`?"), "{}", stderr(&o));
 }
+
+fn sharded(tag: &str, shard: Option<&str>) -> std::path::PathBuf {
+    let dir = temp_dir(tag);
+    let mut args = vec![
+        "sweep",
+        "--grid",
+        "arrival_rate=12/s,24/s,30/s",
+        "--grid",
+        "router.policy=round_robin,least_loaded",
+        "--seeds",
+        "2",
+        "--set",
+        "run.duration=5s",
+        "--no-plots",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    if let Some(s) = shard {
+        args.extend(["--shard", s]);
+    }
+    let o = simctl(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir
+}
+
+#[test]
+fn shards_merge_into_the_unsharded_result() {
+    let whole = sharded("shard-whole", None);
+    let parts: Vec<_> = (1..=3).map(|i| sharded(&format!("shard-{i}"), Some(&format!("{i}/3")))).collect();
+    // Each shard holds a third of the 12 runs, none twice.
+    let rows = |d: &std::path::Path| std::fs::read_to_string(d.join("results.csv")).unwrap().lines().count() - 1;
+    assert_eq!(parts.iter().map(|p| rows(p)).collect::<Vec<_>>(), [4, 4, 4]);
+
+    // Two of three shards: reported as incomplete, nothing written.
+    let o = simctl(&["report", parts[0].to_str().unwrap(), parts[2].to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("8 of 12 runs"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("4 run(s) missing"), "{}", stderr(&o));
+
+    let merged = temp_dir("shard-merged");
+    let html = merged.join("report.html");
+    let mut args = vec!["report"];
+    let names: Vec<String> = parts.iter().rev().map(|p| p.to_str().unwrap().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    args.extend(["--out", merged.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let o = simctl(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["results.csv", "points.csv", "manifest.json"] {
+        assert_eq!(std::fs::read_to_string(whole.join(f)).unwrap(), std::fs::read_to_string(merged.join(f)).unwrap(), "{f} differs");
+    }
+    // The merge draws the plots the shards could not.
+    let png = std::fs::read(merged.join("plots/ttft_ms_p95.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("least_loaded") && page.contains("ttft_ms.p95"), "HTML has tables and plots");
+
+    // Shards of different sweeps do not merge.
+    let other = temp_dir("shard-other");
+    let o = simctl(&["sweep", "--grid", "arrival_rate=12/s", "--set", "run.duration=5s", "--no-plots", "--out", other.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = simctl(&["report", parts[0].to_str().unwrap(), other.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not parts of one sweep"), "{}", stderr(&o));
+}
+
+#[test]
+fn sweep_plots_have_titles_axes_and_legends() {
+    let dir = temp_dir("sweep-plots");
+    let o = simctl(&[
+        "sweep",
+        "--grid",
+        "arrival_rate=12/s,24/s",
+        "--grid",
+        "router.policy=round_robin,least_loaded",
+        "--seeds",
+        "2",
+        "--set",
+        "run.duration=5s",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for m in ["ttft_ms_p95", "tpot_ms_p95", "goodput_rps", "goodput_tok_per_usd"] {
+        assert_eq!(&std::fs::read(dir.join(format!("plots/{m}.png"))).unwrap()[1..4], b"PNG", "{m}.png");
+        let svg = std::fs::read_to_string(dir.join(format!("plots/{m}.svg"))).unwrap();
+        assert!(svg.contains("arrival_rate (per second)"), "{m}: x label with unit");
+        assert!(svg.contains("router.policy=least_loaded") && svg.contains("router.policy=round_robin"), "{m}: legend");
+    }
+    // A grid of categories only: bars across its points (the right-sizing view).
+    let bars = temp_dir("sweep-bars");
+    let o = simctl(&[
+        "sweep",
+        "--grid",
+        "router.policy=round_robin,least_loaded,power_of_two",
+        "--set",
+        "run.duration=5s",
+        "--out",
+        bars.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(bars.join("plots/bars.svg")).unwrap();
+    assert!(svg.contains("goodput per dollar") && svg.contains("TTFT p95") && svg.contains("power_of_two"));
+    let np = temp_dir("sweep-noplots");
+    let o = simctl(&[
+        "sweep",
+        "--grid",
+        "router.policy=round_robin,least_loaded",
+        "--set",
+        "run.duration=5s",
+        "--no-plots",
+        "--out",
+        np.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(np.join("results.csv").is_file() && !np.join("plots").exists());
+}
+
+#[test]
+fn find_max_brackets_the_slo_edge() {
+    let dir = temp_dir("find-max");
+    let o = simctl(&[
+        "sweep",
+        "--find-max",
+        "arrival_rate=5/s..60/s",
+        "--slo-attainment",
+        "0.9",
+        "--tolerance",
+        "0.02",
+        "--set",
+        "run.duration=10s",
+        "--set",
+        "router.policy=round_robin",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("find_max.json")).unwrap()).unwrap();
+    let r = &v["results"][0];
+    let max = r["max_value"].as_str().unwrap().to_string();
+    let fail = r["first_failing_value"].as_str().unwrap().to_string();
+    let (lo, hi) = (r["max_value_number"].as_f64().unwrap(), fail.trim_end_matches("/s").parse::<f64>().unwrap());
+    assert!(lo < hi && hi - lo <= 0.02 * lo + 1e-9, "bracket {lo}..{hi} is within the tolerance");
+    assert!(r["per_gpu"].as_f64().unwrap() > 0.0 && r["gpus"].as_u64().unwrap() > 0);
+    // The edge is real: simctl run meets the target at the max and misses it just above.
+    let att = |rate: &str| {
+        let o = simctl(&[
+            "run",
+            "--json",
+            "--set",
+            &format!("arrival_rate={rate}"),
+            "--set",
+            "run.duration=10s",
+            "--set",
+            "router.policy=round_robin",
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["slo_attainment"].as_f64().unwrap()
+    };
+    assert!(att(&max) >= 0.9, "meets the target at {max}");
+    assert!(att(&fail) < 0.9, "misses it at {fail}");
+}
