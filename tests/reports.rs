@@ -20,6 +20,11 @@ fn a_run_writes_queue_depth_and_plots_and_report_redraws_them() {
     let peak =
         depth.lines().filter(|l| l.contains(",decode,")).map(|l| l.rsplit(',').next().unwrap().parse::<f64>().unwrap()).fold(0.0, f64::max);
     assert_eq!(peak, summary["pools"]["decode"]["queue_depth_max"].as_f64().unwrap());
+    if cfg!(feature = "parquet") {
+        for f in ["requests.parquet", "queue_depth.parquet"] {
+            assert_eq!(&std::fs::read(dir.join(f)).unwrap()[..4], b"PAR1", "{f}");
+        }
+    }
     for f in ["latency_cdf", "queue_depth"] {
         assert_eq!(&std::fs::read(dir.join(format!("plots/{f}.png"))).unwrap()[1..4], b"PNG");
     }

@@ -34,6 +34,8 @@ fn results_do_not_depend_on_the_number_of_threads() {
     let csv = std::fs::read_to_string(a.join("results.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     assert_eq!(&header[..5], ["point", "replicate", "seed", "arrival_rate", "router.policy"]);
+    let unique: std::collections::HashSet<&&str> = header.iter().collect();
+    assert_eq!(unique.len(), header.len(), "column names are unique (pandas, Parquet)");
     assert!(
         header.contains(&"ttft_ms.p95") && header.contains(&"goodput_tok_per_usd") && header.contains(&"pools.decode.queue_depth_mean")
     );
@@ -151,6 +153,14 @@ fn sweep_plots_have_titles_axes_and_legends() {
         dir.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Parquet copies in `parquet` builds (the test command enables every feature); a note otherwise.
+    if cfg!(feature = "parquet") {
+        for f in ["results.parquet", "points.parquet"] {
+            assert_eq!(&std::fs::read(dir.join(f)).unwrap()[..4], b"PAR1", "{f}");
+        }
+    } else {
+        assert!(stderr(&o).contains("without the `parquet` feature"), "{}", stderr(&o));
+    }
     for m in ["ttft_ms_p95", "tpot_ms_p95", "goodput_rps", "goodput_tok_per_usd"] {
         assert_eq!(&std::fs::read(dir.join(format!("plots/{m}.png"))).unwrap()[1..4], b"PNG", "{m}.png");
         let svg = std::fs::read_to_string(dir.join(format!("plots/{m}.svg"))).unwrap();

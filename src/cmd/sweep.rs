@@ -190,13 +190,24 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let jobs: Vec<Job> = all.into_iter().filter(|j| a.shard.is_none_or(|s| s.owns(j.k))).collect();
     let manifest = Manifest { points: points.len(), runs: total_runs, ..manifest };
 
+    // Columns: the lead columns, the axes, then the union of the summaries' keys over every
+    // point (a grid may change the pools or instances, hence the keys), each once — the
+    // summary's own `seed` duplicates a lead column and is left out. Cells go by name.
     let header: Vec<String> = {
-        let probe = simulate(&specs[0], base, true);
         let mut h: Vec<String> = simctl_reports::sweep::LEAD_COLUMNS.iter().map(|s| s.to_string()).collect();
         h.extend(axes.iter().map(|x| x.name.clone()));
-        h.extend(flatten_summary(&probe).into_iter().map(|(k, _)| k));
+        let mut seen: std::collections::HashSet<String> = h.iter().cloned().collect();
+        for spec in &specs {
+            for (k, _) in flatten_summary(&simulate(spec, base, true)) {
+                if seen.insert(k.clone()) {
+                    h.push(k);
+                }
+            }
+        }
         h
     };
+    let metric_col: std::collections::HashMap<&str, usize> = header.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let lead = simctl_reports::sweep::LEAD_COLUMNS.len() + axes.len();
     // The manifest first and rows as they finish: an interrupted sweep's folder can still
     // be reported on (`simctl report` lists what is missing).
     let csv = match &a.out {
@@ -226,7 +237,14 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
                 let summary = simulate(&specs[job.point], seed, false);
                 let mut row = vec![Cell::Num(job.point as f64), Cell::Num(f64::from(job.replicate)), Cell::Text(seed.to_string())];
                 row.extend(points[job.point].iter().map(|(_, v)| Cell::Text(v.clone())));
-                row.extend(flatten_summary(&summary).into_iter().map(|(_, c)| c));
+                row.resize(header.len(), Cell::Text(String::new()));
+                for (k, c) in flatten_summary(&summary) {
+                    if let Some(&i) = metric_col.get(k.as_str())
+                        && i >= lead
+                    {
+                        row[i] = c;
+                    }
+                }
                 if let Some(w) = &csv {
                     let mut w = w.lock().expect("no panics while writing");
                     writeln!(w, "{}", row.iter().map(Cell::to_csv).collect::<Vec<_>>().join(","))?;
@@ -561,21 +579,16 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
         }
     };
     let w = found.iter().map(|f| group_name(f).len()).max().unwrap_or(10).max(10);
+    let head = format!("max {param}");
+    let v = found.iter().filter_map(|f| f.max_value.as_ref().map(String::len)).max().unwrap_or(4).max(head.len());
     println!(
-        "{:<w$}  {:>16} {:>10} {:>5} {:>13} {:>11} {:>12}  {:>16}",
-        "group",
-        format!("max {param}"),
-        "req/s",
-        "gpus",
-        "req/s per GPU",
-        "attainment",
-        "goodput_rps",
-        "first failing"
+        "{:<w$}  {:>v$} {:>10} {:>5} {:>13} {:>11} {:>12}  first failing",
+        "group", head, "req/s", "gpus", "req/s per GPU", "attainment", "goodput_rps"
     );
     let opt = |v: Option<f64>| v.map_or("-".to_string(), simctl_reports::sweep::fmt_metric);
     for f in &found {
         println!(
-            "{:<w$}  {:>16} {:>10} {:>5} {:>13} {:>11} {:>12}  {:>16}{}",
+            "{:<w$}  {:>v$} {:>10} {:>5} {:>13} {:>11} {:>12}  {}{}",
             group_name(f),
             f.max_value.clone().unwrap_or_else(|| "none".into()),
             opt(f.rate_per_s),
