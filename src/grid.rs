@@ -33,6 +33,26 @@ fn fmt(v: f64) -> String {
     format!("{r}")
 }
 
+/// Splits a list at commas outside brackets and quotes, so whole values such as fleets
+/// (`[dc_big, 3 x dc_mid],[4 x dc_mid]`) stay in one piece.
+fn split_top_level(s: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut quoted, mut start) = (Vec::new(), 0i32, false, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' | '(' | '{' if !quoted => depth += 1,
+            ']' | ')' | '}' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
 /// Parses `NAME=SPEC`.
 pub fn parse_axis(arg: &str) -> Result<Axis> {
     let Some((name, spec)) = arg.split_once('=') else {
@@ -76,7 +96,7 @@ pub fn parse_axis(arg: &str) -> Result<Axis> {
         };
         points.into_iter().map(|v| format!("{}{ua}", fmt(v))).collect()
     } else {
-        spec.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>()
+        split_top_level(spec).into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>()
     };
     if values.is_empty() {
         bail!("`--grid {arg}`: no values");
@@ -112,6 +132,10 @@ mod tests {
         assert_eq!(parse_axis("x=0.1..0.3:0.1").unwrap().values, ["0.1", "0.2", "0.3"]);
         assert_eq!(parse_axis("staleness=0ms,10ms,100ms,1s").unwrap().values, ["0ms", "10ms", "100ms", "1s"]);
         assert_eq!(parse_axis("router.policy=round_robin, telemetry").unwrap().values, ["round_robin", "telemetry"]);
+        assert_eq!(
+            parse_axis("pool.decode.instances=[dc_big, 3 x dc_mid],[4 x dc_mid]").unwrap().values,
+            ["[dc_big, 3 x dc_mid]", "[4 x dc_mid]"]
+        );
         assert!(parse_axis("x=1/s..2ms").is_err());
         assert!(parse_axis("x=2..1").is_err());
         assert!(parse_axis("x").is_err());
