@@ -17,6 +17,22 @@ fn numeric_value(s: &str) -> Option<(f64, String)> {
     Some((v, s[end..].trim().to_string()))
 }
 
+/// A value on a common scale: durations in any unit become milliseconds, so an axis such as
+/// `0ms,10ms,100ms,1s` is numeric; other units stay as written.
+fn scaled_value(s: &str) -> Option<(f64, String)> {
+    let (v, u) = numeric_value(s)?;
+    let ms = match u.as_str() {
+        "ns" => 1e-6,
+        "us" | "µs" => 1e-3,
+        "ms" => 1.0,
+        "s" => 1e3,
+        "min" => 60e3,
+        "h" => 3600e3,
+        _ => return Some((v, u)),
+    };
+    Some((v * ms, "ms".into()))
+}
+
 fn unit_label(u: &str) -> String {
     match u {
         "" => String::new(),
@@ -40,12 +56,12 @@ pub fn sweep_figures(dir: &Path, r: &SweepResults) -> Result<Vec<PathBuf>, PlotE
     // The x axis: the first axis with several values that all are numbers in one unit.
     let x_axis = axes.iter().position(|a| {
         a.values.len() > 1 && {
-            let parsed: Vec<_> = a.values.iter().map(|v| numeric_value(v)).collect();
+            let parsed: Vec<_> = a.values.iter().map(|v| scaled_value(v)).collect();
             parsed.iter().all(|p| p.is_some()) && parsed.iter().all(|p| p.as_ref().map(|q| &q.1) == parsed[0].as_ref().map(|q| &q.1))
         }
     });
     if let Some(xa) = x_axis {
-        let unit = numeric_value(&axes[xa].values[0]).map(|p| p.1).unwrap_or_default();
+        let unit = scaled_value(&axes[xa].values[0]).map(|p| p.1).unwrap_or_default();
         for (col, label) in HEADLINE {
             let Some(m) = metric(col) else { continue };
             let mut lines: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
@@ -54,7 +70,7 @@ pub fn sweep_figures(dir: &Path, r: &SweepResults) -> Result<Vec<PathBuf>, PlotE
                 let key: Vec<String> =
                     s.values.iter().enumerate().filter(|&(i, _)| i != xa).map(|(i, v)| format!("{}={v}", axes[i].name)).collect();
                 let key = key.join(", ");
-                let x = numeric_value(&s.values[xa]).map_or(f64::NAN, |p| p.0);
+                let x = scaled_value(&s.values[xa]).map_or(f64::NAN, |p| p.0);
                 if !lines.contains_key(&key) {
                     order.push(key.clone());
                 }
@@ -161,5 +177,7 @@ mod tests {
         assert_eq!(numeric_value("1.5e3"), Some((1500.0, String::new())));
         assert_eq!(numeric_value("telemetry"), None);
         assert_eq!(numeric_value("10ms"), Some((10.0, "ms".into())));
+        assert_eq!(scaled_value("1s"), Some((1000.0, "ms".into())));
+        assert_eq!(scaled_value("24/s"), Some((24.0, "/s".into())));
     }
 }
