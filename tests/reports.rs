@@ -67,3 +67,28 @@ fn compare_reports_differences_and_fails_on_thresholds() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("ttft_ms.p95"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_capacity_search_folder_reports_and_compares() {
+    let dir = temp_dir("fm-report");
+    let o = simctl(&[
+        "sweep",
+        "--find-max",
+        "arrival_rate=5/s..60/s",
+        "--tolerance",
+        "0.05",
+        "--grid",
+        "router.policy=round_robin,least_loaded",
+        "--set",
+        "run.duration=5s",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.join("find_max.csv").is_file() && dir.join("plots/find_max.png").is_file());
+    let o = simctl(&["report", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("router.policy=least_loaded") && stdout(&o).contains("req/s per GPU"), "{}", stdout(&o));
+    let o = simctl(&["compare", dir.to_str().unwrap(), dir.to_str().unwrap(), "--fail-if", "per_gpu<-1%"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}

@@ -91,6 +91,29 @@ type Metrics = Vec<(String, f64)>;
 /// Compared units: the whole run, or each sweep point keyed by its axis values.
 fn units(l: &Loaded) -> Vec<(String, Metrics)> {
     match l {
+        Loaded::FindMax(v) => v["results"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| {
+                        let key = r["group"]
+                            .as_array()
+                            .map(|g| {
+                                g.iter()
+                                    .filter_map(|kv| Some(format!("{}={}", kv[0].as_str()?, kv[1].as_str()?)))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                            .unwrap_or_default();
+                        let m = ["max_value_number", "rate_per_s", "per_gpu", "slo_attainment_at_max", "goodput_rps_at_max"]
+                            .iter()
+                            .filter_map(|k| Some((k.to_string(), r[*k].as_f64()?)))
+                            .collect();
+                        (key, m)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         Loaded::Run(s) => {
             let m = flatten_summary(s).into_iter().filter_map(|(k, c)| if let Cell::Num(v) = c { Some((k, v)) } else { None }).collect();
             vec![(String::new(), m)]
@@ -111,8 +134,8 @@ fn units(l: &Loaded) -> Vec<(String, Metrics)> {
 pub fn run(a: CompareArgs) -> Result<ExitCode> {
     let conds: Vec<Cond> = a.fail_if.iter().map(|c| parse_cond(c)).collect::<Result<_>>()?;
     let (la, lb) = (load(&a.a)?, load(&a.b)?);
-    if matches!(la, Loaded::Run(_)) != matches!(lb, Loaded::Run(_)) {
-        bail!("compare two runs or two sweeps, not one of each");
+    if std::mem::discriminant(&la) != std::mem::discriminant(&lb) {
+        bail!("compare two runs, two sweeps or two capacity searches, not one of each");
     }
     let (ua, ub) = (units(&la), units(&lb));
     let known: Vec<&str> = ua.first().map(|u| u.1.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
@@ -139,7 +162,11 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         }
         a.metrics.clone()
     } else {
-        let mut v: Vec<String> = HEADLINE.iter().map(|(c, _)| c.to_string()).filter(|c| known.contains(&c.as_str())).collect();
+        let mut v: Vec<String> = if matches!(la, Loaded::FindMax(_)) {
+            known.iter().map(|s| s.to_string()).collect()
+        } else {
+            HEADLINE.iter().map(|(c, _)| c.to_string()).filter(|c| known.contains(&c.as_str())).collect()
+        };
         for c in &conds {
             if !v.contains(&c.metric) {
                 v.push(c.metric.clone());

@@ -38,6 +38,8 @@ pub struct ReportArgs {
 pub enum Loaded {
     Run(Box<Summary>),
     Sweep(Box<SweepResults>),
+    /// `simctl sweep --find-max` results (find_max.json).
+    FindMax(Box<serde_json::Value>),
 }
 
 /// Reads a run or a sweep folder (or a run's summary.json).
@@ -53,6 +55,12 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     let summary = dir.join("summary.json");
     if summary.is_file() {
         return load(&summary);
+    }
+    let fm = dir.join("find_max.json");
+    if fm.is_file() {
+        let text = std::fs::read_to_string(&fm).with_context(|| format!("cannot read `{}`", fm.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", fm.display()))?;
+        return Ok(Loaded::FindMax(Box::new(v)));
     }
     if !dir.exists() {
         bail!("`{}` does not exist", dir.display());
@@ -125,8 +133,70 @@ fn points_table(r: &SweepResults) -> Table {
     Table { caption: format!("per point{seeds}"), columns, rows }
 }
 
+/// The capacity-search table of a find_max.json.
+fn find_max_table(v: &serde_json::Value) -> Table {
+    let param = v["param"].as_str().unwrap_or("value");
+    let columns: Vec<String> = ["group", &format!("max {param}"), "req/s", "gpus", "req/s per GPU", "attainment", "first failing"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let num = |x: &serde_json::Value| x.as_f64().map_or("-".to_string(), fmt_metric);
+    let rows = v["results"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    let group = r["group"]
+                        .as_array()
+                        .map(|g| {
+                            g.iter().filter_map(|kv| Some(format!("{}={}", kv[0].as_str()?, kv[1].as_str()?))).collect::<Vec<_>>().join(" ")
+                        })
+                        .filter(|g| !g.is_empty())
+                        .unwrap_or_else(|| "(scenario)".into());
+                    vec![
+                        group,
+                        r["max_value"].as_str().unwrap_or("none").to_string(),
+                        num(&r["rate_per_s"]),
+                        r["gpus"].as_u64().map_or("-".into(), |g| g.to_string()),
+                        num(&r["per_gpu"]),
+                        num(&r["slo_attainment_at_max"]),
+                        r["first_failing_value"].as_str().unwrap_or("-").to_string(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let target = v["slo_attainment_target"].as_f64().unwrap_or(f64::NAN);
+    Table { caption: format!("largest {param} with SLO attainment >= {target}"), columns, rows }
+}
+
+fn print_table(t: &Table) {
+    let widths: Vec<usize> =
+        (0..t.columns.len()).map(|c| t.rows.iter().map(|r| r[c].len()).chain([t.columns[c].len()]).max().unwrap_or(4)).collect();
+    println!("{}", t.caption);
+    let line = |cells: &[String]| cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  ");
+    println!("{}", line(&t.columns));
+    for r in &t.rows {
+        println!("{}", line(r));
+    }
+}
+
 pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let loaded: Vec<(PathBuf, Loaded)> = a.dirs.iter().map(|d| load(d).map(|l| (d.clone(), l))).collect::<Result<_>>()?;
+    if loaded.iter().any(|(_, l)| matches!(l, Loaded::FindMax(_))) {
+        if loaded.len() > 1 {
+            bail!("give one capacity-search folder at a time");
+        }
+        let (dir, Loaded::FindMax(v)) = &loaded[0] else { unreachable!("checked above") };
+        let table = find_max_table(v);
+        print_table(&table);
+        if let Some(html) = &a.html {
+            let text = page("simctl capacity search", &[], &[table], &svgs(&plots_in(dir)));
+            std::fs::write(html, text).with_context(|| format!("cannot write `{}`", html.display()))?;
+            println!("wrote {}", html.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let sweeps = loaded.iter().filter(|(_, l)| matches!(l, Loaded::Sweep(_))).count();
     if sweeps > 0 && sweeps < loaded.len() {
         bail!("give either sweep folders (to merge) or run folders, not both");
@@ -136,7 +206,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
             .into_iter()
             .map(|(_, l)| match l {
                 Loaded::Sweep(s) => *s,
-                Loaded::Run(_) => unreachable!("checked above"),
+                Loaded::Run(_) | Loaded::FindMax(_) => unreachable!("checked above"),
             })
             .collect();
         let n = parts.len();
