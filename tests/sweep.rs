@@ -239,3 +239,20 @@ fn find_max_brackets_the_slo_edge() {
     assert!(att(&max) >= 0.9, "meets the target at {max}");
     assert!(att(&fail) < 0.9, "misses it at {fail}");
 }
+
+#[test]
+fn the_issue_command_sweeps_the_default_scenario_in_its_own_units() {
+    // `param arrival_rate = 1.2 per 50ms`: bare numbers are requests per 50 ms, as written there.
+    let o = simctl(&["sweep", "--grid", "arrival_rate=0.5..2.0", "--set", "run.duration=5s"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bare numbers take the unit"), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("7 runs (7 points x 1 seeds)"), "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with("0.5 per 50ms"), "{out}");
+    // The same point as an explicit rate: 0.5 per 50 ms = 10/s.
+    let a = simctl(&["run", "--json", "--set", "arrival_rate=0.5 per 50ms", "--set", "run.duration=5s"]);
+    let b = simctl(&["run", "--json", "--set", "arrival_rate=10/s", "--set", "run.duration=5s"]);
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_slice(&a.stdout).unwrap(), serde_json::from_slice(&b.stdout).unwrap());
+    assert_eq!(a["ttft_ms"], b["ttft_ms"]);
+}

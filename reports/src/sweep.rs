@@ -379,36 +379,41 @@ pub fn render_points(r: &SweepResults) -> String {
     let numeric = r.numeric_columns();
     let shown: Vec<(usize, &str)> =
         HEADLINE.iter().filter_map(|(c, _)| numeric.iter().position(|&n| r.header[n] == *c).map(|m| (m, *c))).collect();
-    let widths: Vec<usize> = r
-        .manifest
-        .grid
-        .iter()
-        .enumerate()
-        .map(|(i, a)| stats.iter().map(|s| s.values[i].len()).chain([a.name.len()]).max().unwrap_or(8))
-        .collect();
     let several = r.manifest.seeds > 1;
-    let w = if several { 20 } else { 14 };
-    let mut out = String::new();
-    for (a, wd) in r.manifest.grid.iter().zip(&widths) {
-        out.push_str(&format!("{:<wd$}  ", a.name));
-    }
-    for (_, c) in &shown {
-        out.push_str(&format!("{c:>w$}"));
-    }
-    out.push('\n');
-    for s in &stats {
-        for (v, wd) in s.values.iter().zip(&widths) {
-            out.push_str(&format!("{v:<wd$}  "));
-        }
-        for (m, _) in &shown {
-            let (mean, ci) = s.metrics[*m];
-            if several {
-                out.push_str(&format!("{:>12} ±{:>6}", fmt_metric(mean), fmt_metric(ci)));
+    // Every cell as text first, then each column as wide as its widest cell.
+    let mut head: Vec<String> = r.manifest.grid.iter().map(|a| a.name.clone()).collect();
+    head.extend(shown.iter().map(|(_, c)| c.to_string()));
+    let rows: Vec<Vec<String>> = stats
+        .iter()
+        .map(|s| {
+            let mut row = s.values.clone();
+            for (m, _) in &shown {
+                let (mean, ci) = s.metrics[*m];
+                row.push(if several { format!("{} ± {}", fmt_metric(mean), fmt_metric(ci)) } else { fmt_metric(mean) });
+            }
+            row
+        })
+        .collect();
+    let widths: Vec<usize> =
+        (0..head.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).chain([head[c].len()]).max().unwrap_or(4)).collect();
+    let axes = r.manifest.grid.len();
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (c, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            let pad = w - cell.chars().count();
+            if c < axes {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad + 2));
             } else {
-                out.push_str(&format!("{:>w$}", fmt_metric(mean)));
+                out.push_str(&" ".repeat(pad + 2));
+                out.push_str(cell);
             }
         }
-        out.push('\n');
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&head);
+    for r in &rows {
+        out.push_str(&line(r));
     }
     out
 }

@@ -41,6 +41,13 @@ use crate::scenario;
 /// seeds, stays at or above `--slo-attainment`, by doubling/halving from the scenario's value
 /// and then bisection (DistServe's per-GPU goodput).
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  simctl sweep --grid arrival_rate=0.5..2.0                       # a param without unit: 7 points
+  simctl sweep --grid arrival_rate=12/s..36/s:6/s --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep
+  simctl sweep scenarios/stale_telemetry.scn --grid staleness=0ms,10ms,100ms,1s -j 2
+  simctl sweep --grid 'pool.decode.instances=[dc_big, 3 x dc_mid],[4 x dc_mid]' --out out/fleets
+  simctl sweep --find-max arrival_rate --slo-attainment 0.9 --grid router.policy=round_robin,least_loaded
+  simctl sweep --grid arrival_rate=6/s..60/s:2/s --shard 3/16 --out shards/3   # then: simctl report shards/* --out merged")]
 pub struct SweepArgs {
     /// Scenario file; omit for the embedded default.
     #[arg(value_name = "SCENARIO.scn")]
@@ -145,7 +152,10 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let block = base_spec.sweep.clone();
     let grid_args = if a.grid.is_empty() { block.as_ref().map(|b| b.grid.clone()).unwrap_or_default() } else { a.grid.clone() };
     let seeds = a.seeds.or(block.as_ref().and_then(|b| b.seeds)).unwrap_or(1);
-    let axes: Vec<Axis> = grid_args.iter().map(|g| grid::parse_axis(g)).collect::<Result<_>>()?;
+    let mut axes: Vec<Axis> = grid_args.iter().map(|g| grid::parse_axis(g)).collect::<Result<_>>()?;
+    for axis in &mut axes {
+        adopt_default_unit(axis, &text);
+    }
     let base = a.seed.unwrap_or(base_spec.seed);
     let manifest = Manifest {
         simctl_version: env!("CARGO_PKG_VERSION").into(),
@@ -318,6 +328,31 @@ fn param_default(text: &str, param: &str) -> Option<String> {
         }
         _ => None,
     })
+}
+
+/// Bare numbers on an axis whose `param` default carries a unit take that unit as written:
+/// with `param arrival_rate = 1.2 per 50ms`, `--grid arrival_rate=0.5..2.0` sweeps
+/// 0.5 to 2.0 requests per 50 ms (the lab's per-tick rate), as a user reading the scenario
+/// would expect. Says so on stderr.
+fn adopt_default_unit(axis: &mut Axis, text: &str) {
+    if !axis.values.iter().all(|v| v.trim().parse::<f64>().is_ok()) {
+        return;
+    }
+    let Some(default) = param_default(text, &axis.name) else { return };
+    let Some((_, unit)) = split_number(&default) else { return };
+    if unit.is_empty() || unit.contains(['(', ')', '*', '+']) {
+        return;
+    }
+    let sep = if unit.starts_with('/') { "" } else { " " };
+    for v in &mut axis.values {
+        *v = format!("{}{sep}{unit}", v.trim());
+    }
+    eprintln!(
+        "note: {}: bare numbers take the unit of the scenario's `param {} = {default}`: {}",
+        axis.name,
+        axis.name,
+        axis.values.join(", ")
+    );
 }
 
 /// Splits `24/s` into `(24.0, "/s")`.
