@@ -248,12 +248,12 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
                 format!("scenario {} ({}, fnv1a64 {}), simctl {}", m.scenario, m.scenario_source, m.scenario_fnv1a64, m.simctl_version),
                 format!("grid: {}", m.grid.iter().map(|x| format!("{} = {}", x.name, x.values.join(", "))).collect::<Vec<_>>().join("; ")),
                 format!(
-                    "{} of {} runs, {} seed(s) from base seed {}; fixed: {}",
+                    "{} of {} runs, {} seed(s) from base seed {}; fixed overrides: {}",
                     merged.rows.len(),
                     m.runs,
                     m.seeds,
                     m.base_seed,
-                    m.set.join(" ")
+                    if m.set.is_empty() { "none".to_string() } else { m.set.join(" ") }
                 ),
             ];
             let text = page(&format!("simctl sweep: {}", m.scenario), &intro, &[points_table(&merged)], &svgs(&plots));
