@@ -10,7 +10,7 @@ use crate::sweep::{HEADLINE, SweepResults};
 pub const MAX_BARS: usize = 16;
 
 /// Splits `24/s` into `(24.0, "/s")`; `None` when the text does not start with a number.
-fn numeric_value(s: &str) -> Option<(f64, String)> {
+pub fn numeric_value(s: &str) -> Option<(f64, String)> {
     let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e')).unwrap_or(s.len());
     let end = if end > 0 && s[..end].ends_with('e') { end - 1 } else { end };
     let v: f64 = s[..end].trim().parse().ok()?;

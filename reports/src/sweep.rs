@@ -336,21 +336,7 @@ impl SweepResults {
 
 /// Reads numeric columns of a CSV file by name (empty or non-numeric cells become NaN).
 pub fn read_csv_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let mut lines = text.lines();
-    let header = split_csv(lines.next().unwrap_or_default());
-    let idx: Vec<usize> = names
-        .iter()
-        .map(|n| header.iter().position(|h| h == n).ok_or_else(|| format!("`{}` has no column `{n}`", path.display())))
-        .collect::<Result<_, _>>()?;
-    let mut out = vec![Vec::new(); names.len()];
-    for line in lines.filter(|l| !l.is_empty()) {
-        let f = split_csv(line);
-        for (o, &i) in out.iter_mut().zip(&idx) {
-            o.push(f.get(i).and_then(|x| x.parse().ok()).unwrap_or(f64::NAN));
-        }
-    }
-    Ok(out)
+    Ok(read_csv_text_columns(path, names)?.into_iter().map(|c| c.iter().map(|x| x.parse().unwrap_or(f64::NAN)).collect()).collect())
 }
 
 /// Reads text columns of a CSV file by name.

@@ -96,15 +96,7 @@ fn units(l: &Loaded) -> Vec<(String, Metrics)> {
             .map(|rs| {
                 rs.iter()
                     .map(|r| {
-                        let key = r["group"]
-                            .as_array()
-                            .map(|g| {
-                                g.iter()
-                                    .filter_map(|kv| Some(format!("{}={}", kv[0].as_str()?, kv[1].as_str()?)))
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            })
-                            .unwrap_or_default();
+                        let key = crate::cmd::report::find_max_group(r);
                         let m = ["max_value_number", "rate_per_s", "per_gpu", "slo_attainment_at_max", "goodput_rps_at_max"]
                             .iter()
                             .filter_map(|k| Some((k.to_string(), r[*k].as_f64()?)))

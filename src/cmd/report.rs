@@ -133,6 +133,14 @@ fn points_table(r: &SweepResults) -> Table {
     Table { caption: format!("per point{seeds}"), columns, rows }
 }
 
+/// A find_max.json result's group as `name=value ...` (empty for a search without axes).
+pub fn find_max_group(r: &serde_json::Value) -> String {
+    r["group"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|kv| Some(format!("{}={}", kv[0].as_str()?, kv[1].as_str()?))).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// The capacity-search table of a find_max.json.
 fn find_max_table(v: &serde_json::Value) -> Table {
     let param = v["param"].as_str().unwrap_or("value");
@@ -146,13 +154,7 @@ fn find_max_table(v: &serde_json::Value) -> Table {
         .map(|rs| {
             rs.iter()
                 .map(|r| {
-                    let group = r["group"]
-                        .as_array()
-                        .map(|g| {
-                            g.iter().filter_map(|kv| Some(format!("{}={}", kv[0].as_str()?, kv[1].as_str()?))).collect::<Vec<_>>().join(" ")
-                        })
-                        .filter(|g| !g.is_empty())
-                        .unwrap_or_else(|| "(scenario)".into());
+                    let group = Some(find_max_group(r)).filter(|g| !g.is_empty()).unwrap_or_else(|| "(scenario)".into());
                     vec![
                         group,
                         r["max_value"].as_str().unwrap_or("none").to_string(),

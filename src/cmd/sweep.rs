@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use simctl_engine::Simulation;
 use simctl_engine::rng::RunSeed;
 use simctl_engine::spec::ScenarioSpec;
+use simctl_reports::figures::numeric_value;
 use simctl_reports::sweep::{Manifest, Shard, SweepResults, render_points};
 use simctl_reports::{Cell, RunRecorder, Summary, csv_text, flatten_summary};
 
@@ -339,7 +340,7 @@ fn adopt_default_unit(axis: &mut Axis, text: &str) {
         return;
     }
     let Some(default) = param_default(text, &axis.name) else { return };
-    let Some((_, unit)) = split_number(&default) else { return };
+    let Some((_, unit)) = numeric_value(&default) else { return };
     if unit.is_empty() || unit.contains(['(', ')', '*', '+']) {
         return;
     }
@@ -353,14 +354,6 @@ fn adopt_default_unit(axis: &mut Axis, text: &str) {
         axis.name,
         axis.values.join(", ")
     );
-}
-
-/// Splits `24/s` into `(24.0, "/s")`.
-fn split_number(s: &str) -> Option<(f64, String)> {
-    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e')).unwrap_or(s.len());
-    let end = if end > 0 && s[..end].ends_with('e') { end - 1 } else { end };
-    let v: f64 = s[..end].trim().parse().ok()?;
-    Some((v, s[end..].trim().to_string()))
 }
 
 /// How the searched value is written for a factor or an absolute value.
@@ -430,7 +423,7 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
             let Some((lo, hi)) = r.split_once("..") else {
                 bail!("--find-max {target}: expected NAME or NAME=LO..HI, e.g. arrival_rate=5/s..80/s")
             };
-            let (Some((lo, ua)), Some((hi, ub))) = (split_number(lo.trim()), split_number(hi.trim())) else {
+            let (Some((lo, ua)), Some((hi, ub))) = (numeric_value(lo.trim()), numeric_value(hi.trim())) else {
                 bail!("--find-max {target}: LO and HI must be numbers with an optional unit, e.g. 5/s..80/s")
             };
             if ua != ub || !(lo > 0.0 && hi > lo) {
@@ -442,7 +435,7 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
             let Some(expr) = param_default(text, &param) else {
                 bail!("--find-max {param}: the scenario has no `param {param} = ...`; give a range instead: --find-max {param}=LO..HI")
             };
-            Scale::Factor { base: split_number(&expr).filter(|(v, u)| *v > 0.0 && !u.contains(' ')), expr }
+            Scale::Factor { base: numeric_value(&expr).filter(|(v, u)| *v > 0.0 && !u.contains(' ')), expr }
         }
     };
     if a.grid.iter().any(|g| g.split_once('=').is_some_and(|(n, _)| n.trim() == param)) {
