@@ -256,3 +256,59 @@ fn the_issue_command_sweeps_the_default_scenario_in_its_own_units() {
         (serde_json::from_slice(&a.stdout).unwrap(), serde_json::from_slice(&b.stdout).unwrap());
     assert_eq!(a["ttft_ms"], b["ttft_ms"]);
 }
+
+#[test]
+fn independent_seeding_gives_each_point_its_own_seed_and_still_ignores_threads() {
+    let run = |tag: &str, jobs: &str| {
+        let dir = temp_dir(tag);
+        let o = simctl(&[
+            "sweep",
+            "--grid",
+            "router.policy=round_robin,least_loaded,random",
+            "--seeds",
+            "2",
+            "--seeding",
+            "independent",
+            "--set",
+            "run.duration=5s",
+            "--no-plots",
+            "-j",
+            jobs,
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read_to_string(dir.join("results.csv")).unwrap()
+    };
+    let (a, b) = (run("indep-j1", "1"), run("indep-j2", "2"));
+    assert_eq!(a, b);
+    let seeds: std::collections::HashSet<&str> = a.lines().skip(1).map(|l| l.split(',').nth(2).unwrap()).collect();
+    assert_eq!(seeds.len(), 6, "3 points x 2 replicates, all different: {seeds:?}");
+}
+
+#[test]
+fn a_killed_sweep_keeps_its_finished_runs() {
+    let dir = temp_dir("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_simctl"))
+        .args(["sweep", "--grid", "arrival_rate=10/s..30/s:0.1/s", "-j", "1", "--set", "run.duration=20s", "--no-plots", "--out"])
+        .arg(&dir)
+        .current_dir(crate::repo_root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for a few finished rows, then kill (harsher than Ctrl-C: no chance to clean up).
+    let started = std::time::Instant::now();
+    let rows = || std::fs::read_to_string(dir.join("results.csv")).map(|t| t.lines().count().saturating_sub(1)).unwrap_or(0);
+    while rows() < 3 && started.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = rows();
+    assert!((3..201).contains(&kept), "{kept} rows kept of 201");
+    let o = simctl(&["report", dir.to_str().unwrap(), "--no-plots"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("{kept} of 201 runs")), "{}", stdout(&o));
+    assert!(stderr(&o).contains(&format!("{} run(s) missing", 201 - kept)), "{}", stderr(&o));
+}

@@ -109,6 +109,7 @@ mod tests {
                 set: vec![],
                 seeds: 2,
                 base_seed: 42,
+                seeding: "common".into(),
                 points: 2,
                 runs: 4,
                 shard: None,

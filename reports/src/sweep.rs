@@ -67,8 +67,11 @@ pub struct Manifest {
     pub set: Vec<String>,
     /// Replicates per point.
     pub seeds: u32,
-    /// Seed of replicate 0 (others derive from it).
+    /// The base seed (every run's seed derives from it).
     pub base_seed: u64,
+    /// `common` (replicate k has one seed at every point) or `independent` (a seed per point).
+    #[serde(default = "common")]
+    pub seeding: String,
     /// Points in the whole grid.
     pub points: usize,
     /// Runs in the whole sweep (points × seeds).
@@ -90,11 +93,18 @@ impl Manifest {
         if self.set != o.set {
             diffs.push(format!("--set differs ({:?} vs {:?})", self.set, o.set));
         }
-        if self.seeds != o.seeds || self.base_seed != o.base_seed {
-            diffs.push(format!("seeds differ ({} from {} vs {} from {})", self.seeds, self.base_seed, o.seeds, o.base_seed));
+        if self.seeds != o.seeds || self.base_seed != o.base_seed || self.seeding != o.seeding {
+            diffs.push(format!(
+                "seeds differ ({} {} from {} vs {} {} from {})",
+                self.seeds, self.seeding, self.base_seed, o.seeds, o.seeding, o.base_seed
+            ));
         }
         if diffs.is_empty() { Ok(()) } else { Err(diffs.join("; ")) }
     }
+}
+
+fn common() -> String {
+    "common".into()
 }
 
 /// Mean and 95% interval of each numeric metric at one point.
@@ -434,6 +444,7 @@ mod tests {
             set: vec![],
             seeds: 2,
             base_seed: 1,
+            seeding: "common".into(),
             points: 2,
             runs: 4,
             shard: None,

@@ -29,9 +29,11 @@ use crate::scenario;
 /// (`10/s..40/s:10/s`, `0ms,10ms,100ms,1s`) or be whole values (`router.policy=round_robin,telemetry`).
 /// NAME is a `param` of the scenario or a dotted path to a setting, as with `--set`.
 ///
-/// Every point runs `--seeds` times. Replicate k uses the same seed at every point (common
-/// random numbers: points differ only by what the grid changes), so results never depend on
-/// `-j` or on sharding. With one seed a point equals `simctl run --set ...` with the scenario's seed.
+/// Every point runs `--seeds` times. By default replicate k uses the same seed at every point
+/// (common random numbers: points differ only by what the grid changes; with one seed a point
+/// equals `simctl run --set ...`); `--seeding independent` derives a seed per point and
+/// replicate from the base seed and the point index. Either way a run's seed depends only on
+/// its place in the grid, so results never depend on `-j` or on sharding.
 ///
 /// `--out DIR` writes results.csv (one row per point and seed, appended as runs finish, so
 /// an interrupted sweep keeps what it finished), points.csv (mean and 95% interval over
@@ -84,6 +86,11 @@ pub struct SweepArgs {
     /// NAME=LO..HI bisects inside that range.
     #[arg(long, value_name = "NAME[=LO..HI]", conflicts_with = "shard")]
     find_max: Option<String>,
+    /// How runs get their seeds: `common` (replicate k has the same seed at every point, so
+    /// points differ only by what the grid changes) or `independent` (a seed per point and
+    /// replicate, derived from the base seed and the point index).
+    #[arg(long, value_enum, default_value_t = Seeding::Common)]
+    seeding: Seeding,
     /// Target SLO attainment for --find-max (share of requests meeting every SLO).
     #[arg(long, default_value_t = 0.9, requires = "find_max")]
     slo_attainment: f64,
@@ -112,8 +119,32 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-fn seed_of(base: u64, r: u32) -> u64 {
-    if r == 0 { base } else { RunSeed(base).derive(u64::from(r)).0 }
+/// How runs get their seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Seeding {
+    /// Replicate k has the same seed at every point (common random numbers): differences
+    /// between points come from the grid, not from the draw. Replicate 0 is the base seed.
+    Common,
+    /// Every point × replicate has its own seed, derived from the base seed, the point index
+    /// and the replicate: points are statistically independent.
+    Independent,
+}
+
+impl Seeding {
+    fn name(self) -> &'static str {
+        match self {
+            Seeding::Common => "common",
+            Seeding::Independent => "independent",
+        }
+    }
+}
+
+fn seed_of(base: u64, seeding: Seeding, point: usize, r: u32) -> u64 {
+    match seeding {
+        Seeding::Common if r == 0 => base,
+        Seeding::Common => RunSeed(base).derive(u64::from(r)).0,
+        Seeding::Independent => RunSeed(RunSeed(base).derive(1 << 32 | point as u64).0).derive(u64::from(r)).0,
+    }
 }
 
 /// Lowers the scenario with `ov`; prints the diagnostics and returns None when it fails.
@@ -167,6 +198,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
         set: fixed.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         seeds,
         base_seed: base,
+        seeding: a.seeding.name().into(),
         points: 0,
         runs: 0,
         shard: a.shard,
@@ -244,7 +276,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let rows: Vec<Result<Vec<Cell>>> = pool.install(|| {
         jobs.par_iter()
             .map(|job| {
-                let seed = seed_of(base, job.replicate);
+                let seed = seed_of(base, a.seeding, job.point, job.replicate);
                 let summary = simulate(&specs[job.point], seed, false);
                 let mut row = vec![Cell::Num(job.point as f64), Cell::Num(f64::from(job.replicate)), Cell::Text(seed.to_string())];
                 row.extend(points[job.point].iter().map(|(_, v)| Cell::Text(v.clone())));
@@ -483,7 +515,7 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
         let sums: Vec<(f64, f64)> = (0..seeds)
             .into_par_iter()
             .map(|r| {
-                let s = simulate(&spec, seed_of(base, r), false);
+                let s = simulate(&spec, seed_of(base, Seeding::Common, 0, r), false);
                 (s.slo_attainment, s.goodput_rps)
             })
             .collect();
