@@ -89,7 +89,7 @@ pub struct SweepArgs {
     /// How runs get their seeds: `common` (replicate k has the same seed at every point, so
     /// points differ only by what the grid changes) or `independent` (a seed per point and
     /// replicate, derived from the base seed and the point index).
-    #[arg(long, value_enum, default_value_t = Seeding::Common)]
+    #[arg(long, value_enum, default_value_t = Seeding::Common, conflicts_with = "find_max")]
     seeding: Seeding,
     /// Target SLO attainment for --find-max (share of requests meeting every SLO).
     #[arg(long, default_value_t = 0.9, requires = "find_max")]
