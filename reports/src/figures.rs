@@ -62,6 +62,10 @@ pub fn sweep_figures(dir: &Path, r: &SweepResults) -> Result<Vec<PathBuf>, PlotE
     });
     if let Some(xa) = x_axis {
         let unit = scaled_value(&axes[xa].values[0]).map(|p| p.1).unwrap_or_default();
+        // Decade-spaced axes (1ms,10ms,100ms,1s; 1..1000) read better on a log scale.
+        let xs: Vec<f64> = axes[xa].values.iter().filter_map(|v| scaled_value(v)).map(|p| p.0).collect();
+        let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let x_log = lo > 0.0 && hi / lo >= 50.0;
         for (col, label) in HEADLINE {
             let Some(m) = metric(col) else { continue };
             let mut lines: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
@@ -80,11 +84,12 @@ pub fn sweep_figures(dir: &Path, r: &SweepResults) -> Result<Vec<PathBuf>, PlotE
             let short = label.split(" (").next().unwrap_or(label);
             let chart = LineChart {
                 title: format!("{short} vs {} — {}", axes[xa].name, r.manifest.scenario),
-                x_label: format!("{}{}", axes[xa].name, unit_label(&unit)),
+                x_label: format!("{}{}{}", axes[xa].name, unit_label(&unit), if x_log { ", log scale" } else { "" }),
                 y_label: label.to_string(),
                 series,
                 intervals: r.manifest.seeds > 1,
                 y_from_zero: true,
+                x_log,
             };
             files.extend(plot::line_chart(&out.join(col.replace('.', "_")), &chart)?);
         }
@@ -146,6 +151,7 @@ pub fn run_figures(dir: &Path, s: &RunSamples) -> Result<Vec<PathBuf>, PlotError
             series: vec![Series { name: String::new(), points: plot::cdf_points(&v, 1000) }],
             intervals: false,
             y_from_zero: true,
+            x_log: false,
         }
     };
     files.extend(plot::panels(&out.join("latency_cdf"), &[cdf("TTFT", &s.ttft_ms), cdf("TPOT", &s.tpot_ms)])?);
@@ -161,6 +167,7 @@ pub fn run_figures(dir: &Path, s: &RunSamples) -> Result<Vec<PathBuf>, PlotError
                 .collect(),
             intervals: false,
             y_from_zero: true,
+            x_log: false,
         };
         files.extend(plot::line_chart(&out.join("queue_depth"), &chart)?);
     }

@@ -80,6 +80,8 @@ pub struct LineChart {
     pub intervals: bool,
     /// Start the y axis at zero.
     pub y_from_zero: bool,
+    /// Logarithmic x axis (every x must be positive).
+    pub x_log: bool,
 }
 
 /// Bars: one panel per metric, one bar per category.
@@ -170,6 +172,21 @@ fn fmt_tick(v: f64) -> String {
 }
 
 fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &LineChart) -> Res<()> {
+    if c.x_log {
+        // Plot log10(x) on a linear axis and label the ticks with x itself.
+        let mut lin = c.clone();
+        lin.x_log = false;
+        for s in &mut lin.series {
+            for p in &mut s.points {
+                p.0 = p.0.log10();
+            }
+        }
+        return draw_lines_with(root, &lin, &|v| fmt_tick(10f64.powf(v)));
+    }
+    draw_lines_with(root, c, &fmt_tick)
+}
+
+fn draw_lines_with<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &LineChart, x_tick: &dyn Fn(f64) -> String) -> Res<()> {
     let pts = c.series.iter().flat_map(|s| s.points.iter()).filter(|p| p.1.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y, h) in pts {
@@ -194,7 +211,7 @@ fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &LineChart) 
         .y_desc(&c.y_label)
         .axis_desc_style((FONT, 18))
         .label_style((FONT, 15))
-        .x_label_formatter(&|v| fmt_tick(*v))
+        .x_label_formatter(&|v| x_tick(*v))
         .y_label_formatter(&|v| fmt_tick(*v))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
@@ -342,6 +359,7 @@ mod tests {
             series: vec![Series { name: "round_robin".into(), points: vec![(1.0, 10.0, 1.0), (2.0, 20.0, 2.0)] }],
             intervals: true,
             y_from_zero: true,
+            x_log: false,
         };
         let files = line_chart(&dir.join("ttft"), &c).unwrap();
         assert_eq!(files.len(), 2);
@@ -355,6 +373,13 @@ mod tests {
             bars: vec![("a".into(), 1.0, 0.1), ("b".into(), 2.0, 0.0)],
         };
         bar_chart(&dir.join("bars"), "fleets", &[b.clone(), b]).unwrap();
+        let wide = LineChart {
+            x_log: true,
+            series: vec![Series { name: String::new(), points: vec![(1.0, 1.0, 0.0), (10.0, 2.0, 0.0), (1000.0, 3.0, 0.0)] }],
+            ..c
+        };
+        let svg = std::fs::read_to_string(&line_chart(&dir.join("log"), &wide).unwrap()[1]).unwrap();
+        assert!(svg.contains(">1000<") || svg.contains(">1k<") || svg.contains(">100<"), "ticks are labelled with x, not log10(x)");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
