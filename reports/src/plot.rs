@@ -379,7 +379,7 @@ mod tests {
             ..c
         };
         let svg = std::fs::read_to_string(&line_chart(&dir.join("log"), &wide).unwrap()[1]).unwrap();
-        assert!(svg.contains(">1000<") || svg.contains(">1k<") || svg.contains(">100<"), "ticks are labelled with x, not log10(x)");
+        assert!(svg.contains("\n100\n") && svg.contains("\n1000\n"), "ticks are labelled with x, not log10(x)");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
