@@ -110,3 +110,19 @@ fn set_reaches_nested_settings_even_without_the_block() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("did you mean `max_seqs`?"), "{}", stderr(&bad));
 }
+
+#[test]
+fn a_closed_pipe_ends_the_run_quietly() {
+    // `simctl run | head -0`: the reader is gone before simctl writes anything.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_simctl"))
+        .args(["run", "--set", "run.duration=2s"])
+        .current_dir(crate::repo_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && out.status.code() != Some(101), "{err}");
+}
