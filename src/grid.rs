@@ -6,23 +6,16 @@
 //! overrides, parsed by the scenario language itself.
 
 use anyhow::{Result, bail};
+use simctl_reports::figures::numeric_value;
 
 /// Points of a range without a step.
 pub const DEFAULT_RANGE_POINTS: usize = 7;
 
 pub use simctl_reports::sweep::Axis;
 
-fn split_unit(s: &str) -> (&str, &str) {
-    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e' || c == '+')).unwrap_or(s.len());
-    // An `e` not followed by a digit starts a unit, not an exponent.
-    let end = if end > 0 && s[..end].ends_with('e') { end - 1 } else { end };
-    (s[..end].trim(), s[end..].trim())
-}
-
 fn number(s: &str, whole: &str) -> Result<(f64, String)> {
-    let (n, u) = split_unit(s.trim());
-    match n.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok((v, u.to_string())),
+    match numeric_value(s.trim()) {
+        Some((v, u)) if v.is_finite() => Ok((v, u)),
         _ => bail!("`--grid {whole}`: `{s}` is not a number (with an optional unit, like `0.5` or `24/s`)"),
     }
 }
