@@ -71,7 +71,7 @@ fn mooncake_prefix_ids_reach_the_prefix_cache() {
     assert_eq!(rows.len(), 4);
     // 512-token trace blocks on 16-token engine blocks: turn 2 reuses turn 1's 1024 tokens,
     // turn 3 only the shared first block (512), turn 4 turn 2's 1536.
-    let cached: Vec<u32> = rows.iter().map(|r| r.cached_tokens).collect();
+    let cached: Vec<u32> = rows.iter().map(|r| r.cached_tokens.get()).collect();
     assert_eq!(cached, vec![0, 1024, 512, 1536]);
     assert_eq!(rows[1].arrival.as_nanos(), 2_000_000_000);
     assert!((s.prefix_hit_rate - 3072.0 / 5608.0).abs() < 1e-12);
@@ -171,6 +171,6 @@ fn empirical_lengths_from_sharegpt() {
     let reqs: Vec<_> = (0..20_000).map(|_| g.next_request().unwrap()).collect();
     let mean = |f: fn(&simctl_engine::request::Request) -> u32| reqs.iter().map(|r| f64::from(f(r))).sum::<f64>() / reqs.len() as f64;
     // The file's means: 2,340 prompt and 439 output tokens.
-    assert!((mean(|r| r.prompt_tokens) / 2340.0 - 1.0).abs() < 0.03);
-    assert!((mean(|r| r.output_tokens) / 439.0 - 1.0).abs() < 0.03);
+    assert!((mean(|r| r.prompt_tokens.get()) / 2340.0 - 1.0).abs() < 0.03);
+    assert!((mean(|r| r.output_tokens.get()) / 439.0 - 1.0).abs() < 0.03);
 }

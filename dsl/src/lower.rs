@@ -1,4 +1,4 @@
-//! Lowering: evaluated items to a validated [`ScenarioSpec`], with located errors.
+//! Lowering: evaluated items to a validated scenario ([`ValidSpec`]), with located errors.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ use crate::value::{Dim, Val, ValKind, unit};
 
 /// Parses, evaluates and lowers a scenario. `overrides` are `(name, value)` pairs from
 /// `--set`: a parameter name, or a dotted path to a setting (`router.policy`).
-pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Result<ScenarioSpec, Diagnostics> {
+pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Result<ValidSpec, Diagnostics> {
     let mut cx = Cx {
         generated: Default::default(),
         diags: Diagnostics::default(),
@@ -79,14 +79,16 @@ pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Resul
         return Err(cx.diags);
     }
     let spec = spec.expect("lowering without diagnostics gives a spec");
-    if let Err(errs) = spec.validate() {
-        for e in errs {
-            let span = cx.span_for_path(&e.path);
-            cx.error(0, span, format!("{}: {}", e.path, e.message), "declared here", None);
+    match spec.into_valid() {
+        Ok(valid) => Ok(valid),
+        Err(errs) => {
+            for e in errs {
+                let span = cx.span_for_path(&e.path);
+                cx.error(0, span, format!("{}: {}", e.path, e.message), "declared here", None);
+            }
+            Err(cx.diags)
         }
-        return Err(cx.diags);
     }
-    Ok(spec)
 }
 
 /// An evaluated item.

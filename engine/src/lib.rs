@@ -4,13 +4,14 @@
 //! with a total order, seeded substreams, instances that batch like vLLM, KV caches, KV
 //! transfers between prefill and decode pools, and the routing policies.
 //!
-//! A run takes a validated [`spec::ScenarioSpec`] and reports every request to a
+//! A run takes a validated scenario ([`spec::ScenarioSpec::validate`] gives the
+//! [`spec::ValidSpec`] a [`Simulation`] accepts) and reports every request to a
 //! [`record::Recorder`]:
 //!
 //! ```
 //! use simctl_engine::prelude::*;
 //!
-//! let spec = simctl_engine::examples::single_server(0.5, 1.0, false, 1_000);
+//! let spec = simctl_engine::examples::single_server(0.5, 1.0, false, 1_000).validate().unwrap();
 //! let mut records = Vec::new();
 //! let totals = Simulation::new(&spec).unwrap().run(&mut Collect(&mut records));
 //! assert_eq!(records.len(), 1_000);
@@ -45,14 +46,15 @@ mod sim;
 pub mod spec;
 pub mod time;
 pub mod trace;
+pub mod units;
 pub mod workload;
 
-pub use sim::Simulation;
+pub use sim::{Simulation, SubmitError};
 
 /// The names most users need.
 pub mod prelude {
     pub use crate::Simulation;
     pub use crate::record::{Outcome, Recorder, RequestRecord, RunTotals};
-    pub use crate::spec::ScenarioSpec;
+    pub use crate::spec::{ScenarioSpec, ValidSpec};
     pub use crate::time::{SimDuration, SimTime};
 }
