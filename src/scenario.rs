@@ -44,7 +44,12 @@ pub fn read(path: Option<&Path>) -> Result<(String, String)> {
 pub fn load(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Loaded> {
     let (name, text) = read(path)?;
     match simctl_dsl::load(&name, &text, overrides) {
-        Ok(spec) => Ok(Loaded::Spec(Box::new(spec))),
+        Ok(spec) => {
+            for w in spec.warnings() {
+                eprintln!("warning: {name}: {w}");
+            }
+            Ok(Loaded::Spec(Box::new(spec)))
+        }
         Err(diags) => {
             eprint!("{}", diags.render(std::io::stderr().is_terminal()));
             Ok(Loaded::Invalid)

@@ -3,6 +3,7 @@
 mod binding;
 mod cli;
 mod determinism;
+mod engine_scale;
 mod fidelity;
 mod reports;
 mod routing;

@@ -103,9 +103,12 @@ fn bad_trace_lines_stop_the_run_or_are_counted() {
     let scn = dir.join("s.scn");
     std::fs::write(&scn, format!("{SERVER}param skip = false\nworkload {{ arrivals = trace(\"bad.jsonl\", skip_invalid = skip) }}\n"))
         .unwrap();
-    let o = simctl(&["run", scn.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stderr(&o).contains("bad.jsonl:2: not a JSON object"), "{}", stderr(&o));
+    // A bad line is bad input: `check` finds it without running, `run` stops at it.
+    for cmd in ["check", "run"] {
+        let o = simctl(&[cmd, scn.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+        assert!(stderr(&o).contains("bad.jsonl:2: not a JSON object"), "{}", stderr(&o));
+    }
     let o = simctl(&["run", scn.to_str().unwrap(), "--set", "skip=true", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

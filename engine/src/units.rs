@@ -146,9 +146,160 @@ pub fn check_length(what: &str, tokens: u64) -> Result<Tokens, String> {
     }
 }
 
+/// Exponents of the base dimensions: seconds, tokens, bytes, dollars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Dim {
+    /// Exponent of seconds.
+    pub time: i8,
+    /// Exponent of tokens.
+    pub tokens: i8,
+    /// Exponent of bytes.
+    pub bytes: i8,
+    /// Exponent of dollars.
+    pub money: i8,
+}
+
+impl Dim {
+    /// A plain number.
+    pub const NONE: Dim = Dim { time: 0, tokens: 0, bytes: 0, money: 0 };
+    /// A duration.
+    pub const TIME: Dim = Dim { time: 1, tokens: 0, bytes: 0, money: 0 };
+    /// A rate of events (requests per second).
+    pub const PER_TIME: Dim = Dim { time: -1, tokens: 0, bytes: 0, money: 0 };
+    /// A token count.
+    pub const TOKENS: Dim = Dim { time: 0, tokens: 1, bytes: 0, money: 0 };
+    /// Tokens per second.
+    pub const TOKEN_RATE: Dim = Dim { time: -1, tokens: 1, bytes: 0, money: 0 };
+    /// A size.
+    pub const BYTES: Dim = Dim { time: 0, tokens: 0, bytes: 1, money: 0 };
+    /// Bytes per second.
+    pub const BANDWIDTH: Dim = Dim { time: -1, tokens: 0, bytes: 1, money: 0 };
+    /// Dollars per hour (kept per hour, as prices are quoted).
+    pub const MONEY_RATE: Dim = Dim { time: -1, tokens: 0, bytes: 0, money: 1 };
+
+    fn combine(self, o: Dim, sign: i8) -> Dim {
+        Dim {
+            time: self.time + sign * o.time,
+            tokens: self.tokens + sign * o.tokens,
+            bytes: self.bytes + sign * o.bytes,
+            money: self.money + sign * o.money,
+        }
+    }
+
+    /// What a value of this dimension is called, with an example.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Dim::NONE => "a plain number such as `0.5`",
+            Dim::TIME => "a duration such as `350ms`",
+            Dim::PER_TIME => "a request rate such as `24/s`",
+            Dim::TOKENS => "a token count such as `4096 tok`",
+            Dim::TOKEN_RATE => "a token rate such as `10000 tok/s`",
+            Dim::BYTES => "a size such as `80 GB`",
+            Dim::BANDWIDTH => "a bandwidth such as `50 GB/s`",
+            Dim::MONEY_RATE => "a price such as `7 $/h`",
+            _ => "a quantity of an unusual unit",
+        }
+    }
+}
+
+impl std::ops::Mul for Dim {
+    type Output = Dim;
+    /// The dimension of a product.
+    fn mul(self, o: Dim) -> Dim {
+        self.combine(o, 1)
+    }
+}
+
+impl std::ops::Div for Dim {
+    type Output = Dim;
+    /// The dimension of a quotient.
+    fn div(self, o: Dim) -> Dim {
+        self.combine(o, -1)
+    }
+}
+
+/// A unit of the scenario language: its factor to base units and its dimension. The one
+/// unit table: the DSL, sweep axes and reports all read units through it.
+pub fn unit(u: &str) -> Option<(f64, Dim)> {
+    const K: f64 = 1e3;
+    const KI: f64 = 1024.0;
+    let bw = |f: f64| Some((f, Dim::BANDWIDTH));
+    let size = |f: f64| Some((f, Dim::BYTES));
+    let time = |f: f64| Some((f, Dim::TIME));
+    match u {
+        "ns" => time(1e-9),
+        "us" => time(1e-6),
+        "ms" => time(1e-3),
+        "s" => time(1.0),
+        "min" => time(60.0),
+        "h" => time(3600.0),
+        "tok" => Some((1.0, Dim::TOKENS)),
+        "tok/s" => Some((1.0, Dim::TOKEN_RATE)),
+        "/s" => Some((1.0, Dim::PER_TIME)),
+        "/min" => Some((1.0 / 60.0, Dim::PER_TIME)),
+        "/h" => Some((1.0 / 3600.0, Dim::PER_TIME)),
+        // Prices are kept in dollars per hour (exactly as written; nobody quotes $/s).
+        "$/h" => Some((1.0, Dim::MONEY_RATE)),
+        "B" => size(1.0),
+        "KB" => size(K),
+        "MB" => size(K * K),
+        "GB" => size(K * K * K),
+        "TB" => size(K * K * K * K),
+        "KiB" => size(KI),
+        "MiB" => size(KI * KI),
+        "GiB" => size(KI * KI * KI),
+        "TiB" => size(KI * KI * KI * KI),
+        "B/s" => bw(1.0),
+        "KB/s" => bw(K),
+        "MB/s" => bw(K * K),
+        "GB/s" => bw(K * K * K),
+        "TB/s" => bw(K * K * K * K),
+        "MiB/s" => bw(KI * KI),
+        "GiB/s" => bw(KI * KI * KI),
+        "Mbit/s" => bw(K * K / 8.0),
+        "Gbit/s" => bw(K * K * K / 8.0),
+        "%" => Some((0.01, Dim::NONE)),
+        _ => None,
+    }
+}
+
+/// Splits text such as `24/s` into its leading number and the rest (`(24.0, "/s")`);
+/// `None` when it does not start with a number.
+pub fn split_number(s: &str) -> Option<(f64, &str)> {
+    let s = s.trim();
+    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e')).unwrap_or(s.len());
+    let end = if end > 0 && s[..end].ends_with('e') { end - 1 } else { end };
+    let v: f64 = s[..end].trim().parse().ok()?;
+    Some((v, s[end..].trim()))
+}
+
+/// A number with a unit of the scenario language (`350ms`, `10 GB/s`, `24/s`) in base units
+/// (seconds, tokens, bytes, dollars per hour) with its dimension; a bare number is
+/// dimensionless. `None` for text that is not such a quantity.
+pub fn quantity(s: &str) -> Option<(f64, Dim)> {
+    let (v, u) = split_number(s)?;
+    if u.is_empty() {
+        return Some((v, Dim::NONE));
+    }
+    let (f, d) = unit(u)?;
+    Some((v * f, d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantities_parse_through_the_one_unit_table() {
+        let (v, d) = quantity("350ms").unwrap();
+        assert!((v - 0.35).abs() < 1e-15 && d == Dim::TIME);
+        assert_eq!(quantity("10/s").map(|q| q.1), quantity("600/min").map(|q| q.1));
+        assert!((quantity("600/min").unwrap().0 - 10.0).abs() < 1e-12);
+        assert_eq!(quantity("50 GB/s"), Some((50e9, Dim::BANDWIDTH)));
+        assert_eq!(quantity("3"), Some((3.0, Dim::NONE)));
+        assert_eq!(quantity("round_robin"), None);
+        assert_eq!(split_number("24/s"), Some((24.0, "/s")));
+    }
 
     #[test]
     fn blocks_round_up_and_bounds_are_checked() {

@@ -115,9 +115,7 @@ struct Job {
     replicate: u32,
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
+use simctl_engine::rng::fnv1a as fnv;
 
 /// How runs get their seeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -88,9 +88,12 @@ impl Link {
         debug_assert!(self.is_due(now));
         self.due = None;
         self.advance(now);
-        // The event time was rounded to the nanosecond: the head is done by definition.
-        if let Some((_, Reverse((tag, _)))) = self.active.peek() {
-            self.vtime = self.vtime.max(f64::from_bits(*tag));
+        // The event was planned for the head's tag and rounded to the nanosecond: the head
+        // is done by definition, whether the clock is a fraction of a nanosecond before or
+        // after its tag. The clock itself is not moved to the tag, which would bias it ahead
+        // by every rounding down and let the error grow over a busy period.
+        if let Some((sid, _)) = self.active.pop() {
+            done.push(sid);
         }
         while let Some((_, Reverse((tag, _)))) = self.active.peek() {
             if f64::from_bits(*tag) > self.vtime {
