@@ -25,6 +25,27 @@
 //! }
 //! ```
 //!
+//! The engine is steppable, so a driver outside it (live mode, a closed-loop client, a
+//! co-simulation) can advance it in pieces, add requests and cancel them; stepping gives the
+//! records of one run:
+//!
+//! ```
+//! use simctl_engine::prelude::*;
+//! use simctl_engine::record::NullRecorder;
+//!
+//! let spec = simctl_engine::examples::single_server(0.5, 1.0, false, 100).validate().unwrap();
+//! let mut sim = Simulation::new(&spec).unwrap();
+//! while let Some(t) = sim.next_event_time() {
+//!     // ... look at sim.router().view(), submit or cancel requests ...
+//!     sim.step_until(t + SimDuration::from_secs(1), &mut NullRecorder);
+//! }
+//! assert_eq!(sim.finish(&mut NullRecorder).arrived, 100);
+//! ```
+//!
+//! Routing goes through a [`router::RouterHost`]: the policies, the view they read (gauges as
+//! fresh as the telemetry interval allows, the router's own exact counters), the prefix
+//! index fed by the caches' KV events, and the decision log — the same host live mode runs.
+//!
 //! The engine never reads the wall clock and never uses unseeded randomness: the same spec
 //! and seed give the same records, bit for bit.
 #![warn(missing_docs)]
