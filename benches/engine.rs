@@ -70,7 +70,10 @@ fn case_n(name: &str, file: &str, text: &str, sets: &[(&str, &str)], repeats: us
     );
     println!(
         "  with summary metrics: {:.4} s; ttft p50 {:.1} ms, tpot p50 {:.2} ms, completed {}",
-        with_metrics, summary.ttft_ms.p50, summary.tpot_ms.p50, summary.completed
+        with_metrics,
+        summary.ttft_ms.p50.unwrap_or(f64::NAN),
+        summary.tpot_ms.p50.unwrap_or(f64::NAN),
+        summary.completed
     );
     median
 }

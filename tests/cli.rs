@@ -47,8 +47,10 @@ fn json_summary_has_the_documented_keys() {
     assert_eq!(completed, v["requests"].as_u64().unwrap());
     let dur = v["duration_s"].as_f64().unwrap();
     assert!((v["throughput_rps"].as_f64().unwrap() - completed as f64 / dur).abs() < 1e-9);
-    // Cost: 2 x $7 + $6 + 3 x $3 = $29/h over the run.
-    assert!((v["cost_usd"].as_f64().unwrap() - 29.0 * dur / 3600.0).abs() < 1e-9);
+    // Cost: 2 x $7 + $6 + 3 x $3 = $29/h over the time the fleet is held.
+    let held = v["held_s"].as_f64().unwrap();
+    assert!(held >= dur);
+    assert!((v["cost_usd"].as_f64().unwrap() - 29.0 * held / 3600.0).abs() < 1e-9);
 }
 
 #[test]

@@ -242,6 +242,12 @@ pub fn print(spec: &ScenarioSpec) -> String {
     if let Some(n) = spec.run.requests {
         run.push(format!("requests = {n}"));
     }
+    if spec.run.max_in_flight != simctl_engine::spec::DEFAULT_MAX_IN_FLIGHT {
+        run.push(format!("max_in_flight = {}", spec.run.max_in_flight));
+    }
+    if spec.run.max_time != simctl_engine::spec::DEFAULT_MAX_TIME {
+        run.push(format!("max_time = {}", ns(spec.run.max_time)));
+    }
     let _ = writeln!(o, "run {{ {} }}", run.join("; "));
     if let Some(s) = &spec.sweep {
         let g: Vec<String> = s.grid.iter().map(|x| q(x)).collect();

@@ -51,7 +51,7 @@ pub fn single_server(rho: f64, mean_service_s: f64, deterministic: bool, request
             trace: None,
         },
         slo: SloSpec::default(),
-        run: RunSpec { duration: None, requests: Some(requests), drain: true },
+        run: RunSpec::new(None, Some(requests)),
         sweep: None,
     }
 }

@@ -92,6 +92,17 @@ pub struct RequestRecord {
     pub reason: Option<Reason>,
 }
 
+impl RunTotals {
+    /// The measured window of throughputs, as `vllm bench serve` measures it: from the first
+    /// arrival to the last completion when the run drained, to its end otherwise. `None`
+    /// when nothing arrived.
+    pub fn window(&self, drained: bool) -> Option<(SimTime, SimTime)> {
+        let start = self.first_arrival?;
+        let end = if drained { self.last_departure.unwrap_or(self.end) } else { self.end };
+        Some((start, end.max(start)))
+    }
+}
+
 impl RequestRecord {
     /// Time to first token.
     pub fn ttft(&self) -> Option<SimDuration> {
@@ -256,7 +267,18 @@ pub struct PoolStats {
 /// Totals of a finished run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RunTotals {
-    /// Simulated time the run covers (the billing window).
+    /// Whether the run reached its end: no bound of `run { }` stopped it and the trace had
+    /// no bad line.
+    pub complete: bool,
+    /// Why it stopped early, when a bound of `run { }` stopped it.
+    pub stop_reason: Option<String>,
+    /// When the first request arrived.
+    pub first_arrival: Option<SimTime>,
+    /// When the last request left (finished, rejected or cancelled).
+    pub last_departure: Option<SimTime>,
+    /// When the run ended: the last event when it drains, the stop time otherwise.
+    pub end: SimTime,
+    /// Simulated time the fleet is held: from the start to `end` (the billing window).
     pub elapsed: SimDuration,
     /// Events processed.
     pub events: u64,

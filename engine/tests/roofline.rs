@@ -58,13 +58,18 @@ fn attention_grows_with_context() {
 }
 
 #[test]
-fn moe_uses_active_parameters_for_compute_and_all_for_memory() {
+fn moe_uses_active_parameters_for_compute_and_touched_experts_for_memory() {
     let m = catalogue::model("mixtral-8x7b").unwrap();
     let g = catalogue::gpu("h200").unwrap();
     assert!(m.active_layer_params() * 3 < m.total_params(), "2 of 8 experts active");
     let c = RooflineCost::new(&m, &g, 1, 1.0, 1.0, simctl_engine::time::SimDuration::ZERO);
-    let decode = c.step_time(&BatchShape { decode_seqs: 1, decode_context_tokens: 1, ..Default::default() }).as_secs_f64();
-    assert!((decode / (m.weight_bytes() as f64 / g.hbm_bytes_s) - 1.0).abs() < 0.01, "memory: every expert's weights");
+    let decode = |seqs: u32| {
+        c.step_time(&BatchShape { decode_seqs: seqs, decode_context_tokens: u64::from(seqs), ..Default::default() }).as_secs_f64()
+    };
+    // One token reads the shared weights and 2 of the 8 experts; 256 tokens read them all.
+    let two_experts = m.weight_bytes() as f64 - 6.0 * m.expert_bytes() as f64;
+    assert!((decode(1) / (two_experts / g.hbm_bytes_s) - 1.0).abs() < 0.01, "memory: the touched experts' weights");
+    assert!((decode(256) / (m.weight_bytes() as f64 / g.hbm_bytes_s) - 1.0).abs() < 0.05, "memory: every expert's weights");
     let n = 8192u64;
     let prefill = c.step_time(&BatchShape { prefill_tokens: n as u32, prefill_seqs: 1, ..Default::default() }).as_secs_f64();
     let active = 2.0 * m.active_layer_params() as f64 * n as f64 / g.peak_flops;

@@ -1,22 +1,24 @@
 //! Percentiles with linear interpolation (numpy's default, as `vllm bench serve` uses).
 
-/// Mean, standard deviation and percentiles of one metric, in milliseconds.
+/// Mean, standard deviation and percentiles of one metric, in milliseconds. Without samples
+/// every statistic is `None` (`null` in JSON, an empty CSV field, `-` in tables): no data is
+/// not zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Distribution {
     /// Mean.
-    pub mean: f64,
+    pub mean: Option<f64>,
     /// Population standard deviation.
-    pub std: f64,
+    pub std: Option<f64>,
     /// Median.
-    pub p50: f64,
+    pub p50: Option<f64>,
     /// 90th percentile.
-    pub p90: f64,
+    pub p90: Option<f64>,
     /// 95th percentile.
-    pub p95: f64,
+    pub p95: Option<f64>,
     /// 99th percentile.
-    pub p99: f64,
+    pub p99: Option<f64>,
     /// Largest value.
-    pub max: f64,
+    pub max: Option<f64>,
     /// Number of samples.
     pub count: u64,
 }
@@ -43,13 +45,13 @@ impl Distribution {
         let mean = xs.iter().sum::<f64>() / n;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
         Distribution {
-            mean,
-            std: var.sqrt(),
-            p50: percentile(xs, 50.0),
-            p90: percentile(xs, 90.0),
-            p95: percentile(xs, 95.0),
-            p99: percentile(xs, 99.0),
-            max: xs[xs.len() - 1],
+            mean: Some(mean),
+            std: Some(var.sqrt()),
+            p50: Some(percentile(xs, 50.0)),
+            p90: Some(percentile(xs, 90.0)),
+            p95: Some(percentile(xs, 95.0)),
+            p99: Some(percentile(xs, 99.0)),
+            max: Some(xs[xs.len() - 1]),
             count: xs.len() as u64,
         }
     }
@@ -67,8 +69,12 @@ mod tests {
         assert_eq!(percentile(&xs, 50.0), 2.5);
         let mut v = vec![4.0, 1.0, 3.0, 2.0];
         let d = Distribution::from_samples(&mut v);
-        assert_eq!(d.mean, 2.5);
-        assert!((d.std - 1.118033988749895).abs() < 1e-12);
+        assert_eq!(d.mean, Some(2.5));
+        assert!((d.std.unwrap() - 1.118033988749895).abs() < 1e-12);
         assert_eq!(d.count, 4);
+        // No samples: no statistics, not zeros.
+        let none = Distribution::from_samples(&mut []);
+        assert_eq!((none.p95, none.mean, none.count), (None, None, 0));
+        assert_eq!(serde_json::to_value(none).unwrap()["p95"], serde_json::Value::Null);
     }
 }

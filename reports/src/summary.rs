@@ -10,6 +10,10 @@ use crate::recorder::RunRecorder;
 
 const SECONDS_PER_HOUR: f64 = 3600.0;
 
+fn yes() -> bool {
+    true
+}
+
 /// Per-class results (workloads with `class` blocks).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClassSummary {
@@ -24,11 +28,11 @@ pub struct ClassSummary {
     /// End-to-end latency.
     pub e2e_ms: Distribution,
     /// Good requests per second (against the class's SLO).
-    pub goodput_rps: f64,
+    pub goodput_rps: Option<f64>,
     /// Good output tokens per second.
-    pub goodput_tok_s: f64,
+    pub goodput_tok_s: Option<f64>,
     /// Good over all requests of the class.
-    pub slo_attainment: f64,
+    pub slo_attainment: Option<f64>,
 }
 
 /// The summary of one run. Key names are a stable interface for scripts.
@@ -54,8 +58,26 @@ pub struct Summary {
     /// Requests cancelled before they finished.
     #[serde(default)]
     pub cancelled: u64,
-    /// Simulated seconds covered (throughputs and cost divide or multiply by this).
+    /// Whether the run reached its end (no bound of `run { }`, bad trace line or Ctrl-C
+    /// stopped it early). An incomplete run's figures cover what finished before it stopped.
+    #[serde(default = "yes")]
+    pub complete: bool,
+    /// Why it stopped early, when it did.
+    #[serde(default)]
+    pub incomplete_reason: Option<String>,
+    /// The measured window in seconds: from the first arrival to the last completion when
+    /// the run drains, to its stop time otherwise (as `vllm bench serve` and aiperf measure);
+    /// throughputs and goodput divide by it.
     pub duration_s: f64,
+    /// Start of the measured window, seconds after the start of the run.
+    #[serde(default)]
+    pub window_start_s: f64,
+    /// End of the measured window.
+    #[serde(default)]
+    pub window_end_s: f64,
+    /// Seconds the fleet is held: from the start of the run to its end (cost multiplies by this).
+    #[serde(default)]
+    pub held_s: f64,
     /// Time to first token.
     pub ttft_ms: Distribution,
     /// Time per output token after the first.
@@ -64,22 +86,23 @@ pub struct Summary {
     pub itl_ms: Distribution,
     /// End-to-end latency.
     pub e2e_ms: Distribution,
-    /// Completed requests per second.
-    pub throughput_rps: f64,
+    /// Completed requests per second of the window (`None` without a window).
+    pub throughput_rps: Option<f64>,
     /// Output tokens of completed requests per second.
-    pub output_tok_s: f64,
+    pub output_tok_s: Option<f64>,
     /// Good requests per second.
-    pub goodput_rps: f64,
+    pub goodput_rps: Option<f64>,
     /// Output tokens of good requests per second.
-    pub goodput_tok_s: f64,
-    /// Good requests over all requests.
-    pub slo_attainment: f64,
-    /// Cost of the fleet over the run, in dollars.
+    pub goodput_tok_s: Option<f64>,
+    /// Good requests over all requests (`None` without requests).
+    pub slo_attainment: Option<f64>,
+    /// Cost of the fleet over the time it is held, in dollars.
     pub cost_usd: f64,
-    /// Good output tokens per dollar.
-    pub goodput_tok_per_usd: f64,
-    /// Share of prompt tokens (of requests that started) served from a prefix cache.
-    pub prefix_hit_rate: f64,
+    /// Good output tokens per dollar (`None` when the fleet costs nothing).
+    pub goodput_tok_per_usd: Option<f64>,
+    /// Share of prompt tokens (of requests that started) served from a prefix cache (`None`
+    /// when no request started).
+    pub prefix_hit_rate: Option<f64>,
     /// Requests that prefilled on their decode instance (conditional disaggregation).
     pub local_prefills: u64,
     /// Sequences moved between decode instances by the router.
@@ -105,10 +128,15 @@ pub struct Summary {
 impl Summary {
     /// Builds the summary of a finished run.
     pub fn build(spec: &ScenarioSpec, seed: u64, rec: &mut RunRecorder, totals: &RunTotals) -> Summary {
-        let secs = totals.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
-        let per_s = |x: u64| x as f64 / secs;
+        let held = totals.elapsed.as_secs_f64();
+        let window = totals.window(spec.run.drain);
+        let (w0, w1) = window.map_or((0.0, 0.0), |(a, b)| (a.as_secs_f64(), b.as_secs_f64()));
+        let secs = w1 - w0;
+        // Rates over the window; none without one (nothing arrived, or all at one instant).
+        let per_s = |x: u64| (secs > 0.0).then(|| x as f64 / secs);
+        let share = |x: u64, of: u64| (of > 0).then(|| x as f64 / of as f64);
         let hourly: f64 = totals.instances.iter().map(|i| i.hourly_cost).sum();
-        let cost = hourly * secs / SECONDS_PER_HOUR;
+        let cost = hourly * held / SECONDS_PER_HOUR;
         rec.flush_itl();
         let itl = itl_distribution(rec);
         Summary {
@@ -121,7 +149,12 @@ impl Summary {
             rejected_reasons: rec.rejected_reasons.clone(),
             unfinished: rec.unfinished,
             cancelled: rec.cancelled,
+            complete: totals.complete,
+            incomplete_reason: totals.stop_reason.clone().or_else(|| totals.workload_error.clone()),
             duration_s: secs,
+            window_start_s: w0,
+            window_end_s: w1,
+            held_s: held,
             ttft_ms: Distribution::from_samples(&mut rec.ttft_ms),
             tpot_ms: Distribution::from_samples(&mut rec.tpot_ms),
             itl_ms: itl,
@@ -130,10 +163,10 @@ impl Summary {
             output_tok_s: per_s(rec.output_tokens),
             goodput_rps: per_s(rec.good),
             goodput_tok_s: per_s(rec.good_output_tokens),
-            slo_attainment: if rec.requests == 0 { 0.0 } else { rec.good as f64 / rec.requests as f64 },
+            slo_attainment: share(rec.good, rec.requests),
             cost_usd: cost,
-            goodput_tok_per_usd: if cost > 0.0 { rec.good_output_tokens as f64 / cost } else { 0.0 },
-            prefix_hit_rate: if rec.prompt_tokens == 0 { 0.0 } else { rec.cached_tokens as f64 / rec.prompt_tokens as f64 },
+            goodput_tok_per_usd: (cost > 0.0).then(|| rec.good_output_tokens as f64 / cost),
+            prefix_hit_rate: share(rec.cached_tokens, rec.prompt_tokens),
             local_prefills: totals.local_prefills,
             migrations: totals.migrations,
             preempted_requests: rec.preempted_requests,
@@ -153,9 +186,9 @@ impl Summary {
                             ttft_ms: Distribution::from_samples(&mut c.ttft_ms),
                             tpot_ms: Distribution::from_samples(&mut c.tpot_ms),
                             e2e_ms: Distribution::from_samples(&mut c.e2e_ms),
-                            goodput_rps: c.good as f64 / secs,
-                            goodput_tok_s: c.good_output_tokens as f64 / secs,
-                            slo_attainment: if c.requests == 0 { 0.0 } else { c.good as f64 / c.requests as f64 },
+                            goodput_rps: per_s(c.good),
+                            goodput_tok_s: per_s(c.good_output_tokens),
+                            slo_attainment: share(c.good, c.requests),
                         },
                     )
                 })
@@ -171,11 +204,11 @@ fn itl_distribution(rec: &RunRecorder) -> Distribution {
     if h.is_empty() {
         return Distribution::default();
     }
-    let ms = |ns: u64| ns as f64 / 1e6;
+    let ms = |ns: u64| Some(ns as f64 / 1e6);
     let n = h.len();
     Distribution {
-        mean: rec.itl_sum_ns as f64 / n as f64 / 1e6,
-        std: h.stdev() / 1e6,
+        mean: Some(rec.itl_sum_ns as f64 / n as f64 / 1e6),
+        std: Some(h.stdev() / 1e6),
         p50: ms(h.value_at_quantile(0.50)),
         p90: ms(h.value_at_quantile(0.90)),
         p95: ms(h.value_at_quantile(0.95)),

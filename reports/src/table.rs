@@ -5,6 +5,14 @@ use std::fmt::Write;
 use crate::percentiles::Distribution;
 use crate::summary::Summary;
 
+/// A number with `prec` decimals, or `-` when there is no data.
+pub fn num(x: Option<f64>, prec: usize) -> String {
+    match x {
+        Some(v) if v.is_finite() => format!("{v:.prec$}"),
+        _ => "-".into(),
+    }
+}
+
 /// Renders a summary as aligned text tables.
 pub fn render_table(s: &Summary) -> String {
     let mut o = String::new();
@@ -22,19 +30,21 @@ pub fn render_table(s: &Summary) -> String {
     );
     let _ = writeln!(o, "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency", "mean", "p50", "p90", "p95", "p99", "std");
     let row = |o: &mut String, name: &str, d: &Distribution| {
-        let _ = writeln!(o, "{:<10} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", name, d.mean, d.p50, d.p90, d.p95, d.p99, d.std);
+        let f = |x: Option<f64>| num(x, 2);
+        let _ =
+            writeln!(o, "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", name, f(d.mean), f(d.p50), f(d.p90), f(d.p95), f(d.p99), f(d.std));
     };
     row(&mut o, "ttft_ms", &s.ttft_ms);
     row(&mut o, "tpot_ms", &s.tpot_ms);
     row(&mut o, "itl_ms", &s.itl_ms);
     row(&mut o, "e2e_ms", &s.e2e_ms);
     let _ = writeln!(o);
-    let _ = writeln!(o, "throughput      {:>10.2} req/s   {:>10.1} tok/s", s.throughput_rps, s.output_tok_s);
-    let _ = writeln!(o, "goodput         {:>10.2} req/s   {:>10.1} tok/s", s.goodput_rps, s.goodput_tok_s);
-    let _ = writeln!(o, "slo attainment  {:>10.1} %", s.slo_attainment * 100.0);
-    let _ = writeln!(o, "cost            {:>10.4} $       {:>10.0} good tok/$", s.cost_usd, s.goodput_tok_per_usd);
+    let _ = writeln!(o, "throughput      {:>10} req/s   {:>10} tok/s", num(s.throughput_rps, 2), num(s.output_tok_s, 1));
+    let _ = writeln!(o, "goodput         {:>10} req/s   {:>10} tok/s", num(s.goodput_rps, 2), num(s.goodput_tok_s, 1));
+    let _ = writeln!(o, "slo attainment  {:>10} %", num(s.slo_attainment.map(|x| x * 100.0), 1));
+    let _ = writeln!(o, "cost            {:>10.4} $       {:>10} good tok/$", s.cost_usd, num(s.goodput_tok_per_usd, 0));
     let _ = writeln!(o, "preemptions     {:>10}       {:>10} requests", s.preemptions, s.preempted_requests);
-    let _ = writeln!(o, "prefix hits     {:>10.1} %", s.prefix_hit_rate * 100.0);
+    let _ = writeln!(o, "prefix hits     {:>10} %", num(s.prefix_hit_rate.map(|x| x * 100.0), 1));
     if s.trace_skipped_lines > 0 {
         let _ = writeln!(o, "trace lines skipped {:>6} (invalid)", s.trace_skipped_lines);
     }
@@ -44,13 +54,13 @@ pub fn render_table(s: &Summary) -> String {
         for (name, c) in &s.classes {
             let _ = writeln!(
                 o,
-                "{:<12} {:>9} {:>10.2} {:>10.2} {:>10.2} {:>10.1}",
+                "{:<12} {:>9} {:>10} {:>10} {:>10} {:>10}",
                 name,
                 c.requests,
-                c.ttft_ms.p95,
-                c.tpot_ms.p95,
-                c.goodput_rps,
-                c.slo_attainment * 100.0
+                num(c.ttft_ms.p95, 2),
+                num(c.tpot_ms.p95, 2),
+                num(c.goodput_rps, 2),
+                num(c.slo_attainment.map(|x| x * 100.0), 1)
             );
         }
     }

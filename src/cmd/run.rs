@@ -108,6 +108,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         eprintln!("hint: fix the line, or replay with `skip_invalid = true` to skip and count bad lines");
         return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
     }
+    if let Some(why) = &totals.stop_reason {
+        // The figures of what finished are written and printed, marked incomplete.
+        eprintln!("error: the run stopped early: {why}");
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -118,7 +122,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             println!("wrote {} files under {}/ ({})", written.len(), dir.display(), crate::cmd::sweep::list(dir, &written));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if totals.complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Per pool, `(time s, depth)` at the start of each bucket.

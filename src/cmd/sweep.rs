@@ -516,7 +516,7 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
             .into_par_iter()
             .map(|r| {
                 let s = simulate(&spec, seed_of(base, Seeding::Common, 0, r), false);
-                (s.slo_attainment, s.goodput_rps)
+                (s.slo_attainment.unwrap_or(0.0), s.goodput_rps.unwrap_or(0.0))
             })
             .collect();
         evals.fetch_add(seeds as usize, Ordering::Relaxed);

@@ -133,7 +133,13 @@ impl Simulation {
             d.close(end);
         }
         let workload = self.workload.as_ref();
+        let workload_error = workload.and_then(|w| w.error()).map(|e| e.to_string());
         RunTotals {
+            complete: self.stopped.is_none() && workload_error.is_none(),
+            stop_reason: self.stopped.clone(),
+            first_arrival: self.first_arrival,
+            last_departure: self.last_departure,
+            end,
             depth_series,
             elapsed,
             events: self.queue.popped(),
@@ -142,7 +148,7 @@ impl Simulation {
             migrations: self.migrations,
             cancelled: self.cancelled,
             trace_skipped_lines: workload.map_or(0, |w| w.skipped()),
-            workload_error: workload.and_then(|w| w.error()).map(|e| e.to_string()),
+            workload_error,
             peak_in_flight: self.seqs.peak(),
             instances,
             pools,

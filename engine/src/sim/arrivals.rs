@@ -34,6 +34,7 @@ impl Simulation {
             self.host.on_request_failed(s.prefill_on);
         }
         rec.on_request(&Self::record(&s, Outcome::Rejected, Some(reason)));
+        self.departed();
         self.user_done(s.user);
     }
 
@@ -83,8 +84,15 @@ impl Simulation {
     /// A request enters: route it, or reject it if it can never fit.
     pub(super) fn admit<R: Recorder>(&mut self, req: Request, user: u32, rec: &mut R) {
         self.arrived += 1;
+        self.first_arrival.get_or_insert(self.now);
         let sid = self.seqs.insert(req.clone());
         self.seqs[sid].user = user;
+        if self.seqs.live() as u64 > self.run.max_in_flight {
+            self.stopped = Some(format!(
+                "more than {} requests in flight at {} simulated: arrivals outpace the fleet, whose queues would grow until memory runs out; raise `max_in_flight` in `run {{ }}` to go on",
+                self.run.max_in_flight, self.now
+            ));
+        }
 
         // Conditional disaggregation: pick the decode instance first; it prefills the
         // request itself when the prompt's uncached part is short enough.

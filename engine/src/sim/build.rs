@@ -103,6 +103,9 @@ impl Simulation {
             last_work: SimTime::ZERO,
             cutoff,
             cut: false,
+            stopped: None,
+            first_arrival: None,
+            last_departure: None,
             cluster: Cluster {
                 instances,
                 hardware_names: spec.hardware.iter().map(|h| h.name.clone()).collect(),

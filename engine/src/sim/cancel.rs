@@ -26,6 +26,7 @@ impl Simulation {
         let s = &self.seqs[sid];
         rec.on_request(&Self::record(s, Outcome::Cancelled, None));
         let (holder, assigned, user) = (s.holder, s.assigned_to, s.user);
+        self.departed();
         if assigned != NO_INSTANCE {
             self.host.left(assigned);
             self.host.on_request_cancelled(assigned);

@@ -90,6 +90,10 @@ pub struct Simulation {
     /// Arrivals stop being processed after this time (runs that do not drain).
     cutoff: Option<SimTime>,
     cut: bool,
+    /// Why the run stopped before its end, if it did (a bound of `run { }` was passed).
+    stopped: Option<String>,
+    first_arrival: Option<SimTime>,
+    last_departure: Option<SimTime>,
     cluster: Cluster,
     seqs: SeqSlab,
     workload: Option<WorkloadGen>,
@@ -145,7 +149,7 @@ impl Simulation {
     /// When the next event happens; `None` when the run has nothing left to do (or passed
     /// its stop time without draining).
     pub fn next_event_time(&self) -> Option<SimTime> {
-        if self.cut {
+        if self.cut || self.stopped.is_some() {
             return None;
         }
         let t = self.queue.peek_time()?;
@@ -185,6 +189,9 @@ impl Simulation {
     /// same records as stepping to `t2` at once.
     pub fn step_until<R: Recorder>(&mut self, until: SimTime, rec: &mut R) -> bool {
         while let Some(t) = self.queue.peek_time() {
+            if self.stopped.is_some() {
+                return false;
+            }
             if t > until {
                 return true;
             }
@@ -192,6 +199,14 @@ impl Simulation {
                 && t > c
             {
                 self.cut = true;
+                return false;
+            }
+            if t > SimTime::ZERO + self.run.max_time {
+                self.stopped = Some(format!(
+                    "simulated time passed run.max_time ({}) with {} requests in flight; raise `max_time` in `run {{ }}` to go on",
+                    self.run.max_time,
+                    self.seqs.live()
+                ));
                 return false;
             }
             let (t, ev) = self.queue.pop().expect("peeked");
@@ -279,10 +294,21 @@ impl Simulation {
     /// totals over the run's window.
     pub fn finish<R: Recorder>(self, rec: &mut R) -> RunTotals {
         let end = match (self.cut, self.cutoff) {
+            _ if self.stopped.is_some() => self.now,
             (true, Some(c)) => c,
             _ => self.last_work.max(SimTime::ZERO + self.run.duration.unwrap_or(SimDuration::ZERO)),
         };
         self.close(end, rec)
+    }
+
+    /// Why the run stopped before its end, when a bound of `run { }` was passed.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
+    /// A request left the system now (finished, rejected or cancelled).
+    fn departed(&mut self) {
+        self.last_departure = Some(self.now);
     }
 }
 

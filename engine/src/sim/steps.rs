@@ -122,6 +122,7 @@ impl Simulation {
             self.host.on_request_complete(id, r.tpot());
             self.host.left(id);
             rec.on_request(&r);
+            self.departed();
             self.user_done(s.user);
         }
         self.finished.clear();

@@ -57,7 +57,7 @@ fn base_spec() -> ScenarioSpec {
             trace: None,
         },
         slo: SloSpec::default(),
-        run: RunSpec { duration: None, requests: Some(1000), drain: true },
+        run: RunSpec::new(None, Some(1000)),
         sweep: None,
     }
 }

@@ -235,7 +235,7 @@ pub struct SloSpec {
     pub itl: Option<SimDuration>,
 }
 
-/// Run length.
+/// Run length, and the bounds that stop a run that would not end by itself.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunSpec {
     /// Arrivals stop after this much simulated time.
@@ -244,6 +244,25 @@ pub struct RunSpec {
     pub requests: Option<u64>,
     /// Whether to keep running until every admitted request finishes.
     pub drain: bool,
+    /// The run stops (incomplete) when more requests than this are in flight at once: an
+    /// overloaded fleet whose queues would grow until memory runs out.
+    pub max_in_flight: u64,
+    /// The run stops (incomplete) past this much simulated time.
+    pub max_time: SimDuration,
+}
+
+/// Default of `run.max_in_flight`: a million requests in flight (about 2 GB of simulator
+/// state); the shipped scenarios peak below 20,000.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1_000_000;
+/// Default of `run.max_time`: a week of simulated time; the shipped scenarios simulate an
+/// hour at most.
+pub const DEFAULT_MAX_TIME: SimDuration = SimDuration::from_secs(7 * 24 * 3600);
+
+impl RunSpec {
+    /// A run of `duration` and/or `requests`, draining, with the default bounds.
+    pub fn new(duration: Option<SimDuration>, requests: Option<u64>) -> Self {
+        RunSpec { duration, requests, drain: true, max_in_flight: DEFAULT_MAX_IN_FLIGHT, max_time: DEFAULT_MAX_TIME }
+    }
 }
 
 /// A problem found by [`ScenarioSpec::validate`]: the field path and what is wrong.

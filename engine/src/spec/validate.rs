@@ -5,6 +5,7 @@
 use std::ops::Deref;
 
 use super::*;
+use crate::time::SimDuration;
 use crate::trace::TraceReader;
 use crate::units::MAX_TOKENS;
 
@@ -296,6 +297,12 @@ impl ScenarioSpec {
                 }
                 _ => {}
             }
+        }
+        if self.run.max_in_flight == 0 {
+            errs.push(SpecError::new("run.max_in_flight", "must be at least 1"));
+        }
+        if self.run.max_time == SimDuration::ZERO {
+            errs.push(SpecError::new("run.max_time", "must be longer than zero"));
         }
         self.check_links(&mut errs);
         self.check_lengths(&mut errs);

@@ -210,13 +210,21 @@ impl Cx {
         let run = match Self::blocks(tree, "run").next() {
             Some((_, _, items, span)) => {
                 self.spans.insert("run".into(), span);
-                let s = self.settings("run", items, &["duration", "requests", "drain"]);
+                let s = self.settings("run", items, &["duration", "requests", "drain", "max_in_flight", "max_time"]);
                 let duration = s.get("duration").map(|v| self.duration(v, "duration"));
                 let requests = s.get("requests").map(|v| self.count(v, "requests"));
                 let drain = s.get("drain").map_or(Some(true), |v| self.boolean(v, "drain"));
-                Some(RunSpec { duration: duration.flatten(), requests: requests.flatten(), drain: drain.unwrap_or(true) })
+                let mut run = RunSpec::new(duration.flatten(), requests.flatten());
+                run.drain = drain.unwrap_or(true);
+                if let Some(v) = s.get("max_in_flight") {
+                    run.max_in_flight = self.count(v, "max_in_flight")?;
+                }
+                if let Some(v) = s.get("max_time") {
+                    run.max_time = self.duration(v, "max_time")?;
+                }
+                Some(run)
             }
-            None => Some(RunSpec { duration: None, requests: None, drain: true }),
+            None => Some(RunSpec::new(None, None)),
         };
         let sweep = match Self::blocks(tree, "sweep").next() {
             None => None,
