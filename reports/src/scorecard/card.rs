@@ -297,7 +297,12 @@ impl Scorecard {
             if from_meta { format!("{key} from sys_meta.json") } else { format!("default; sys_meta.json has no {key}") }
         };
         let latency_missing = missing_note(folder, super::folder::LATENCY, folder.latency.is_some(), "");
-        let moe_hint = " (vLLM publishes no MoE router data; `simctl eval` takes it from --metrics-dir)";
+        let simulated = folder.sys_meta.as_ref().and_then(|m| m.get("mode")).and_then(|m| m.as_str()) == Some("simulated");
+        let moe_hint = if simulated {
+            " (a simulation models no MoE router)"
+        } else {
+            " (vLLM publishes no MoE router data; `simctl eval` takes it from --metrics-dir)"
+        };
         let checks = vec![
             Check::new(
                 "accuracy",

@@ -91,16 +91,18 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
     let top = p.bars.iter().flat_map(|b| [b.height.unwrap_or(0.0), b.limit]).filter(|v| v.is_finite()).fold(0.0, f64::max);
     let y1 = p.y_max.unwrap_or(if top > 0.0 { top * 1.18 } else { 1.0 });
     let labels: Vec<String> = p.bars.iter().map(|b| b.label.clone()).collect();
+    // Bar i is centred on x = i; the mesh's ticks fall on the integers, labelled with names.
+    let (x0, x1) = (-0.5, f64::from(n) - 0.5);
     let mut chart = ChartBuilder::on(area)
         .caption(&p.title, (FONT, 22).into_font().style(FontStyle::Bold))
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..y1)
+        .build_cartesian_2d(x0..x1, 0.0..y1)
         .map_err(err)?;
-    let fmt_x = |v: &SegmentValue<i32>| match v {
-        SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-        _ => String::new(),
+    let fmt_x = |v: &f64| {
+        let i = v.round();
+        if (v - i).abs() < 1e-6 && i >= 0.0 { labels.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
     };
     chart
         .configure_mesh()
@@ -115,13 +117,14 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
         .draw()
         .map_err(err)?;
     let over = |y: f64| (y + y1 * 0.015).min(y1 * 0.97);
+    // Bars take 60% of their slot; limits span 80% of it.
+    let (bar_half, limit_half) = (0.3, 0.4);
     for (i, b) in p.bars.iter().enumerate() {
-        let i = i as i32;
+        let x = i as f64;
         let col = if b.status == Status::Pass { PASS } else { FAIL };
         let text_at = match b.height {
             Some(h) => {
-                let mut r = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), h.min(y1))], col.filled());
-                r.set_margin(0, 0, 18, 18);
+                let r = Rectangle::new([(x - bar_half, 0.0), (x + bar_half, h.min(y1))], col.filled());
                 chart.draw_series(std::iter::once(r)).map_err(err)?;
                 over(h.min(y1))
             }
@@ -129,14 +132,9 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
         };
         let colour = if b.height.is_some() { BLACK } else { GREY };
         let style = (FONT, 15).into_font().color(&colour).pos(Pos::new(HPos::Center, VPos::Bottom));
-        chart.draw_series(std::iter::once(Text::new(b.text.clone(), (SegmentValue::CenterOf(i), text_at), style))).map_err(err)?;
+        chart.draw_series(std::iter::once(Text::new(b.text.clone(), (x, text_at), style))).map_err(err)?;
         if b.limit.is_finite() && b.limit <= y1 {
-            let line = DashedPathElement::new(
-                vec![(SegmentValue::Exact(i), b.limit), (SegmentValue::Exact(i + 1), b.limit)],
-                8,
-                5,
-                BLACK.stroke_width(2),
-            );
+            let line = DashedPathElement::new(vec![(x - limit_half, b.limit), (x + limit_half, b.limit)], 8, 5, BLACK.stroke_width(2));
             chart.draw_series(std::iter::once(line)).map_err(err)?;
         }
     }

@@ -28,6 +28,7 @@ mod card;
 mod chart;
 pub mod folder;
 mod render;
+mod sim;
 mod verdict;
 
 pub use baseline::{Baseline, Comparison, Deltas, HEADROOM_MAX, HEADROOM_WATCH, Headroom, HeadroomCheck, HeadroomStatus};
@@ -38,6 +39,7 @@ pub use card::{
 pub use chart::scorecard_chart;
 pub use folder::{FolderError, LatencyRow, QualityRow, RouterRow, RunFolder, TpsGoodput, TrafficRow};
 pub use render::{render_card, render_summary};
+pub use sim::write_simulated_run_files;
 pub use verdict::{
     Check, DEFAULT_LATENCY_SLO_MS, DEFAULT_TTFT_SLO_MS, MAX_DROP_RATE, MAX_IMBALANCE_CV, MIN_ACCURACY, Rule, Status, Verdict,
 };

@@ -71,7 +71,11 @@ pub fn render_card(c: &Scorecard) -> String {
     }
     let q = &c.quality;
     let tasks: Vec<String> = q.per_task.iter().map(|(t, a)| format!("{t} {a:.3}")).collect();
-    let _ = writeln!(o, "  {:<14} {} answers{}{}", "quality", q.answered, if tasks.is_empty() { "" } else { ": " }, tasks.join(", "));
+    if q.answered == 0 {
+        let _ = writeln!(o, "  {:<14} {MISSING}", "quality");
+    } else {
+        let _ = writeln!(o, "  {:<14} {} answers: {}", "quality", q.answered, tasks.join(", "));
+    }
     let l = &c.latency;
     let _ = writeln!(o, "  {:<14} p50/p95 {}   warm {}   cold {}", "ttft", pair(l.ttft), pair(l.ttft_warm), pair(l.ttft_cold));
     // In numeric order (the JSON map's keys sort as text).
@@ -87,12 +91,12 @@ pub fn render_card(c: &Scorecard) -> String {
     );
     let t = &c.throughput.figures;
     let scaled = match t.drop_rate {
-        Some(d) => format!("scaled by max(0, 1 - 5 x {d:.4})"),
-        None => "drop rate unknown: not scaled".into(),
+        Some(d) => format!("goodput scaled by max(0, 1 - 5 x drop rate {d:.4})"),
+        None => "drop rate unknown, goodput not scaled".into(),
     };
     let _ = writeln!(
         o,
-        "  {:<14} {} tok/s   goodput {} tok/s   slo hits {}   (from {}; goodput {scaled}, not gated)",
+        "  {:<14} {} tok/s   goodput {} tok/s   slo hits {}   (from {}; {scaled}; not gated)",
         "throughput",
         opt(t.throughput_tps, |v| format!("{v:.1}")),
         opt(t.goodput, |v| format!("{v:.1}")),
