@@ -3,10 +3,12 @@
 mod binding;
 mod cli;
 mod determinism;
+mod eval;
 mod fidelity;
 mod reports;
 mod routing;
 mod scenarios;
+mod scorecard;
 mod sweep;
 mod workloads;
 
