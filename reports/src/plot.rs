@@ -52,7 +52,7 @@ impl std::error::Error for PlotError {}
 
 type Res<T> = Result<T, PlotError>;
 
-fn err<E: std::fmt::Debug>(e: E) -> PlotError {
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> PlotError {
     PlotError(format!("{e:?}"))
 }
 

@@ -11,7 +11,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::card::Scorecard;
 use super::verdict::{Check, Status};
-use crate::plot::{FONT, PlotError, fmt_tick, fonts};
+use crate::plot::{FONT, PlotError, err, fmt_tick, fonts};
 
 const SIZE: (u32, u32) = (1280, 860);
 const PASS: RGBColor = RGBColor(44, 160, 44);
@@ -36,10 +36,6 @@ struct Panel {
     bars: Vec<Bar>,
     /// Upper end of the y axis, if fixed.
     y_max: Option<f64>,
-}
-
-fn err<E: std::fmt::Debug>(e: E) -> PlotError {
-    PlotError(format!("{e:?}"))
 }
 
 fn bar(label: String, c: &Check, scale: f64, text: impl Fn(f64) -> String) -> Bar {
@@ -130,7 +126,12 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
             }
             None => y1 * 0.04,
         };
-        let colour = if b.height.is_some() { BLACK } else { GREY };
+        // The value's text carries the outcome too: a zero-height failing bar has no area.
+        let colour = match (b.height, b.status) {
+            (None, _) => GREY,
+            (Some(_), Status::Pass) => BLACK,
+            (Some(_), _) => FAIL,
+        };
         let style = (FONT, 15).into_font().color(&colour).pos(Pos::new(HPos::Center, VPos::Bottom));
         chart.draw_series(std::iter::once(Text::new(b.text.clone(), (x, text_at), style))).map_err(err)?;
         if b.limit.is_finite() && b.limit <= y1 {

@@ -66,8 +66,9 @@ pub fn render_card(c: &Scorecard) -> String {
         let limit = format!("{} {}", if k.rule == Rule::AtLeast { ">=" } else { "<=" }, fmt_value(k.name, k.limit));
         let name = k.name.replace('_', " ").replace(" ms", "");
         let note = if k.value.is_some() { k.note.as_str() } else { "" };
-        let _ =
-            writeln!(o, "  {:<14} {:>12}  {:>14}  {:<8} {}", name, opt(k.value, |v| fmt_value(k.name, v)), limit, k.status.label(), note);
+        let line =
+            format!("  {:<14} {:>12}  {:>14}  {:<8} {}", name, opt(k.value, |v| fmt_value(k.name, v)), limit, k.status.label(), note);
+        let _ = writeln!(o, "{}", line.trim_end());
     }
     let q = &c.quality;
     let tasks: Vec<String> = q.per_task.iter().map(|(t, a)| format!("{t} {a:.3}")).collect();
