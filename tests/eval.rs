@@ -250,20 +250,35 @@ fn engine_failures_are_clear_errors_not_hangs() {
     let e = stderr(&o);
     assert!(e.contains("error: quality question 1 of 40 (mmlu-mini): http://127.0.0.1:"), "{e}");
     assert!(e.contains("/v1/completions answered http 500: engine core died"), "{e}");
+    assert_eq!(e.matches("engine core died").count(), 1, "said once: {e}");
     assert!(!dir.join("500").exists(), "no half-written folder");
 
-    // A stream that stalls after two tokens: stopped by --timeout.
+    // An answer that never comes: a plain request sends nothing until done, so --timeout
+    // bounds it as a whole.
     engine.clear_faults();
+    engine.inject(Fault::StallAfter { tokens: 0 }, None);
+    let o = eval(&engine, &dir.join("stall"), &["--allow-missing-metrics", "--timeout", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("error: quality question 1 of 40 (mmlu-mini): http://127.0.0.1:"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/v1/completions did not answer within 1s"), "{}", stderr(&o));
+
+    // A stream that stalls after two tokens, once the 40 questions are answered.
+    engine.clear_faults();
+    engine.inject(Fault::Healthy, Some(40));
     engine.inject(Fault::StallAfter { tokens: 2 }, None);
     let o = eval(&engine, &dir.join("stall"), &["--allow-missing-metrics", "--timeout", "1"]);
     assert_eq!(o.status.code(), Some(1));
+    // (The priming request asks for one token only, so the first timed request stalls.)
+    assert!(stderr(&o).contains("error: latency request cold-128-0 (1 of 6): the stream from http://127.0.0.1:"), "{}", stderr(&o));
     assert!(stderr(&o).contains("stalled: nothing received for 1s after 2 output tokens"), "{}", stderr(&o));
 
-    // A connection dropped midway through a stream.
+    // A connection dropped midway through a timed stream.
     engine.clear_faults();
+    engine.inject(Fault::Healthy, Some(41));
     engine.inject(Fault::DropAfter { tokens: 5 }, None);
     let o = eval(&engine, &dir.join("drop"), &["--allow-missing-metrics"]);
     assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("error: latency request cold-128-0 (1 of 6): the stream from"), "{}", stderr(&o));
     assert!(stderr(&o).contains("broke off after 5 output tokens, before `[DONE]`"), "{}", stderr(&o));
 
     // Nobody listening.

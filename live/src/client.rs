@@ -26,8 +26,16 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// A whole request.
     pub request_timeout: Duration,
-    /// Silence inside a stream (and before its response headers).
+    /// Silence: inside a stream, before its response headers, or for a whole plain
+    /// (non-streamed) request, which sends nothing until it is complete.
     pub stall_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// The limit of a plain request: the stall limit, within the request limit.
+    fn plain_timeout(&self) -> Duration {
+        self.stall_timeout.min(self.request_timeout)
+    }
 }
 
 impl Default for ClientConfig {
@@ -98,12 +106,12 @@ pub enum ClientError {
         reason: String,
     },
     /// A stream chunk that is not a completion chunk, or an error the engine streamed.
-    #[error("bad stream from {url}: {source}")]
+    #[error("bad stream from {url}: {error}")]
     Stream {
         /// The URL asked.
         url: String,
         /// The parse error.
-        source: SseError,
+        error: SseError,
     },
     /// An answer that is not what the API defines.
     #[error("unexpected answer from {url}: {reason}")]
@@ -122,12 +130,12 @@ pub enum ClientError {
         reason: String,
     },
     /// `/metrics` is not Prometheus text.
-    #[error("cannot read {url}: {source}")]
+    #[error("cannot read {url}: {error}")]
     Metrics {
         /// The URL asked.
         url: String,
         /// The parse error.
-        source: MetricsError,
+        error: MetricsError,
     },
 }
 
@@ -320,6 +328,8 @@ impl EngineClient {
     }
 
     fn transport(&self, url: &str, e: reqwest::Error, after: Duration) -> ClientError {
+        // The URL leads every message already.
+        let e = e.without_url();
         if e.is_connect() {
             ClientError::Connect { url: url.to_string(), reason: chain(&e) }
         } else if e.is_timeout() {
@@ -345,14 +355,14 @@ impl EngineClient {
 
     async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = self.url(path);
-        let wait = self.cfg.request_timeout;
+        let wait = self.cfg.plain_timeout();
         let resp = self.send(&url, self.http.get(&url).timeout(wait), wait).await?;
         resp.text().await.map_err(|e| self.transport(&url, e, wait))
     }
 
     async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, ClientError> {
         let url = self.url(path);
-        let wait = self.cfg.request_timeout;
+        let wait = self.cfg.plain_timeout();
         let req = self.http.post(&url).timeout(wait).header("content-type", "application/json").body(body.to_string());
         let text = self.send(&url, req, wait).await?.text().await.map_err(|e| self.transport(&url, e, wait))?;
         serde_json::from_str(&text).map_err(|e| ClientError::BadResponse { url, reason: format!("not JSON ({e}): {}", cut(&text)) })
@@ -382,7 +392,7 @@ impl EngineClient {
     /// `GET /metrics`: the engine's Prometheus metrics.
     pub async fn metrics(&self) -> Result<EngineMetrics, ClientError> {
         let text = self.get_text("/metrics").await?;
-        EngineMetrics::parse(&text).map_err(|source| ClientError::Metrics { url: self.url("/metrics"), source })
+        EngineMetrics::parse(&text).map_err(|error| ClientError::Metrics { url: self.url("/metrics"), error })
     }
 
     /// `POST /v1/completions` without streaming.
@@ -424,7 +434,9 @@ impl EngineClient {
             let piece = match tokio::time::timeout(wait, resp.chunk()).await {
                 Err(_) if wait < self.cfg.stall_timeout => return Err(ClientError::Timeout { url, after: self.cfg.request_timeout }),
                 Err(_) => return Err(ClientError::Stalled { url, after: self.cfg.stall_timeout, tokens: tokens(ids, saw_ids, &timer) }),
-                Ok(Err(e)) => return Err(ClientError::Dropped { url, tokens: tokens(ids, saw_ids, &timer), reason: chain(&e) }),
+                Ok(Err(e)) => {
+                    return Err(ClientError::Dropped { url, tokens: tokens(ids, saw_ids, &timer), reason: chain(&e.without_url()) });
+                }
                 Ok(Ok(None)) => {
                     return Err(ClientError::Dropped { url, tokens: tokens(ids, saw_ids, &timer), reason: "the connection closed".into() });
                 }
@@ -437,7 +449,7 @@ impl EngineClient {
                 let line: Vec<u8> = pending.drain(..=nl).collect();
                 let line = String::from_utf8_lossy(&line);
                 let Some(parsed) = parse_sse_data(line.trim_end_matches(['\r', '\n'])) else { continue };
-                match parsed.map_err(|source| ClientError::Stream { url: url.clone(), source })? {
+                match parsed.map_err(|error| ClientError::Stream { url: url.clone(), error })? {
                     SseData::Done => {
                         let (output_tokens, counted_by) = if saw_ids {
                             (ids, TokenCounting::TokenIds)

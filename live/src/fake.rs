@@ -53,6 +53,8 @@ pub type Answerer = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// A fault injected into `/v1/completions` responses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
+    /// Answer normally: queued first, lets requests through before a later fault.
+    Healthy,
     /// Answer with this HTTP status and body instead.
     Status {
         /// Status code.
@@ -345,7 +347,7 @@ fn take_fault(state: &State) -> Option<Fault> {
     if let Some(n) = left {
         *n -= 1;
     }
-    Some(fault.clone())
+    Some(fault.clone()).filter(|f| *f != Fault::Healthy)
 }
 
 fn complete(state: Arc<State>, body: serde_json::Value) -> Response<FakeBody> {
@@ -376,6 +378,20 @@ fn complete(state: Arc<State>, body: serde_json::Value) -> Response<FakeBody> {
     state.queries.fetch_add(u64::from(prompt_len), Ordering::Relaxed);
     state.hits.fetch_add(u64::from(cached), Ordering::Relaxed);
     let stream = body.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
+    if !stream && let Some(f @ (Fault::StallAfter { .. } | Fault::DropAfter { .. })) = &fault {
+        // A plain answer sends nothing until it is done: stall or drop before any byte.
+        let (tx, rx) = mpsc::channel(1);
+        let drop = matches!(f, Fault::DropAfter { .. });
+        tokio::spawn(async move {
+            if drop {
+                let _ = tx.send(Err(std::io::Error::other("fault: connection dropped"))).await;
+            } else {
+                // `tx` lives in this task, so the body stays open until the server stops.
+                std::future::pending::<()>().await;
+            }
+        });
+        return Response::new(FakeBody::Stream(rx));
+    }
     if !stream {
         let text: String = outputs.iter().map(|o| o.1.as_str()).collect();
         let finish = if (outputs.len() as u32) < max_tokens { "stop" } else { "length" };
@@ -619,6 +635,22 @@ mod tests {
         let err = block_on(c.complete_stream(&tokens_request(10))).unwrap_err();
         assert!(matches!(err, ClientError::Stalled { tokens: 3, .. }), "{err}");
         assert!(err.to_string().contains("stalled: nothing received for 300ms after 3 output tokens"), "{err}");
+    }
+
+    #[test]
+    fn plain_requests_that_stall_or_drop_fail_in_time() {
+        let e = FakeEngine::start(FakeSpec::default()).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let req = CompletionRequest { prompt: Prompt::Text("hi".into()), ignore_eos: false, ..tokens_request(4) };
+        e.inject(Fault::StallAfter { tokens: 0 }, Some(1));
+        let err = block_on(c.complete(&req)).unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { after, .. } if after == Duration::from_millis(300)), "{err}");
+        assert!(err.to_string().contains("/v1/completions did not answer within 300ms"), "{err}");
+        e.inject(Fault::DropAfter { tokens: 0 }, Some(1));
+        let err = block_on(c.complete(&req)).unwrap_err();
+        assert!(matches!(err, ClientError::Http { .. }), "{err}");
+        assert!(err.to_string().contains("/v1/completions failed: error decoding response body: "), "{err}");
+        assert_eq!(block_on(c.complete(&req)).unwrap().completion_tokens, Some(4), "the faults were for one request each");
     }
 
     #[test]

@@ -102,12 +102,12 @@ impl EvalOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// A request failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Request {
         /// What was being done (`latency request cold-128-0 (3 of 18)`).
         what: String,
         /// The client's error.
-        source: ClientError,
+        error: ClientError,
     },
     /// The engine serves no model.
     #[error("{endpoint}/v1/models lists no model")]
@@ -127,7 +127,7 @@ pub enum EvalError {
     },
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
-    Runtime(#[from] std::io::Error),
+    Runtime(std::io::Error),
 }
 
 /// Where an eval is, for progress displays.
@@ -144,13 +144,13 @@ pub struct Progress {
 /// Runs the eval (blocking: it owns a single-threaded runtime); `progress` is called after
 /// each request.
 pub fn run(spec: &EvalSpec, progress: &mut dyn FnMut(Progress)) -> Result<EvalOutcome, EvalError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(EvalError::Runtime)?;
     rt.block_on(run_async(spec, progress))
 }
 
 fn at(what: impl Into<String>) -> impl FnOnce(ClientError) -> EvalError {
     let what = what.into();
-    move |source| EvalError::Request { what, source }
+    move |error| EvalError::Request { what, error }
 }
 
 /// [`run`] on the caller's runtime.
@@ -211,7 +211,7 @@ pub async fn run_async(spec: &EvalSpec, progress: &mut dyn FnMut(Progress)) -> R
         let (Some(ttft), Some(e2e), Some(decode)) = (out.ttft(), out.e2e(), out.decode()) else {
             return Err(EvalError::Request {
                 what: format!("latency request {} ({} of {total})", r.id, i + 1),
-                source: ClientError::BadResponse {
+                error: ClientError::BadResponse {
                     url: format!("{endpoint}/v1/completions"),
                     reason: "the stream carried no output tokens".into(),
                 },

@@ -70,7 +70,7 @@ impl Baseline {
         if path.is_dir() {
             return Ok(Baseline::of(&Scorecard::build(&RunFolder::read(path)?, None)?, &reference));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| FolderError::Io { action: "read", path: path.to_path_buf(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| FolderError::Io { action: "read", path: path.to_path_buf(), error: e })?;
         let bad = |message: String| ScorecardError::Folder(FolderError::Bad { path: path.to_path_buf(), line: None, message });
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         Baseline::from_json(&v, &reference).ok_or_else(|| {

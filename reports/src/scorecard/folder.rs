@@ -123,14 +123,14 @@ pub enum FolderError {
     #[error("`{0}` is not a folder")]
     NotAFolder(PathBuf),
     /// A file cannot be read or written.
-    #[error("cannot {action} `{path}`: {source}")]
+    #[error("cannot {action} `{path}`: {error}")]
     Io {
         /// `read` or `write`.
         action: &'static str,
         /// The file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A line or file that is not what the layout says.
     #[error("`{path}`{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
@@ -167,7 +167,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, FolderError> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FolderError::Io { action: "read", path: path.to_path_buf(), source: e }),
+        Err(e) => Err(FolderError::Io { action: "read", path: path.to_path_buf(), error: e }),
     }
 }
 
@@ -196,7 +196,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, F
 
 /// Writes rows as JSONL.
 pub fn write_jsonl<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<(), FolderError> {
-    let io = |e| FolderError::Io { action: "write", path: path.to_path_buf(), source: e };
+    let io = |e| FolderError::Io { action: "write", path: path.to_path_buf(), error: e };
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     for r in rows {
         let line =
@@ -213,7 +213,7 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Fol
         line: None,
         message: e.to_string(),
     })?;
-    std::fs::write(path, text + "\n").map_err(|e| FolderError::Io { action: "write", path: path.to_path_buf(), source: e })
+    std::fs::write(path, text + "\n").map_err(|e| FolderError::Io { action: "write", path: path.to_path_buf(), error: e })
 }
 
 impl RunFolder {
