@@ -1,11 +1,17 @@
 //! Engine benchmark: events per second and simulated requests per wall second.
 //!
 //! `cargo bench --bench engine` runs
-//! - flagship_vs_mid at 100x its default length (2000 s of simulated traffic), and
+//! - flagship_vs_mid at 100x its default length (2000 s of simulated traffic),
 //! - the peer comparison: 10,000 Poisson requests (1024 in / 256 out) on one Llama-3.1-8B
-//!   H100 instance (Vidur takes 28 s here, inference-lab 1.6 s).
+//!   H100 instance (Vidur takes 28 s here, inference-lab 1.6 s),
+//! - a fleet of 1,000 instances (`benches/scenarios/big.scn`, 200k requests) under every
+//!   routing policy, and 512 decode instances under the telemetry router (`dec.scn`),
+//! - a saturated KV link (`link.scn` at 40 GB/s) from 1k to 20k requests, whose time per
+//!   request should stay flat.
 //!
-//! Each case runs `REPEATS` times; the best and median wall times are reported.
+//! Each case runs `REPEATS` times (fewer for the long ones); the best and median wall
+//! times are reported. `cargo bench --bench engine -- NAME` runs the cases whose name
+//! contains NAME.
 
 use std::time::Instant;
 
@@ -15,14 +21,27 @@ use simctl_reports::{RunRecorder, Summary};
 
 const REPEATS: usize = 5;
 
+/// Runs `f` when no filter was given or the filter matches `name`.
+fn selected(name: &str) -> bool {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
+}
+
 fn case(name: &str, file: &str, text: &str, sets: &[(&str, &str)]) {
+    case_n(name, file, text, sets, REPEATS);
+}
+
+fn case_n(name: &str, file: &str, text: &str, sets: &[(&str, &str)], repeats: usize) -> f64 {
+    if !selected(name) {
+        return 0.0;
+    }
     let overrides: Vec<(String, String)> = sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let spec = simctl_dsl::load(file, text, &overrides).unwrap_or_else(|d| panic!("{d}"));
     let mut walls = Vec::new();
     let mut events = 0;
     let mut requests = 0;
     let mut peak = 0;
-    for _ in 0..REPEATS {
+    for _ in 0..repeats {
         let sim = Simulation::new(&spec).expect("valid scenario");
         let t = Instant::now();
         let totals = sim.run(&mut NullRecorder);
@@ -53,11 +72,15 @@ fn case(name: &str, file: &str, text: &str, sets: &[(&str, &str)]) {
         "  with summary metrics: {:.4} s; ttft p50 {:.1} ms, tpot p50 {:.2} ms, completed {}",
         with_metrics, summary.ttft_ms.p50, summary.tpot_ms.p50, summary.completed
     );
+    median
 }
 
 /// Parses and lowers a generated scenario of about 10,000 lines (1,650 hardware kinds of six
 /// lines each, a pool of all of them, and the rest).
 fn parse_10k_lines() {
+    if !selected("parse") {
+        return;
+    }
     let mut text = String::from("# generated\nmodel = llama_3_1_8b\nparam rate = 2 per 100ms\n");
     let n = 1650;
     for i in 0..n {
@@ -99,4 +122,25 @@ fn main() {
         include_str!("../scenarios/single_h100_llama8b.scn"),
         &[],
     );
+    let big = include_str!("scenarios/big.scn");
+    let mut rr = 0.0;
+    for policy in ["round_robin", "least_loaded", "power_of_two", "telemetry", "cache_aware", "kv_aware"] {
+        let t = case_n(&format!("big.scn (1,000 instances, 200k requests) {policy}"), "big.scn", big, &[("router.policy", policy)], 3);
+        if policy == "round_robin" {
+            rr = t;
+        } else if rr > 0.0 && t > 0.0 {
+            println!("  {:.2}x round robin", t / rr);
+        }
+    }
+    let dec = include_str!("scenarios/dec.scn");
+    case_n("dec.scn (512 decode instances) round_robin", "dec.scn", dec, &[], 3);
+    case_n("dec.scn (512 decode instances) telemetry", "dec.scn", dec, &[("router.policy", "telemetry")], 3);
+    let link = include_str!("scenarios/link.scn");
+    for n in ["1000", "2000", "4000", "10000", "20000"] {
+        let name = format!("link.scn at 40 GB/s, {n} requests");
+        let t = case_n(&name, "link.scn", link, &[("bw", "40 GB/s"), ("run.requests", n)], 3);
+        if t > 0.0 {
+            println!("  {:.2} us per request", t / n.parse::<f64>().unwrap() * 1e6);
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use simctl_engine::spec::ScenarioSpec;
+use simctl_engine::spec::ValidSpec;
 
 /// The default scenario, compiled into the binary.
 pub const DEFAULT_NAME: &str = "flagship_vs_mid.scn (embedded)";
@@ -24,7 +24,7 @@ pub fn parse_overrides(sets: &[String]) -> Result<Vec<(String, String)>> {
 /// Outcome of loading: a spec, or diagnostics already printed to stderr.
 pub enum Loaded {
     /// The validated scenario.
-    Spec(Box<ScenarioSpec>),
+    Spec(Box<ValidSpec>),
     /// Problems were found and printed.
     Invalid,
 }
@@ -44,7 +44,12 @@ pub fn read(path: Option<&Path>) -> Result<(String, String)> {
 pub fn load(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Loaded> {
     let (name, text) = read(path)?;
     match simctl_dsl::load(&name, &text, overrides) {
-        Ok(spec) => Ok(Loaded::Spec(Box::new(spec))),
+        Ok(spec) => {
+            for w in spec.warnings() {
+                eprintln!("warning: {name}: {w}");
+            }
+            Ok(Loaded::Spec(Box::new(spec)))
+        }
         Err(diags) => {
             eprint!("{}", diags.render(std::io::stderr().is_terminal()));
             Ok(Loaded::Invalid)

@@ -2,9 +2,7 @@
 
 use crate::{simctl, stderr, temp_dir};
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
+use simctl_engine::rng::fnv1a as fnv;
 
 fn requests_hash(tag: &str, args: &[&str]) -> u64 {
     let dir = temp_dir(tag);

@@ -47,7 +47,7 @@ fn a_shared_prefix_halves_the_second_prefill() {
     // 16) come from the cache, so only 1024 are computed: 100 ms.
     assert_eq!(rows[0].ttft(), Some(SimDuration::from_millis(200)));
     assert_eq!(rows[1].ttft(), Some(SimDuration::from_millis(100)));
-    assert_eq!((rows[0].cached_tokens, rows[1].cached_tokens), (0, 1024));
+    assert_eq!((rows[0].cached_tokens.get(), rows[1].cached_tokens.get()), (0, 1024));
     assert!((totals.instances[0].prefix_hit_rate - 0.25).abs() < 1e-12, "1024 of 4096 prompt tokens hit");
     // Without prefix caching both take 200 ms.
     let (rows, _) = run(SHARED_PREFIX, &[("engine.prefix_caching", "false")]);
@@ -74,7 +74,7 @@ fn a_tight_kv_budget_preempts_exactly_as_computed_by_hand() {
     let (rows, totals) = run(TIGHT_KV, &[]);
     assert_eq!(totals.instances[0].preemptions, 1);
     assert_eq!((rows[0].preemptions, rows[1].preemptions), (0, 1));
-    assert!(rows.iter().all(|r| r.generated_tokens == 40));
+    assert!(rows.iter().all(|r| r.generated_tokens.get() == 40));
     assert!(rows[1].e2e() > rows[0].e2e());
     // Twice the cache: no preemption at all.
     let (_, totals) = run(TIGHT_KV, &[("kv", "128 tok")]);
@@ -155,9 +155,9 @@ fn short_prompts_prefill_locally_on_the_decode_instance() {
     // Default threshold 2048 tokens (the lab's prefill_ctx_thresh).
     for r in &rows {
         let local = r.prefill_instance == r.decode_instance;
-        assert_eq!(local, r.prompt_tokens < 2048, "request {} with {} tokens", r.id.0, r.prompt_tokens);
+        assert_eq!(local, r.prompt_tokens.get() < 2048, "request {} with {}", r.id.0, r.prompt_tokens);
     }
-    assert_eq!(totals.local_prefills, rows.iter().filter(|r| r.prompt_tokens < 2048).count() as u64);
+    assert_eq!(totals.local_prefills, rows.iter().filter(|r| r.prompt_tokens.get() < 2048).count() as u64);
     let (rows, totals) = run(CONDITIONAL, &[("pool.decode.local_prefill_threshold", "0")]);
     assert_eq!(totals.local_prefills, 0);
     assert!(rows.iter().all(|r| r.prefill_instance != r.decode_instance));

@@ -3,6 +3,7 @@
 mod binding;
 mod cli;
 mod determinism;
+mod engine_scale;
 mod eval;
 mod fidelity;
 mod reports;

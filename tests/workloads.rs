@@ -71,7 +71,7 @@ fn mooncake_prefix_ids_reach_the_prefix_cache() {
     assert_eq!(rows.len(), 4);
     // 512-token trace blocks on 16-token engine blocks: turn 2 reuses turn 1's 1024 tokens,
     // turn 3 only the shared first block (512), turn 4 turn 2's 1536.
-    let cached: Vec<u32> = rows.iter().map(|r| r.cached_tokens).collect();
+    let cached: Vec<u32> = rows.iter().map(|r| r.cached_tokens.get()).collect();
     assert_eq!(cached, vec![0, 1024, 512, 1536]);
     assert_eq!(rows[1].arrival.as_nanos(), 2_000_000_000);
     assert!((s.prefix_hit_rate - 3072.0 / 5608.0).abs() < 1e-12);
@@ -103,9 +103,12 @@ fn bad_trace_lines_stop_the_run_or_are_counted() {
     let scn = dir.join("s.scn");
     std::fs::write(&scn, format!("{SERVER}param skip = false\nworkload {{ arrivals = trace(\"bad.jsonl\", skip_invalid = skip) }}\n"))
         .unwrap();
-    let o = simctl(&["run", scn.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stderr(&o).contains("bad.jsonl:2: not a JSON object"), "{}", stderr(&o));
+    // A bad line is bad input: `check` finds it without running, `run` stops at it.
+    for cmd in ["check", "run"] {
+        let o = simctl(&[cmd, scn.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+        assert!(stderr(&o).contains("bad.jsonl:2: not a JSON object"), "{}", stderr(&o));
+    }
     let o = simctl(&["run", scn.to_str().unwrap(), "--set", "skip=true", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -171,6 +174,6 @@ fn empirical_lengths_from_sharegpt() {
     let reqs: Vec<_> = (0..20_000).map(|_| g.next_request().unwrap()).collect();
     let mean = |f: fn(&simctl_engine::request::Request) -> u32| reqs.iter().map(|r| f64::from(f(r))).sum::<f64>() / reqs.len() as f64;
     // The file's means: 2,340 prompt and 439 output tokens.
-    assert!((mean(|r| r.prompt_tokens) / 2340.0 - 1.0).abs() < 0.03);
-    assert!((mean(|r| r.output_tokens) / 439.0 - 1.0).abs() < 0.03);
+    assert!((mean(|r| r.prompt_tokens.get()) / 2340.0 - 1.0).abs() < 0.03);
+    assert!((mean(|r| r.output_tokens.get()) / 439.0 - 1.0).abs() < 0.03);
 }

@@ -130,10 +130,41 @@ impl ModelSpec {
     pub fn weight_bytes(&self) -> u64 {
         self.total_params() * u64::from(self.dtype_bytes)
     }
+    /// Bytes of the weights of one expert across all layers (0 for dense models, whose MLP
+    /// counts as always read).
+    pub fn expert_bytes(&self) -> u64 {
+        if self.experts <= 1 {
+            return 0;
+        }
+        u64::from(self.layers) * 3 * u64::from(self.hidden) * u64::from(self.intermediate) * u64::from(self.dtype_bytes)
+    }
+    /// Experts a step of `tokens` tokens reads in each MoE layer: with routing spread
+    /// uniformly, `E · (1 − (1 − k/E)^tokens)` for E experts and k active per token — at most
+    /// `tokens × k` and at most E (every expert only for large batches).
+    pub fn experts_touched(&self, tokens: f64) -> f64 {
+        if self.experts <= 1 { 0.0 } else { experts_touched(self.experts, self.active_experts, tokens) }
+    }
+    /// Bytes of weights a step of `tokens` tokens reads: everything but the experts, plus
+    /// the experts its tokens touch.
+    pub fn step_weight_bytes(&self, tokens: f64) -> f64 {
+        let all = self.weight_bytes() as f64;
+        if self.experts <= 1 {
+            return all;
+        }
+        let experts = self.expert_bytes() as f64;
+        all - f64::from(self.experts) * experts + self.experts_touched(tokens) * experts
+    }
     /// Bytes of KV cache per token: 2 (K and V) × layers × kv heads × head dim × dtype bytes.
     pub fn kv_bytes_per_token(&self) -> u64 {
         2 * u64::from(self.layers) * u64::from(self.kv_heads) * u64::from(self.head_dim) * u64::from(self.dtype_bytes)
     }
+}
+
+/// Experts of `experts` (with `active` per token) that `tokens` tokens touch, routing spread
+/// uniformly: `E · (1 − (1 − k/E)^tokens)`.
+pub fn experts_touched(experts: u32, active: u32, tokens: f64) -> f64 {
+    let (e, k) = (f64::from(experts), f64::from(active.min(experts)));
+    e * (1.0 - (1.0 - k / e).powf(tokens))
 }
 
 /// Every model in the catalogue.

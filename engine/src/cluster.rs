@@ -1,21 +1,9 @@
 //! The cluster: instances grouped into pools, and the links that carry KV between pools.
 
 use crate::instance::Instance;
-use crate::seq::SeqId;
+use crate::sim::link::Link;
 use crate::spec::Role;
-use crate::time::{SimDuration, SimTime};
-
-/// A KV-transfer path between two pools. Transfers in flight share its bandwidth equally
-/// (processor sharing); each also pays the fixed latency once its bytes are across.
-#[derive(Clone, Debug)]
-pub(crate) struct Link {
-    pub latency: SimDuration,
-    pub bandwidth_bytes_s: Option<f64>,
-    /// Sequences whose bytes are crossing now.
-    pub active: Vec<SeqId>,
-    /// When the remaining bytes of `active` were last brought up to date.
-    pub updated: SimTime,
-}
+use crate::time::SimDuration;
 
 /// A named group of instances with one role, and its running queue-depth totals.
 #[derive(Debug)]

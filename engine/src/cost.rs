@@ -59,7 +59,10 @@ pub struct RooflineCost {
     flops_per_token: f64,
     logits_flops_per_seq: f64,
     attn_flops_per_pair: f64,
-    weight_bytes: f64,
+    /// Weights every step reads (all of a dense model; all but the experts of a MoE model).
+    fixed_weight_bytes: f64,
+    /// A MoE model's experts: `(experts, active per token, bytes of one across layers)`.
+    moe: Option<(u32, u32, f64)>,
     kv_bytes_per_token: f64,
     flops_s: f64,
     bytes_s: f64,
@@ -91,7 +94,8 @@ impl RooflineCost {
             logits_flops_per_seq: 2.0 * f64::from(model.vocab) * hidden,
             // QKᵀ and AV: 2 matmuls × 2 FLOPs per multiply-add × q_dim, per layer and pair.
             attn_flops_per_pair: 4.0 * q_dim * f64::from(model.layers),
-            weight_bytes: model.weight_bytes() as f64,
+            fixed_weight_bytes: model.weight_bytes() as f64 - f64::from(model.experts) * model.expert_bytes() as f64,
+            moe: (model.experts > 1).then(|| (model.experts, model.active_experts, model.expert_bytes() as f64)),
             kv_bytes_per_token: model.kv_bytes_per_token() as f64,
             flops_s: gpu.peak_flops * mfu * tp_f,
             bytes_s: gpu.hbm_bytes_s * mbu * tp_f,
@@ -111,9 +115,13 @@ impl StepCostModel for RooflineCost {
         let seqs = f64::from(b.prefill_seqs) + f64::from(b.decode_seqs);
         let pairs = b.prefill_attention_pairs as f64 + b.decode_context_tokens as f64;
         let flops = self.flops_per_token * tokens + self.logits_flops_per_seq * seqs + self.attn_flops_per_pair * pairs;
-        // Weights once per step; KV read for every attended context token of decodes, and
-        // written once for every new token.
-        let bytes = self.weight_bytes + self.kv_bytes_per_token * (b.decode_context_tokens as f64 + tokens);
+        // Weights once per step (of a MoE model, only the experts its tokens touch); KV read
+        // for every attended context token of decodes, and written once for every new token.
+        let weights = match self.moe {
+            None => self.fixed_weight_bytes,
+            Some((e, k, per_expert)) => self.fixed_weight_bytes + crate::catalogue::experts_touched(e, k, tokens) * per_expert,
+        };
+        let bytes = weights + self.kv_bytes_per_token * (b.decode_context_tokens as f64 + tokens);
         let compute = flops / self.flops_s;
         let memory = bytes / self.bytes_s;
         let comm = if self.allreduce_fixed > 0.0 { self.allreduce_fixed + self.allreduce_sec_per_token * tokens } else { 0.0 };
@@ -193,6 +201,26 @@ mod tests {
         let flops = 2.0 * m.active_layer_params() as f64 * f64::from(n);
         assert!(prefill.as_secs_f64() > flops / g.peak_flops);
         assert!(prefill.as_secs_f64() < 1.25 * flops / g.peak_flops, "{prefill}");
+    }
+
+    #[test]
+    fn a_moe_decode_step_reads_only_the_experts_its_tokens_touch() {
+        let m = catalogue::model("mixtral-8x7b").unwrap();
+        let g = catalogue::gpu("h100-sxm").unwrap();
+        let c = RooflineCost::new(&m, &g, 1, 1.0, 1.0, SimDuration::ZERO);
+        let decode =
+            |seqs: u32| c.step_time(&BatchShape { decode_seqs: seqs, decode_context_tokens: u64::from(seqs), ..Default::default() });
+        // One token touches 2 of 8 experts: 6 experts' weights (~33 GB of 93 GB) stay unread.
+        let per_expert = m.expert_bytes() as f64;
+        let one = decode(1).as_secs_f64() * g.hbm_bytes_s;
+        assert!((one - (m.weight_bytes() as f64 - 6.0 * per_expert)).abs() / one < 0.01, "{one:e}");
+        assert!((m.experts_touched(1.0) - 2.0).abs() < 1e-12);
+        // A large batch touches every expert: the whole model, as before.
+        assert!((m.experts_touched(256.0) - 8.0).abs() < 1e-9);
+        assert!(decode(256) > decode(4) && decode(4) > decode(1));
+        // Dense models read everything at any batch.
+        let d = catalogue::model("llama-3.1-8b").unwrap();
+        assert_eq!(d.step_weight_bytes(1.0), d.weight_bytes() as f64);
     }
 
     #[test]

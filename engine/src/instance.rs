@@ -9,6 +9,7 @@ use crate::router::InstanceId;
 use crate::seq::{SeqId, SeqSlab};
 use crate::spec::{EngineSpec, Role};
 use crate::time::SimTime;
+use crate::units::{Blocks, Tokens};
 
 /// An engine replica and its scheduler state.
 #[derive(Debug)]
@@ -33,8 +34,6 @@ pub(crate) struct Instance {
     pub batch: Vec<(SeqId, u32)>,
     pub busy: bool,
     pub wake_pending: bool,
-    /// Tokens still to prefill (or recompute) over waiting and running sequences.
-    pub pending_prefill: u64,
     /// Sequences here with a migration requested.
     pub migrations_pending: u32,
     pub stats: InstanceCounters,
@@ -103,15 +102,17 @@ impl Instance {
             }
             // Multiplying beats dividing here: this runs for every sequence of every step.
             let held = s.blocks.len() as u32;
-            let need = if s.computed + chunk <= held * self.kv.block_size() { 0 } else { self.kv.blocks_for(s.computed + chunk) - held };
-            while u64::from(need) > self.kv.free() {
+            let need = if s.computed + chunk <= held * self.kv.block_size() {
+                Blocks::ZERO
+            } else {
+                self.kv.blocks_for(Tokens(s.computed + chunk)) - Blocks(held)
+            };
+            while need > self.kv.free() {
                 let Some(victim) = self.running.pop() else { break 'running };
                 self.register_full_blocks(seqs, victim, true);
                 let v = &mut seqs[victim];
-                let before = v.prefill_left();
                 self.kv.release(&mut v.blocks);
                 v.computed = 0;
-                self.pending_prefill = self.pending_prefill + v.prefill_left() - before;
                 v.reset_chain();
                 v.preemptions += 1;
                 self.stats.preemptions += 1;
@@ -137,11 +138,11 @@ impl Instance {
                 let s = &seqs[sid];
                 // A fresh (or preempted) sequence first looks up its prefix; at least one
                 // token is always computed, to produce logits (vLLM caps hits at known − 1).
-                let (hits, idle) = if s.blocks.is_empty() && s.computed == 0 {
+                let (Blocks(hits), idle) = if s.blocks.is_empty() && s.computed == 0 {
                     let max_hit_blocks = (s.known() - 1) / bs;
                     self.kv.probe(s.block_hashes(max_hit_blocks, bs))
                 } else {
-                    (0, 0)
+                    (Blocks::ZERO, Blocks::ZERO)
                 };
                 let computed = if hits > 0 { hits * bs } else { s.computed };
                 let remaining = s.known() - computed;
@@ -153,21 +154,21 @@ impl Instance {
                 } else {
                     break;
                 };
-                let held = s.blocks.len() as u32 + hits;
-                let need = self.kv.blocks_for(computed + chunk).saturating_sub(held);
-                if u64::from(need) + u64::from(idle) > self.kv.free() {
+                let held = Blocks(s.blocks.len() as u32 + hits);
+                let need = self.kv.blocks_for(Tokens(computed + chunk)).saturating_sub(held);
+                if need + idle > self.kv.free() {
                     break;
                 }
                 self.waiting.pop_front();
                 self.running.push(sid);
                 let fresh = s.blocks.is_empty() && s.computed == 0;
                 let s = &mut seqs[sid];
-                let before = s.prefill_left();
                 if fresh {
-                    self.stats.prefix_queried += u64::from(s.req.prompt_tokens);
-                    self.stats.prefix_hit += u64::from((hits * bs).min(s.req.prompt_tokens));
+                    let prompt = s.req.prompt_tokens.get();
+                    self.stats.prefix_queried += u64::from(prompt);
+                    self.stats.prefix_hit += u64::from((hits * bs).min(prompt));
                     if s.preemptions == 0 {
-                        s.cached_tokens = (hits * bs).min(s.req.prompt_tokens);
+                        s.cached_tokens = (hits * bs).min(prompt);
                     }
                     let mut prev = s.chain;
                     for j in 0..hits {
@@ -178,14 +179,13 @@ impl Instance {
                     s.hashed = hits;
                     s.computed = computed;
                 }
-                self.pending_prefill = self.pending_prefill + s.prefill_left() - before;
                 let ok = self.kv.allocate(need, &mut s.blocks);
                 debug_assert!(ok, "checked above");
                 self.add_to_batch(seqs, sid, chunk, &mut shape);
                 budget = budget.saturating_sub(chunk);
             }
         }
-        self.stats.kv_peak_used = self.stats.kv_peak_used.max(self.kv.used());
+        self.stats.kv_peak_used = self.stats.kv_peak_used.max(self.kv.used().as_u64());
         shape
     }
 
@@ -237,7 +237,7 @@ impl Instance {
             let mut held: Vec<_> = self.running.iter().flat_map(|&s| seqs[s].blocks.iter().copied()).collect();
             held.sort_unstable();
             held.dedup();
-            debug_assert!(held.len() as u64 <= self.kv.used(), "{}: running sequences hold more blocks than are used", self.name);
+            debug_assert!(held.len() as u64 <= self.kv.used().as_u64(), "{}: running sequences hold more blocks than are used", self.name);
             if self.running.len() + self.waiting.len() <= 512 {
                 debug_assert!(
                     self.waiting.iter().all(|w| !self.running.contains(w)),
@@ -246,13 +246,15 @@ impl Instance {
                 );
             }
             debug_assert!(self.waiting.iter().all(|&w| seqs[w].blocks.is_empty()), "{}: a waiting sequence holds KV blocks", self.name);
-            let pending: u64 = self.waiting.iter().chain(&self.running).map(|&w| seqs[w].prefill_left()).sum();
-            debug_assert_eq!(pending, self.pending_prefill, "{}: queued prefill gauge drifted", self.name);
             for &r in &self.running {
                 let s = &seqs[r];
                 debug_assert!(s.computed <= s.known(), "{}: computed beyond known tokens", self.name);
-                debug_assert!(s.generated <= s.req.output_tokens, "{}: generated beyond the output length", self.name);
-                debug_assert!(s.blocks.len() as u32 >= self.kv.blocks_for(s.computed), "{}: computed KV without blocks", self.name);
+                debug_assert!(s.generated <= s.req.output_tokens.get(), "{}: generated beyond the output length", self.name);
+                debug_assert!(
+                    Blocks(s.blocks.len() as u32) >= self.kv.blocks_for(Tokens(s.computed)),
+                    "{}: computed KV without blocks",
+                    self.name
+                );
             }
         }
     }

@@ -8,8 +8,18 @@
 //! The LRU is an intrusive doubly linked list over block ids (O(1) for every operation, no
 //! allocation) rather than the `priority-queue` crate DESIGN §9 suggests: it sits on the
 //! per-step path, where an indexed heap would add a log factor and a hash per operation.
+//!
+//! As in vLLM v1 (its `BlockHashToBlockMap`), several physical blocks may hold the same
+//! content hash (two requests with one prefix prefilled at once): every one stays cached, and
+//! a hash leaves the cache only with its last block. This keeps the set of cached hashes
+//! closed under prefixes — a block's parent is always released after it, so it is evicted
+//! after it — which the router's prefix index relies on.
+//!
+//! With events on ([`KvCache::with_events`]), the cache reports each hash that enters or
+//! leaves it ([`KvEvent`]), as vLLM's KV-cache events feed Dynamo's indexer.
 
 pub use crate::seq::trace_block_hashes;
+use crate::units::{Blocks, Tokens};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -23,7 +33,7 @@ pub struct BlockId(pub u32);
 
 // Block hashes are already well mixed: the map uses them as they are.
 #[derive(Default)]
-struct IdentityHasher(u64);
+pub(crate) struct IdentityHasher(u64);
 impl Hasher for IdentityHasher {
     fn finish(&self) -> u64 {
         self.0
@@ -40,12 +50,36 @@ impl Hasher for IdentityHasher {
 
 const NIL: u32 = u32::MAX;
 
+// 24 bytes: one of these per KV block of every instance, so its size is the engine's memory.
 #[derive(Clone, Copy, Debug)]
 struct Block {
-    hash: Option<BlockHash>,
+    /// Content hash; `NO_HASH` when the block holds none (yet).
+    hash: u64,
     refs: u32,
+    // The LRU list of cached blocks.
     prev: u32,
     next: u32,
+    // The next block holding the same hash (a list headed by the index entry; usually one).
+    dup_next: u32,
+}
+
+// Chained block hashes are never 0 (see `seq::block_hash`), so 0 means "no hash".
+const NO_HASH: u64 = 0;
+
+impl Block {
+    const FRESH: Block = Block { hash: NO_HASH, refs: 0, prev: NIL, next: NIL, dup_next: NIL };
+    fn has_hash(&self) -> bool {
+        self.hash != NO_HASH
+    }
+}
+
+/// A change of the set of hashes a cache holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvEvent {
+    /// The first block with this hash was registered.
+    Stored(BlockHash),
+    /// The last block with this hash was evicted.
+    Removed(BlockHash),
 }
 
 /// Blocks of KV cache on one instance.
@@ -61,15 +95,17 @@ pub struct KvCache {
     used: u32,
     cached: u32,
     prefix_caching: bool,
+    track_events: bool,
+    events: Vec<KvEvent>,
 }
 
 impl KvCache {
     /// A cache of `capacity` blocks of `block_size` tokens. With `prefix_caching`, released
     /// full blocks stay reusable until evicted.
-    pub fn new(block_size: u32, capacity: u64, prefix_caching: bool) -> Self {
+    pub fn new(block_size: u32, capacity: Blocks, prefix_caching: bool) -> Self {
         KvCache {
             block_size: block_size.max(1),
-            capacity: u32::try_from(capacity).unwrap_or(u32::MAX - 1),
+            capacity: capacity.0,
             blocks: Vec::new(),
             free: Vec::new(),
             index: HashMap::default(),
@@ -78,32 +114,51 @@ impl KvCache {
             used: 0,
             cached: 0,
             prefix_caching,
+            track_events: false,
+            events: Vec::new(),
         }
     }
 
+    /// Records [`KvEvent`]s from now on, to drain with [`KvCache::drain_events`].
+    pub fn track_events(&mut self) {
+        self.track_events = self.prefix_caching;
+    }
+    /// Whether events are waiting to be drained.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+    /// The events since the last drain, oldest first.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, KvEvent> {
+        self.events.drain(..)
+    }
+    /// Whether a block with `hash` is cached or in use.
+    pub fn contains(&self, hash: BlockHash) -> bool {
+        self.index.contains_key(&hash)
+    }
+
     /// Blocks needed to hold `tokens` tokens.
-    pub fn blocks_for(&self, tokens: u32) -> u32 {
-        tokens.div_ceil(self.block_size)
+    pub fn blocks_for(&self, tokens: Tokens) -> Blocks {
+        tokens.blocks(self.block_size)
     }
     /// Tokens per block.
     pub fn block_size(&self) -> u32 {
         self.block_size
     }
     /// Total blocks.
-    pub fn capacity(&self) -> u64 {
-        u64::from(self.capacity)
+    pub fn capacity(&self) -> Blocks {
+        Blocks(self.capacity)
     }
     /// Blocks referenced by running or transferring sequences.
-    pub fn used(&self) -> u64 {
-        u64::from(self.used)
+    pub fn used(&self) -> Blocks {
+        Blocks(self.used)
     }
     /// Unreferenced blocks that still hold reusable KV.
-    pub fn cached(&self) -> u64 {
-        u64::from(self.cached)
+    pub fn cached(&self) -> Blocks {
+        Blocks(self.cached)
     }
     /// Blocks that can be handed out now: free ones plus evictable cached ones.
-    pub fn free(&self) -> u64 {
-        u64::from(self.capacity - self.used)
+    pub fn free(&self) -> Blocks {
+        Blocks(self.capacity - self.used)
     }
     /// Whether released full blocks are kept for reuse.
     pub fn prefix_caching(&self) -> bool {
@@ -112,17 +167,17 @@ impl KvCache {
 
     /// How many leading blocks of `hashes` are in the cache, and how many of those are
     /// cached (unreferenced), which a reuse would take out of the evictable pool.
-    pub fn probe(&self, hashes: impl Iterator<Item = BlockHash>) -> (u32, u32) {
+    pub fn probe(&self, hashes: impl Iterator<Item = BlockHash>) -> (Blocks, Blocks) {
         if !self.prefix_caching {
-            return (0, 0);
+            return (Blocks::ZERO, Blocks::ZERO);
         }
-        let (mut hits, mut idle) = (0, 0);
+        let (mut hits, mut idle) = (Blocks::ZERO, Blocks::ZERO);
         for h in hashes {
             match self.index.get(&h) {
                 Some(&b) => {
-                    hits += 1;
+                    hits.0 += 1;
                     if self.blocks[b as usize].refs == 0 {
-                        idle += 1;
+                        idle.0 += 1;
                     }
                 }
                 None => break,
@@ -148,15 +203,15 @@ impl KvCache {
     /// Appends `n` fresh blocks to `out`, evicting cached blocks as needed. Returns false
     /// (and takes nothing) if fewer than `n` can be had.
     #[inline]
-    pub fn allocate(&mut self, n: u32, out: &mut Vec<BlockId>) -> bool {
-        if n == 0 {
+    pub fn allocate(&mut self, n: Blocks, out: &mut Vec<BlockId>) -> bool {
+        if n == Blocks::ZERO {
             return true;
         }
-        self.allocate_slow(n, out)
+        self.allocate_slow(n.0, out)
     }
 
     fn allocate_slow(&mut self, n: u32, out: &mut Vec<BlockId>) -> bool {
-        if u64::from(n) > self.free() {
+        if n > self.capacity - self.used {
             return false;
         }
         for _ in 0..n {
@@ -164,14 +219,14 @@ impl KvCache {
                 b
             } else if (self.blocks.len() as u32) < self.capacity {
                 // Never-used ids are created lazily, so a large cache costs nothing upfront.
-                self.blocks.push(Block { hash: None, refs: 0, prev: NIL, next: NIL });
+                self.blocks.push(Block::FRESH);
                 (self.blocks.len() - 1) as u32
             } else {
                 self.evict_lru()
             };
             let blk = &mut self.blocks[b as usize];
+            debug_assert!(!blk.has_hash() && blk.dup_next == NIL);
             blk.refs = 1;
-            blk.hash = None;
             self.used += 1;
             out.push(BlockId(b));
         }
@@ -183,25 +238,63 @@ impl KvCache {
         debug_assert!(b != NIL, "free() promised an evictable block");
         self.lru_unlink(b);
         self.cached -= 1;
-        if let Some(h) = self.blocks[b as usize].hash.take() {
-            self.index.remove(&h);
-        }
+        self.forget_hash(b);
         b
     }
 
+    // Takes block `b` out of its hash's list; the hash leaves the cache with its last block.
+    fn forget_hash(&mut self, b: u32) {
+        let raw = std::mem::replace(&mut self.blocks[b as usize].hash, NO_HASH);
+        if raw == NO_HASH {
+            return;
+        }
+        let next = std::mem::replace(&mut self.blocks[b as usize].dup_next, NIL);
+        let key = BlockHash(raw);
+        let head = self.index[&key];
+        if head == b {
+            if next == NIL {
+                self.index.remove(&key);
+                if self.track_events {
+                    self.events.push(KvEvent::Removed(key));
+                }
+            } else {
+                self.index.insert(key, next);
+            }
+        } else {
+            // Duplicates are rare and their lists short: walk to the predecessor.
+            let mut p = head;
+            while self.blocks[p as usize].dup_next != b {
+                p = self.blocks[p as usize].dup_next;
+            }
+            self.blocks[p as usize].dup_next = next;
+        }
+    }
+
     /// Records that `block` now holds the full block with content `hash`, so that it can be
-    /// reused. A hash already present (the same content computed twice) keeps the first.
+    /// reused. The same content computed twice is kept twice (reuse takes the first block).
     pub fn register(&mut self, block: BlockId, hash: BlockHash) {
         if !self.prefix_caching {
             return;
         }
-        let blk = &mut self.blocks[block.0 as usize];
-        if blk.hash.is_some() {
+        let b = block.0;
+        if self.blocks[b as usize].has_hash() {
             return;
         }
-        if let std::collections::hash_map::Entry::Vacant(e) = self.index.entry(hash) {
-            e.insert(block.0);
-            self.blocks[block.0 as usize].hash = Some(hash);
+        debug_assert!(hash.0 != NO_HASH, "block hashes are never 0");
+        self.blocks[b as usize].hash = hash.0;
+        match self.index.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(b);
+                if self.track_events {
+                    self.events.push(KvEvent::Stored(hash));
+                }
+            }
+            std::collections::hash_map::Entry::Occupied(e) => {
+                // Second in the list: the head stays the block reuse takes.
+                let head = *e.get();
+                self.blocks[b as usize].dup_next = self.blocks[head as usize].dup_next;
+                self.blocks[head as usize].dup_next = b;
+            }
         }
     }
 
@@ -214,7 +307,7 @@ impl KvCache {
             blk.refs -= 1;
             if blk.refs == 0 {
                 self.used -= 1;
-                if blk.hash.is_some() {
+                if blk.has_hash() {
                     self.cached += 1;
                     self.lru_push_back(b);
                 } else {
@@ -287,72 +380,98 @@ impl KvCache {
 mod tests {
     use super::*;
 
+    // Block hashes are never 0.
     fn h(x: u64) -> BlockHash {
-        BlockHash(x)
+        BlockHash(x + 1)
     }
 
     #[test]
     fn allocation_respects_capacity() {
-        let mut kv = KvCache::new(16, 4, true);
+        let mut kv = KvCache::new(16, Blocks(4), true);
         let mut a = Vec::new();
-        assert_eq!(kv.blocks_for(33), 3);
-        assert!(kv.allocate(3, &mut a));
-        assert!(!kv.allocate(2, &mut a));
+        assert_eq!(kv.blocks_for(Tokens(33)), Blocks(3));
+        assert!(kv.allocate(Blocks(3), &mut a));
+        assert!(!kv.allocate(Blocks(2), &mut a));
         assert_eq!(a.len(), 3);
         kv.release(&mut a);
-        assert_eq!(kv.free(), 4);
+        assert_eq!(kv.free(), Blocks(4));
         kv.check_conservation();
     }
 
     #[test]
     fn released_full_blocks_are_reused_until_evicted() {
-        let mut kv = KvCache::new(16, 4, true);
+        let mut kv = KvCache::new(16, Blocks(4), true);
         let mut a = Vec::new();
-        kv.allocate(3, &mut a);
+        kv.allocate(Blocks(3), &mut a);
         for (i, &b) in a.iter().enumerate() {
             kv.register(b, h(100 + i as u64));
         }
         kv.release(&mut a);
-        assert_eq!((kv.used(), kv.cached(), kv.free()), (0, 3, 4));
+        assert_eq!((kv.used(), kv.cached(), kv.free()), (Blocks(0), Blocks(3), Blocks(4)));
         // Same prefix: all three hit; a different second block: one hit.
-        assert_eq!(kv.probe([h(100), h(101), h(102)].into_iter()), (3, 3));
-        assert_eq!(kv.probe([h(100), h(999), h(102)].into_iter()), (1, 1));
+        assert_eq!(kv.probe([h(100), h(101), h(102)].into_iter()), (Blocks(3), Blocks(3)));
+        assert_eq!(kv.probe([h(100), h(999), h(102)].into_iter()), (Blocks(1), Blocks(1)));
         let mut b = Vec::new();
         kv.reuse(h(100), &mut b);
         kv.reuse(h(101), &mut b);
-        assert_eq!((kv.used(), kv.cached()), (2, 1));
+        assert_eq!((kv.used(), kv.cached()), (Blocks(2), Blocks(1)));
         // Two new blocks: one never issued, then the LRU victim is the only cached block (102).
-        assert!(kv.allocate(2, &mut b));
-        assert_eq!(kv.probe([h(100), h(101), h(102)].into_iter()), (2, 0));
+        assert!(kv.allocate(Blocks(2), &mut b));
+        assert_eq!(kv.probe([h(100), h(101), h(102)].into_iter()), (Blocks(2), Blocks(0)));
         kv.check_conservation();
         kv.release(&mut b);
         kv.check_conservation();
-        assert_eq!(kv.free(), 4);
+        assert_eq!(kv.free(), Blocks(4));
     }
 
     #[test]
     fn eviction_order_is_least_recently_released_tail_first() {
-        let mut kv = KvCache::new(1, 3, true);
+        let mut kv = KvCache::new(1, Blocks(3), true);
         let mut a = Vec::new();
-        kv.allocate(3, &mut a);
+        kv.allocate(Blocks(3), &mut a);
         for (i, &b) in a.iter().enumerate() {
             kv.register(b, h(i as u64));
         }
         kv.release(&mut a); // released tail first: 2, 1, 0 -> LRU order 2, 1, 0
         let mut b = Vec::new();
-        kv.allocate(1, &mut b);
-        assert_eq!(kv.probe([h(0), h(1)].into_iter()).0, 2, "block 2 (the tail) went first");
-        assert_eq!(kv.probe([h(2)].into_iter()).0, 0);
+        kv.allocate(Blocks(1), &mut b);
+        assert_eq!(kv.probe([h(0), h(1)].into_iter()).0, Blocks(2), "block 2 (the tail) went first");
+        assert_eq!(kv.probe([h(2)].into_iter()).0, Blocks(0));
     }
 
     #[test]
     fn without_prefix_caching_nothing_is_kept() {
-        let mut kv = KvCache::new(16, 2, false);
+        let mut kv = KvCache::new(16, Blocks(2), false);
         let mut a = Vec::new();
-        kv.allocate(2, &mut a);
+        kv.allocate(Blocks(2), &mut a);
         kv.register(a[0], h(1));
         kv.release(&mut a);
-        assert_eq!(kv.probe([h(1)].into_iter()), (0, 0));
-        assert_eq!(kv.cached(), 0);
+        assert_eq!(kv.probe([h(1)].into_iter()), (Blocks(0), Blocks(0)));
+        assert_eq!(kv.cached(), Blocks(0));
+    }
+
+    #[test]
+    fn a_hash_computed_twice_stays_until_its_last_block_goes() {
+        let mut kv = KvCache::new(1, Blocks(3), true);
+        kv.track_events();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        kv.allocate(Blocks(1), &mut a);
+        kv.allocate(Blocks(1), &mut b);
+        kv.register(a[0], h(7));
+        kv.register(b[0], h(7));
+        // One hash entered the cache, once.
+        assert_eq!(kv.drain_events().collect::<Vec<_>>(), vec![KvEvent::Stored(h(7))]);
+        kv.release(&mut a);
+        kv.release(&mut b);
+        assert_eq!(kv.cached(), Blocks(2), "both copies stay cached, as in vLLM v1");
+        // Evicting the older copy keeps the hash; the second eviction removes it.
+        let mut c = Vec::new();
+        kv.allocate(Blocks(2), &mut c);
+        assert!(kv.contains(h(7)));
+        assert!(!kv.has_events());
+        kv.allocate(Blocks(1), &mut c);
+        assert!(!kv.contains(h(7)));
+        assert_eq!(kv.drain_events().collect::<Vec<_>>(), vec![KvEvent::Removed(h(7))]);
+        kv.check_conservation();
     }
 }

@@ -5,6 +5,7 @@ use crate::request::RequestId;
 use crate::router::InstanceId;
 use crate::spec::Role;
 use crate::time::{SimDuration, SimTime};
+use crate::units::Tokens;
 
 /// How a request left the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -12,10 +13,32 @@ use crate::time::{SimDuration, SimTime};
 pub enum Outcome {
     /// Every output token was produced.
     Finished,
-    /// It could never fit in the KV cache of the instance it was routed to.
+    /// It left without finishing, for the [`Reason`] its record gives.
     Rejected,
     /// The run stopped (no drain) before it finished.
     Unfinished,
+    /// It was cancelled ([`crate::Simulation::cancel`]) before it finished.
+    Cancelled,
+}
+
+/// Why a request was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Prompt plus output need more KV blocks than the instance it was routed to has in all.
+    ExceedsKvCapacity,
+    /// The router had no instance to send it to.
+    NoRoute,
+}
+
+impl Reason {
+    /// Snake-case name for tables, CSV and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ExceedsKvCapacity => "exceeds_kv_capacity",
+            Reason::NoRoute => "no_route",
+        }
+    }
 }
 
 impl Outcome {
@@ -25,6 +48,7 @@ impl Outcome {
             Outcome::Finished => "finished",
             Outcome::Rejected => "rejected",
             Outcome::Unfinished => "unfinished",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -41,11 +65,11 @@ pub struct RequestRecord {
     /// When the last output token was produced (finished requests).
     pub finish: Option<SimTime>,
     /// Prompt tokens.
-    pub prompt_tokens: u32,
+    pub prompt_tokens: Tokens,
     /// Output tokens asked for.
-    pub output_tokens: u32,
+    pub output_tokens: Tokens,
     /// Output tokens produced.
-    pub generated_tokens: u32,
+    pub generated_tokens: Tokens,
     /// Priority (0 is most important).
     pub priority: u8,
     /// Instance that ran the prefill.
@@ -55,7 +79,7 @@ pub struct RequestRecord {
     /// Times it was preempted and recomputed.
     pub preemptions: u32,
     /// Prompt tokens served from the prefix cache when it was first admitted.
-    pub cached_tokens: u32,
+    pub cached_tokens: Tokens,
     /// Times it was moved between decode instances by the router.
     pub migrations: u32,
     /// Its request class.
@@ -64,6 +88,8 @@ pub struct RequestRecord {
     pub max_itl: SimDuration,
     /// How it left.
     pub outcome: Outcome,
+    /// Why, when it was rejected.
+    pub reason: Option<Reason>,
 }
 
 impl RequestRecord {
@@ -78,7 +104,9 @@ impl RequestRecord {
     /// Time per output token after the first: (E2E − TTFT) / (output − 1), for output > 1.
     pub fn tpot(&self) -> Option<SimDuration> {
         match (self.first_token, self.finish) {
-            (Some(f), Some(l)) if self.generated_tokens > 1 => Some(SimDuration((l - f).as_nanos() / u64::from(self.generated_tokens - 1))),
+            (Some(f), Some(l)) if self.generated_tokens.get() > 1 => {
+                Some(SimDuration((l - f).as_nanos() / u64::from(self.generated_tokens.get() - 1)))
+            }
             _ => None,
         }
     }
@@ -238,6 +266,8 @@ pub struct RunTotals {
     pub local_prefills: u64,
     /// Sequences moved between decode instances by the router.
     pub migrations: u64,
+    /// Requests cancelled ([`crate::Simulation::cancel`]).
+    pub cancelled: u64,
     /// Invalid trace lines skipped (`skip_invalid`).
     pub trace_skipped_lines: u64,
     /// The trace error that stopped arrivals early, if any.

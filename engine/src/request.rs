@@ -1,6 +1,7 @@
 //! Requests and their identifiers.
 
 use crate::time::SimTime;
+use crate::units::Tokens;
 
 /// Identifier of a request, unique within a run, in arrival order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -13,17 +14,17 @@ pub struct Request {
     pub id: RequestId,
     /// Arrival time.
     pub arrival: SimTime,
-    /// Prompt tokens.
-    pub prompt_tokens: u32,
-    /// Output tokens to generate (at least 1).
-    pub output_tokens: u32,
+    /// Prompt tokens (at most [`crate::units::MAX_TOKENS`]).
+    pub prompt_tokens: Tokens,
+    /// Output tokens to generate (at least 1, at most [`crate::units::MAX_TOKENS`]).
+    pub output_tokens: Tokens,
     /// Priority, 0 is most important.
     pub priority: u8,
     /// Shared-prefix group (0: none). Requests of one group share their first
     /// `prefix_tokens` tokens (a system prompt, a few-shot header, a conversation so far).
     pub prefix_group: u32,
-    /// Length of the shared prefix in tokens.
-    pub prefix_tokens: u32,
+    /// Length of the shared prefix.
+    pub prefix_tokens: Tokens,
     /// Request class (index into the workload's classes; 0 when there is one).
     pub class: u8,
     /// Prefix identity from a trace: one id per `trace_block_tokens` tokens of the prompt

@@ -41,8 +41,9 @@ impl RunSeed {
     }
 }
 
-// FNV-1a, 64 bit: a fixed, documented hash of stream names (std's hasher is not stable).
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a, 64 bit: a fixed, documented hash (std's hasher is not stable across releases),
+/// for stream names, scenario fingerprints and record hashes.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);
@@ -51,8 +52,9 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-// SplitMix64 finaliser: spreads nearby seeds over the whole state space.
-fn mix(mut z: u64) -> u64 {
+/// SplitMix64 finaliser: cheap, well mixed, stable across platforms; spreads nearby seeds
+/// over the whole state space and chains KV block hashes.
+pub fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

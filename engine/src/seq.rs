@@ -5,8 +5,10 @@ use std::ops::{Index, IndexMut};
 
 use crate::kv::{BlockHash, BlockId};
 use crate::request::Request;
+use crate::rng::mix;
 use crate::router::InstanceId;
 use crate::time::{SimDuration, SimTime};
+use crate::units::{Bytes, Tokens};
 
 /// Slot of an in-flight sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -20,14 +22,6 @@ const HASH_SEED: u64 = 0x5157_4c5f_4b56_0001;
 // Marks content unique to one request, so it never collides with a shared prefix group.
 const UNIQUE_SALT: u64 = 1 << 63;
 
-/// SplitMix64 finaliser: cheap, well-mixed, stable across platforms.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Hash of block `j` of `req` given the hash of block `j − 1`: blocks inside the request's
 /// shared prefix hash by (group, position), all others by (request, position), so equal
 /// prefixes give equal chains and everything after a divergence is unique.
@@ -37,12 +31,18 @@ pub(crate) fn block_hash(req: &Request, prev: BlockHash, j: u32, block_size: u32
         // The trace block holding this engine block's last token (see `trace_block_hashes`).
         let k = ((end - 1) / u64::from(req.trace_block_tokens.max(1))) as usize;
         ids.get(k).map_or(UNIQUE_SALT | req.id.0, |id| id & !UNIQUE_SALT)
-    } else if req.prefix_group != 0 && end <= u64::from(req.prefix_tokens) {
+    } else if req.prefix_group != 0 && end <= req.prefix_tokens.as_u64() {
         u64::from(req.prefix_group)
     } else {
         UNIQUE_SALT | req.id.0
     };
-    BlockHash(mix(prev.0 ^ mix(salt ^ (u64::from(j) << 40))))
+    chain(prev, salt, j)
+}
+
+/// The hash of block `j` with content `salt` after `prev`; never 0 (the KV cache's "no hash").
+fn chain(prev: BlockHash, salt: u64, j: u32) -> BlockHash {
+    let h = mix(prev.0 ^ mix(salt ^ (u64::from(j) << 40)));
+    BlockHash(h.max(1))
 }
 
 /// Hashes of the first `n` engine blocks of a prompt described by a trace's block ids
@@ -56,7 +56,7 @@ pub fn trace_block_hashes(ids: &[u64], trace_block_tokens: u32, n: u32, block_si
         let last_token = (u64::from(j) + 1) * u64::from(block_size) - 1;
         let k = (last_token / u64::from(trace_block_tokens.max(1))) as usize;
         let id = *ids.get(k)?;
-        prev = BlockHash(mix(prev.0 ^ mix((id & !UNIQUE_SALT) ^ (u64::from(j) << 40))));
+        prev = chain(prev, id & !UNIQUE_SALT, j);
         Some(prev)
     })
 }
@@ -67,12 +67,12 @@ pub fn trace_block_hashes(ids: &[u64], trace_block_tokens: u32, n: u32, block_si
 /// instead (and, released to the free list, it is reused first, as a cached tail would be).
 pub(crate) fn shareable_blocks(req: &Request, block_size: u32) -> u32 {
     if let Some(ids) = &req.trace_blocks {
-        let covered = (ids.len() as u64 * u64::from(req.trace_block_tokens)).min(u64::from(req.prompt_tokens));
+        let covered = (ids.len() as u64 * u64::from(req.trace_block_tokens)).min(req.prompt_tokens.as_u64());
         (covered / u64::from(block_size)) as u32
     } else if req.prefix_group == 0 {
         0
     } else {
-        req.prefix_tokens / block_size
+        req.prefix_tokens.get() / block_size
     }
 }
 
@@ -119,10 +119,18 @@ pub(crate) struct Seq {
     pub cached_tokens: u32,
     /// Set when the sequence leaves its instance's running list at the end of a step.
     pub leaving: bool,
-    /// Bytes of KV still to cross the link, and the current plan's epoch (stale completion
-    /// events carry an older epoch and are ignored).
-    pub transfer_left: f64,
-    pub transfer_epoch: u16,
+    /// The KV transfer in progress: bytes put on the link and when they started.
+    pub transfer_bytes: Bytes,
+    pub transfer_start: SimTime,
+    /// Whether its bytes are crossing a link now (it is in that link's active set).
+    pub on_wire: bool,
+    /// Prefill tokens the router counted for it on its prefill instance, until its first token.
+    pub charged: Tokens,
+    /// The instance the router counts it on (its in-flight counter).
+    pub assigned_to: InstanceId,
+    /// Cancelled while a step or a transfer still held it: recorded already, cleaned up when
+    /// that step or transfer ends.
+    pub cancelled: bool,
 }
 
 impl Seq {
@@ -148,18 +156,17 @@ impl Seq {
             preemptions: 0,
             cached_tokens: 0,
             leaving: false,
-            transfer_left: 0.0,
-            transfer_epoch: 0,
+            transfer_bytes: Bytes::ZERO,
+            transfer_start: arrival,
+            on_wire: false,
+            charged: Tokens::ZERO,
+            assigned_to: NO_INSTANCE,
+            cancelled: false,
         }
     }
     /// Tokens known so far: the prompt and every emitted output token.
     pub fn known(&self) -> u32 {
-        self.req.prompt_tokens + self.generated
-    }
-    /// Tokens still to prefill or recompute before the sequence decodes (0 when decoding):
-    /// what it adds to its instance's queued-prefill gauge.
-    pub fn prefill_left(&self) -> u64 {
-        if self.is_decoding() { 0 } else { u64::from(self.known() - self.computed) }
+        self.req.prompt_tokens.get() + self.generated
     }
     /// Whether the next step for this sequence is a single decode token.
     pub fn is_decoding(&self) -> bool {
@@ -221,6 +228,10 @@ impl SeqSlab {
     /// The sequence in slot `id`, if the slot is live.
     pub fn get(&self, id: SeqId) -> Option<&Seq> {
         self.slots.get(id.0 as usize).and_then(Option::as_ref)
+    }
+    /// Sequences in flight now.
+    pub fn live(&self) -> usize {
+        self.live
     }
     /// Most sequences in flight at once.
     pub fn peak(&self) -> usize {

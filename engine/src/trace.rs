@@ -243,10 +243,10 @@ impl TraceReader {
             }
         };
         let tokens = |x: f64, what: &str| -> Result<u32, String> {
-            if x.fract() != 0.0 || !(1.0..=f64::from(u32::MAX)).contains(&x) {
+            if x.fract() != 0.0 || x < 1.0 || !x.is_finite() {
                 Err(format!("{what} must be a whole number of at least 1, found {x}"))
             } else {
-                Ok(x as u32)
+                crate::units::check_length(what, if x > u64::MAX as f64 { u64::MAX } else { x as u64 }).map(|t| t.get())
             }
         };
         let prompt = tokens(prompt, "the prompt length")?;

@@ -9,6 +9,7 @@ use crate::rng::{RunSeed, StreamRng, stream};
 use crate::spec::{ArrivalSpec, BurstSpec, LengthSpec, PrefixSpec, WorkloadSpec};
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{TraceError, TraceReader, TraceSpec};
+use crate::units::{MAX_TOKENS, Tokens};
 
 /// Produces requests in arrival order, lazily: memory does not grow with the run.
 #[derive(Debug)]
@@ -76,11 +77,11 @@ impl WorkloadGen {
             return Some(Request {
                 id,
                 arrival: row.0,
-                prompt_tokens: row.1,
-                output_tokens: row.2,
+                prompt_tokens: Tokens(row.1),
+                output_tokens: Tokens(row.2),
                 priority,
                 prefix_group: 0,
-                prefix_tokens: 0,
+                prefix_tokens: Tokens::ZERO,
                 class: 0,
                 trace_blocks: row.3,
                 trace_block_tokens: block_tokens,
@@ -115,11 +116,11 @@ impl WorkloadGen {
         Request {
             id,
             arrival: at,
-            prompt_tokens: prompt.saturating_add(prefix_tokens),
-            output_tokens: output.max(1),
+            prompt_tokens: Tokens(prompt.saturating_add(prefix_tokens).min(MAX_TOKENS)),
+            output_tokens: Tokens(output.max(1)),
             priority,
             prefix_group,
-            prefix_tokens,
+            prefix_tokens: Tokens(prefix_tokens),
             class: class as u8,
             trace_blocks: None,
             trace_block_tokens: 0,
@@ -141,15 +142,15 @@ impl WorkloadGen {
     }
 }
 
-/// Draws one length in tokens (at least 1).
+/// Draws one length in tokens (at least 1, at most [`MAX_TOKENS`]).
 pub fn draw_length(spec: &LengthSpec, rng: &mut StreamRng) -> u32 {
-    let tokens = |x: f64| x.round().clamp(1.0, f64::from(u32::MAX)) as u32;
+    let tokens = |x: f64| x.round().clamp(1.0, f64::from(MAX_TOKENS)) as u32;
     let n = match spec {
         LengthSpec::Constant(n) => *n,
         LengthSpec::Uniform { lo, hi } => rng.random_range(*lo..=*hi),
         LengthSpec::Exponential { mean } => {
             let x = Exp::new(1.0 / mean).map(|d| d.sample(rng)).unwrap_or(*mean);
-            x.ceil().clamp(1.0, f64::from(u32::MAX)) as u32
+            x.ceil().clamp(1.0, f64::from(MAX_TOKENS)) as u32
         }
         LengthSpec::Normal { mean, std } => tokens(Normal::new(*mean, *std).map(|d| d.sample(rng)).unwrap_or(*mean)),
         LengthSpec::LogNormal { mean, std } => {
@@ -174,7 +175,7 @@ pub fn draw_length(spec: &LengthSpec, rng: &mut StreamRng) -> u32 {
             x.clamp(*min, *max)
         }
     };
-    n.max(1)
+    n.clamp(1, MAX_TOKENS)
 }
 
 /// Arrival times of one open-loop process.
@@ -402,9 +403,9 @@ mod tests {
         let mut pri = [0u32; 3];
         for _ in 0..n {
             let r = g.next_request().unwrap();
-            assert!((100..=1200).contains(&r.prompt_tokens) && (32..=256).contains(&r.output_tokens));
-            psum += u64::from(r.prompt_tokens);
-            osum += u64::from(r.output_tokens);
+            assert!((100..=1200).contains(&r.prompt_tokens.get()) && (32..=256).contains(&r.output_tokens.get()));
+            psum += r.prompt_tokens.as_u64();
+            osum += r.output_tokens.as_u64();
             pri[usize::from(r.priority)] += 1;
             last = r.arrival;
         }
@@ -530,7 +531,7 @@ mod tests {
         let mut rag = 0;
         for _ in 0..100_000 {
             let r = g.next_request().unwrap();
-            assert_eq!(r.prompt_tokens, if r.class == 1 { 8000 } else { 100 });
+            assert_eq!(r.prompt_tokens.get(), if r.class == 1 { 8000 } else { 100 });
             rag += usize::from(r.class);
         }
         assert!((rag as f64 / 100_000.0 - 0.3).abs() < 0.005, "{rag}");

@@ -21,7 +21,7 @@ struct Waits {
 impl Recorder for Waits {
     fn on_request(&mut self, r: &RequestRecord) {
         assert_eq!(r.outcome, Outcome::Finished);
-        let service = f64::from(r.prompt_tokens) / TOK_S;
+        let service = f64::from(r.prompt_tokens.get()) / TOK_S;
         self.sum_wait_s += r.ttft().unwrap().as_secs_f64() - service;
         self.sum_service_s += service;
         self.n += 1;
@@ -31,7 +31,7 @@ impl Recorder for Waits {
 fn mean_wait(rho: f64, deterministic: bool) -> (f64, f64) {
     let spec = single_server(rho, MEAN_SERVICE_S, deterministic, REQUESTS);
     let mut w = Waits { sum_wait_s: 0.0, sum_service_s: 0.0, n: 0 };
-    Simulation::new(&spec).unwrap().run(&mut w);
+    Simulation::new(&spec.validate().unwrap()).unwrap().run(&mut w);
     assert_eq!(w.n, REQUESTS);
     (w.sum_wait_s / w.n as f64, w.sum_service_s / w.n as f64)
 }

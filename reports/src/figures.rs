@@ -11,26 +11,18 @@ pub const MAX_BARS: usize = 16;
 
 /// Splits `24/s` into `(24.0, "/s")`; `None` when the text does not start with a number.
 pub fn numeric_value(s: &str) -> Option<(f64, String)> {
-    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e')).unwrap_or(s.len());
-    let end = if end > 0 && s[..end].ends_with('e') { end - 1 } else { end };
-    let v: f64 = s[..end].trim().parse().ok()?;
-    Some((v, s[end..].trim().to_string()))
+    simctl_engine::units::split_number(s).map(|(v, u)| (v, u.to_string()))
 }
 
 /// A value on a common scale: durations in any unit become milliseconds, so an axis such as
-/// `0ms,10ms,100ms,1s` is numeric; other units stay as written.
+/// `0ms,10ms,100ms,1s` is numeric; other units stay as written. Units are read with the
+/// scenario language's table ([`simctl_engine::units::unit`]).
 fn scaled_value(s: &str) -> Option<(f64, String)> {
     let (v, u) = numeric_value(s)?;
-    let ms = match u.as_str() {
-        "ns" => 1e-6,
-        "us" | "µs" => 1e-3,
-        "ms" => 1.0,
-        "s" => 1e3,
-        "min" => 60e3,
-        "h" => 3600e3,
-        _ => return Some((v, u)),
-    };
-    Some((v * ms, "ms".into()))
+    match simctl_engine::units::unit(&u) {
+        Some((f, d)) if d == simctl_engine::units::Dim::TIME => Some((v * f * 1e3, "ms".into())),
+        _ => Some((v, u)),
+    }
 }
 
 fn unit_label(u: &str) -> String {

@@ -47,7 +47,8 @@ fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, Cell)>) {
         Value::Number(n) => out.push((prefix.to_string(), Cell::Num(n.as_f64().unwrap_or(f64::NAN)))),
         Value::String(t) => out.push((prefix.to_string(), Cell::Text(t.clone()))),
         Value::Bool(b) => out.push((prefix.to_string(), Cell::Num(f64::from(u8::from(*b))))),
-        Value::Null => out.push((prefix.to_string(), Cell::Text(String::new()))),
+        // A metric with no data: a missing number, written as an empty field (null).
+        Value::Null => out.push((prefix.to_string(), Cell::Num(f64::NAN))),
         Value::Array(xs) => {
             for (k, x) in xs.iter().enumerate() {
                 walk(&format!("{prefix}.{k}"), x, out);

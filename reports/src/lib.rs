@@ -7,6 +7,7 @@
 
 pub mod figures;
 mod flatten;
+pub mod frame;
 pub mod html;
 #[cfg(feature = "parquet")]
 pub mod parquet;

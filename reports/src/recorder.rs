@@ -42,7 +42,9 @@ pub struct RunRecorder {
     pub(crate) requests: u64,
     pub(crate) finished: u64,
     pub(crate) rejected: u64,
+    pub(crate) rejected_reasons: std::collections::BTreeMap<String, u64>,
     pub(crate) unfinished: u64,
+    pub(crate) cancelled: u64,
     pub(crate) good: u64,
     pub(crate) good_output_tokens: u64,
     pub(crate) output_tokens: u64,
@@ -59,7 +61,7 @@ pub struct RunRecorder {
 pub const DECISION_COLUMNS: &str = "time_s,request_id,kind,policy,chosen,scores";
 
 /// Column names of `requests.csv`.
-pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,class,cached_tokens,ttft_ms,tpot_ms,e2e_ms,max_itl_ms,preemptions,migrations,good,outcome";
+pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,class,cached_tokens,ttft_ms,tpot_ms,e2e_ms,max_itl_ms,preemptions,migrations,good,outcome,reason";
 
 /// Writes the header line of `requests.csv`.
 pub fn write_requests_csv_header(w: &mut dyn Write) -> io::Result<()> {
@@ -93,7 +95,9 @@ impl RunRecorder {
             requests: 0,
             finished: 0,
             rejected: 0,
+            rejected_reasons: Default::default(),
             unfinished: 0,
+            cancelled: 0,
             good: 0,
             good_output_tokens: 0,
             output_tokens: 0,
@@ -173,7 +177,7 @@ impl RunRecorder {
             (None, Some(_)) => true, // TPOT is undefined for one-token outputs
             (Some(g), Some(l)) => g <= l,
         };
-        let itl = (r.generated_tokens > 1).then_some(r.max_itl);
+        let itl = (r.generated_tokens.get() > 1).then_some(r.max_itl);
         within(r.ttft(), slo.ttft) && within(r.tpot(), slo.tpot) && within(r.e2e(), slo.e2e) && within(itl, slo.itl)
     }
 
@@ -184,25 +188,26 @@ impl RunRecorder {
     fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
         let ms = |d: Option<SimDuration>| d.map(|d| d.as_millis_f64().to_string()).unwrap_or_default();
         let line = format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.id.0,
             r.arrival.as_secs_f64(),
-            r.prompt_tokens,
-            r.output_tokens,
-            r.generated_tokens,
+            r.prompt_tokens.get(),
+            r.output_tokens.get(),
+            r.generated_tokens.get(),
             r.priority,
             self.name(r.prefill_instance),
             self.name(r.decode_instance),
             self.classes.get(usize::from(r.class)).map_or(String::new(), |c| crate::csv_text(&c.name)),
-            r.cached_tokens,
+            r.cached_tokens.get(),
             ms(r.ttft()),
             ms(r.tpot()),
             ms(r.e2e()),
-            ms((r.generated_tokens > 1).then_some(r.max_itl)),
+            ms((r.generated_tokens.get() > 1).then_some(r.max_itl)),
             r.preemptions,
             r.migrations,
             u8::from(good),
-            r.outcome.as_str()
+            r.outcome.as_str(),
+            r.reason.map_or("", |x| x.as_str())
         );
         match self.csv.as_mut() {
             Some(w) => w.write_all(line.as_bytes()),
@@ -256,8 +261,13 @@ impl Recorder for RunRecorder {
         let good = self.is_good(r);
         match r.outcome {
             Outcome::Finished => self.finished += 1,
-            Outcome::Rejected => self.rejected += 1,
+            Outcome::Rejected => {
+                self.rejected += 1;
+                let why = r.reason.map_or("unknown", |x| x.as_str());
+                *self.rejected_reasons.entry(why.to_string()).or_default() += 1;
+            }
             Outcome::Unfinished => self.unfinished += 1,
+            Outcome::Cancelled => self.cancelled += 1,
         }
         if let Some(t) = r.ttft() {
             self.ttft_ms.push(t.as_millis_f64());

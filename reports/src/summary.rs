@@ -46,8 +46,14 @@ pub struct Summary {
     pub completed: u64,
     /// Requests that could never fit in an instance's KV cache.
     pub rejected: u64,
+    /// Rejected requests by reason (`exceeds_kv_capacity`, `no_route`).
+    #[serde(default)]
+    pub rejected_reasons: BTreeMap<String, u64>,
     /// Requests cut off by the end of a run without drain.
     pub unfinished: u64,
+    /// Requests cancelled before they finished.
+    #[serde(default)]
+    pub cancelled: u64,
     /// Simulated seconds covered (throughputs and cost divide or multiply by this).
     pub duration_s: f64,
     /// Time to first token.
@@ -112,7 +118,9 @@ impl Summary {
             requests: rec.requests,
             completed: rec.finished,
             rejected: rec.rejected,
+            rejected_reasons: rec.rejected_reasons.clone(),
             unfinished: rec.unfinished,
+            cancelled: rec.cancelled,
             duration_s: secs,
             ttft_ms: Distribution::from_samples(&mut rec.ttft_ms),
             tpot_ms: Distribution::from_samples(&mut rec.tpot_ms),

@@ -6,11 +6,11 @@
 //! `parquet` feature, and `plots/`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::flatten::{Cell, csv_text, mean_ci95};
+use crate::flatten::{Cell, mean_ci95};
+use crate::frame::{ColumnData, Frame, TypedColumn};
 
 /// Columns before the axes in `results.csv`.
 pub const LEAD_COLUMNS: [&str; 3] = ["point", "replicate", "seed"];
@@ -156,13 +156,21 @@ fn split_csv(line: &str) -> Vec<String> {
     out
 }
 
-fn write_csv(path: &Path, header: &[String], rows: impl Iterator<Item = Vec<String>>) -> io::Result<()> {
-    let mut w = BufWriter::new(File::create(path)?);
-    writeln!(w, "{}", header.iter().map(|h| csv_text(h)).collect::<Vec<_>>().join(","))?;
-    for r in rows {
-        writeln!(w, "{}", r.join(","))?;
+fn cell_text(c: &Cell) -> String {
+    match c {
+        Cell::Text(s) => s.clone(),
+        Cell::Num(v) => format!("{v}"),
     }
-    w.flush()
+}
+
+/// A metric column: floats when every cell is a number (a missing one, NaN, is null),
+/// text otherwise.
+fn cells(cs: &[&Cell]) -> ColumnData {
+    if cs.iter().all(|c| matches!(c, Cell::Num(_))) {
+        ColumnData::F64(cs.iter().map(|c| num(c).filter(|x| x.is_finite())).collect())
+    } else {
+        ColumnData::Text(cs.iter().map(|c| cell_text(c)).collect())
+    }
 }
 
 impl SweepResults {
@@ -234,44 +242,67 @@ impl SweepResults {
             .collect()
     }
 
+    /// The rows as a typed table: point and replicate as integers, the seed as a 64-bit
+    /// integer, axes as text, each metric a float column when every row holds a number
+    /// there, text otherwise.
+    pub fn results_frame(&self) -> Frame {
+        let mut f = Frame::default();
+        let first = self.first_metric();
+        for (i, h) in self.header.iter().enumerate() {
+            let col: Vec<&Cell> = self.rows.iter().map(|r| &r[i]).collect();
+            let data = match i {
+                0 | 1 => ColumnData::U32(col.iter().map(|c| num(c).unwrap_or(0.0) as u32).collect()),
+                2 => ColumnData::U64(
+                    col.iter()
+                        .map(|c| match c {
+                            Cell::Text(t) => t.parse().unwrap_or(0),
+                            Cell::Num(x) => *x as u64,
+                        })
+                        .collect(),
+                ),
+                i if i < first => ColumnData::Text(col.iter().map(|c| cell_text(c)).collect()),
+                _ => cells(&col),
+            };
+            f.push(TypedColumn::new(h.clone(), data));
+        }
+        f
+    }
+
+    /// Per-point means and 95% intervals as a typed table.
+    pub fn points_frame(&self) -> Frame {
+        let numeric = self.numeric_columns();
+        let stats = self.point_stats();
+        let mut f = Frame::default();
+        f.push(TypedColumn::new("point", ColumnData::U32(stats.iter().map(|s| s.point as u32).collect())));
+        f.push(TypedColumn::new("seeds", ColumnData::U32(stats.iter().map(|s| s.seeds as u32).collect())));
+        for (a, axis) in self.manifest.grid.iter().enumerate() {
+            f.push(TypedColumn::new(axis.name.clone(), ColumnData::Text(stats.iter().map(|s| s.values[a].clone()).collect())));
+        }
+        for (m, &c) in numeric.iter().enumerate() {
+            f.push(TypedColumn::new(self.header[c].clone(), ColumnData::F64(stats.iter().map(|s| Some(s.metrics[m].0)).collect())));
+            f.push(TypedColumn::new(
+                format!("{}.ci95", self.header[c]),
+                ColumnData::F64(stats.iter().map(|s| Some(s.metrics[m].1)).collect()),
+            ));
+        }
+        f
+    }
+
     /// Writes `results.csv`, `points.csv` and `manifest.json` (and Parquet copies when the
     /// `parquet` feature is on) into `dir`; returns the files written.
     pub fn write(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir)?;
         let mut files = Vec::new();
-        let results = dir.join("results.csv");
-        write_csv(&results, &self.header, self.rows.iter().map(|r| r.iter().map(Cell::to_csv).collect()))?;
-        files.push(results);
-
-        let numeric = self.numeric_columns();
-        let mut cols = vec!["point".to_string(), "seeds".to_string()];
-        cols.extend(self.manifest.grid.iter().map(|a| a.name.clone()));
-        for &c in &numeric {
-            cols.push(self.header[c].clone());
-            cols.push(format!("{}.ci95", self.header[c]));
+        for (name, frame) in [("results", self.results_frame()), ("points", self.points_frame())] {
+            let csv = dir.join(format!("{name}.csv"));
+            frame.write_csv(&csv)?;
+            files.push(csv);
+            #[cfg(feature = "parquet")]
+            files.push(crate::parquet::write_frame(&frame, &dir.join(format!("{name}.parquet")))?);
         }
-        let stats = self.point_stats();
-        let points = dir.join("points.csv");
-        write_csv(
-            &points,
-            &cols,
-            stats.iter().map(|s| {
-                let mut out = vec![s.point.to_string(), s.seeds.to_string()];
-                out.extend(s.values.iter().map(|v| csv_text(v)));
-                for &(m, h) in &s.metrics {
-                    out.push(format!("{m}"));
-                    out.push(format!("{h}"));
-                }
-                out
-            }),
-        )?;
-        files.push(points);
-
         let manifest = dir.join("manifest.json");
         std::fs::write(&manifest, serde_json::to_string_pretty(&self.manifest).map_err(io::Error::other)? + "\n")?;
         files.push(manifest);
-        #[cfg(feature = "parquet")]
-        files.extend(crate::parquet::write_sweep(dir, self, &cols, &stats)?);
         Ok(files)
     }
 
@@ -306,6 +337,8 @@ impl SweepResults {
                 .map(|(i, f)| match i {
                     0 | 1 => f.parse().map(Cell::Num).unwrap_or(Cell::Text(f)),
                     i if i < first => Cell::Text(f),
+                    // An empty metric is a missing number (a null), not text.
+                    _ if f.is_empty() => Cell::Num(f64::NAN),
                     _ => f.parse().map(Cell::Num).unwrap_or(Cell::Text(f)),
                 })
                 .collect();

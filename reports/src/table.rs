@@ -9,9 +9,15 @@ use crate::summary::Summary;
 pub fn render_table(s: &Summary) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "scenario {}  policy {}  seed {}", s.scenario, s.policy, s.seed);
+    let reasons = if s.rejected_reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", s.rejected_reasons.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+    };
+    let cancelled = if s.cancelled > 0 { format!("  cancelled {}", s.cancelled) } else { String::new() };
     let _ = writeln!(
         o,
-        "requests {}  completed {}  rejected {}  unfinished {}  simulated {:.2} s\n",
+        "requests {}  completed {}  rejected {}{reasons}  unfinished {}{cancelled}  simulated {:.2} s\n",
         s.requests, s.completed, s.rejected, s.unfinished, s.duration_s
     );
     let _ = writeln!(o, "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency", "mean", "p50", "p90", "p95", "p99", "std");

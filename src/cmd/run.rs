@@ -113,7 +113,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     if let Some(e) = &totals.workload_error {
         eprintln!("error: the workload stopped early: {e}");
         eprintln!("hint: fix the line, or replay with `skip_invalid = true` to skip and count bad lines");
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use simctl_engine::Simulation;
 use simctl_engine::rng::RunSeed;
-use simctl_engine::spec::ScenarioSpec;
+use simctl_engine::spec::ValidSpec;
 use simctl_reports::figures::numeric_value;
 use simctl_reports::sweep::{Manifest, Shard, SweepResults, render_points};
 use simctl_reports::{Cell, RunRecorder, Summary, csv_text, flatten_summary};
@@ -115,9 +115,7 @@ struct Job {
     replicate: u32,
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
+use simctl_engine::rng::fnv1a as fnv;
 
 /// How runs get their seeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -148,7 +146,7 @@ fn seed_of(base: u64, seeding: Seeding, point: usize, r: u32) -> u64 {
 }
 
 /// Lowers the scenario with `ov`; prints the diagnostics and returns None when it fails.
-fn lower(name: &str, text: &str, ov: &[(String, String)], context: &str) -> Option<ScenarioSpec> {
+fn lower(name: &str, text: &str, ov: &[(String, String)], context: &str) -> Option<ValidSpec> {
     match simctl_dsl::load(name, text, ov) {
         Ok(s) => Some(s),
         Err(d) => {
@@ -214,7 +212,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let points = grid::points(&axes);
 
     // Lower every point first: a bad value fails the sweep before anything runs.
-    let mut specs: Vec<ScenarioSpec> = Vec::with_capacity(points.len());
+    let mut specs: Vec<ValidSpec> = Vec::with_capacity(points.len());
     for p in &points {
         let mut ov = fixed.clone();
         ov.extend(p.iter().cloned());
@@ -340,13 +338,15 @@ pub fn write_folder(dir: &Path, results: &SweepResults, plots: bool) -> Result<V
     Ok(files)
 }
 
-fn simulate(spec: &ScenarioSpec, seed: u64, probe: bool) -> Summary {
+fn simulate(spec: &ValidSpec, seed: u64, probe: bool) -> Summary {
     let mut rec = RunRecorder::for_spec(spec);
     let mut s = spec.clone();
     if probe {
         // Only the column names are needed: a tiny run suffices.
-        s.run.duration = Some(simctl_engine::time::SimDuration::from_millis(1));
-        s.run.requests = Some(1);
+        let mut short = s.into_spec();
+        short.run.duration = Some(simctl_engine::time::SimDuration::from_millis(1));
+        short.run.requests = Some(1);
+        s = short.into_valid().expect("a shorter run of a valid scenario is valid");
     }
     let totals = Simulation::with_seed(&s, RunSeed(seed)).expect("validated when lowered").run(&mut rec);
     Summary::build(&s, seed, &mut rec, &totals)

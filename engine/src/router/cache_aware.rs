@@ -6,7 +6,7 @@
 //! `cache_threshold` 0.5, `balance_abs_threshold` 32, `balance_rel_threshold` 1.0001.
 //! Scores in the decision log: the match ratio of each candidate.
 
-use super::{ClusterView, InstanceId, RoutingPolicy};
+use super::{ClusterView, InstanceId, RouteError, RoutingPolicy, candidates};
 use crate::request::Request;
 use crate::spec::CacheAwarePolicySpec;
 
@@ -23,24 +23,25 @@ impl CacheAware {
         CacheAware { spec, scores: Vec::new() }
     }
 
-    fn choose(&mut self, view: &ClusterView, req: &Request, c: &[InstanceId]) -> InstanceId {
+    fn choose(&mut self, view: &ClusterView, req: &Request, c: &[InstanceId], phase: &'static str) -> Result<InstanceId, RouteError> {
+        let c = candidates(c, phase)?;
         let load = |i: InstanceId| f64::from(view.get(i).assigned);
         let least = *c.iter().min_by(|&&a, &&b| load(a).total_cmp(&load(b)).then(a.cmp(&b))).expect("candidates");
         let (lo, hi) = c.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &i| (a.min(load(i)), b.max(load(i))));
         self.scores.clear();
-        let prompt = f64::from(req.prompt_tokens.max(1));
+        let prompt = f64::from(req.prompt_tokens.get().max(1));
         for &i in c {
             self.scores.push((i, f64::from(view.cached_tokens(i)) / prompt));
         }
         if hi - lo > self.spec.balance_abs && hi > self.spec.balance_rel * lo {
-            return least;
+            return Ok(least);
         }
         // Longest match; ties go to the less loaded, then the lower id.
         let best = *c
             .iter()
             .max_by(|&&a, &&b| view.cached_tokens(a).cmp(&view.cached_tokens(b)).then(load(b).total_cmp(&load(a))).then(b.cmp(&a)))
             .expect("candidates");
-        if f64::from(view.cached_tokens(best)) / prompt > self.spec.cache_threshold { best } else { least }
+        Ok(if f64::from(view.cached_tokens(best)) / prompt > self.spec.cache_threshold { best } else { least })
     }
 }
 
@@ -48,11 +49,11 @@ impl RoutingPolicy for CacheAware {
     fn name(&self) -> &'static str {
         "cache_aware"
     }
-    fn route_prefill(&mut self, view: &ClusterView, req: &Request) -> InstanceId {
-        self.choose(view, req, view.prefill_candidates())
+    fn route_prefill(&mut self, view: &ClusterView, req: &Request) -> Result<InstanceId, RouteError> {
+        self.choose(view, req, view.prefill_candidates(), "prefill")
     }
-    fn route_decode(&mut self, view: &ClusterView, req: &Request, _from: Option<InstanceId>) -> InstanceId {
-        self.choose(view, req, view.decode_candidates())
+    fn route_decode(&mut self, view: &ClusterView, req: &Request, _from: Option<InstanceId>) -> Result<InstanceId, RouteError> {
+        self.choose(view, req, view.decode_candidates(), "decode")
     }
     fn wants_prefix_overlap(&self) -> bool {
         true
@@ -77,11 +78,11 @@ mod tests {
         v.instances[2].assigned = 7;
         // Request of 100 tokens; instance 1 holds 64 of them (0.64 > 0.5).
         v.cached_prefix_tokens = vec![16, 64, 32];
-        assert_eq!(p.route_prefill(&v, &request()), InstanceId(1));
+        assert_eq!(p.route_prefill(&v, &request()).unwrap(), InstanceId(1));
         assert_eq!(p.last_scores()[1], (InstanceId(1), 0.64));
         // Below the threshold (0.48): the least loaded instead.
         v.cached_prefix_tokens = vec![16, 48, 32];
-        assert_eq!(p.route_prefill(&v, &request()), InstanceId(0));
+        assert_eq!(p.route_prefill(&v, &request()).unwrap(), InstanceId(0));
     }
 
     #[test]
@@ -92,13 +93,13 @@ mod tests {
         v.instances[0].assigned = 10;
         v.instances[1].assigned = 43; // 43 − 10 = 33 > 32 and 43 > 1.0001 × 10
         v.instances[2].assigned = 12;
-        assert_eq!(p.route_prefill(&v, &request()), InstanceId(0));
+        assert_eq!(p.route_prefill(&v, &request()).unwrap(), InstanceId(0));
         // 42 − 10 = 32 is not above 32: the cache wins again.
         v.instances[1].assigned = 42;
-        assert_eq!(p.route_prefill(&v, &request()), InstanceId(1));
+        assert_eq!(p.route_prefill(&v, &request()).unwrap(), InstanceId(1));
         // A relative threshold of 5 keeps the cache even at 43 vs 10.
         let mut lax = CacheAware::new(CacheAwarePolicySpec { balance_rel: 5.0, ..Default::default() });
         v.instances[1].assigned = 43;
-        assert_eq!(lax.route_prefill(&v, &request()), InstanceId(1));
+        assert_eq!(lax.route_prefill(&v, &request()).unwrap(), InstanceId(1));
     }
 }

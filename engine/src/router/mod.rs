@@ -6,18 +6,22 @@
 //! file per policy; each is built only from its `PolicySpec`.
 
 mod cache_aware;
+mod host;
 mod kv_aware;
 mod least_loaded;
 mod power_of_two;
+mod prefix_index;
 mod random;
 mod round_robin;
 mod telemetry;
 mod view;
 
 pub use cache_aware::CacheAware;
+pub use host::{Gauges, RouterHost, max_hit_blocks};
 pub use kv_aware::KvAware;
 pub use least_loaded::LeastLoaded;
 pub use power_of_two::PowerOfTwo;
+pub use prefix_index::PrefixIndex;
 pub use random::RandomPolicy;
 pub use round_robin::RoundRobin;
 pub use telemetry::TelemetryRouter;
@@ -52,19 +56,33 @@ pub struct Migration {
     pub to: InstanceId,
 }
 
+/// Why a policy could not decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The view has no instance for this phase (no pool of that role, or every endpoint of
+    /// it is down in live mode).
+    #[error("no {0} instance to route to")]
+    NoCandidate(&'static str),
+}
+
+/// The candidates, or [`RouteError::NoCandidate`] when there are none.
+pub(crate) fn candidates<'a>(c: &'a [InstanceId], phase: &'static str) -> Result<&'a [InstanceId], RouteError> {
+    if c.is_empty() { Err(RouteError::NoCandidate(phase)) } else { Ok(c) }
+}
+
 /// A routing policy. Hooks other than the two decisions default to no-ops.
 pub trait RoutingPolicy: Send {
     /// Policy name as written in scenarios.
     fn name(&self) -> &'static str;
 
     /// Where a new request prefills: one of `view.prefill_candidates()`.
-    fn route_prefill(&mut self, view: &ClusterView, req: &Request) -> InstanceId;
+    fn route_prefill(&mut self, view: &ClusterView, req: &Request) -> Result<InstanceId, RouteError>;
 
     /// Where a request decodes: one of `view.decode_candidates()`. Only called when prefill
     /// and decode pools are split: after its prefill (`prefilled_on` is set), or on arrival
     /// when decode pools may prefill short prompts locally (conditional disaggregation; the
     /// decode instance then decides whether to prefill itself).
-    fn route_decode(&mut self, view: &ClusterView, req: &Request, prefilled_on: Option<InstanceId>) -> InstanceId;
+    fn route_decode(&mut self, view: &ClusterView, req: &Request, prefilled_on: Option<InstanceId>) -> Result<InstanceId, RouteError>;
 
     /// Whether the policy reads `view.cached_prefix_tokens` (computing it costs a lookup in
     /// every candidate's prefix cache).
@@ -84,6 +102,13 @@ pub trait RoutingPolicy: Send {
     /// A request finished decoding on `instance`; `tpot` is its time per output token when
     /// it produced more than one token.
     fn on_request_complete(&mut self, _instance: InstanceId, _tpot: Option<SimDuration>) {}
+
+    /// A request sent to `instance` failed there: rejected, or (live) an HTTP error, a
+    /// timeout or a dropped stream.
+    fn on_request_failed(&mut self, _instance: InstanceId) {}
+
+    /// A request on `instance` was cancelled before it finished.
+    fn on_request_cancelled(&mut self, _instance: InstanceId) {}
 
     /// How often `plan_migrations` should run; `None` for policies that never migrate.
     fn migration_interval(&self) -> Option<SimDuration> {
@@ -109,7 +134,8 @@ pub fn build(spec: &PolicySpec, seed: RunSeed, stream: &str) -> Box<dyn RoutingP
     }
 }
 
-/// The candidate with the lowest value (ties: the lowest id); fills `scores`.
+/// The candidate with the lowest value (ties: the lowest id); fills `scores`. `candidates`
+/// is not empty.
 pub(crate) fn argmin(
     candidates: &[InstanceId],
     scores: &mut Vec<(InstanceId, f64)>,

@@ -3,7 +3,7 @@
 
 use rand::RngExt;
 
-use super::{ClusterView, InstanceId, RoutingPolicy};
+use super::{ClusterView, InstanceId, RouteError, RoutingPolicy, candidates};
 use crate::request::Request;
 use crate::rng::StreamRng;
 
@@ -20,10 +20,11 @@ impl PowerOfTwo {
         PowerOfTwo { rng, scores: Vec::new() }
     }
 
-    fn pick(&mut self, view: &ClusterView, c: &[InstanceId]) -> InstanceId {
+    fn pick(&mut self, view: &ClusterView, c: &[InstanceId], phase: &'static str) -> Result<InstanceId, RouteError> {
         self.scores.clear();
+        let c = candidates(c, phase)?;
         if c.len() == 1 {
-            return c[0];
+            return Ok(c[0]);
         }
         let i = self.rng.random_range(0..c.len());
         let mut j = self.rng.random_range(0..c.len() - 1);
@@ -33,7 +34,7 @@ impl PowerOfTwo {
         let (a, b) = (c[i.min(j)], c[i.max(j)]);
         let (la, lb) = (view.get(a).load(), view.get(b).load());
         self.scores.extend([(a, f64::from(la)), (b, f64::from(lb))]);
-        if lb < la { b } else { a }
+        Ok(if lb < la { b } else { a })
     }
 }
 
@@ -41,11 +42,11 @@ impl RoutingPolicy for PowerOfTwo {
     fn name(&self) -> &'static str {
         "power_of_two"
     }
-    fn route_prefill(&mut self, view: &ClusterView, _req: &Request) -> InstanceId {
-        self.pick(view, view.prefill_candidates())
+    fn route_prefill(&mut self, view: &ClusterView, _req: &Request) -> Result<InstanceId, RouteError> {
+        self.pick(view, view.prefill_candidates(), "prefill")
     }
-    fn route_decode(&mut self, view: &ClusterView, _req: &Request, _from: Option<InstanceId>) -> InstanceId {
-        self.pick(view, view.decode_candidates())
+    fn route_decode(&mut self, view: &ClusterView, _req: &Request, _from: Option<InstanceId>) -> Result<InstanceId, RouteError> {
+        self.pick(view, view.decode_candidates(), "decode")
     }
     fn last_scores(&self) -> &[(InstanceId, f64)] {
         &self.scores
@@ -67,7 +68,7 @@ mod tests {
         }
         let mut p = PowerOfTwo::new(RunSeed(11).stream("router"));
         for _ in 0..200 {
-            let got = p.route_prefill(&v, &request());
+            let got = p.route_prefill(&v, &request()).unwrap();
             let s = p.last_scores().to_vec();
             assert_eq!(s.len(), 2);
             assert_ne!(s[0].0, s[1].0, "two distinct candidates");
@@ -78,6 +79,6 @@ mod tests {
         }
         // One candidate: no draw needed.
         let single = view(&[Role::Prefill, Role::Decode]);
-        assert_eq!(p.route_decode(&single, &request(), None), InstanceId(1));
+        assert_eq!(p.route_decode(&single, &request(), None), Ok(InstanceId(1)));
     }
 }

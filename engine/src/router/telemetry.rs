@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 
-use super::{ClusterView, DecodingSeq, InstanceId, Migration, RoutingPolicy};
+use super::{ClusterView, DecodingSeq, InstanceId, Migration, RouteError, RoutingPolicy, candidates};
 use crate::request::Request;
 use crate::spec::TelemetryPolicySpec;
 use crate::time::{SimDuration, SimTime};
@@ -104,12 +104,20 @@ impl TelemetryRouter {
             + PREFILL_W_QUEUE * self.queue_term(&s)
     }
 
-    /// Decode score of `id` among `candidates` (higher is better).
-    pub fn decode_score(&self, view: &ClusterView, candidates: &[InstanceId], id: InstanceId, kv_local: bool) -> f64 {
-        let speed = |i: InstanceId| self.per_instance.get(i.index()).and_then(|s| s.tpot_s.0).map(|t| 1.0 / t.max(1e-9));
-        let fastest = candidates.iter().filter_map(|&c| speed(c)).fold(0.0, f64::max);
+    fn speed(&self, i: InstanceId) -> Option<f64> {
+        self.per_instance.get(i.index()).and_then(|s| s.tpot_s.0).map(|t| 1.0 / t.max(1e-9))
+    }
+
+    /// The fastest decode speed (1 / TPOT) measured among `candidates`, 0 when none is.
+    pub fn fastest(&self, candidates: &[InstanceId]) -> f64 {
+        candidates.iter().filter_map(|&c| self.speed(c)).fold(0.0, f64::max)
+    }
+
+    /// Decode score of `id` (higher is better), its speed relative to `fastest` (from
+    /// [`TelemetryRouter::fastest`] over the candidates, computed once per decision).
+    pub fn decode_score(&self, view: &ClusterView, fastest: f64, id: InstanceId, kv_local: bool) -> f64 {
         // An instance never measured is assumed as fast as the fastest, so it gets tried.
-        let speed_norm = match speed(id) {
+        let speed_norm = match self.speed(id) {
             Some(v) if fastest > 0.0 => v / fastest,
             _ => 1.0,
         };
@@ -125,6 +133,7 @@ impl TelemetryRouter {
     }
 }
 
+/// The highest score (ties: the lowest id); `candidates` is not empty.
 fn argmax(candidates: &[InstanceId], scores: &mut Vec<(InstanceId, f64)>, mut score: impl FnMut(InstanceId) -> f64) -> InstanceId {
     scores.clear();
     let mut best = candidates[0];
@@ -145,22 +154,23 @@ impl RoutingPolicy for TelemetryRouter {
         "telemetry"
     }
 
-    fn route_prefill(&mut self, view: &ClusterView, _req: &Request) -> InstanceId {
-        let c = view.prefill_candidates();
+    fn route_prefill(&mut self, view: &ClusterView, _req: &Request) -> Result<InstanceId, RouteError> {
+        let c = candidates(view.prefill_candidates(), "prefill")?;
         self.observe(view, c);
         let mut scores = std::mem::take(&mut self.scores);
         let best = argmax(c, &mut scores, |id| self.prefill_score(id));
         self.scores = scores;
-        best
+        Ok(best)
     }
 
-    fn route_decode(&mut self, view: &ClusterView, _req: &Request, from: Option<InstanceId>) -> InstanceId {
-        let c = view.decode_candidates();
+    fn route_decode(&mut self, view: &ClusterView, _req: &Request, from: Option<InstanceId>) -> Result<InstanceId, RouteError> {
+        let c = candidates(view.decode_candidates(), "decode")?;
         self.observe(view, c);
+        let fastest = self.fastest(c);
         let mut scores = std::mem::take(&mut self.scores);
-        let best = argmax(c, &mut scores, |id| self.decode_score(view, c, id, Some(id) == from));
+        let best = argmax(c, &mut scores, |id| self.decode_score(view, fastest, id, Some(id) == from));
         self.scores = scores;
-        best
+        Ok(best)
     }
 
     fn last_scores(&self) -> &[(InstanceId, f64)] {
@@ -177,7 +187,8 @@ impl RoutingPolicy for TelemetryRouter {
             return Vec::new();
         }
         self.observe(view, c);
-        let scores: Vec<(InstanceId, f64)> = c.iter().map(|&i| (i, self.decode_score(view, c, i, false))).collect();
+        let fastest = self.fastest(c);
+        let scores: Vec<(InstanceId, f64)> = c.iter().map(|&i| (i, self.decode_score(view, fastest, i, false))).collect();
         let best = scores.iter().map(|s| s.1).fold(f64::NEG_INFINITY, f64::max);
         let worst = scores.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
         if best - worst < self.spec.min_score_gap {
@@ -191,32 +202,37 @@ impl RoutingPolicy for TelemetryRouter {
         // Lowest score first; ties by id for determinism.
         order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         let mut out = Vec::new();
+        // Sequences grouped by instance once, in the planner's order within each instance:
+        // O(decoding · log decoding) per call, not per source.
+        let mut by_instance: Vec<&DecodingSeq> = decoding.iter().collect();
+        by_instance.sort_by(|a, b| {
+            a.instance
+                .cmp(&b.instance)
+                .then(b.priority.cmp(&a.priority))
+                .then(b.tokens_remaining.cmp(&a.tokens_remaining))
+                .then(a.request.cmp(&b.request))
+        });
         for &(src, _) in &order {
             if budget == 0 {
                 break;
             }
-            let mut seqs: Vec<&DecodingSeq> = decoding.iter().filter(|d| d.instance == src).collect();
-            seqs.sort_by(|a, b| {
-                b.priority.cmp(&a.priority).then(b.tokens_remaining.cmp(&a.tokens_remaining)).then(a.request.cmp(&b.request))
-            });
-            for seq in seqs {
-                if budget == 0 {
-                    break;
-                }
-                // The instance holding the KV is the source itself, so the boost only ever
-                // keeps a sequence where it is.
-                let dst = scores
-                    .iter()
-                    .map(|&(i, s)| (i, s + if i == seq.instance { self.spec.kv_locality_boost } else { 0.0 }))
-                    .fold((src, f64::NEG_INFINITY), |acc, (i, s)| if s > acc.1 { (i, s) } else { acc })
-                    .0;
-                if dst == src {
-                    continue;
-                }
+            // The best target is the same for every sequence of `src`: the instance holding
+            // their KV is `src` itself, so the locality boost only ever keeps them there.
+            let dst = scores
+                .iter()
+                .map(|&(i, s)| (i, s + if i == src { self.spec.kv_locality_boost } else { 0.0 }))
+                .fold((src, f64::NEG_INFINITY), |acc, (i, s)| if s > acc.1 { (i, s) } else { acc })
+                .0;
+            if dst == src {
+                continue;
+            }
+            let start = by_instance.partition_point(|d| d.instance < src);
+            let end = by_instance.partition_point(|d| d.instance <= src);
+            for &seq in by_instance[start..end].iter().take(budget) {
                 out.push(Migration { request: seq.request, from: src, to: dst });
                 self.migrations.push_back(now);
-                budget -= 1;
             }
+            budget -= (end - start).min(budget);
         }
         out
     }
@@ -253,18 +269,18 @@ mod tests {
         let mut v = view(&[Role::Prefill, Role::Prefill, Role::Decode]);
         let mut r = TelemetryRouter::new(TelemetryPolicySpec::default());
         // Equal everything: the lowest id wins.
-        assert_eq!(r.route_prefill(&v, &request()), InstanceId(0));
+        assert_eq!(r.route_prefill(&v, &request()).unwrap(), InstanceId(0));
         // Instance 0 reports a slow first token: 1.5/(1+1.0) < 1.5/(1+0.1).
         r.on_first_token(InstanceId(0), ms(1000));
         r.on_first_token(InstanceId(1), ms(100));
-        assert_eq!(r.route_prefill(&v, &request()), InstanceId(1));
+        assert_eq!(r.route_prefill(&v, &request()).unwrap(), InstanceId(1));
         // A long exact queue on 1 outweighs its TTFT edge once smoothed in.
         v.instances[1].assigned = 40;
         for _ in 0..10 {
             r.observe(&v, &[InstanceId(0), InstanceId(1)]);
         }
         // 0: 0.75 + 1 + 0.5/(1+0) = 2.25; 1: 1.364 + 1 + 0.5/41 = 2.376 -> still 1.
-        assert_eq!(r.route_prefill(&v, &request()), InstanceId(1));
+        assert_eq!(r.route_prefill(&v, &request()).unwrap(), InstanceId(1));
         let s0 = r.prefill_score(InstanceId(0));
         let s1 = r.prefill_score(InstanceId(1));
         assert!((s0 - 2.25).abs() < 1e-9, "{s0}");
@@ -280,15 +296,15 @@ mod tests {
         r.on_request_complete(InstanceId(1), Some(ms(10)));
         r.on_request_complete(InstanceId(2), Some(ms(20)));
         // Speed 1.0 vs 0.5: the flagship wins without a cost penalty.
-        assert_eq!(r.route_decode(&v, &request(), Some(InstanceId(0))), InstanceId(1));
+        assert_eq!(r.route_decode(&v, &request(), Some(InstanceId(0))).unwrap(), InstanceId(1));
         let mut cheap = TelemetryRouter::new(TelemetryPolicySpec { decode_cost_penalty: 1.0, ..Default::default() });
         cheap.on_request_complete(InstanceId(1), Some(ms(10)));
         cheap.on_request_complete(InstanceId(2), Some(ms(20)));
         // 3.0/7 = 0.43 < (0.75+0.5+1)/3 = 0.75: the mid-tier GPU wins per dollar.
-        assert_eq!(cheap.route_decode(&v, &request(), Some(InstanceId(0))), InstanceId(2));
-        let c = [InstanceId(1), InstanceId(2)];
-        assert!((cheap.decode_score(&v, &c, InstanceId(1), false) - 3.0 / 7.0).abs() < 1e-9);
-        assert!((cheap.decode_score(&v, &c, InstanceId(2), false) - 0.75).abs() < 1e-9);
+        assert_eq!(cheap.route_decode(&v, &request(), Some(InstanceId(0))).unwrap(), InstanceId(2));
+        let fastest = cheap.fastest(&[InstanceId(1), InstanceId(2)]);
+        assert!((cheap.decode_score(&v, fastest, InstanceId(1), false) - 3.0 / 7.0).abs() < 1e-9);
+        assert!((cheap.decode_score(&v, fastest, InstanceId(2), false) - 0.75).abs() < 1e-9);
     }
 
     fn decoding(n: u64, on: u32, priority: u8, remaining: u32) -> DecodingSeq {
@@ -339,6 +355,6 @@ mod tests {
     fn kv_locality_boost_breaks_a_tie() {
         let v = view(&[Role::Prefill, Role::Decode, Role::Decode]);
         let mut r = TelemetryRouter::new(TelemetryPolicySpec::default());
-        assert_eq!(r.route_decode(&v, &request(), Some(InstanceId(2))), InstanceId(2));
+        assert_eq!(r.route_decode(&v, &request(), Some(InstanceId(2))).unwrap(), InstanceId(2));
     }
 }

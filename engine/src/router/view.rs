@@ -2,6 +2,7 @@
 
 use crate::spec::Role;
 use crate::time::SimTime;
+use crate::units::Blocks;
 
 /// Index of an instance in the cluster (declaration order across pools).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -15,8 +16,8 @@ impl InstanceId {
 }
 
 /// One instance as a router sees it. Gauges are what the engine's `/metrics` would show,
-/// refreshed every `telemetry.interval` (exact when it is 0); `assigned` is the router's
-/// own count and always exact.
+/// refreshed every `telemetry.interval` (exact when it is 0); `assigned` and
+/// `queued_prefill_tokens` are the router's own counts and always exact.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceView {
     /// Identifier.
@@ -33,12 +34,14 @@ pub struct InstanceView {
     pub waiting: u32,
     /// Gauge: requests running.
     pub running: u32,
-    /// Gauge: prompt tokens still to prefill over waiting and running requests.
+    /// Exact: prompt tokens the router sent here to prefill (less the prefix it expected
+    /// cached) whose first token has not come back yet. No engine publishes this, so the
+    /// router keeps it, as Dynamo's router does.
     pub queued_prefill_tokens: u64,
     /// Gauge: free KV blocks (free or evictable).
-    pub kv_free_blocks: u64,
+    pub kv_free_blocks: Blocks,
     /// KV blocks in all.
-    pub kv_total_blocks: u64,
+    pub kv_total_blocks: Blocks,
     /// Gauge: share of prompt tokens served from the prefix cache so far.
     pub prefix_hit_rate: f64,
     /// Exact: requests the router sent here that have not left yet.
@@ -48,11 +51,15 @@ pub struct InstanceView {
 impl InstanceView {
     /// Share of KV blocks free, in [0, 1].
     pub fn kv_free_fraction(&self) -> f64 {
-        if self.kv_total_blocks == 0 { 0.0 } else { self.kv_free_blocks as f64 / self.kv_total_blocks as f64 }
+        if self.kv_total_blocks == Blocks::ZERO {
+            0.0
+        } else {
+            f64::from(self.kv_free_blocks.get()) / f64::from(self.kv_total_blocks.get())
+        }
     }
     /// KV blocks in use.
-    pub fn kv_used_blocks(&self) -> u64 {
-        self.kv_total_blocks - self.kv_free_blocks.min(self.kv_total_blocks)
+    pub fn kv_used_blocks(&self) -> Blocks {
+        self.kv_total_blocks.saturating_sub(self.kv_free_blocks)
     }
     /// Gauge load: waiting + running requests.
     pub fn load(&self) -> u32 {
@@ -104,6 +111,7 @@ impl ClusterView {
 pub(crate) mod tests {
     use super::*;
     use crate::request::{Request, RequestId};
+    use crate::units::Tokens;
 
     pub(crate) fn view(roles: &[Role]) -> ClusterView {
         ClusterView::new(
@@ -119,8 +127,8 @@ pub(crate) mod tests {
                     waiting: 0,
                     running: 0,
                     queued_prefill_tokens: 0,
-                    kv_free_blocks: 100,
-                    kv_total_blocks: 100,
+                    kv_free_blocks: Blocks(100),
+                    kv_total_blocks: Blocks(100),
                     prefix_hit_rate: 0.0,
                     assigned: 0,
                 })
@@ -132,11 +140,11 @@ pub(crate) mod tests {
         Request {
             id: RequestId(0),
             arrival: SimTime::ZERO,
-            prompt_tokens: 100,
-            output_tokens: 10,
+            prompt_tokens: Tokens(100),
+            output_tokens: Tokens(10),
             priority: 1,
             prefix_group: 0,
-            prefix_tokens: 0,
+            prefix_tokens: Tokens::ZERO,
             class: 0,
             trace_blocks: None,
             trace_block_tokens: 0,

@@ -1,0 +1,234 @@
+//! `hardware NAME { ... }` blocks, their `engine { ... }` settings and calibration profiles.
+
+use simctl_engine::catalogue;
+use simctl_engine::spec::*;
+use simctl_engine::time::SimDuration;
+
+use crate::ast::Span;
+use crate::value::{Dim, Val, ValKind};
+
+use crate::lower::{Cx, VItem};
+
+impl Cx {
+    pub(crate) fn engine(&mut self, items: &[VItem], mut e: EngineSpec) -> EngineSpec {
+        let s = self.settings(
+            "engine",
+            items,
+            &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization", "prefix_caching"],
+        );
+        if let Some(v) = s.get("max_batch_tokens").and_then(|v| self.count_u32(v, "max_batch_tokens")) {
+            e.max_batch_tokens = v;
+        }
+        if let Some(v) = s.get("max_seqs").and_then(|v| self.count_u32(v, "max_seqs")) {
+            e.max_seqs = v;
+        }
+        if let Some(v) = s.get("chunked_prefill").and_then(|v| self.boolean(v, "chunked_prefill")) {
+            e.chunked_prefill = v;
+        }
+        if let Some(v) = s.get("block_size").and_then(|v| self.count_u32(v, "block_size")) {
+            e.block_size = v;
+        }
+        if let Some(v) = s.get("gpu_memory_utilization").and_then(|v| self.fraction(v, "gpu_memory_utilization")) {
+            e.gpu_memory_utilization = v;
+        }
+        if let Some(v) = s.get("prefix_caching").and_then(|v| self.boolean(v, "prefix_caching")) {
+            e.prefix_caching = v;
+        }
+        e
+    }
+
+    pub(crate) fn hardware(&mut self, name: &str, items: &[VItem], span: Span) -> Option<HardwareSpec> {
+        let what = format!("hardware `{name}`");
+        let s = self.settings(
+            &what,
+            items,
+            &[
+                "gpu",
+                "prefill_rate",
+                "decode_rate",
+                "profile",
+                "fitted",
+                "cost",
+                "memory",
+                "kv_capacity",
+                "kv_transfer",
+                "mfu",
+                "mbu",
+                "step_overhead",
+            ],
+        );
+        let gpu = match s.get("gpu") {
+            Some(v) => {
+                let n = self.name(v, "gpu")?;
+                match catalogue::gpu(&n) {
+                    Some(g) => Some(g),
+                    None => {
+                        let names: Vec<String> = catalogue::gpus().into_iter().map(|g| g.name).collect();
+                        self.error(
+                            v.src,
+                            v.span,
+                            format!("unknown gpu `{n}`"),
+                            "not in the catalogue",
+                            Some(format!("catalogue GPUs: {}", names.join(", "))),
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        let rate = |cx: &mut Self, k: &str| s.get(k).map(|v| cx.expect_dim(v, Dim::TOKEN_RATE, k));
+        let (prefill, decode) = (rate(self, "prefill_rate"), rate(self, "decode_rate"));
+        let overhead = s.get("step_overhead").map(|v| self.duration(v, "step_overhead"));
+        // A fitted model (inline or from a profile) fixes the performance model; a profile
+        // also gives defaults for the memory and the KV capacity.
+        let mut mem_default = None;
+        let mut kv_default = None;
+        let fitted = if let Some(v) = s.get("fitted") {
+            let coefficients: Option<[f64; 6]> = match &v.kind {
+                ValKind::List(xs) if xs.len() == 6 => {
+                    let mut c = [0.0; 6];
+                    for (k, x) in xs.iter().enumerate() {
+                        c[k] = self.number(x, "fitted")?;
+                    }
+                    Some(c)
+                }
+                _ => None,
+            };
+            let Some(coefficients) = coefficients else {
+                self.error(
+                    v.src,
+                    v.span,
+                    "`fitted` takes six coefficients `[c0, c1, c2, c3, c4, c5]` in seconds".into(),
+                    "not six numbers",
+                    None,
+                );
+                return None;
+            };
+            Some(PerfSpec::Fitted { coefficients })
+        } else if let Some(v) = s.get("profile") {
+            let path = self.name(v, "profile")?;
+            let profile = self.load_profile(&path, v)?;
+            kv_default = Some(profile.kv_capacity_blocks * u64::from(profile.engine.block_size));
+            mem_default = profile.hardware.memory_bytes;
+            Some(PerfSpec::Fitted { coefficients: profile.coefficients.as_array() })
+        } else {
+            None
+        };
+        if fitted.is_some() && (gpu.is_some() || prefill.is_some() || decode.is_some()) {
+            self.error(
+                0,
+                span,
+                format!("{what} sets a fitted model (`fitted` or `profile`) together with `gpu` or token rates"),
+                "choose one performance model",
+                None,
+            );
+            return None;
+        }
+        let perf = match (&gpu, prefill, decode) {
+            _ if fitted.is_some() => fitted.expect("checked"),
+            (Some(g), None, None) => {
+                let mfu = s.get("mfu").map_or(Some(DEFAULT_MFU), |v| self.fraction(v, "mfu"))?;
+                let mbu = s.get("mbu").map_or(Some(DEFAULT_MBU), |v| self.fraction(v, "mbu"))?;
+                PerfSpec::Roofline { gpu: g.clone(), mfu, mbu, step_overhead: overhead.unwrap_or(Some(DEFAULT_STEP_OVERHEAD))? }
+            }
+            (None, Some(p), Some(d)) => {
+                PerfSpec::Rates { prefill_tok_s: p?, decode_tok_s: d?, step_overhead: overhead.unwrap_or(Some(SimDuration::ZERO))? }
+            }
+            (Some(_), _, _) => {
+                self.error(
+                    0,
+                    span,
+                    format!("{what} sets both `gpu` and token rates"),
+                    "choose one performance model",
+                    Some("use `gpu = ...` for the roofline model, or `prefill_rate` and `decode_rate` for fixed rates".into()),
+                );
+                return None;
+            }
+            (None, _, _) => {
+                self.error(
+                    0,
+                    span,
+                    format!("{what} has no performance model"),
+                    "incomplete",
+                    Some("add `gpu = h100_sxm` (roofline), both `prefill_rate = ... tok/s` and `decode_rate = ... tok/s`, or `profile = \"FILE.yaml\"`".into()),
+                );
+                return None;
+            }
+        };
+        let cost = match (s.get("cost"), &gpu) {
+            (Some(v), _) => self.expect_dim(v, Dim::MONEY_RATE, "cost")?,
+            (None, Some(g)) => g.cost_per_hour,
+            (None, None) => {
+                self.error(0, span, format!("{what} has no price"), "incomplete", Some("add e.g. `cost = 3 $/h`".into()));
+                return None;
+            }
+        };
+        let memory = match s.get("memory") {
+            Some(v) => Some(self.expect_dim(v, Dim::BYTES, "memory")? as u64),
+            None => mem_default,
+        };
+        let kv_capacity = match s.get("kv_capacity") {
+            Some(v) => Some(self.count(v, "kv_capacity")?),
+            None => kv_default,
+        };
+        let kv_transfer = match s.get("kv_transfer") {
+            Some(v) => Some(self.duration(v, "kv_transfer")?),
+            None => None,
+        };
+        Some(HardwareSpec {
+            name: name.into(),
+            cost_per_hour: cost,
+            memory_bytes: memory,
+            kv_capacity_tokens: kv_capacity,
+            kv_transfer_latency: kv_transfer,
+            perf,
+        })
+    }
+
+    pub(crate) fn load_profile(&mut self, path: &str, v: &Val) -> Option<simctl_engine::profile::Profile> {
+        let base = self.base_dir(v);
+        let full = if std::path::Path::new(path).is_absolute() { std::path::PathBuf::from(path) } else { base.join(path) };
+        let text = match std::fs::read_to_string(&full) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!("cannot read profile `{}`: {e}", full.display()),
+                    "profile not readable",
+                    Some("paths are relative to the scenario file".into()),
+                );
+                return None;
+            }
+        };
+        match serde_saphyr::from_str::<simctl_engine::profile::Profile>(&text) {
+            Ok(p) if p.format == simctl_engine::profile::PROFILE_FORMAT => Some(p),
+            Ok(p) => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!(
+                        "profile `{}` has format {}, this simctl reads format {}",
+                        full.display(),
+                        p.format,
+                        simctl_engine::profile::PROFILE_FORMAT
+                    ),
+                    "unsupported format",
+                    None,
+                );
+                None
+            }
+            Err(e) => {
+                self.error(
+                    v.src,
+                    v.span,
+                    format!("profile `{}` is not a valid profile: {e}", full.display()),
+                    "invalid profile",
+                    Some("the format is described in docs/profile.md".into()),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The router host: what runs around the policies, in the simulator and in live mode alike.
+//!
+//! It owns the [`ClusterView`] the policies read and keeps it as a real router would: engine
+//! gauges (`/metrics`: waiting, running, free KV, prefix hit rate) as last published — every
+//! change when the telemetry interval is zero, else whatever the last refresh saw — and the
+//! router's own exact counters (requests in flight per instance, and the prefill tokens it
+//! has sent there whose first token has not come back, which no engine publishes). It keeps
+//! a [`PrefixIndex`] fed by KV stored/evicted events, fills each request's per-instance
+//! overlap for the policies that ask, writes the decision log, and forwards request outcomes
+//! to the policies' hooks.
+//!
+//! A decision costs O(candidates + prompt blocks) here (see [`PrefixIndex`]); what the policy
+//! does with the view is the policy's.
+
+use super::{ClusterView, DecodingSeq, InstanceId, Migration, PrefixIndex, RouteError, RoutingPolicy};
+use crate::kv::{BlockHash, KvEvent};
+use crate::record::{Decision, DecisionKind, Recorder};
+use crate::request::{Request, RequestId};
+use crate::rng::RunSeed;
+use crate::spec::{RouterSpec, TelemetrySpec};
+use crate::time::{SimDuration, SimTime};
+use crate::units::{Blocks, Tokens};
+
+/// An instance's gauges as its engine publishes them (vLLM's `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Gauges {
+    /// `vllm:num_requests_waiting` (here including KV transfers queued for blocks).
+    pub waiting: u32,
+    /// `vllm:num_requests_running`.
+    pub running: u32,
+    /// Free KV blocks (free or evictable): `(1 − vllm:kv_cache_usage_perc) × blocks`.
+    pub kv_free_blocks: Blocks,
+    /// Prefix cache hits / queries so far.
+    pub prefix_hit_rate: f64,
+}
+
+/// The policies, the view they read and the router's own bookkeeping.
+pub struct RouterHost {
+    prefill: Box<dyn RoutingPolicy>,
+    decode: Option<Box<dyn RoutingPolicy>>,
+    view: ClusterView,
+    interval: SimDuration,
+    /// One index per block size among the instances (hashes depend on the block size).
+    indexes: Vec<(u32, PrefixIndex)>,
+    wants_overlap: bool,
+    /// Instances whose `cached_prefix_tokens` the last query set, to clear before the next.
+    touched: Vec<u32>,
+    /// The request `cached_prefix_tokens` was last filled for.
+    filled_for: Option<RequestId>,
+    hashes: Vec<BlockHash>,
+}
+
+impl std::fmt::Debug for RouterHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterHost").field("policy", &self.policy_name()).field("instances", &self.view.instances.len()).finish()
+    }
+}
+
+impl RouterHost {
+    /// A host for `instances` (in id order) running the policies of `router`, with gauges as
+    /// fresh as `telemetry` says; `seed` feeds the policies that draw random numbers.
+    pub fn new(router: &RouterSpec, telemetry: &TelemetrySpec, view: ClusterView, seed: RunSeed) -> Self {
+        let prefill = super::build(&router.prefill, seed, crate::rng::stream::ROUTER);
+        let decode = router.decode.as_ref().map(|d| super::build(d, seed, "router.decode"));
+        let wants_overlap = prefill.wants_prefix_overlap() || decode.as_ref().is_some_and(|d| d.wants_prefix_overlap());
+        let mut indexes: Vec<(u32, PrefixIndex)> = Vec::new();
+        if wants_overlap {
+            let n = view.instances.len();
+            for iv in &view.instances {
+                if !indexes.iter().any(|(bs, _)| *bs == iv.block_size) {
+                    indexes.push((iv.block_size, PrefixIndex::new(n)));
+                }
+            }
+        }
+        RouterHost {
+            prefill,
+            decode,
+            view,
+            interval: telemetry.interval,
+            indexes,
+            wants_overlap,
+            touched: Vec::new(),
+            filled_for: None,
+            hashes: Vec::new(),
+        }
+    }
+
+    /// What the policies read.
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    /// The policy name for reports: `telemetry`, or `kv_aware+least_loaded`.
+    pub fn policy_name(&self) -> String {
+        match &self.decode {
+            None => self.prefill.name().to_string(),
+            Some(d) => format!("{}+{}", self.prefill.name(), d.name()),
+        }
+    }
+
+    /// How often gauges are refreshed; zero: every change is seen at once.
+    pub fn telemetry_interval(&self) -> SimDuration {
+        self.interval
+    }
+
+    /// Whether gauges are exact (published on every change rather than on refreshes).
+    pub fn gauges_exact(&self) -> bool {
+        self.interval == SimDuration::ZERO
+    }
+
+    /// Whether a policy reads prefix overlaps, so the caches' KV events must be forwarded
+    /// with [`RouterHost::kv_event`].
+    pub fn wants_kv_events(&self) -> bool {
+        self.wants_overlap
+    }
+
+    /// The engine of `id` published `g`.
+    pub fn publish(&mut self, id: InstanceId, g: Gauges) {
+        let v = &mut self.view.instances[id.index()];
+        v.waiting = g.waiting;
+        v.running = g.running;
+        v.kv_free_blocks = g.kv_free_blocks;
+        v.prefix_hit_rate = g.prefix_hit_rate;
+    }
+
+    /// A KV cache event of instance `id`.
+    pub fn kv_event(&mut self, id: InstanceId, ev: KvEvent) {
+        let bs = self.view.instances[id.index()].block_size;
+        let Some((_, ix)) = self.indexes.iter_mut().find(|(b, _)| *b == bs) else { return };
+        match ev {
+            KvEvent::Stored(h) => ix.stored(id.0, h),
+            KvEvent::Removed(h) => ix.removed(id.0, h),
+        }
+    }
+
+    /// The request whose overlaps `view().cached_prefix_tokens` holds now.
+    pub fn overlap_filled_for(&self) -> Option<RequestId> {
+        self.filled_for
+    }
+
+    /// Leading prompt blocks of `req` that `id` holds, by the index (0 without one).
+    pub fn cached_blocks(&mut self, id: InstanceId, req: &Request) -> Blocks {
+        let bs = self.view.instances[id.index()].block_size;
+        let Some(k) = self.indexes.iter().position(|(b, _)| *b == bs) else { return Blocks::ZERO };
+        self.hashes.clear();
+        self.hashes.extend(crate::seq::block_hashes(req, max_hit_blocks(req, bs), bs));
+        let mut found = 0;
+        self.indexes[k].1.overlaps(&self.hashes, |i, n| {
+            if i == id.0 {
+                found = n;
+            }
+        });
+        Blocks(found)
+    }
+
+    fn fill_overlap(&mut self, req: &Request) {
+        for &i in &self.touched {
+            self.view.cached_prefix_tokens[i as usize] = 0;
+        }
+        self.touched.clear();
+        self.filled_for = Some(req.id);
+        let (view, touched, hashes) = (&mut self.view, &mut self.touched, &mut self.hashes);
+        for (bs, ix) in &mut self.indexes {
+            let bs = *bs;
+            hashes.clear();
+            hashes.extend(crate::seq::block_hashes(req, max_hit_blocks(req, bs), bs));
+            ix.overlaps(hashes, |i, n| {
+                view.cached_prefix_tokens[i as usize] = n * bs;
+                touched.push(i);
+            });
+        }
+    }
+
+    /// Where `req` prefills (or runs, in mixed pools); logged when `rec` wants decisions.
+    pub fn route_prefill<R: Recorder>(&mut self, now: SimTime, req: &Request, rec: &mut R) -> Result<InstanceId, RouteError> {
+        self.view.now = now;
+        if self.prefill.wants_prefix_overlap() {
+            self.fill_overlap(req);
+        }
+        let p = self.prefill.route_prefill(&self.view, req)?;
+        debug_assert!(self.view.get(p).role.takes_prefill(), "policy returned a non-candidate");
+        if rec.wants_decisions() {
+            rec.on_decision(&Decision {
+                at: now,
+                request: req.id,
+                kind: DecisionKind::Prefill,
+                policy: self.prefill.name(),
+                chosen: p,
+                scores: self.prefill.last_scores(),
+            });
+        }
+        Ok(p)
+    }
+
+    /// Where `req` decodes (`prefilled_on` set after a prefill elsewhere; unset on arrival
+    /// under conditional disaggregation); logged when `rec` wants decisions.
+    pub fn route_decode<R: Recorder>(
+        &mut self,
+        now: SimTime,
+        req: &Request,
+        prefilled_on: Option<InstanceId>,
+        rec: &mut R,
+    ) -> Result<InstanceId, RouteError> {
+        self.view.now = now;
+        if self.decode_policy().wants_prefix_overlap() {
+            self.fill_overlap(req);
+        }
+        let policy = self.decode.as_mut().unwrap_or(&mut self.prefill);
+        let d = policy.route_decode(&self.view, req, prefilled_on)?;
+        debug_assert!(self.view.get(d).role == crate::spec::Role::Decode, "policy returned a non-candidate");
+        if rec.wants_decisions() {
+            rec.on_decision(&Decision {
+                at: now,
+                request: req.id,
+                kind: DecisionKind::Decode,
+                policy: policy.name(),
+                chosen: d,
+                scores: policy.last_scores(),
+            });
+        }
+        Ok(d)
+    }
+
+    fn decode_policy(&self) -> &dyn RoutingPolicy {
+        self.decode.as_deref().unwrap_or(&*self.prefill)
+    }
+
+    /// A request was sent to `id`. When it prefills there, the router counts its prompt,
+    /// less the prefix the index says `id` holds, as queued prefill work until its first
+    /// token comes back; returns what it counted, to give back to [`RouterHost::prefill_done`].
+    pub fn dispatched(&mut self, id: InstanceId, req: &Request, prefills_here: bool) -> Tokens {
+        let v = &mut self.view.instances[id.index()];
+        v.assigned += 1;
+        if !prefills_here {
+            return Tokens::ZERO;
+        }
+        let cached = if self.filled_for == Some(req.id) { self.view.cached_prefix_tokens[id.index()] } else { 0 };
+        let charged = req.prompt_tokens.saturating_sub(Tokens(cached));
+        self.view.instances[id.index()].queued_prefill_tokens += charged.as_u64();
+        charged
+    }
+
+    /// The first token of a request prefilled on `id` came back.
+    pub fn prefill_done(&mut self, id: InstanceId, charged: Tokens) {
+        let v = &mut self.view.instances[id.index()];
+        v.queued_prefill_tokens -= charged.as_u64();
+    }
+
+    /// A request sent to `id` left it (finished, moved on, failed or cancelled).
+    pub fn left(&mut self, id: InstanceId) {
+        self.view.instances[id.index()].assigned -= 1;
+    }
+
+    fn policies(&mut self) -> impl Iterator<Item = &mut Box<dyn RoutingPolicy>> {
+        std::iter::once(&mut self.prefill).chain(self.decode.as_mut())
+    }
+
+    /// A first token left `id` after `ttft`.
+    pub fn on_first_token(&mut self, id: InstanceId, ttft: SimDuration) {
+        for p in self.policies() {
+            p.on_first_token(id, ttft);
+        }
+    }
+
+    /// A request finished on `id`.
+    pub fn on_request_complete(&mut self, id: InstanceId, tpot: Option<SimDuration>) {
+        for p in self.policies() {
+            p.on_request_complete(id, tpot);
+        }
+    }
+
+    /// A request failed on `id` (rejected, an HTTP error, a timeout, a dropped stream).
+    pub fn on_request_failed(&mut self, id: InstanceId) {
+        for p in self.policies() {
+            p.on_request_failed(id);
+        }
+    }
+
+    /// A request on `id` was cancelled.
+    pub fn on_request_cancelled(&mut self, id: InstanceId) {
+        for p in self.policies() {
+            p.on_request_cancelled(id);
+        }
+    }
+
+    /// How often the migration planner runs, if the decode policy migrates.
+    pub fn migration_interval(&self) -> Option<SimDuration> {
+        if self.view.decode_candidates().is_empty() { None } else { self.decode_policy().migration_interval() }
+    }
+
+    /// The decode policy's planned moves of `decoding` sequences.
+    pub fn plan_migrations(&mut self, now: SimTime, decoding: &[DecodingSeq]) -> Vec<Migration> {
+        self.view.now = now;
+        let policy = self.decode.as_mut().unwrap_or(&mut self.prefill);
+        policy.plan_migrations(&self.view, decoding, now)
+    }
+
+    /// Logs the planned move of `request` to `to`.
+    pub fn log_migration<R: Recorder>(&self, now: SimTime, request: RequestId, to: InstanceId, rec: &mut R) {
+        if rec.wants_decisions() {
+            rec.on_decision(&Decision {
+                at: now,
+                request,
+                kind: DecisionKind::Migration,
+                policy: self.decode_policy().name(),
+                chosen: to,
+                scores: &[],
+            });
+        }
+    }
+
+    /// A request moved from `from` to `to` (a migration carried out).
+    pub fn moved(&mut self, from: InstanceId, to: InstanceId) {
+        self.left(from);
+        self.view.instances[to.index()].assigned += 1;
+    }
+}
+
+/// Prompt blocks that can hit: vLLM always computes the last prompt token, so at most
+/// (prompt − 1) / block size full blocks come from the cache.
+pub fn max_hit_blocks(req: &Request, block_size: u32) -> u32 {
+    req.prompt_tokens.get().saturating_sub(1) / block_size.max(1)
+}

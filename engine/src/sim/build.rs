@@ -1,0 +1,190 @@
+//! Building a simulation from a validated scenario.
+
+use std::collections::VecDeque;
+
+use super::Simulation;
+use super::link::Link;
+use crate::cluster::{Cluster, Pool};
+use crate::cost;
+use crate::instance::{Instance, InstanceCounters};
+use crate::kv::KvCache;
+use crate::queue::{EventQueue, Phase};
+use crate::record::DepthSeries;
+use crate::rng::RunSeed;
+use crate::router::{ClusterView, InstanceId, InstanceView, RouterHost};
+use crate::seq::SeqSlab;
+use crate::spec::{SpecError, ValidSpec};
+use crate::time::SimTime;
+use crate::units::Blocks;
+use crate::workload::WorkloadGen;
+
+impl Simulation {
+    /// Builds a run of `spec` with its own seed.
+    pub fn new(spec: &ValidSpec) -> Result<Self, Vec<SpecError>> {
+        Self::with_seed(spec, RunSeed(spec.seed))
+    }
+
+    /// Builds a run of `spec` with an explicit seed. Fails only when the trace the scenario
+    /// replays can no longer be opened (validation opened it once already).
+    pub fn with_seed(spec: &ValidSpec, seed: RunSeed) -> Result<Self, Vec<SpecError>> {
+        let mut instances = Vec::new();
+        let mut kv_latency_override = Vec::new();
+        let mut local_prefill_threshold = Vec::new();
+        let mut views = Vec::new();
+        let mut pools = Vec::new();
+        let kv_blocks = spec.kv_blocks();
+        for (pi, pool) in spec.pools.iter().enumerate() {
+            for inst in &pool.instances {
+                let hw = &spec.hardware[inst.hardware];
+                let blocks = Blocks(u32::try_from(kv_blocks[instances.len()]).unwrap_or(u32::MAX - 1));
+                let id = InstanceId(instances.len() as u32);
+                let hourly_cost = hw.cost_per_hour * f64::from(inst.tp);
+                views.push(InstanceView {
+                    id,
+                    pool: pi,
+                    role: pool.role,
+                    hourly_cost,
+                    block_size: pool.engine.block_size,
+                    queued_prefill_tokens: 0,
+                    waiting: 0,
+                    running: 0,
+                    kv_free_blocks: blocks,
+                    kv_total_blocks: blocks,
+                    prefix_hit_rate: 0.0,
+                    assigned: 0,
+                });
+                kv_latency_override.push(hw.kv_transfer_latency);
+                local_prefill_threshold.push(pool.local_prefill_threshold.unwrap_or(0));
+                instances.push(Instance {
+                    id,
+                    name: inst.name.clone(),
+                    pool: pi,
+                    role: pool.role,
+                    hardware: inst.hardware,
+                    tp: inst.tp,
+                    hourly_cost,
+                    engine: pool.engine,
+                    cost: cost::build(&hw.perf, &spec.model, inst.tp),
+                    kv: KvCache::new(pool.engine.block_size, blocks, pool.engine.prefix_caching),
+                    waiting: VecDeque::new(),
+                    running: Vec::new(),
+                    inbound: VecDeque::new(),
+                    batch: Vec::new(),
+                    busy: false,
+                    wake_pending: false,
+                    migrations_pending: 0,
+                    stats: InstanceCounters::default(),
+                });
+            }
+            pools.push(Pool { name: pool.name.clone(), role: pool.role, instances: pool.instances.len() as u32, depth: 0, depth_max: 0 });
+        }
+        let mut link_of = vec![vec![None; spec.pools.len()]; spec.pools.len()];
+        let mut links = Vec::new();
+        for l in &spec.links {
+            link_of[l.from][l.to] = Some(links.len());
+            links.push(Link::new(l.latency, l.bandwidth_bytes_s));
+        }
+        let host = RouterHost::new(&spec.router, &spec.telemetry, ClusterView::new(views), seed);
+        if host.wants_kv_events() {
+            for inst in &mut instances {
+                inst.kv.track_events();
+            }
+        }
+        let conditional = local_prefill_threshold.iter().any(|&t| t > 0);
+        let migration_interval = host.migration_interval();
+        let workload = WorkloadGen::new(&spec.workload, seed)
+            .map_err(|e| vec![SpecError { path: "workload.trace".into(), message: e.to_string() }])?;
+        let cutoff = if spec.run.drain { None } else { spec.run.duration.map(|d| SimTime::ZERO + d) };
+        let mut sim = Simulation {
+            run: spec.run,
+            now: SimTime::ZERO,
+            queue: EventQueue::new(),
+            work_events: 0,
+            last_work: SimTime::ZERO,
+            cutoff,
+            cut: false,
+            cluster: Cluster {
+                instances,
+                hardware_names: spec.hardware.iter().map(|h| h.name.clone()).collect(),
+                kv_latency_override,
+                pools,
+                links,
+                link_of,
+                local_prefill_threshold,
+                conditional,
+                kv_bytes_per_token: spec.model.kv_bytes_per_token(),
+            },
+            seqs: SeqSlab::default(),
+            workload: Some(workload),
+            think_rng: seed.stream(crate::rng::stream::THINK),
+            pending: None,
+            submitted: Vec::new(),
+            submitted_free: Vec::new(),
+            arrived: 0,
+            local_prefills: 0,
+            migrations: 0,
+            cancelled: 0,
+            host,
+            migration_interval,
+            telemetry_armed: false,
+            migrate_armed: false,
+            preempted: Vec::new(),
+            finished: Vec::new(),
+            handoffs: Vec::new(),
+            landed: Vec::new(),
+            depth_series: None,
+            check_index: false,
+        };
+        sim.schedule_next_arrival();
+        sim.arm_telemetry(SimTime::ZERO);
+        sim.arm_migrate(SimTime::ZERO);
+        Ok(sim)
+    }
+
+    /// Also records each pool's queue depth over time (bounded buckets), returned in
+    /// [`crate::record::RunTotals::depth_series`]; for plots of a single run.
+    pub fn with_depth_series(mut self) -> Self {
+        self.depth_series = Some(self.cluster.pools.iter().map(|p| DepthSeries::new(p.name.clone())).collect());
+        self
+    }
+
+    /// Checks, at every routing decision, that the router's prefix index gives the overlap a
+    /// probe of every instance's cache gives (panics otherwise). For tests: it costs a probe
+    /// of every cache per decision.
+    #[doc(hidden)]
+    pub fn with_index_check(mut self) -> Self {
+        self.check_index = true;
+        self
+    }
+
+    /// Drops the scenario's own arrivals: only requests given to [`Simulation::submit`] run
+    /// (a replay driver or a co-simulation brings its own).
+    pub fn without_workload(mut self) -> Self {
+        // The pending arrival's event stays queued and finds nothing to admit.
+        self.pending = None;
+        self.workload = None;
+        self
+    }
+
+    pub(super) fn schedule_next_arrival(&mut self) {
+        if self.run.requests.is_some_and(|n| self.arrived + u64::from(self.pending.is_some()) >= n) {
+            return;
+        }
+        let Some(w) = self.workload.as_mut() else { return };
+        if let Some((users, _)) = w.closed_loop() {
+            if self.arrived == 0 && self.pending.is_none() {
+                for u in 0..users {
+                    self.push(SimTime::ZERO, Phase::Arrival, crate::sim::Event::UserReady(u));
+                }
+            }
+            return;
+        }
+        let Some(req) = w.next_request() else { return };
+        if self.run.duration.is_some_and(|d| req.arrival >= SimTime::ZERO + d) {
+            return;
+        }
+        let at = req.arrival;
+        self.pending = Some(req);
+        self.push(at, Phase::Arrival, crate::sim::Event::Arrival);
+    }
+}

@@ -1,0 +1,92 @@
+//! Migrations: the decode policy's planner moves decoding sequences between decode
+//! instances; a move happens at the end of the source's step and pays its KV transfer.
+
+use super::Simulation;
+use crate::record::Recorder;
+use crate::router::DecodingSeq;
+use crate::spec::Role;
+
+impl Simulation {
+    pub(super) fn on_migrate<R: Recorder>(&mut self, rec: &mut R) {
+        let mut decoding = Vec::new();
+        let mut sids = Vec::new();
+        for &d in self.host.view().decode_candidates() {
+            for &sid in &self.cluster.instances[d.index()].running {
+                let s = &self.seqs[sid];
+                if s.is_decoding() && !s.leaving && s.migrate_to.is_none() && !s.cancelled {
+                    decoding.push(DecodingSeq {
+                        request: s.req.id,
+                        instance: d,
+                        priority: s.req.priority,
+                        tokens_remaining: s.req.output_tokens.get() - s.generated,
+                    });
+                    sids.push(sid);
+                }
+            }
+        }
+        if decoding.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let plan = self.host.plan_migrations(now, &decoding);
+        for m in plan {
+            // The plan names at most `max_per_call` sequences: a scan per move is fine.
+            let Some(k) = decoding.iter().position(|d| d.request == m.request && d.instance == m.from) else { continue };
+            let sid = sids[k];
+            let req = self.seqs[sid].req.clone();
+            let to_ok = self.host.view().instances.get(m.to.index()).is_some_and(|v| v.role == Role::Decode);
+            if m.to == m.from || !to_ok || !self.fits(m.to.index(), &req, Role::Decode) {
+                continue;
+            }
+            self.host.log_migration(now, req.id, m.to, rec);
+            self.seqs[sid].migrate_to = Some(m.to);
+            let from = m.from.index();
+            self.cluster.instances[from].migrations_pending += 1;
+            if !self.cluster.instances[from].busy {
+                self.execute_migrations(from);
+            }
+        }
+    }
+
+    /// Moves every sequence of instance `i` with a migration requested: out of the running
+    /// set, then like a prefill handoff (reserve at the destination, move the uncached KV).
+    pub(super) fn execute_migrations(&mut self, i: usize) {
+        let d0 = self.begin_change(i);
+        let mut moving = Vec::new();
+        let inst = &mut self.cluster.instances[i];
+        inst.migrations_pending = 0;
+        for &sid in inst.waiting.iter() {
+            // Preempted since the plan: it no longer holds KV to move.
+            self.seqs[sid].migrate_to = None;
+        }
+        let seqs = &mut self.seqs;
+        inst.running.retain(|&sid| {
+            let s = &mut seqs[sid];
+            match s.migrate_to.take() {
+                Some(to) if !s.leaving && s.is_decoding() => {
+                    moving.push((sid, to));
+                    false
+                }
+                _ => true,
+            }
+        });
+        self.end_change(i, d0);
+        for (sid, to) in moving {
+            let s = &mut self.seqs[sid];
+            s.decode_on = to;
+            s.migrations += 1;
+            self.migrations += 1;
+            self.cluster.instances[i].stats.migrations_out += 1;
+            self.cluster.instances[to.index()].stats.migrations_in += 1;
+            self.host.moved(self.cluster.instances[i].id, to);
+            self.seqs[sid].assigned_to = to;
+            if self.cluster.instances[to.index()].inbound.is_empty() && self.try_send(sid) {
+                continue;
+            }
+            self.cluster.instances[to.index()].inbound.push_back(sid);
+            self.publish(to.index());
+        }
+        self.publish(i);
+        self.wake(i);
+    }
+}

@@ -1,0 +1,290 @@
+//! The simulation: a steppable discrete-event engine over one event queue.
+//!
+//! [`Simulation::run`] is a thin loop over the stepping API — [`Simulation::submit`],
+//! [`Simulation::next_event_time`], [`Simulation::step_until`], [`Simulation::cancel`] — so
+//! live mode, closed-loop drivers and co-simulation reuse the same core, and stepping in
+//! chunks gives the same records as one run.
+//!
+//! The parts: `build` (from a validated spec), `arrivals` (admission and routing through the
+//! [`RouterHost`]), `steps` (instance steps), `transfer` and `link` (KV transfers over
+//! processor-sharing links), `migrate`, `cancel`, and `accounting` (gauges, queue depth,
+//! records and totals).
+
+mod accounting;
+mod arrivals;
+mod build;
+mod cancel;
+pub(crate) mod link;
+mod migrate;
+mod steps;
+mod transfer;
+
+use crate::cluster::Cluster;
+use crate::queue::{EventQueue, Phase};
+use crate::record::{DepthSeries, Recorder, RunTotals};
+use crate::request::Request;
+use crate::router::RouterHost;
+use crate::seq::{SeqId, SeqSlab};
+use crate::spec::RunSpec;
+use crate::time::{SimDuration, SimTime};
+use crate::units::check_length;
+use crate::workload::WorkloadGen;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Event {
+    /// The workload's next request arrives.
+    Arrival,
+    /// A request given to [`Simulation::submit`] arrives (its slot).
+    Submitted(u32),
+    TryStep(u32),
+    StepFinished(u32),
+    /// The live completion of a link is due (stale when the link expects another time).
+    LinkDone(u32),
+    /// The KV of a sequence landed at its decode instance.
+    TransferDone(SeqId),
+    TelemetryTick,
+    /// The router's migration planner runs.
+    Migrate,
+    /// A closed-loop user sends its next request.
+    UserReady(u32),
+}
+
+impl Event {
+    /// Periodic control events do not keep a run alive.
+    fn is_work(&self) -> bool {
+        !matches!(self, Event::TelemetryTick | Event::Migrate)
+    }
+}
+
+/// Why [`Simulation::submit`] refused a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// It arrives before the simulation's current time.
+    #[error("request {id} arrives at {arrival}, before the simulation's current time {now}")]
+    InThePast {
+        /// The request.
+        id: u64,
+        /// Its arrival.
+        arrival: SimTime,
+        /// The simulation's time.
+        now: SimTime,
+    },
+    /// A length is out of bounds.
+    #[error("request {id}: {message}")]
+    Length {
+        /// The request.
+        id: u64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One simulation run of a validated scenario.
+pub struct Simulation {
+    run: RunSpec,
+    now: SimTime,
+    queue: EventQueue<Event>,
+    /// Work events (not periodic control) waiting in the queue.
+    work_events: u64,
+    last_work: SimTime,
+    /// Arrivals stop being processed after this time (runs that do not drain).
+    cutoff: Option<SimTime>,
+    cut: bool,
+    cluster: Cluster,
+    seqs: SeqSlab,
+    workload: Option<WorkloadGen>,
+    think_rng: crate::rng::StreamRng,
+    pending: Option<Request>,
+    submitted: Vec<Option<Request>>,
+    submitted_free: Vec<u32>,
+    arrived: u64,
+    local_prefills: u64,
+    migrations: u64,
+    cancelled: u64,
+    host: RouterHost,
+    migration_interval: Option<SimDuration>,
+    telemetry_armed: bool,
+    migrate_armed: bool,
+    preempted: Vec<SeqId>,
+    finished: Vec<SeqId>,
+    handoffs: Vec<SeqId>,
+    landed: Vec<SeqId>,
+    depth_series: Option<Vec<DepthSeries>>,
+    check_index: bool,
+}
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation").field("now", &self.now).field("instances", &self.cluster.instances.len()).finish_non_exhaustive()
+    }
+}
+
+impl Simulation {
+    fn push(&mut self, at: SimTime, phase: Phase, ev: Event) {
+        if ev.is_work() {
+            self.work_events += 1;
+        }
+        self.queue.push(at, phase, ev);
+    }
+
+    /// The current simulated time: that of the last event processed.
+    pub fn now(&self) -> SimTime {
+        self.now
+    }
+
+    /// The router host (its view, counters and prefix index), for inspection.
+    pub fn router(&self) -> &RouterHost {
+        &self.host
+    }
+
+    /// Requests in flight: arrived, not yet finished, rejected or cancelled.
+    pub fn in_flight(&self) -> usize {
+        self.seqs.live()
+    }
+
+    /// When the next event happens; `None` when the run has nothing left to do (or passed
+    /// its stop time without draining).
+    pub fn next_event_time(&self) -> Option<SimTime> {
+        if self.cut {
+            return None;
+        }
+        let t = self.queue.peek_time()?;
+        if self.cutoff.is_some_and(|c| t > c) { None } else { Some(t) }
+    }
+
+    /// Adds a request from outside the workload (a co-simulation, a replay driver). It
+    /// arrives at `req.arrival`, which must not be before [`Simulation::now`]; its id should
+    /// be unique within the run ([`Simulation::cancel`] finds requests by id).
+    pub fn submit(&mut self, req: Request) -> Result<(), SubmitError> {
+        if req.arrival < self.now {
+            return Err(SubmitError::InThePast { id: req.id.0, arrival: req.arrival, now: self.now });
+        }
+        for (what, n) in [("the prompt", req.prompt_tokens), ("the output", req.output_tokens)] {
+            check_length(what, n.as_u64()).map_err(|message| SubmitError::Length { id: req.id.0, message })?;
+        }
+        let at = req.arrival;
+        let slot = match self.submitted_free.pop() {
+            Some(k) => {
+                self.submitted[k as usize] = Some(req);
+                k
+            }
+            None => {
+                self.submitted.push(Some(req));
+                (self.submitted.len() - 1) as u32
+            }
+        };
+        self.push(at, Phase::Arrival, Event::Submitted(slot));
+        self.cut = false;
+        self.arm_telemetry(self.now);
+        self.arm_migrate(self.now);
+        Ok(())
+    }
+
+    /// Processes every event at or before `until` (and before the stop time of a run that
+    /// does not drain). Returns whether events remain. Stepping to `t1` then `t2` gives the
+    /// same records as stepping to `t2` at once.
+    pub fn step_until<R: Recorder>(&mut self, until: SimTime, rec: &mut R) -> bool {
+        while let Some(t) = self.queue.peek_time() {
+            if t > until {
+                return true;
+            }
+            if let Some(c) = self.cutoff
+                && t > c
+            {
+                self.cut = true;
+                return false;
+            }
+            let (t, ev) = self.queue.pop().expect("peeked");
+            self.now = t;
+            if ev.is_work() {
+                self.work_events -= 1;
+                self.last_work = t;
+            }
+            self.dispatch(ev, rec);
+        }
+        false
+    }
+
+    fn dispatch<R: Recorder>(&mut self, ev: Event, rec: &mut R) {
+        let t = self.now;
+        match ev {
+            Event::Arrival => {
+                if let Some(req) = self.pending.take() {
+                    self.admit(req, u32::MAX, rec);
+                    self.schedule_next_arrival();
+                }
+            }
+            Event::Submitted(slot) => {
+                self.submitted_free.push(slot);
+                // Empty when it was cancelled before it arrived.
+                if let Some(req) = self.submitted[slot as usize].take() {
+                    self.admit(req, u32::MAX, rec);
+                }
+            }
+            Event::UserReady(u) => {
+                let open = self.run.requests.is_none_or(|n| self.arrived < n) && self.run.duration.is_none_or(|d| t < SimTime::ZERO + d);
+                if open && let Some(w) = self.workload.as_mut() {
+                    let req = w.request_at(t);
+                    self.admit(req, u, rec);
+                }
+            }
+            Event::TryStep(i) => self.on_try_step(i as usize, rec),
+            Event::StepFinished(i) => self.on_step_finished(i as usize, rec),
+            Event::LinkDone(l) => self.on_link_done(l as usize),
+            Event::TransferDone(s) => self.on_transfer_done(s, rec),
+            Event::TelemetryTick => {
+                self.publish_all();
+                self.telemetry_armed = false;
+                // Refreshes stop with the work; a later submission restarts them.
+                if self.work_events > 0 {
+                    self.arm_telemetry(t);
+                }
+            }
+            Event::Migrate => {
+                self.on_migrate(rec);
+                self.migrate_armed = false;
+                if self.work_events > 0 {
+                    self.arm_migrate(t);
+                }
+            }
+        }
+    }
+
+    /// Schedules the next gauge refresh one interval after `t`, unless one is pending.
+    fn arm_telemetry(&mut self, t: SimTime) {
+        let interval = self.host.telemetry_interval();
+        if interval > SimDuration::ZERO && !self.telemetry_armed {
+            self.telemetry_armed = true;
+            self.push(t + interval, Phase::Control, Event::TelemetryTick);
+        }
+    }
+
+    /// Schedules the next migration planning one interval after `t`, unless one is pending.
+    fn arm_migrate(&mut self, t: SimTime) {
+        if let Some(m) = self.migration_interval
+            && !self.migrate_armed
+        {
+            self.migrate_armed = true;
+            self.push(t + m, Phase::Control, Event::Migrate);
+        }
+    }
+
+    /// Runs to the end and returns the totals; requests go to `rec` as they leave.
+    pub fn run<R: Recorder>(mut self, rec: &mut R) -> RunTotals {
+        self.step_until(SimTime::MAX, rec);
+        self.finish(rec)
+    }
+
+    /// Ends the run now: requests still in flight are reported as unfinished; returns the
+    /// totals over the run's window.
+    pub fn finish<R: Recorder>(self, rec: &mut R) -> RunTotals {
+        let end = match (self.cut, self.cutoff) {
+            (true, Some(c)) => c,
+            _ => self.last_work.max(SimTime::ZERO + self.run.duration.unwrap_or(SimDuration::ZERO)),
+        };
+        self.close(end, rec)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Instance steps: building a batch, and what happens when its step ends.
+
+use super::{Event, Simulation};
+use crate::queue::Phase;
+use crate::record::{Outcome, Recorder};
+use crate::spec::Role;
+
+impl Simulation {
+    /// Asks instance `i` to start a step now, unless it is busy or already asked.
+    pub(super) fn wake(&mut self, i: usize) {
+        let inst = &mut self.cluster.instances[i];
+        if !inst.busy && !inst.wake_pending && inst.depth() > 0 {
+            inst.wake_pending = true;
+            self.push(self.now, Phase::Schedule, Event::TryStep(i as u32));
+        }
+    }
+
+    /// Forwards instance `i`'s KV-cache events to the router's prefix index.
+    pub(super) fn sync_kv(&mut self, i: usize) {
+        let inst = &mut self.cluster.instances[i];
+        if inst.kv.has_events() {
+            let id = inst.id;
+            for ev in inst.kv.drain_events() {
+                self.host.kv_event(id, ev);
+            }
+        }
+    }
+
+    pub(super) fn on_try_step<R: Recorder>(&mut self, i: usize, rec: &mut R) {
+        let now = self.now;
+        let inst = &mut self.cluster.instances[i];
+        inst.wake_pending = false;
+        if inst.busy {
+            return;
+        }
+        self.preempted.clear();
+        let shape = inst.build_batch(&mut self.seqs, &mut self.preempted);
+        for _ in 0..self.preempted.len() {
+            rec.on_preemption(inst.id, now);
+        }
+        if inst.batch.is_empty() {
+            self.sync_kv(i);
+            self.publish(i);
+            return;
+        }
+        let dur = inst.cost.step_time(&shape);
+        inst.busy = true;
+        inst.stats.steps += 1;
+        inst.stats.busy_ns += dur.as_nanos();
+        rec.on_step(inst.id, now, dur, &shape);
+        self.push(now + dur, Phase::Completion, Event::StepFinished(i as u32));
+        self.sync_kv(i);
+        self.publish(i);
+    }
+
+    pub(super) fn on_step_finished<R: Recorder>(&mut self, i: usize, rec: &mut R) {
+        let now = self.now;
+        let d0 = self.begin_change(i);
+        let inst = &mut self.cluster.instances[i];
+        inst.busy = false;
+        let role = inst.role;
+        let id = inst.id;
+        let mut cancelled = false;
+        for k in 0..inst.batch.len() {
+            let (sid, chunk) = inst.batch[k];
+            debug_assert!(chunk > 0, "a step computes at least one token of every scheduled sequence");
+            if self.seqs[sid].cancelled {
+                cancelled = true;
+                continue;
+            }
+            self.seqs[sid].computed += chunk;
+            inst.register_full_blocks(&mut self.seqs, sid, false);
+            let s = &mut self.seqs[sid];
+            if s.computed < s.known() {
+                continue;
+            }
+            s.generated += 1;
+            if s.generated == 1 {
+                s.first_token = Some(now);
+                let ttft = now - s.req.arrival;
+                let charged = std::mem::take(&mut s.charged);
+                self.host.prefill_done(s.prefill_on, charged);
+                self.host.on_first_token(id, ttft);
+            } else {
+                let gap = now - s.last_token;
+                s.max_gap = s.max_gap.max(gap);
+                rec.on_token_gap(gap);
+            }
+            s.last_token = now;
+            if s.generated >= s.req.output_tokens.get() {
+                inst.kv.release(&mut s.blocks);
+                s.leaving = true;
+                self.finished.push(sid);
+            } else if role == Role::Prefill && s.generated == 1 {
+                s.leaving = true;
+                self.handoffs.push(sid);
+            }
+        }
+        if cancelled {
+            // Sequences cancelled during the step: recorded already; free them now.
+            for k in 0..inst.batch.len() {
+                let sid = inst.batch[k].0;
+                if self.seqs.get(sid).is_some_and(|s| s.cancelled) {
+                    let s = &mut self.seqs[sid];
+                    inst.kv.release(&mut s.blocks);
+                    self.seqs.remove(sid);
+                }
+            }
+        }
+        if !self.finished.is_empty() || !self.handoffs.is_empty() {
+            let seqs = &self.seqs;
+            inst.running.retain(|&s| !seqs[s].leaving);
+        }
+        inst.check_invariants(&self.seqs);
+        self.end_change(i, d0);
+        self.sync_kv(i);
+
+        for k in 0..self.finished.len() {
+            let sid = self.finished[k];
+            let s = self.seqs.remove(sid);
+            let r = Self::record(&s, Outcome::Finished, None);
+            self.host.on_request_complete(id, r.tpot());
+            self.host.left(id);
+            rec.on_request(&r);
+            self.user_done(s.user);
+        }
+        self.finished.clear();
+        for k in 0..self.handoffs.len() {
+            let sid = self.handoffs[k];
+            self.start_handoff(sid, i, rec);
+        }
+        self.handoffs.clear();
+        if self.cluster.instances[i].migrations_pending > 0 {
+            self.execute_migrations(i);
+        }
+        self.drain_inbound(i);
+        self.publish(i);
+        // The next step starts now. When nothing else happens at this instant it starts
+        // directly (same order as through the queue, one event fewer per step).
+        let inst = &self.cluster.instances[i];
+        if !inst.wake_pending && inst.depth() > 0 && self.queue.peek_time().is_none_or(|t| t > now) {
+            self.on_try_step(i, rec);
+        } else {
+            self.wake(i);
+        }
+    }
+}

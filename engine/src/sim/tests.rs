@@ -1,0 +1,270 @@
+//! Tests of the simulation core against independent computations.
+
+use rand::{RngExt, SeedableRng};
+
+use super::*;
+use crate::catalogue;
+use crate::record::{Outcome, RequestRecord};
+use crate::request::RequestId;
+use crate::router::InstanceId;
+use crate::spec::*;
+use crate::units::Tokens;
+
+#[test]
+fn events_stay_small() {
+    // Heap entries are (time, order, event): 24 bytes keeps sifting cheap.
+    assert!(std::mem::size_of::<Event>() <= 8, "{}", std::mem::size_of::<Event>());
+}
+
+fn rates(name: &str, prefill_tok_s: f64, decode_tok_s: f64, kv_tokens: u64) -> HardwareSpec {
+    HardwareSpec {
+        name: name.into(),
+        cost_per_hour: 1.0,
+        memory_bytes: None,
+        kv_capacity_tokens: Some(kv_tokens),
+        kv_transfer_latency: None,
+        perf: PerfSpec::Rates { prefill_tok_s, decode_tok_s, step_overhead: SimDuration::ZERO },
+    }
+}
+
+fn pool(name: &str, role: Role, hardware: usize, n: usize, engine: EngineSpec) -> PoolSpec {
+    PoolSpec {
+        name: name.into(),
+        role,
+        engine,
+        instances: (0..n).map(|i| InstanceSpec { name: format!("{name}{i}"), hardware, tp: 1 }).collect(),
+        local_prefill_threshold: None,
+    }
+}
+
+fn base_spec() -> ScenarioSpec {
+    ScenarioSpec {
+        name: "t".into(),
+        seed: 7,
+        model: catalogue::model("llama-3.1-8b").unwrap(),
+        hardware: vec![],
+        pools: vec![],
+        links: vec![],
+        router: RouterSpec::single(PolicySpec::RoundRobin),
+        telemetry: TelemetrySpec::default(),
+        workload: WorkloadSpec {
+            arrivals: ArrivalSpec::Poisson { rate_per_s: 10.0, burst: None },
+            prompt: LengthSpec::Uniform { lo: 100, hi: 1000 },
+            output: LengthSpec::Constant(2),
+            priority: (0, 0),
+            prefix: None,
+            classes: vec![],
+            trace: None,
+        },
+        slo: SloSpec::default(),
+        run: RunSpec { duration: None, requests: Some(1000), drain: true },
+        sweep: None,
+    }
+}
+
+#[derive(Default)]
+struct Transfers(Vec<(SimTime, SimDuration, u64)>);
+impl Recorder for Transfers {
+    fn on_transfer(&mut self, _from: InstanceId, _to: InstanceId, start: SimTime, d: SimDuration, bytes: u64) {
+        self.0.push((start, d, bytes));
+    }
+}
+
+/// Equal-share processor sharing computed directly: at every start or end, every active
+/// transfer's remaining bytes drop by the elapsed time × bandwidth / active count.
+fn processor_sharing(starts: &[(f64, f64)], bw: f64) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..starts.len()).collect();
+    order.sort_by(|&a, &b| starts[a].0.total_cmp(&starts[b].0).then(a.cmp(&b)));
+    let mut finish = vec![0.0; starts.len()];
+    let mut active: Vec<(usize, f64)> = Vec::new();
+    let (mut t, mut next) = (0.0f64, 0);
+    while next < order.len() || !active.is_empty() {
+        let share = if active.is_empty() { 0.0 } else { bw / active.len() as f64 };
+        let to_end = active.iter().map(|a| a.1 / share).fold(f64::INFINITY, f64::min);
+        let to_arrival = if next < order.len() { starts[order[next]].0 - t } else { f64::INFINITY };
+        let dt = to_end.min(to_arrival).max(0.0);
+        for a in &mut active {
+            a.1 -= dt * share;
+        }
+        t += dt;
+        if to_end <= to_arrival {
+            // Everything within a nanosecond's worth of bytes of done finishes now.
+            let eps = share * 1e-10;
+            active.retain(|&(k, left)| {
+                if left <= eps {
+                    finish[k] = t;
+                    false
+                } else {
+                    true
+                }
+            });
+        } else {
+            let k = order[next];
+            next += 1;
+            active.push((k, starts[k].1));
+        }
+    }
+    finish
+}
+
+#[test]
+fn a_saturated_link_shares_bandwidth_exactly_over_seventy_thousand_transfers() {
+    // Prefill is nearly free and decode pools have room, so every transfer's time is the
+    // link's: 10 GB/s against about 97% of its capacity (mean 550 tokens × 128 KiB).
+    // 70,000 transfers re-planned one by one would wrap a 16-bit epoch many times over.
+    const BW: f64 = 10e9;
+    let mut spec = base_spec();
+    spec.hardware = vec![rates("p", 1e12, 1e12, 1 << 31), rates("d", 1e12, 1e12, 1 << 31)];
+    spec.pools = vec![pool("pf", Role::Prefill, 0, 4, EngineSpec::default()), pool("dc", Role::Decode, 1, 4, EngineSpec::default())];
+    spec.links = vec![LinkSpec { from: 0, to: 1, latency: SimDuration::from_micros(50), bandwidth_bytes_s: Some(BW) }];
+    let bytes_per_request = 550.0 * spec.model.kv_bytes_per_token() as f64;
+    spec.workload.arrivals = ArrivalSpec::Poisson { rate_per_s: 0.97 * BW / bytes_per_request, burst: None };
+    spec.run.requests = Some(70_000);
+    let spec = spec.validate().unwrap();
+    let mut rec = Transfers::default();
+    let totals = Simulation::new(&spec).unwrap().run(&mut rec);
+    assert_eq!(totals.arrived, 70_000);
+    assert_eq!(rec.0.len(), 70_000, "every request crossed the link once");
+    let starts: Vec<(f64, f64)> = rec.0.iter().map(|&(s, _, b)| (s.as_secs_f64(), b as f64)).collect();
+    let expect = processor_sharing(&starts, BW);
+    let mut worst: f64 = 0.0;
+    for (k, &(s, d, _)) in rec.0.iter().enumerate() {
+        let wire_end = (s + d).as_secs_f64() - 50e-6;
+        worst = worst.max((wire_end - expect[k]).abs());
+    }
+    // Event times are whole nanoseconds; the error never accumulates past a few.
+    assert!(worst < 20e-9, "largest difference from processor sharing: {worst:e} s");
+    // The link really was shared: many transfers overlapped.
+    let overlapped = rec.0.windows(2).filter(|w| w[1].0 < w[0].0 + w[0].1).count();
+    assert!(overlapped > 10_000, "{overlapped}");
+}
+
+#[derive(Default)]
+struct Rows(Vec<RequestRecord>, u64);
+impl Recorder for Rows {
+    fn on_request(&mut self, r: &RequestRecord) {
+        self.0.push(*r);
+    }
+    fn on_token_gap(&mut self, gap: SimDuration) {
+        self.1 = self.1.wrapping_mul(31).wrapping_add(gap.as_nanos());
+    }
+}
+
+/// A random small fleet that exercises the prefix index: shared prefixes, small caches
+/// (evictions), mixed or split pools, conditional disaggregation, both prefix-aware policies.
+fn random_prefix_spec(rng: &mut crate::rng::StreamRng) -> ScenarioSpec {
+    let mut spec = base_spec();
+    spec.seed = rng.random();
+    let block_size = [4, 16, 32][rng.random_range(0..3)];
+    let kv_tokens = rng.random_range(3_000..20_000);
+    let engine = EngineSpec {
+        block_size,
+        max_batch_tokens: rng.random_range(256..4096),
+        max_seqs: rng.random_range(4..64),
+        chunked_prefill: rng.random(),
+        ..EngineSpec::default()
+    };
+    spec.hardware = vec![rates("g", 50_000.0, 5_000.0, kv_tokens)];
+    let n = rng.random_range(2..7);
+    if rng.random() {
+        spec.pools = vec![pool("m", Role::Mixed, 0, n, engine)];
+    } else {
+        let mut d = pool("d", Role::Decode, 0, n, engine);
+        if rng.random() {
+            d.local_prefill_threshold = Some(rng.random_range(100..1500));
+        }
+        spec.pools = vec![pool("p", Role::Prefill, 0, rng.random_range(1..4), engine), d];
+        spec.links = vec![LinkSpec { from: 0, to: 1, latency: SimDuration::from_micros(100), bandwidth_bytes_s: Some(5e10) }];
+    }
+    spec.router = RouterSpec::single(if rng.random() {
+        PolicySpec::KvAware(KvAwarePolicySpec { prefill_load_scale: rng.random_range(0.5..4.0), temperature: 0.0 })
+    } else {
+        PolicySpec::CacheAware(CacheAwarePolicySpec::default())
+    });
+    spec.workload.arrivals = ArrivalSpec::Poisson { rate_per_s: rng.random_range(5.0..60.0), burst: None };
+    spec.workload.prompt = LengthSpec::Uniform { lo: 10, hi: 800 };
+    spec.workload.output = LengthSpec::Uniform { lo: 1, hi: 64 };
+    spec.workload.prefix = Some(PrefixSpec { groups: rng.random_range(1..12), tokens: rng.random_range(16..1200) });
+    spec.run.requests = Some(600);
+    spec
+}
+
+#[test]
+fn the_prefix_index_equals_a_probe_of_every_cache() {
+    let mut rng = crate::rng::StreamRng::seed_from_u64(11);
+    for case in 0..24 {
+        let spec = random_prefix_spec(&mut rng);
+        let Ok(spec) = spec.validate() else { continue };
+        // Panics at the first decision where the index and a probe of a cache disagree.
+        let mut rows = Rows::default();
+        let totals = Simulation::new(&spec).unwrap().with_index_check().run(&mut rows);
+        assert_eq!(rows.0.len() as u64, totals.arrived, "case {case}");
+        assert!(rows.0.iter().any(|r| r.cached_tokens > Tokens::ZERO), "case {case}: no prefix was ever reused");
+    }
+}
+
+fn records(spec: &ValidSpec, chunk: Option<u64>) -> (Vec<RequestRecord>, u64, String) {
+    let mut rows = Rows::default();
+    let mut sim = Simulation::new(spec).unwrap();
+    if let Some(ns) = chunk {
+        let mut t = SimTime::ZERO;
+        while sim.next_event_time().is_some() {
+            t += SimDuration::from_nanos(ns);
+            sim.step_until(t, &mut rows);
+        }
+    }
+    let totals = sim.run(&mut rows);
+    (rows.0, rows.1, format!("{totals:?}"))
+}
+
+#[test]
+fn stepping_in_chunks_gives_the_records_of_one_run() {
+    let mut rng = crate::rng::StreamRng::seed_from_u64(3);
+    for _ in 0..6 {
+        let spec = random_prefix_spec(&mut rng).validate().unwrap();
+        let whole = records(&spec, None);
+        for ns in [1_000_000, 37_000_123, 1_000_000_000] {
+            assert_eq!(records(&spec, Some(ns)), whole, "chunks of {ns} ns");
+        }
+    }
+}
+
+#[test]
+fn submitted_requests_run_and_cancelled_ones_free_everything() {
+    let mut spec = base_spec();
+    spec.hardware = vec![rates("p", 20_000.0, 2_000.0, 50_000), rates("d", 20_000.0, 2_000.0, 50_000)];
+    spec.pools = vec![pool("pf", Role::Prefill, 0, 1, EngineSpec::default()), pool("dc", Role::Decode, 1, 1, EngineSpec::default())];
+    spec.links = vec![LinkSpec { from: 0, to: 1, latency: SimDuration::from_millis(1), bandwidth_bytes_s: Some(1e9) }];
+    let spec = spec.validate().unwrap();
+    let mut sim = Simulation::new(&spec).unwrap().without_workload();
+    let req = |id: u64, at_ms: u64| Request {
+        id: RequestId(id),
+        arrival: SimTime(at_ms * 1_000_000),
+        prompt_tokens: Tokens(2000),
+        output_tokens: Tokens(50),
+        priority: 0,
+        prefix_group: 0,
+        prefix_tokens: Tokens::ZERO,
+        class: 0,
+        trace_blocks: None,
+        trace_block_tokens: 0,
+    };
+    for id in 0..6 {
+        sim.submit(req(id, id * 5)).unwrap();
+    }
+    let mut rows = Rows::default();
+    // Request 0 prefills for 100 ms, then sends 256 MB over a 1 GB/s link.
+    sim.step_until(SimTime(10_000_000), &mut rows);
+    assert!(sim.cancel(RequestId(1), &mut rows), "queued behind request 0");
+    sim.step_until(SimTime(150_000_000), &mut rows);
+    assert!(sim.cancel(RequestId(0), &mut rows), "on the wire");
+    assert!(!sim.cancel(RequestId(0), &mut rows), "already gone");
+    assert!(sim.cancel(RequestId(5), &mut rows), "in the step in progress");
+    assert_eq!(sim.submit(req(9, 1)), Err(SubmitError::InThePast { id: 9, arrival: SimTime(1_000_000), now: sim.now() }));
+    let totals = sim.run(&mut rows);
+    let outcome = |id: u64| rows.0.iter().find(|r| r.id.0 == id).map(|r| r.outcome);
+    assert_eq!([0, 1, 5].map(outcome), [Some(Outcome::Cancelled); 3]);
+    assert_eq!([2, 3, 4].map(outcome), [Some(Outcome::Finished); 3]);
+    assert_eq!(totals.cancelled, 3);
+    assert_eq!(rows.0.len(), 6, "each request reported once");
+}

@@ -1,0 +1,127 @@
+//! A neutral typed table: what the CSV and Parquet writers both consume, so that the two
+//! copies of a table always agree on column names and types.
+//!
+//! Floats are written to CSV with a decimal point or an exponent (`0.0`, `2.5`, `1e-7`), so
+//! pandas and polars infer a float for every float column whatever its first rows hold; a
+//! missing value is an empty field (null), never `0` or `NaN`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use crate::flatten::csv_text;
+
+/// The values of one column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ColumnData {
+    /// Unsigned 32-bit integers (indices, counts).
+    U32(Vec<u32>),
+    /// Unsigned 64-bit integers (seeds: beyond what a float holds exactly).
+    U64(Vec<u64>),
+    /// Floats; `None` is a missing value.
+    F64(Vec<Option<f64>>),
+    /// Text.
+    Text(Vec<String>),
+}
+
+impl ColumnData {
+    /// Rows in the column.
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnData::U32(v) => v.len(),
+            ColumnData::U64(v) => v.len(),
+            ColumnData::F64(v) => v.len(),
+            ColumnData::Text(v) => v.len(),
+        }
+    }
+
+    /// Whether the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn csv(&self, row: usize) -> String {
+        match self {
+            ColumnData::U32(v) => v[row].to_string(),
+            ColumnData::U64(v) => v[row].to_string(),
+            ColumnData::F64(v) => v[row].map(float_text).unwrap_or_default(),
+            ColumnData::Text(v) => csv_text(&v[row]),
+        }
+    }
+}
+
+/// A float as CSV text that always reads back as a float: `0.0`, `1.5`, `1e-7`; empty when
+/// it is not finite (no data).
+pub fn float_text(x: f64) -> String {
+    if x.is_finite() { format!("{x:?}") } else { String::new() }
+}
+
+/// A named, typed column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypedColumn {
+    /// Column name.
+    pub name: String,
+    /// Its values.
+    pub data: ColumnData,
+}
+
+impl TypedColumn {
+    /// A column named `name` holding `data`.
+    pub fn new(name: impl Into<String>, data: ColumnData) -> Self {
+        TypedColumn { name: name.into(), data }
+    }
+}
+
+/// Columns of equal length.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Frame {
+    /// The columns, in order.
+    pub columns: Vec<TypedColumn>,
+}
+
+impl Frame {
+    /// Rows in the table.
+    pub fn height(&self) -> usize {
+        self.columns.first().map_or(0, |c| c.data.len())
+    }
+
+    /// Appends a column; it must have as many rows as the others.
+    pub fn push(&mut self, c: TypedColumn) {
+        debug_assert!(self.columns.is_empty() || c.data.len() == self.height(), "column `{}` has another length", c.name);
+        self.columns.push(c);
+    }
+
+    /// Writes the table as CSV with a header row.
+    pub fn write_csv(&self, path: &Path) -> io::Result<()> {
+        let mut w = BufWriter::new(File::create(path)?);
+        let header: Vec<String> = self.columns.iter().map(|c| csv_text(&c.name)).collect();
+        writeln!(w, "{}", header.join(","))?;
+        for r in 0..self.height() {
+            let row: Vec<String> = self.columns.iter().map(|c| c.data.csv(r)).collect();
+            writeln!(w, "{}", row.join(","))?;
+        }
+        w.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_always_read_back_as_floats_and_missing_is_empty() {
+        assert_eq!(float_text(0.0), "0.0");
+        assert_eq!(float_text(3.0), "3.0");
+        assert_eq!(float_text(0.8641), "0.8641");
+        assert_eq!(float_text(1e-7), "1e-7");
+        assert_eq!(float_text(f64::NAN), "");
+        let dir = std::env::temp_dir().join(format!("simctl-frame-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = Frame::default();
+        f.push(TypedColumn::new("point", ColumnData::U32(vec![0, 1])));
+        f.push(TypedColumn::new("x", ColumnData::F64(vec![Some(0.0), None])));
+        f.push(TypedColumn::new("name,odd", ColumnData::Text(vec!["a".into(), "b,c".into()])));
+        f.write_csv(&dir.join("t.csv")).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("t.csv")).unwrap(), "point,x,\"name,odd\"\n0,0.0,a\n1,,\"b,c\"\n");
+    }
+}
