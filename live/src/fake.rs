@@ -26,6 +26,7 @@ use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::{Method, Request, Response, StatusCode};
+use simctl_engine::rng::{fnv1a, mix};
 use tokio::sync::{mpsc, oneshot};
 
 /// What a step costs: the fake sleeps this long before emitting the next output.
@@ -313,7 +314,7 @@ fn prompt_tokens(prompt: &serde_json::Value) -> Option<(Vec<u64>, Option<String>
     match prompt {
         serde_json::Value::Array(a) => Some((a.iter().map(|x| x.as_u64()).collect::<Option<Vec<u64>>>()?, None)),
         serde_json::Value::String(s) => {
-            let ids = s.as_bytes().chunks(4).map(|c| c.iter().fold(0u64, |h, &b| h.wrapping_mul(257).wrapping_add(u64::from(b)))).collect();
+            let ids = s.as_bytes().chunks(4).map(fnv1a).collect();
             Some((ids, Some(s.clone())))
         }
         _ => None,
@@ -325,10 +326,11 @@ fn prompt_tokens(prompt: &serde_json::Value) -> Option<(Vec<u64>, Option<String>
 fn lookup_prefix(state: &State, ids: &[u64]) -> u32 {
     let bs = state.spec.block_size.max(1) as usize;
     let mut cache = lock(&state.cache);
-    let (mut h, mut cached, mut hit_run) = (0xcbf2_9ce4_8422_2325u64, 0usize, true);
+    // Each block's hash chains its parent's, so a block matches only after the same prefix.
+    let (mut h, mut cached, mut hit_run) = (0u64, 0usize, true);
     for block in ids.chunks_exact(bs) {
         for &t in block {
-            h = (h ^ t).wrapping_mul(0x0100_0000_01b3);
+            h = mix(h ^ t);
         }
         if hit_run && cache.contains(&h) {
             cached += bs;

@@ -223,9 +223,9 @@ impl RunRecorder {
             request_id: Some(r.id.0.to_string()),
             ttft_ms: ttft.as_millis_f64(),
             decode_ms: SimDuration(e2e.as_nanos().saturating_sub(ttft.as_nanos())).as_millis_f64(),
-            prompt_tokens: Some(r.prompt_tokens),
-            output_tokens: r.generated_tokens,
-            case: if r.cached_tokens > 0 { "warm" } else { "cold" }.into(),
+            prompt_tokens: Some(r.prompt_tokens.get()),
+            output_tokens: r.generated_tokens.get(),
+            case: if r.cached_tokens.get() > 0 { "warm" } else { "cold" }.into(),
         };
         writeln!(w, "{}", serde_json::to_string(&row).map_err(io::Error::other)?)
     }

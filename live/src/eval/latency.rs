@@ -1,6 +1,8 @@
 //! The latency matrix: cold (new prefix) and warm (cached prefix) requests at each decode
 //! length, with token-id prompts and `ignore_eos` so that lengths are exact.
 
+use simctl_engine::rng::mix;
+
 /// The lab's decode lengths.
 pub const DECODE_LENGTHS: [u32; 3] = [128, 512, 2048];
 /// Prompt length of the latency requests: four of vLLM's 128-token CPU blocks, 32 of its
@@ -77,14 +79,6 @@ pub struct Schedule {
     pub requests: Vec<PlannedRequest>,
     /// What was cut to fit `max_model_len`, as sentences.
     pub notes: Vec<String>,
-}
-
-/// splitmix64: a tiny, well-mixed generator, enough for prompt token ids.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 fn tokens(seed: u64, n: u32) -> Vec<u32> {
