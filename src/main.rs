@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "simctl", version, about, long_about = None, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl sweep --grid arrival_rate=12/s..36/s:6/s --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep\n  simctl sweep --find-max arrival_rate --grid router.policy=round_robin,least_loaded --slo-attainment 0.9\n  simctl report out/sweep --html out/sweep/report.html\n  simctl compare out/base out/new --fail-if 'ttft_ms.p95>+10%'\n  simctl check scenarios/*.scn"
+    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl sweep --grid arrival_rate=12/s..36/s:6/s --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep\n  simctl sweep --find-max arrival_rate --grid router.policy=round_robin,least_loaded --slo-attainment 0.9\n  simctl report out/sweep --html out/sweep/report.html\n  simctl compare out/base out/new --fail-if 'ttft_ms.p95>+10%'\n  simctl check scenarios/*.scn\n  simctl eval --endpoint http://127.0.0.1:8000 --allow-missing-metrics --out out/eval/dense\n  simctl scorecard out/eval/dense --plot score.png"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +30,8 @@ enum Command {
     Compare(cmd::compare::CompareArgs),
     Check(cmd::check::CheckArgs),
     Trace(cmd::trace::TraceArgs),
+    Eval(cmd::eval::EvalArgs),
+    Scorecard(cmd::scorecard::ScorecardArgs),
 }
 
 /// Exit status for bad input: a scenario or an override that does not check.
@@ -51,6 +53,8 @@ fn main() -> ExitCode {
         Command::Compare(a) => cmd::compare::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Trace(a) => cmd::trace::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Scorecard(a) => cmd::scorecard::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,10 +4,12 @@ mod binding;
 mod cli;
 mod determinism;
 mod engine_scale;
+mod eval;
 mod fidelity;
 mod reports;
 mod routing;
 mod scenarios;
+mod scorecard;
 mod sweep;
 mod workloads;
 

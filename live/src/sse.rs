@@ -24,26 +24,71 @@ pub enum SseError {
     Engine(String),
 }
 
-/// Parses one line of an SSE stream; `None` for lines that carry no data (comments, blank
-/// lines, `event:` fields).
-pub fn parse_sse_line(line: &str) -> Option<Result<StreamEvent, SseError>> {
+/// One `data:` payload of a streamed completion, with what the client needs to count tokens.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chunk {
+    /// Generated text in this chunk (may be empty).
+    pub text: String,
+    /// Token ids in this chunk, when the engine returns them (vLLM's `return_token_ids`).
+    /// One chunk can carry several tokens.
+    pub token_ids: Option<Vec<u32>>,
+    /// `usage.completion_tokens`, present in the last chunk when usage is asked for.
+    pub completion_tokens: Option<u32>,
+    /// Why generation stopped (`length`, `stop`), in the chunk that ends a choice.
+    pub finish_reason: Option<String>,
+}
+
+impl Chunk {
+    /// Whether the chunk carries output: text or token ids.
+    pub fn has_output(&self) -> bool {
+        !self.text.is_empty() || self.token_ids.as_ref().is_some_and(|t| !t.is_empty())
+    }
+}
+
+/// What one `data:` line holds: a chunk, or the end of the stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SseData {
+    /// A completion chunk.
+    Chunk(Chunk),
+    /// `data: [DONE]`.
+    Done,
+}
+
+/// Parses one line of an SSE stream into a [`Chunk`]; `None` for lines that carry no data
+/// (comments, blank lines, `event:` fields).
+pub fn parse_sse_data(line: &str) -> Option<Result<SseData, SseError>> {
     let data = line.strip_prefix("data:")?.trim();
     if data == "[DONE]" {
-        return Some(Ok(StreamEvent::Done));
+        return Some(Ok(SseData::Done));
     }
     let v: serde_json::Value = match serde_json::from_str(data) {
         Ok(v) => v,
         Err(e) => return Some(Err(SseError::NotJson(e.to_string()))),
     };
     if let Some(err) = v.get("error") {
-        return Some(Err(SseError::Engine(err.get("message").and_then(|m| m.as_str()).unwrap_or("unknown").to_string())));
+        let msg = err.get("message").and_then(|m| m.as_str()).or_else(|| err.as_str()).unwrap_or("unknown");
+        return Some(Err(SseError::Engine(msg.to_string())));
     }
     let choice = v.get("choices").and_then(|c| c.get(0));
     // /v1/completions streams `text`; /v1/chat/completions streams `delta.content`.
     let text = choice.and_then(|c| c.get("text").or_else(|| c.get("delta").and_then(|d| d.get("content")))).and_then(|t| t.as_str());
-    Some(Ok(match text {
-        Some(t) if !t.is_empty() => StreamEvent::Text(t.to_string()),
-        _ => StreamEvent::Empty,
+    let token_ids = choice
+        .and_then(|c| c.get("token_ids"))
+        .and_then(|t| t.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| u32::try_from(x).unwrap_or(u32::MAX)).collect());
+    let completion_tokens =
+        v.get("usage").and_then(|u| u.get("completion_tokens")).and_then(|n| n.as_u64()).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    let finish_reason = choice.and_then(|c| c.get("finish_reason")).and_then(|f| f.as_str()).map(str::to_string);
+    Some(Ok(SseData::Chunk(Chunk { text: text.unwrap_or_default().to_string(), token_ids, completion_tokens, finish_reason })))
+}
+
+/// Parses one line of an SSE stream; `None` for lines that carry no data (comments, blank
+/// lines, `event:` fields).
+pub fn parse_sse_line(line: &str) -> Option<Result<StreamEvent, SseError>> {
+    Some(parse_sse_data(line)?.map(|d| match d {
+        SseData::Done => StreamEvent::Done,
+        SseData::Chunk(c) if !c.text.is_empty() => StreamEvent::Text(c.text),
+        SseData::Chunk(_) => StreamEvent::Empty,
     }))
 }
 
@@ -67,13 +112,17 @@ impl StreamTimer {
     /// Feeds one event received at `at`.
     pub fn on_event(&mut self, ev: &StreamEvent, at: SimTime) {
         if let StreamEvent::Text(_) = ev {
-            match self.last {
-                None => self.first = Some(at),
-                Some(prev) => self.itl.push(at - prev),
-            }
-            self.last = Some(at);
-            self.chunks += 1;
+            self.on_output(at);
         }
+    }
+    /// Feeds one chunk with output (text or token ids) received at `at`.
+    pub fn on_output(&mut self, at: SimTime) {
+        match self.last {
+            None => self.first = Some(at),
+            Some(prev) => self.itl.push(at - prev),
+        }
+        self.last = Some(at);
+        self.chunks += 1;
     }
     /// Time to first token.
     pub fn ttft(&self) -> Option<SimDuration> {
@@ -110,6 +159,25 @@ mod tests {
         assert_eq!(parse_sse_line(""), None);
         assert!(matches!(parse_sse_line("data: {oops"), Some(Err(SseError::NotJson(_)))));
         assert_eq!(parse_sse_line(r#"data: {"error":{"message":"too long"}}"#), Some(Err(SseError::Engine("too long".into()))));
+    }
+
+    #[test]
+    fn chunks_carry_token_ids_usage_and_finish_reason() {
+        let c = parse_sse_data(r#"data: {"choices":[{"text":"ab","token_ids":[7,8],"finish_reason":null}]}"#);
+        let Some(Ok(SseData::Chunk(c))) = c else { panic!("a chunk") };
+        assert_eq!((c.text.as_str(), c.token_ids.as_deref(), c.finish_reason.as_deref()), ("ab", Some(&[7, 8][..]), None));
+        assert!(c.has_output());
+        // The usage chunk that ends a stream with include_usage has no choices.
+        let c = parse_sse_data(r#"data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":9}}"#);
+        let Some(Ok(SseData::Chunk(c))) = c else { panic!("a chunk") };
+        assert_eq!(c.completion_tokens, Some(9));
+        assert!(!c.has_output());
+        // Token ids without text (tokens that decode to nothing) still count as output.
+        let c = parse_sse_data(r#"data: {"choices":[{"text":"","token_ids":[3],"finish_reason":"length"}]}"#);
+        let Some(Ok(SseData::Chunk(c))) = c else { panic!("a chunk") };
+        assert!(c.has_output());
+        assert_eq!(c.finish_reason.as_deref(), Some("length"));
+        assert_eq!(parse_sse_data(r#"data: {"error":"boom"}"#), Some(Err(SseError::Engine("boom".into()))));
     }
 
     #[test]

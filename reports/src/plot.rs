@@ -9,7 +9,7 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (960, 600);
 
 // Tableau 10: readable, distinguishable lines and bars.
@@ -30,7 +30,7 @@ fn colour(i: usize) -> RGBColor {
     COLOURS[i % COLOURS.len()]
 }
 
-fn fonts() {
+pub(crate) fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The fonts are compiled in and known to parse; a failure would only lose text.
@@ -52,7 +52,7 @@ impl std::error::Error for PlotError {}
 
 type Res<T> = Result<T, PlotError>;
 
-fn err<E: std::fmt::Debug>(e: E) -> PlotError {
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> PlotError {
     PlotError(format!("{e:?}"))
 }
 
@@ -154,7 +154,7 @@ fn span(lo: f64, hi: f64, from_zero: bool) -> (f64, f64) {
     (if from_zero && lo >= 0.0 { 0.0 } else { lo - pad }, hi + pad)
 }
 
-fn fmt_tick(v: f64) -> String {
+pub(crate) fn fmt_tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()

@@ -54,6 +54,7 @@ pub struct RunRecorder {
     csv: Option<Box<dyn Write>>,
     csv_error: Option<io::Error>,
     decisions: Option<Box<dyn Write>>,
+    latency_rows: Option<Box<dyn Write>>,
 }
 
 /// Column names of `decisions.csv`.
@@ -106,6 +107,7 @@ impl RunRecorder {
             csv: None,
             csv_error: None,
             decisions: None,
+            latency_rows: None,
         }
     }
 
@@ -137,12 +139,20 @@ impl RunRecorder {
         Ok(self)
     }
 
+    /// Writes one `latency.jsonl` row (the scorecard's layout) per finished request to `w`:
+    /// TTFT, decode time (first to last token), output tokens, and `warm` when part of the
+    /// prompt came from a prefix cache, else `cold`.
+    pub fn with_latency_rows(mut self, w: Box<dyn Write>) -> Self {
+        self.latency_rows = Some(w);
+        self
+    }
+
     /// Flushes the CSV files and reports the first write error, if any.
     pub fn finish_csv(&mut self) -> io::Result<()> {
         if let Some(e) = self.csv_error.take() {
             return Err(e);
         }
-        for w in [self.csv.as_mut(), self.decisions.as_mut()].into_iter().flatten() {
+        for w in [self.csv.as_mut(), self.decisions.as_mut(), self.latency_rows.as_mut()].into_iter().flatten() {
             w.flush()?;
         }
         Ok(())
@@ -203,6 +213,21 @@ impl RunRecorder {
             Some(w) => w.write_all(line.as_bytes()),
             None => Ok(()),
         }
+    }
+
+    fn write_latency_row(&mut self, r: &RequestRecord) -> io::Result<()> {
+        let (Some(w), Outcome::Finished, Some(ttft), Some(e2e)) = (self.latency_rows.as_mut(), r.outcome, r.ttft(), r.e2e()) else {
+            return Ok(());
+        };
+        let row = crate::scorecard::LatencyRow {
+            request_id: Some(r.id.0.to_string()),
+            ttft_ms: ttft.as_millis_f64(),
+            decode_ms: SimDuration(e2e.as_nanos().saturating_sub(ttft.as_nanos())).as_millis_f64(),
+            prompt_tokens: Some(r.prompt_tokens.get()),
+            output_tokens: r.generated_tokens.get(),
+            case: if r.cached_tokens.get() > 0 { "warm" } else { "cold" }.into(),
+        };
+        writeln!(w, "{}", serde_json::to_string(&row).map_err(io::Error::other)?)
     }
 }
 
@@ -289,6 +314,11 @@ impl Recorder for RunRecorder {
         if self.csv.is_some()
             && self.csv_error.is_none()
             && let Err(e) = self.write_row(r, good)
+        {
+            self.csv_error = Some(e);
+        }
+        if self.csv_error.is_none()
+            && let Err(e) = self.write_latency_row(r)
         {
             self.csv_error = Some(e);
         }

@@ -2,8 +2,10 @@
 
 pub mod check;
 pub mod compare;
+pub mod eval;
 pub mod report;
 pub mod run;
+pub mod scorecard;
 pub mod sweep;
 pub mod trace;
 

@@ -22,7 +22,8 @@ use crate::scenario::{self, Loaded};
 /// Prints a table on stdout; `--json` prints the summary as JSON instead.
 /// `--out DIR` also writes DIR/summary.json, DIR/requests.csv (one row per request),
 /// DIR/queue_depth.csv (each pool's depth over time), Parquet copies (builds with
-/// `--features parquet`) and DIR/plots/ (TTFT/TPOT CDFs, queue depth over time).
+/// `--features parquet`), DIR/plots/ (TTFT/TPOT CDFs, queue depth over time), and
+/// latency.jsonl, tps_goodput.json and sys_meta.json for `simctl scorecard DIR`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Scenario file; omit for the embedded default.
@@ -34,7 +35,8 @@ pub struct RunArgs {
     /// Override a parameter or a setting: `arrival_rate=36/s`, `router.policy=round_robin`.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
-    /// Write summary.json and requests.csv into this folder (created if missing).
+    /// Write summary.json, requests.csv and the scorecard's inputs into this folder
+    /// (created if missing).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Print the summary as JSON on stdout.
@@ -62,6 +64,9 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         let path = dir.join("requests.csv");
         let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
         rec = rec.with_csv(Box::new(BufWriter::new(f))).with_context(|| format!("cannot write `{}`", path.display()))?;
+        let path = dir.join(simctl_reports::scorecard::folder::LATENCY);
+        let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+        rec = rec.with_latency_rows(Box::new(BufWriter::new(f)));
         if a.decisions {
             let path = dir.join("decisions.csv");
             let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
@@ -90,7 +95,9 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         let path = dir.join("summary.json");
         let text = serde_json::to_string_pretty(&summary)?;
         std::fs::write(&path, text + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
-        written.extend([path, dir.join("requests.csv")]);
+        written.extend([path, dir.join("requests.csv"), dir.join(simctl_reports::scorecard::folder::LATENCY)]);
+        // With latency.jsonl, what `simctl scorecard` needs to score a simulated run.
+        written.extend(simctl_reports::scorecard::write_simulated_run_files(dir, &spec, &summary)?);
         let samples = samples.expect("made with --out");
         let path = dir.join("queue_depth.csv");
         write_depth_csv(&path, &samples.depth).with_context(|| format!("cannot write `{}`", path.display()))?;

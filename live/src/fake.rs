@@ -1,0 +1,676 @@
+//! An in-process fake of an OpenAI-compatible engine, for tests of everything that talks to
+//! real engines (`simctl eval`, calibration, live mode).
+//!
+//! It serves `/health`, `/v1/models`, `/metrics` (vLLM's names) and `/v1/completions`
+//! (streamed as server-sent events, or not) on `127.0.0.1` at a free port, from its own
+//! thread, so blocking tests and child processes can use it alike. Output tokens come out
+//! with delays from a programmable step-cost function; a prefix cache of full blocks makes
+//! repeated prefixes cheaper, as in vLLM. Faults can be injected: HTTP errors, streams that
+//! stall, connections that drop midway.
+//!
+//! ```
+//! use simctl_live::fake::{FakeEngine, FakeSpec};
+//! let engine = FakeEngine::start(FakeSpec::default()).unwrap();
+//! assert!(engine.url().starts_with("http://127.0.0.1:"));
+//! ```
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::{Method, Request, Response, StatusCode};
+use simctl_engine::rng::{fnv1a, mix};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a step costs: the fake sleeps this long before emitting the next output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The prompt's prefill, before the first token.
+    Prefill {
+        /// Prompt tokens.
+        prompt_tokens: u32,
+        /// Of which served from the prefix cache.
+        cached_tokens: u32,
+    },
+    /// One decode step, producing output token `index` (1 for the second token, ...).
+    Decode {
+        /// Index of the token produced.
+        index: u32,
+    },
+}
+
+/// A step-cost function.
+pub type StepCost = Arc<dyn Fn(Step) -> Duration + Send + Sync>;
+/// What to answer a text prompt with (`None`: filler tokens).
+pub type Answerer = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A fault injected into `/v1/completions` responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer normally: queued first, lets requests through before a later fault.
+    Healthy,
+    /// Answer with this HTTP status and body instead.
+    Status {
+        /// Status code.
+        code: u16,
+        /// Body text.
+        body: String,
+    },
+    /// Send this many output tokens, then nothing more while keeping the connection open.
+    StallAfter {
+        /// Tokens sent before the stall.
+        tokens: u32,
+    },
+    /// Send this many output tokens, then close the connection without `[DONE]`.
+    DropAfter {
+        /// Tokens sent before the drop.
+        tokens: u32,
+    },
+}
+
+/// How the fake engine behaves.
+#[derive(Clone)]
+pub struct FakeSpec {
+    /// Served model name.
+    pub model: String,
+    /// Largest prompt plus output, as `/v1/models` reports it. Requests that ask for more
+    /// are silently cut to fit, as the real engine does.
+    pub max_model_len: u32,
+    /// Prefix-cache block size in tokens (`vllm:cache_config_info`).
+    pub block_size: u32,
+    /// KV blocks (`vllm:cache_config_info`).
+    pub num_blocks: u64,
+    /// Output tokens per SSE chunk (vLLM sends one; more tests multi-token chunks).
+    pub tokens_per_chunk: u32,
+    /// Whether `return_token_ids` is honoured (vLLM >= 0.10.2).
+    pub returns_token_ids: bool,
+    /// Whether `stream_options.include_usage` is honoured.
+    pub returns_usage: bool,
+    /// Delay of each step.
+    pub step_cost: StepCost,
+    /// Answers for text prompts.
+    pub answer: Answerer,
+}
+
+impl Default for FakeSpec {
+    fn default() -> Self {
+        FakeSpec {
+            model: "fake-model".into(),
+            max_model_len: 4096,
+            block_size: 16,
+            num_blocks: 4096,
+            tokens_per_chunk: 1,
+            returns_token_ids: true,
+            returns_usage: true,
+            step_cost: Arc::new(|_| Duration::ZERO),
+            answer: Arc::new(|_| None),
+        }
+    }
+}
+
+impl std::fmt::Debug for FakeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeSpec")
+            .field("model", &self.model)
+            .field("max_model_len", &self.max_model_len)
+            .field("block_size", &self.block_size)
+            .field("tokens_per_chunk", &self.tokens_per_chunk)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Faults {
+    /// `(fault, requests left)`; `None` left: every request.
+    queue: Vec<(Fault, Option<usize>)>,
+}
+
+struct State {
+    spec: FakeSpec,
+    faults: Mutex<Faults>,
+    requests: Mutex<Vec<serde_json::Value>>,
+    cache: Mutex<HashSet<u64>>,
+    running: AtomicU64,
+    queries: AtomicU64,
+    hits: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test thread must not wedge the server for the others.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running fake engine; stopped when dropped.
+pub struct FakeEngine {
+    addr: std::net::SocketAddr,
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FakeEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeEngine").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl FakeEngine {
+    /// Starts serving on `127.0.0.1` at a free port.
+    pub fn start(spec: FakeSpec) -> std::io::Result<FakeEngine> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            spec,
+            faults: Mutex::default(),
+            requests: Mutex::default(),
+            cache: Mutex::default(),
+            running: AtomicU64::new(0),
+            queries: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+        });
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (stop, stopped) = oneshot::channel();
+        let st = state.clone();
+        let thread = std::thread::Builder::new().name("fake-engine".into()).spawn(move || {
+            rt.block_on(serve(listener, st, stopped));
+            // Dropping the runtime here cancels streams still running (stalled ones too).
+        })?;
+        Ok(FakeEngine { addr, state, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Injects `fault` into the next `times` completion requests (`None`: all of them).
+    /// Faults queue up: the first with requests left applies.
+    pub fn inject(&self, fault: Fault, times: Option<usize>) {
+        lock(&self.state.faults).queue.push((fault, times));
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        lock(&self.state.faults).queue.clear();
+    }
+
+    /// The JSON bodies of the completion requests received so far.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        lock(&self.state.requests).clone()
+    }
+}
+
+impl Drop for FakeEngine {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stopped: oneshot::Receiver<()>) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    loop {
+        let conn = tokio::select! {
+            _ = &mut stopped => return,
+            c = listener.accept() => c,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let st = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+/// A response body: all at once, or chunks from a channel (an `Err` aborts the connection).
+enum FakeBody {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<Result<Bytes, std::io::Error>>),
+}
+
+impl http_body::Body for FakeBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            FakeBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            FakeBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<FakeBody> {
+    let mut r = Response::new(FakeBody::Full(Some(Bytes::from(body))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, content_type.parse().expect("a valid header value"));
+    r
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<FakeBody> {
+    reply(status, "application/json", v.to_string())
+}
+
+fn error(status: StatusCode, message: &str) -> Response<FakeBody> {
+    json(status, &serde_json::json!({"object": "error", "message": message, "type": "BadRequestError", "code": status.as_u16()}))
+}
+
+async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Response<FakeBody>, Infallible> {
+    let spec = &state.spec;
+    Ok(match (req.method(), req.uri().path()) {
+        (&Method::GET, "/health") => reply(StatusCode::OK, "text/plain", String::new()),
+        (&Method::GET, "/v1/models") => json(
+            StatusCode::OK,
+            &serde_json::json!({"object": "list", "data": [{"id": spec.model, "object": "model", "max_model_len": spec.max_model_len}]}),
+        ),
+        (&Method::GET, "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics_text(&state)),
+        (&Method::POST, "/v1/completions") => {
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}"))),
+            };
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(v) => complete(state.clone(), v),
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    })
+}
+
+fn metrics_text(state: &State) -> String {
+    let spec = &state.spec;
+    let running = state.running.load(Ordering::Relaxed);
+    let labels = format!("engine=\"0\",model_name=\"{}\"", spec.model);
+    let usage = (running as f64 * 4.0 / spec.num_blocks.max(1) as f64).min(1.0);
+    format!(
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{{labels}}} {running}.0\n\
+         vllm:num_requests_waiting{{{labels}}} 0.0\n\
+         vllm:kv_cache_usage_perc{{{labels}}} {usage}\n\
+         vllm:prefix_cache_queries_total{{{labels}}} {}.0\n\
+         vllm:prefix_cache_hits_total{{{labels}}} {}.0\n\
+         vllm:cache_config_info{{block_size=\"{}\",enable_prefix_caching=\"True\",engine=\"0\",num_gpu_blocks=\"{}\"}} 1.0\n",
+        state.queries.load(Ordering::Relaxed),
+        state.hits.load(Ordering::Relaxed),
+        spec.block_size,
+        spec.num_blocks,
+    )
+}
+
+/// The prompt as token ids: lists as given; text as one token per 4 bytes, hashed.
+fn prompt_tokens(prompt: &serde_json::Value) -> Option<(Vec<u64>, Option<String>)> {
+    match prompt {
+        serde_json::Value::Array(a) => Some((a.iter().map(|x| x.as_u64()).collect::<Option<Vec<u64>>>()?, None)),
+        serde_json::Value::String(s) => {
+            let ids = s.as_bytes().chunks(4).map(fnv1a).collect();
+            Some((ids, Some(s.clone())))
+        }
+        _ => None,
+    }
+}
+
+/// Tokens served from the prefix cache: leading full blocks seen before (at most all but
+/// one prompt token, as vLLM always recomputes the last); the prompt's blocks are cached.
+fn lookup_prefix(state: &State, ids: &[u64]) -> u32 {
+    let bs = state.spec.block_size.max(1) as usize;
+    let mut cache = lock(&state.cache);
+    // Each block's hash chains its parent's, so a block matches only after the same prefix.
+    let (mut h, mut cached, mut hit_run) = (0u64, 0usize, true);
+    for block in ids.chunks_exact(bs) {
+        for &t in block {
+            h = mix(h ^ t);
+        }
+        if hit_run && cache.contains(&h) {
+            cached += bs;
+        } else {
+            hit_run = false;
+            cache.insert(h);
+        }
+    }
+    u32::try_from(cached.min(ids.len().saturating_sub(1))).unwrap_or(u32::MAX)
+}
+
+fn take_fault(state: &State) -> Option<Fault> {
+    let mut f = lock(&state.faults);
+    let i = f.queue.iter().position(|(_, left)| left.is_none_or(|n| n > 0))?;
+    let (fault, left) = &mut f.queue[i];
+    if let Some(n) = left {
+        *n -= 1;
+    }
+    Some(fault.clone()).filter(|f| *f != Fault::Healthy)
+}
+
+fn complete(state: Arc<State>, body: serde_json::Value) -> Response<FakeBody> {
+    lock(&state.requests).push(body.clone());
+    let spec = &state.spec;
+    if body.get("model").and_then(|m| m.as_str()).is_some_and(|m| m != spec.model) {
+        return error(StatusCode::NOT_FOUND, &format!("The model `{}` does not exist.", body["model"].as_str().unwrap_or_default()));
+    }
+    let Some((ids, text)) = body.get("prompt").and_then(prompt_tokens) else {
+        return error(StatusCode::BAD_REQUEST, "`prompt` must be a string or a list of token ids");
+    };
+    if ids.is_empty() || ids.len() >= spec.max_model_len as usize {
+        return error(StatusCode::BAD_REQUEST, &format!("This model's maximum context length is {} tokens", spec.max_model_len));
+    }
+    let fault = take_fault(&state);
+    if let Some(Fault::Status { code, body }) = &fault {
+        return reply(StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "text/plain", body.clone());
+    }
+    let prompt_len = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+    let asked = body.get("max_tokens").and_then(|m| m.as_u64()).unwrap_or(16);
+    // The real engine cuts output silently to fit the context.
+    let room = u64::from(spec.max_model_len - prompt_len);
+    let max_tokens = u32::try_from(asked.min(room)).unwrap_or(u32::MAX);
+    let ignore_eos = body.get("ignore_eos").and_then(|b| b.as_bool()).unwrap_or(false);
+    let answer = text.as_deref().and_then(|t| (spec.answer)(t));
+    let outputs = generate(answer.as_deref(), max_tokens, ignore_eos);
+    let cached = lookup_prefix(&state, &ids);
+    state.queries.fetch_add(u64::from(prompt_len), Ordering::Relaxed);
+    state.hits.fetch_add(u64::from(cached), Ordering::Relaxed);
+    let stream = body.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
+    if !stream && let Some(f @ (Fault::StallAfter { .. } | Fault::DropAfter { .. })) = &fault {
+        // A plain answer sends nothing until it is done: stall or drop before any byte.
+        let (tx, rx) = mpsc::channel(1);
+        let drop = matches!(f, Fault::DropAfter { .. });
+        tokio::spawn(async move {
+            if drop {
+                let _ = tx.send(Err(std::io::Error::other("fault: connection dropped"))).await;
+            } else {
+                // `tx` lives in this task, so the body stays open until the server stops.
+                std::future::pending::<()>().await;
+            }
+        });
+        return Response::new(FakeBody::Stream(rx));
+    }
+    if !stream {
+        let text: String = outputs.iter().map(|o| o.1.as_str()).collect();
+        let finish = if (outputs.len() as u32) < max_tokens { "stop" } else { "length" };
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "id": "cmpl-fake", "object": "text_completion", "model": spec.model,
+                "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+                "usage": {"prompt_tokens": prompt_len, "completion_tokens": outputs.len(), "total_tokens": prompt_len as usize + outputs.len()},
+            }),
+        );
+    }
+    let with_ids = spec.returns_token_ids && body.get("return_token_ids").and_then(|b| b.as_bool()).unwrap_or(false);
+    let usage =
+        spec.returns_usage && body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(|b| b.as_bool()).unwrap_or(false);
+    let (tx, rx) = mpsc::channel(16);
+    let st = state.clone();
+    tokio::spawn(async move {
+        st.running.fetch_add(1, Ordering::Relaxed);
+        let _ = stream_tokens(&st, &tx, outputs, max_tokens, prompt_len, cached, with_ids, usage, fault).await;
+        st.running.fetch_sub(1, Ordering::Relaxed);
+    });
+    let mut r = Response::new(FakeBody::Stream(rx));
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, "text/event-stream".parse().expect("a valid header value"));
+    r
+}
+
+/// `(token id, text)` of each output token.
+fn generate(answer: Option<&str>, max_tokens: u32, ignore_eos: bool) -> Vec<(u32, String)> {
+    // First token ids the fake emits; any id works, these read well in failures.
+    const FIRST_ID: u32 = 100;
+    let mut out: Vec<(u32, String)> = match answer {
+        Some(a) => a.split_inclusive(' ').enumerate().map(|(i, w)| (FIRST_ID + i as u32, w.to_string())).collect(),
+        None => Vec::new(),
+    };
+    if answer.is_none() || ignore_eos {
+        let mut i = out.len() as u32;
+        while out.len() < max_tokens as usize {
+            out.push((FIRST_ID + i % 50, format!(" t{}", i % 50)));
+            i += 1;
+        }
+    }
+    out.truncate(max_tokens as usize);
+    out
+}
+
+#[allow(clippy::too_many_arguments)] // one streaming session's settings, used once
+async fn stream_tokens(
+    st: &State,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    outputs: Vec<(u32, String)>,
+    max_tokens: u32,
+    prompt_tokens: u32,
+    cached_tokens: u32,
+    with_ids: bool,
+    usage: bool,
+    fault: Option<Fault>,
+) -> Result<(), mpsc::error::SendError<Result<Bytes, std::io::Error>>> {
+    let spec = &st.spec;
+    let send = |v: serde_json::Value| Ok(Bytes::from(format!("data: {v}\n\n")));
+    tokio::time::sleep((spec.step_cost)(Step::Prefill { prompt_tokens, cached_tokens })).await;
+    let n = outputs.len() as u32;
+    let per_chunk = spec.tokens_per_chunk.max(1) as usize;
+    let mut sent = 0u32;
+    for group in outputs.chunks(per_chunk) {
+        for k in 0..group.len() as u32 {
+            let index = sent + k;
+            if index > 0 {
+                tokio::time::sleep((spec.step_cost)(Step::Decode { index })).await;
+            }
+            match &fault {
+                Some(Fault::StallAfter { tokens }) if index >= *tokens => {
+                    std::future::pending::<()>().await;
+                }
+                Some(Fault::DropAfter { tokens }) if index >= *tokens => {
+                    return tx.send(Err(std::io::Error::other("fault: connection dropped"))).await;
+                }
+                _ => {}
+            }
+        }
+        sent += group.len() as u32;
+        let finish = (sent == n).then_some(if n < max_tokens { "stop" } else { "length" });
+        let mut choice =
+            serde_json::json!({"index": 0, "text": group.iter().map(|g| g.1.as_str()).collect::<String>(), "finish_reason": finish});
+        if with_ids {
+            choice["token_ids"] = group.iter().map(|g| g.0).collect::<Vec<u32>>().into();
+        }
+        tx.send(send(serde_json::json!({"id": "cmpl-fake", "object": "text_completion", "choices": [choice]}))).await?;
+    }
+    if usage {
+        let u = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n});
+        tx.send(send(serde_json::json!({"id": "cmpl-fake", "object": "text_completion", "choices": [], "usage": u}))).await?;
+    }
+    tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientConfig, ClientError, CompletionRequest, EngineClient, Prompt, TokenCounting};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    fn quick() -> ClientConfig {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(20),
+            stall_timeout: Duration::from_millis(300),
+        }
+    }
+
+    fn tokens_request(max_tokens: u32) -> CompletionRequest {
+        CompletionRequest {
+            model: "fake-model".into(),
+            prompt: Prompt::Tokens((10..74).collect()),
+            max_tokens,
+            temperature: 0.0,
+            ignore_eos: true,
+        }
+    }
+
+    #[test]
+    fn models_health_and_metrics() {
+        let e = FakeEngine::start(FakeSpec { max_model_len: 2048, block_size: 32, num_blocks: 99, ..FakeSpec::default() }).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        block_on(async {
+            c.health().await.unwrap();
+            let m = c.models().await.unwrap();
+            assert_eq!((m[0].id.as_str(), m[0].max_model_len), ("fake-model", Some(2048)));
+            let m = c.metrics().await.unwrap();
+            assert_eq!((m.block_size(), m.num_gpu_blocks(), m.requests_running()), (Some(32), Some(99), Some(0.0)));
+        });
+    }
+
+    #[test]
+    fn streams_count_tokens_from_ids_then_usage_then_chunks() {
+        let cases = [(true, true, TokenCounting::TokenIds), (false, true, TokenCounting::Usage), (false, false, TokenCounting::Chunks)];
+        for (ids, usage, counted) in cases {
+            // Three tokens per chunk: only token ids or usage count them right.
+            let per_chunk = if counted == TokenCounting::Chunks { 1 } else { 3 };
+            let spec = FakeSpec { tokens_per_chunk: per_chunk, returns_token_ids: ids, returns_usage: usage, ..FakeSpec::default() };
+            let e = FakeEngine::start(spec).unwrap();
+            let c = EngineClient::new(&e.url(), quick()).unwrap();
+            let out = block_on(c.complete_stream(&tokens_request(10))).unwrap();
+            assert_eq!((out.output_tokens, out.counted_by), (10, counted));
+            assert_eq!(out.timer.chunks(), 10_u32.div_ceil(per_chunk));
+            assert_eq!(out.finish_reason.as_deref(), Some("length"));
+            assert!(out.text.starts_with(" t0 t1"), "{}", out.text);
+            let body = &e.requests()[0];
+            assert_eq!(
+                (body["stream"].as_bool(), body["ignore_eos"].as_bool(), body["max_tokens"].as_u64()),
+                (Some(true), Some(true), Some(10))
+            );
+            assert_eq!(body["prompt"].as_array().map(Vec::len), Some(64));
+        }
+    }
+
+    #[test]
+    fn timing_follows_the_step_costs() {
+        let spec = FakeSpec {
+            step_cost: Arc::new(|s| match s {
+                Step::Prefill { .. } => Duration::from_millis(60),
+                Step::Decode { .. } => Duration::from_millis(10),
+            }),
+            ..FakeSpec::default()
+        };
+        let e = FakeEngine::start(spec).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let out = block_on(c.complete_stream(&tokens_request(5))).unwrap();
+        // Sleeps last at least as long as asked: lower bounds only, no upper bound on timing.
+        assert!(out.ttft().unwrap().as_millis_f64() >= 60.0);
+        assert!(out.decode().unwrap().as_millis_f64() >= 40.0);
+        assert_eq!(out.timer.itl.len(), 4);
+    }
+
+    #[test]
+    fn the_prefix_cache_serves_repeated_prefixes() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let spec = FakeSpec {
+            step_cost: Arc::new(move |s| {
+                if let Step::Prefill { cached_tokens, .. } = s {
+                    lock(&log).push(cached_tokens);
+                }
+                Duration::ZERO
+            }),
+            ..FakeSpec::default()
+        };
+        let e = FakeEngine::start(spec).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        block_on(async {
+            c.complete_stream(&tokens_request(1)).await.unwrap();
+            c.complete_stream(&tokens_request(1)).await.unwrap();
+            let m = c.metrics().await.unwrap();
+            assert_eq!((m.prefix_cache_queries(), m.prefix_cache_hits()), (Some(128.0), Some(63.0)));
+        });
+        assert_eq!(*lock(&seen), vec![0, 63], "all but the last prompt token come from the cache");
+    }
+
+    #[test]
+    fn output_is_cut_to_fit_the_context_silently() {
+        let e = FakeEngine::start(FakeSpec { max_model_len: 100, ..FakeSpec::default() }).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        assert_eq!(block_on(c.complete_stream(&tokens_request(500))).unwrap().output_tokens, 36);
+    }
+
+    #[test]
+    fn text_prompts_get_the_programmed_answer() {
+        let spec = FakeSpec { answer: Arc::new(|p| p.contains("capital").then(|| "Paris\n".to_string())), ..FakeSpec::default() };
+        let e = FakeEngine::start(spec).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let req = |q: &str| CompletionRequest { prompt: Prompt::Text(q.into()), ignore_eos: false, ..tokens_request(8) };
+        let out = block_on(c.complete(&req("the capital of France?"))).unwrap();
+        assert_eq!((out.text.as_str(), out.completion_tokens, out.finish_reason.as_deref()), ("Paris\n", Some(1), Some("stop")));
+        let out = block_on(c.complete(&req("something else"))).unwrap();
+        assert_eq!(out.completion_tokens, Some(8));
+    }
+
+    #[test]
+    fn http_errors_carry_the_body() {
+        let e = FakeEngine::start(FakeSpec::default()).unwrap();
+        e.inject(Fault::Status { code: 500, body: "engine core died".into() }, Some(1));
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let err = block_on(c.complete_stream(&tokens_request(4))).unwrap_err();
+        assert!(matches!(&err, ClientError::Status { status: 500, body, .. } if body == "engine core died"), "{err}");
+        assert!(err.to_string().contains("/v1/completions answered http 500: engine core died"), "{err}");
+        // The fault was for one request only.
+        assert_eq!(block_on(c.complete_stream(&tokens_request(4))).unwrap().output_tokens, 4);
+        let wrong = CompletionRequest { model: "other".into(), ..tokens_request(4) };
+        let err = block_on(c.complete(&wrong)).unwrap_err().to_string();
+        assert!(err.contains("http 404: The model `other` does not exist."), "{err}");
+    }
+
+    #[test]
+    fn stalled_streams_time_out() {
+        let e = FakeEngine::start(FakeSpec::default()).unwrap();
+        e.inject(Fault::StallAfter { tokens: 3 }, None);
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let err = block_on(c.complete_stream(&tokens_request(10))).unwrap_err();
+        assert!(matches!(err, ClientError::Stalled { tokens: 3, .. }), "{err}");
+        assert!(err.to_string().contains("stalled: nothing received for 300ms after 3 output tokens"), "{err}");
+    }
+
+    #[test]
+    fn plain_requests_that_stall_or_drop_fail_in_time() {
+        let e = FakeEngine::start(FakeSpec::default()).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let req = CompletionRequest { prompt: Prompt::Text("hi".into()), ignore_eos: false, ..tokens_request(4) };
+        e.inject(Fault::StallAfter { tokens: 0 }, Some(1));
+        let err = block_on(c.complete(&req)).unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { after, .. } if after == Duration::from_millis(300)), "{err}");
+        assert!(err.to_string().contains("/v1/completions did not answer within 300ms"), "{err}");
+        e.inject(Fault::DropAfter { tokens: 0 }, Some(1));
+        let err = block_on(c.complete(&req)).unwrap_err();
+        assert!(matches!(err, ClientError::Http { .. }), "{err}");
+        assert!(err.to_string().contains("/v1/completions failed: error decoding response body: "), "{err}");
+        assert_eq!(block_on(c.complete(&req)).unwrap().completion_tokens, Some(4), "the faults were for one request each");
+    }
+
+    #[test]
+    fn dropped_streams_are_reported_with_what_arrived() {
+        let e = FakeEngine::start(FakeSpec::default()).unwrap();
+        e.inject(Fault::DropAfter { tokens: 2 }, None);
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let err = block_on(c.complete_stream(&tokens_request(10))).unwrap_err();
+        assert!(matches!(err, ClientError::Dropped { tokens: 2, .. }), "{err}");
+        assert!(err.to_string().contains("broke off after 2 output tokens, before `[DONE]`"), "{err}");
+    }
+
+    #[test]
+    fn refused_connections_say_so() {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+        let c = EngineClient::new(&format!("http://127.0.0.1:{port}"), quick()).unwrap();
+        let err = block_on(c.health()).unwrap_err();
+        assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+        assert!(err.to_string().starts_with(&format!("cannot connect to http://127.0.0.1:{port}/health")), "{err}");
+    }
+}
