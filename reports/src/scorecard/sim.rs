@@ -35,9 +35,9 @@ pub fn write_simulated_run_files(dir: &Path, spec: &ScenarioSpec, summary: &Summ
         meta["ttft_slo_ms"] = t.into();
     }
     let tps = TpsGoodput {
-        throughput_tps: Some(summary.output_tok_s),
-        goodput: Some(summary.goodput_tok_s),
-        slo_hit_rate: Some(summary.slo_attainment),
+        throughput_tps: summary.output_tok_s,
+        goodput: summary.goodput_tok_s,
+        slo_hit_rate: summary.slo_attainment,
         drop_rate: None,
     };
     let (m, t) = (dir.join(SYS_META), dir.join(TPS_GOODPUT));
