@@ -1,9 +1,17 @@
 //! The cluster: instances grouped into pools, and the links that carry KV between pools.
 
 use crate::instance::Instance;
+use crate::kv::BlockHash;
+use crate::router::{InstanceId, PrefixProbe};
 use crate::sim::link::Link;
 use crate::spec::Role;
 use crate::time::SimDuration;
+
+impl PrefixProbe for Cluster {
+    fn held_blocks(&self, id: InstanceId, hashes: &[BlockHash]) -> u32 {
+        self.instances[id.index()].kv.probe(hashes.iter().copied()).0.get()
+    }
+}
 
 /// A named group of instances with one role, and its running queue-depth totals.
 #[derive(Debug)]

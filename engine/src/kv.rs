@@ -250,15 +250,17 @@ impl KvCache {
         }
         let next = std::mem::replace(&mut self.blocks[b as usize].dup_next, NIL);
         let key = BlockHash(raw);
-        let head = self.index[&key];
+        // One lookup: the entry holds the head of the hash's blocks.
+        let std::collections::hash_map::Entry::Occupied(mut e) = self.index.entry(key) else { unreachable!("a hashed block is indexed") };
+        let head = *e.get();
         if head == b {
             if next == NIL {
-                self.index.remove(&key);
+                e.remove();
                 if self.track_events {
                     self.events.push(KvEvent::Removed(key));
                 }
             } else {
-                self.index.insert(key, next);
+                *e.get_mut() = next;
             }
         } else {
             // Duplicates are rare and their lists short: walk to the predecessor.

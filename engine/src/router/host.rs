@@ -21,6 +21,17 @@ use crate::spec::{RouterSpec, TelemetrySpec};
 use crate::time::{SimDuration, SimTime};
 use crate::units::{Blocks, Tokens};
 
+/// Fleets up to this many instances are probed directly for prefix overlaps (cheaper than
+/// keeping an index up to date with every KV event); larger ones use the prefix index.
+/// Measured on the Mooncake replays (8 instances): the index costs 30% more than probing.
+pub const PROBE_MAX_INSTANCES: usize = 64;
+
+/// Where the simulator's own caches can be asked for overlaps directly.
+pub trait PrefixProbe {
+    /// Leading blocks of `hashes` (chained, of `id`'s block size) that instance `id` holds.
+    fn held_blocks(&self, id: InstanceId, hashes: &[BlockHash]) -> u32;
+}
+
 /// An instance's gauges as its engine publishes them (vLLM's `/metrics`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Gauges {
@@ -59,29 +70,42 @@ impl std::fmt::Debug for RouterHost {
 impl RouterHost {
     /// A host for `instances` (in id order) running the policies of `router`, with gauges as
     /// fresh as `telemetry` says; `seed` feeds the policies that draw random numbers.
+    /// Prefix overlaps come from an index fed by [`RouterHost::kv_event`] for fleets of
+    /// more than [`PROBE_MAX_INSTANCES`], from a [`PrefixProbe`] of the caches otherwise
+    /// (see [`RouterHost::use_index`]).
     pub fn new(router: &RouterSpec, telemetry: &TelemetrySpec, view: ClusterView, seed: RunSeed) -> Self {
         let prefill = super::build(&router.prefill, seed, crate::rng::stream::ROUTER);
         let decode = router.decode.as_ref().map(|d| super::build(d, seed, "router.decode"));
         let wants_overlap = prefill.wants_prefix_overlap() || decode.as_ref().is_some_and(|d| d.wants_prefix_overlap());
-        let mut indexes: Vec<(u32, PrefixIndex)> = Vec::new();
-        if wants_overlap {
-            let n = view.instances.len();
-            for iv in &view.instances {
-                if !indexes.iter().any(|(bs, _)| *bs == iv.block_size) {
-                    indexes.push((iv.block_size, PrefixIndex::new(n)));
-                }
-            }
-        }
-        RouterHost {
+        let large = view.instances.len() > PROBE_MAX_INSTANCES;
+        let mut host = RouterHost {
             prefill,
             decode,
             view,
             interval: telemetry.interval,
-            indexes,
+            indexes: Vec::new(),
             wants_overlap,
             touched: Vec::new(),
             filled_for: None,
             hashes: Vec::new(),
+        };
+        if wants_overlap && large {
+            host.use_index();
+        }
+        host
+    }
+
+    /// Keeps a prefix index fed by KV events (what live mode does, and large simulated
+    /// fleets), instead of probing the caches; call before any event.
+    pub fn use_index(&mut self) {
+        if !self.wants_overlap || !self.indexes.is_empty() {
+            return;
+        }
+        let n = self.view.instances.len();
+        for iv in &self.view.instances {
+            if !self.indexes.iter().any(|(bs, _)| *bs == iv.block_size) {
+                self.indexes.push((iv.block_size, PrefixIndex::new(n)));
+            }
         }
     }
 
@@ -111,7 +135,7 @@ impl RouterHost {
     /// Whether a policy reads prefix overlaps, so the caches' KV events must be forwarded
     /// with [`RouterHost::kv_event`].
     pub fn wants_kv_events(&self) -> bool {
-        self.wants_overlap
+        !self.indexes.is_empty()
     }
 
     /// The engine of `id` published `g`.
@@ -153,13 +177,36 @@ impl RouterHost {
         Blocks(found)
     }
 
-    fn fill_overlap(&mut self, req: &Request) {
+    fn fill_overlap(&mut self, req: &Request, decode: bool, probe: Option<&dyn PrefixProbe>) {
         for &i in &self.touched {
             self.view.cached_prefix_tokens[i as usize] = 0;
         }
         self.touched.clear();
         self.filled_for = Some(req.id);
         let (view, touched, hashes) = (&mut self.view, &mut self.touched, &mut self.hashes);
+        if self.indexes.is_empty() {
+            // A small fleet: ask each candidate's cache.
+            let Some(probe) = probe else { return };
+            fn candidates(v: &ClusterView, decode: bool) -> &[InstanceId] {
+                if decode { v.decode_candidates() } else { v.prefill_candidates() }
+            }
+            let mut hashed_for = 0;
+            for k in 0..candidates(view, decode).len() {
+                let id = candidates(view, decode)[k];
+                let bs = view.instances[id.index()].block_size;
+                if bs != hashed_for {
+                    hashes.clear();
+                    hashes.extend(crate::seq::block_hashes(req, max_hit_blocks(req, bs), bs));
+                    hashed_for = bs;
+                }
+                let n = probe.held_blocks(id, hashes);
+                if n > 0 {
+                    view.cached_prefix_tokens[id.index()] = n * bs;
+                    touched.push(id.0);
+                }
+            }
+            return;
+        }
         for (bs, ix) in &mut self.indexes {
             let bs = *bs;
             hashes.clear();
@@ -172,10 +219,18 @@ impl RouterHost {
     }
 
     /// Where `req` prefills (or runs, in mixed pools); logged when `rec` wants decisions.
-    pub fn route_prefill<R: Recorder>(&mut self, now: SimTime, req: &Request, rec: &mut R) -> Result<InstanceId, RouteError> {
+    ///
+    /// `probe` answers overlap queries when the host keeps no index (small simulated fleets).
+    pub fn route_prefill<R: Recorder>(
+        &mut self,
+        now: SimTime,
+        req: &Request,
+        probe: Option<&dyn PrefixProbe>,
+        rec: &mut R,
+    ) -> Result<InstanceId, RouteError> {
         self.view.now = now;
         if self.prefill.wants_prefix_overlap() {
-            self.fill_overlap(req);
+            self.fill_overlap(req, false, probe);
         }
         let p = self.prefill.route_prefill(&self.view, req)?;
         debug_assert!(self.view.get(p).role.takes_prefill(), "policy returned a non-candidate");
@@ -199,11 +254,12 @@ impl RouterHost {
         now: SimTime,
         req: &Request,
         prefilled_on: Option<InstanceId>,
+        probe: Option<&dyn PrefixProbe>,
         rec: &mut R,
     ) -> Result<InstanceId, RouteError> {
         self.view.now = now;
         if self.decode_policy().wants_prefix_overlap() {
-            self.fill_overlap(req);
+            self.fill_overlap(req, true, probe);
         }
         let policy = self.decode.as_mut().unwrap_or(&mut self.prefill);
         let d = policy.route_decode(&self.view, req, prefilled_on)?;

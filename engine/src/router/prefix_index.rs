@@ -16,10 +16,36 @@ use std::hash::BuildHasherDefault;
 
 use crate::kv::{BlockHash, IdentityHasher};
 
+/// The instances holding one hash: usually one (content unique to a request or a
+/// conversation), so the common case needs no allocation.
+#[derive(Debug)]
+enum Holders {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Holders {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Holders::One(x) => std::slice::from_ref(x),
+            Holders::Many(v) => v,
+        }
+    }
+}
+
+type HashMapOf<V> = HashMap<BlockHash, V, BuildHasherDefault<IdentityHasher>>;
+
+/// Fleets of at most this many instances keep each hash's holders as a bit mask: one word
+/// per hash, no allocation, and set operations in one instruction.
+const MASK_INSTANCES: usize = 64;
+
 /// Block hash → instances holding it, for instances of one block size.
 #[derive(Debug, Default)]
 pub struct PrefixIndex {
-    holders: HashMap<BlockHash, Vec<u32>, BuildHasherDefault<IdentityHasher>>,
+    /// Holders as bit masks (fleets of at most [`MASK_INSTANCES`]) ...
+    masks: Option<HashMapOf<u64>>,
+    /// ... or as lists.
+    holders: HashMapOf<Holders>,
     // Per-query scratch: a stamp per instance, the current holder set, the instances set.
     mark: Vec<u32>,
     stamp: u32,
@@ -29,48 +55,103 @@ pub struct PrefixIndex {
 impl PrefixIndex {
     /// An empty index over `instances` instances.
     pub fn new(instances: usize) -> Self {
-        PrefixIndex { holders: HashMap::default(), mark: vec![0; instances], stamp: 0, active: Vec::new() }
+        let masks = (instances <= MASK_INSTANCES).then(HashMap::default);
+        PrefixIndex { masks, holders: HashMap::default(), mark: vec![0; instances], stamp: 0, active: Vec::new() }
     }
 
     /// Instance `i` now holds `hash`.
     pub fn stored(&mut self, i: u32, hash: BlockHash) {
-        let h = self.holders.entry(hash).or_default();
-        debug_assert!(!h.contains(&i), "instance {i} reported {hash:?} stored twice");
-        h.push(i);
+        if let Some(m) = &mut self.masks {
+            let bits = m.entry(hash).or_insert(0);
+            debug_assert!(*bits & (1 << i) == 0, "instance {i} reported {hash:?} stored twice");
+            *bits |= 1 << i;
+            return;
+        }
+        match self.holders.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Holders::One(i));
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let h = e.get_mut();
+                debug_assert!(!h.as_slice().contains(&i), "instance {i} reported {hash:?} stored twice");
+                match h {
+                    Holders::One(x) => *h = Holders::Many(vec![*x, i]),
+                    Holders::Many(v) => v.push(i),
+                }
+            }
+        }
     }
 
     /// Instance `i` no longer holds `hash`.
     pub fn removed(&mut self, i: u32, hash: BlockHash) {
-        if let Some(h) = self.holders.get_mut(&hash) {
-            if let Some(k) = h.iter().position(|&x| x == i) {
-                h.swap_remove(k);
+        if let Some(m) = &mut self.masks {
+            if let std::collections::hash_map::Entry::Occupied(mut e) = m.entry(hash) {
+                *e.get_mut() &= !(1u64 << i);
+                if *e.get() == 0 {
+                    e.remove();
+                }
             }
-            if h.is_empty() {
-                self.holders.remove(&hash);
+            return;
+        }
+        let std::collections::hash_map::Entry::Occupied(mut e) = self.holders.entry(hash) else { return };
+        match e.get_mut() {
+            Holders::One(x) if *x == i => {
+                e.remove();
+            }
+            Holders::One(_) => {}
+            Holders::Many(v) => {
+                if let Some(k) = v.iter().position(|&x| x == i) {
+                    v.swap_remove(k);
+                }
+                if v.len() == 1 {
+                    *e.get_mut() = Holders::One(v[0]);
+                }
             }
         }
     }
 
     /// Hashes held by at least one instance.
     pub fn len(&self) -> usize {
-        self.holders.len()
+        self.masks.as_ref().map_or(self.holders.len(), HashMap::len)
     }
 
     /// Whether no instance holds anything.
     pub fn is_empty(&self) -> bool {
-        self.holders.is_empty()
+        self.len() == 0
     }
 
     /// For the prompt whose leading block hashes are `hashes`, calls `hit(instance, blocks)`
     /// once for every instance holding at least its first block, with the number of leading
     /// blocks it holds. Instances not reported hold none.
     pub fn overlaps(&mut self, hashes: &[BlockHash], mut hit: impl FnMut(u32, u32)) {
-        let PrefixIndex { holders, mark, stamp, active } = self;
+        if let Some(masks) = &self.masks {
+            // Exact intersections, closed under prefixes or not.
+            let Some(&first) = hashes.first().and_then(|h| masks.get(h)) else { return };
+            let mut active = first;
+            for (j, h) in hashes.iter().enumerate().skip(1) {
+                let next = active & masks.get(h).copied().unwrap_or(0);
+                let mut dropped = active & !next;
+                while dropped != 0 {
+                    hit(dropped.trailing_zeros(), j as u32);
+                    dropped &= dropped - 1;
+                }
+                active = next;
+                if active == 0 {
+                    return;
+                }
+            }
+            while active != 0 {
+                hit(active.trailing_zeros(), hashes.len() as u32);
+                active &= active - 1;
+            }
+            return;
+        }
+        let PrefixIndex { holders, mark, stamp, active, .. } = self;
         let Some(first) = hashes.first().and_then(|h| holders.get(h)) else { return };
         active.clear();
-        active.extend_from_slice(first);
+        active.extend_from_slice(first.as_slice());
         for (j, h) in hashes.iter().enumerate().skip(1) {
-            let next = holders.get(h).map_or(&[][..], Vec::as_slice);
+            let next = holders.get(h).map_or(&[][..], Holders::as_slice);
             if next.len() == active.len() {
                 // Nested and as large: the same instances all hold block j too.
                 continue;
@@ -123,7 +204,13 @@ mod tests {
 
     #[test]
     fn overlaps_follow_the_shrinking_holder_sets() {
-        let mut ix = PrefixIndex::new(4);
+        // Masks (small fleets) and lists (large ones) answer alike.
+        for n in [4, 100] {
+            shrinking_holder_sets(PrefixIndex::new(n));
+        }
+    }
+
+    fn shrinking_holder_sets(mut ix: PrefixIndex) {
         // Instance 0 holds a, b, c; 1 holds a, b; 2 holds a; 3 nothing.
         for (i, hs) in [(0, &[1, 2, 3][..]), (1, &[1, 2]), (2, &[1])] {
             for &x in hs {

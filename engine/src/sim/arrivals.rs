@@ -97,7 +97,7 @@ impl Simulation {
         // Conditional disaggregation: pick the decode instance first; it prefills the
         // request itself when the prompt's uncached part is short enough.
         if self.cluster.conditional {
-            let Ok(d) = self.host.route_decode(self.now, &req, None, rec) else {
+            let Ok(d) = self.host.route_decode(self.now, &req, None, Some(&self.cluster), rec) else {
                 return self.reject(sid, Reason::NoRoute, rec);
             };
             self.check_index(&req);
@@ -118,7 +118,7 @@ impl Simulation {
             }
         }
 
-        let Ok(p) = self.host.route_prefill(self.now, &req, rec) else {
+        let Ok(p) = self.host.route_prefill(self.now, &req, Some(&self.cluster), rec) else {
             return self.reject(sid, Reason::NoRoute, rec);
         };
         self.check_index(&req);

@@ -157,6 +157,13 @@ impl Simulation {
     #[doc(hidden)]
     pub fn with_index_check(mut self) -> Self {
         self.check_index = true;
+        // Small fleets are probed directly: force the index, which is what is checked.
+        self.host.use_index();
+        if self.host.wants_kv_events() {
+            for inst in &mut self.cluster.instances {
+                inst.kv.track_events();
+            }
+        }
         self
     }
 

@@ -17,7 +17,7 @@ impl Simulation {
     pub(super) fn start_handoff<R: Recorder>(&mut self, sid: SeqId, from: usize, rec: &mut R) {
         let req = self.seqs[sid].req.clone();
         let to = match self.seqs[sid].decode_on {
-            NO_INSTANCE => match self.host.route_decode(self.now, &req, Some(InstanceId(from as u32)), rec) {
+            NO_INSTANCE => match self.host.route_decode(self.now, &req, Some(InstanceId(from as u32)), Some(&self.cluster), rec) {
                 Ok(d) => {
                     self.check_index(&req);
                     d
