@@ -5,7 +5,9 @@
 //! value the scenario language accepts (`round_robin,telemetry`). Each point becomes `--set`
 //! overrides, parsed by the scenario language itself.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+
+use crate::bad;
 use simctl_reports::figures::numeric_value;
 
 /// Points of a range without a step.
@@ -16,7 +18,7 @@ pub use simctl_reports::sweep::Axis;
 fn number(s: &str, whole: &str) -> Result<(f64, String)> {
     match numeric_value(s.trim()) {
         Some((v, u)) if v.is_finite() => Ok((v, u)),
-        _ => bail!("`--grid {whole}`: `{s}` is not a number (with an optional unit, like `0.5` or `24/s`)"),
+        _ => bad!("`--grid {whole}`: `{s}` is not a number (with an optional unit, like `0.5` or `24/s`)"),
     }
 }
 
@@ -49,13 +51,13 @@ fn split_top_level(s: &str) -> Vec<&str> {
 /// Parses `NAME=SPEC`.
 pub fn parse_axis(arg: &str) -> Result<Axis> {
     let Some((name, spec)) = arg.split_once('=') else {
-        bail!(
+        bad!(
             "`--grid {arg}`: expected NAME=SPEC, e.g. `arrival_rate=0.5..2.0`, `arrival_rate=10/s..40/s:10/s` or `router.policy=round_robin,telemetry`"
         );
     };
     let (name, spec) = (name.trim(), spec.trim());
     if name.is_empty() || spec.is_empty() {
-        bail!("`--grid {arg}`: both NAME and SPEC are needed");
+        bad!("`--grid {arg}`: both NAME and SPEC are needed");
     }
     let values = if let Some((a, rest)) = spec.split_once("..") {
         let (b, step) = match rest.split_once(':') {
@@ -65,24 +67,24 @@ pub fn parse_axis(arg: &str) -> Result<Axis> {
         let (lo, ua) = number(a, arg)?;
         let (hi, ub) = number(b, arg)?;
         if ua != ub {
-            bail!("`--grid {arg}`: both ends need the same unit (`{ua}` vs `{ub}`)");
+            bad!("`--grid {arg}`: both ends need the same unit (`{ua}` vs `{ub}`)");
         }
         if hi < lo {
-            bail!("`--grid {arg}`: the range runs backwards ({lo} > {hi})");
+            bad!("`--grid {arg}`: the range runs backwards ({lo} > {hi})");
         }
         let points: Vec<f64> = match step {
             None => (0..DEFAULT_RANGE_POINTS).map(|k| lo + (hi - lo) * k as f64 / (DEFAULT_RANGE_POINTS - 1) as f64).collect(),
             Some(st) => {
                 let (d, us) = number(st, arg)?;
                 if !us.is_empty() && us != ua {
-                    bail!("`--grid {arg}`: the step's unit `{us}` differs from the range's `{ua}`");
+                    bad!("`--grid {arg}`: the step's unit `{us}` differs from the range's `{ua}`");
                 }
                 if d <= 0.0 {
-                    bail!("`--grid {arg}`: the step must be positive");
+                    bad!("`--grid {arg}`: the step must be positive");
                 }
                 let n = ((hi - lo) / d + 1e-9).floor() as usize + 1;
                 if n > 100_000 {
-                    bail!("`--grid {arg}`: {n} points is more than a sweep should have; use a larger step");
+                    bad!("`--grid {arg}`: {n} points is more than a sweep should have; use a larger step");
                 }
                 (0..n).map(|k| lo + d * k as f64).collect()
             }
@@ -92,7 +94,7 @@ pub fn parse_axis(arg: &str) -> Result<Axis> {
         split_top_level(spec).into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>()
     };
     if values.is_empty() {
-        bail!("`--grid {arg}`: no values");
+        bad!("`--grid {arg}`: no values");
     }
     Ok(Axis { name: name.to_string(), values })
 }

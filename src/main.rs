@@ -2,6 +2,8 @@
 
 mod cmd;
 mod grid;
+mod interrupt;
+mod out;
 mod scenario;
 
 use std::process::ExitCode;
@@ -37,6 +39,26 @@ enum Command {
 /// Exit status for bad input: a scenario or an override that does not check.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// An error in what the user gave (a file, an argument, an override): exit status 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Returns early with a [`BadInput`] error: `bad!("`--grid {arg}`: no values")`.
+#[macro_export]
+macro_rules! bad {
+    ($($t:tt)*) => {
+        return Err(anyhow::Error::new($crate::BadInput(format!($($t)*))))
+    };
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so printing into a closed pipe (`simctl run | head`) panics;
     // the default action ends the process quietly, as for any Unix filter.
@@ -60,7 +82,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.chain().any(|c| c.is::<BadInput>()) { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+
+use crate::bad;
 use simctl_engine::spec::ValidSpec;
 
 /// The default scenario, compiled into the binary.
@@ -11,14 +13,20 @@ pub const DEFAULT_NAME: &str = "flagship_vs_mid.scn (embedded)";
 /// Its text.
 pub const DEFAULT_TEXT: &str = include_str!("../scenarios/flagship_vs_mid.scn");
 
-/// Splits `key=value` arguments of `--set`.
+/// Splits `key=value` arguments of `--set`; the same key twice is an error naming both.
 pub fn parse_overrides(sets: &[String]) -> Result<Vec<(String, String)>> {
-    sets.iter()
-        .map(|s| match s.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-            _ => bail!("`--set {s}`: expected NAME=VALUE, e.g. `--set arrival_rate=36/s` or `--set router.policy=round_robin`"),
-        })
-        .collect()
+    let mut out: Vec<(String, String)> = Vec::new();
+    for s in sets {
+        let (key, value) = match s.split_once('=') {
+            Some((key, v)) if !key.trim().is_empty() => (key.trim().to_string(), v.trim().to_string()),
+            _ => bad!("`--set {s}`: expected NAME=VALUE, e.g. `--set arrival_rate=36/s` or `--set router.policy=round_robin`"),
+        };
+        if let Some(first) = out.iter().position(|(x, _)| *x == key) {
+            bad!("`--set {}` and `--set {s}` both set `{key}`; give it once", sets[first]);
+        }
+        out.push((key, value));
+    }
+    Ok(out)
 }
 
 /// Outcome of loading: a spec, or diagnostics already printed to stderr.
@@ -33,7 +41,10 @@ pub enum Loaded {
 pub fn read(path: Option<&Path>) -> Result<(String, String)> {
     Ok(match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read scenario `{}`", p.display()))?;
+            let text = match std::fs::read_to_string(p) {
+                Ok(t) => t,
+                Err(e) => bad!("cannot read scenario `{}`: {e}", p.display()),
+            };
             (p.display().to_string(), text)
         }
         None => (DEFAULT_NAME.to_string(), DEFAULT_TEXT.to_string()),

@@ -95,7 +95,7 @@ fn bad_overrides_and_files_fail_with_located_errors() {
 #[test]
 fn missing_file_is_an_error_not_a_panic() {
     let o = simctl(&["run", "no/such/file.scn"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad input");
     assert!(stderr(&o).contains("cannot read scenario `no/such/file.scn`"), "{}", stderr(&o));
 }
 

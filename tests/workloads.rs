@@ -128,14 +128,11 @@ fn per_class_metrics_use_each_class_slo() {
     assert_eq!(batch.slo_attainment.unwrap(), 0.0, "a 4000-token prefill takes 200 ms > 1 ms");
 }
 
+/// A trace shipped in `traces/` (always there: they are part of the repository).
 fn shared_trace(rel: &str) -> Option<PathBuf> {
-    let p = repo_root().join("../shared/traces").join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipping: {} is not present (the shared traces live beside the repository)", p.display());
-        None
-    }
+    let p = repo_root().join("traces").join(rel);
+    assert!(p.exists(), "{} is missing from the repository", p.display());
+    Some(p)
 }
 
 #[test]

@@ -380,8 +380,66 @@ fn items<'a>(mut i: In<'a>, in_block: bool, errs: &mut Vec<SyntaxError>) -> PRes
     }
 }
 
+/// Brackets and unary minus signs nest at most this deep. The parser, the evaluator and the
+/// printer recurse; thousands of levels would overflow the stack, and no scenario needs more
+/// than a handful.
+pub const MAX_NESTING: usize = 64;
+
+/// The offset of the first bracket (or `-`) nested deeper than [`MAX_NESTING`], if any;
+/// strings and comments are skipped.
+fn too_deep(src: &str) -> Option<usize> {
+    let (mut depth, mut minus) = (0usize, 0usize);
+    let mut chars = src.char_indices();
+    while let Some((k, c)) = chars.next() {
+        match c {
+            '"' => {
+                // Skip the string (escapes included).
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                minus = 0;
+            }
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                minus = 0;
+            }
+            ')' | ']' | '}' => {
+                depth = depth.saturating_sub(1);
+                minus = 0;
+            }
+            '-' => minus += 1,
+            c if c.is_whitespace() => {}
+            _ => minus = 0,
+        }
+        if depth + minus > MAX_NESTING {
+            return Some(k);
+        }
+    }
+    None
+}
+
+fn nesting_error(at: usize) -> SyntaxError {
+    SyntaxError { offset: at, expected: format!("brackets or `-` signs nested at most {MAX_NESTING} deep") }
+}
+
 /// Parses a whole file, returning the items that parsed and every syntax error.
 pub fn parse_file(src: &str) -> (Vec<Item>, Vec<SyntaxError>) {
+    if let Some(at) = too_deep(src) {
+        return (Vec::new(), vec![nesting_error(at)]);
+    }
     let mut errs = Vec::new();
     match items(In::new(src), false, &mut errs) {
         Ok((_, items)) => (items, errs),
@@ -395,6 +453,9 @@ pub fn parse_file(src: &str) -> (Vec<Item>, Vec<SyntaxError>) {
 
 /// Parses one expression (a `--set` value); the whole input must be used.
 pub fn parse_expr(src: &str) -> Result<Expr, SyntaxError> {
+    if let Some(at) = too_deep(src) {
+        return Err(nesting_error(at));
+    }
     let i = In::new(src);
     let (i, _) = ws(i).map_err(|_| SyntaxError { offset: 0, expected: "a value".into() })?;
     match expr(i) {
@@ -447,6 +508,19 @@ mod tests {
         assert_eq!(b.kind.name, "pool");
         assert_eq!(b.name.as_ref().unwrap().name, "decode");
         assert_eq!(b.items.len(), 2);
+    }
+
+    #[test]
+    fn deep_nesting_is_a_located_error_not_a_stack_overflow() {
+        let deep = format!("param x = {}1{}\n", "(".repeat(5000), ")".repeat(5000));
+        let (_, errs) = parse_file(&deep);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].offset, 10 + MAX_NESTING, "at the first bracket past the limit");
+        assert!(errs[0].expected.contains("nested at most 64 deep"));
+        assert!(parse_expr(&"-".repeat(5000)).is_err());
+        // Brackets in strings and comments do not count; 64 levels parse.
+        let ok = format!("# {}\nname = \"{}\"\nparam y = {}2{}\n", "(".repeat(100), "[".repeat(100), "(".repeat(64), ")".repeat(64));
+        assert_eq!(parse_file(&ok).1, vec![]);
     }
 
     #[test]

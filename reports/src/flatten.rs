@@ -15,7 +15,7 @@ impl Cell {
     /// As CSV text (quoted when needed).
     pub fn to_csv(&self) -> String {
         match self {
-            Cell::Num(v) => format!("{v}"),
+            Cell::Num(v) => crate::frame::float_text(*v),
             Cell::Text(s) => csv_text(s),
         }
     }
@@ -25,6 +25,9 @@ impl Cell {
 pub fn csv_text(s: &str) -> String {
     if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
+
+/// Summary fields that are text when present and null otherwise.
+pub(crate) const TEXT_FIELDS: &[&str] = &["incomplete_reason"];
 
 /// The summary as `(column, cell)` pairs in a fixed order: nested objects become dotted
 /// names (`ttft_ms.p95`, `pools.decode.queue_depth_mean`).
@@ -47,6 +50,8 @@ fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, Cell)>) {
         Value::Number(n) => out.push((prefix.to_string(), Cell::Num(n.as_f64().unwrap_or(f64::NAN)))),
         Value::String(t) => out.push((prefix.to_string(), Cell::Text(t.clone()))),
         Value::Bool(b) => out.push((prefix.to_string(), Cell::Num(f64::from(u8::from(*b))))),
+        // Text that may be absent stays text, so its column keeps one type.
+        Value::Null if TEXT_FIELDS.contains(&prefix) => out.push((prefix.to_string(), Cell::Text(String::new()))),
         // A metric with no data: a missing number, written as an empty field (null).
         Value::Null => out.push((prefix.to_string(), Cell::Num(f64::NAN))),
         Value::Array(xs) => {

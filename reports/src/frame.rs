@@ -3,7 +3,9 @@
 //!
 //! Floats are written to CSV with a decimal point or an exponent (`0.0`, `2.5`, `1e-7`), so
 //! pandas and polars infer a float for every float column whatever its first rows hold; a
-//! missing value is an empty field (null), never `0` or `NaN`.
+//! missing value is an empty field (null), never `0`. A float column with no value at all is
+//! written as `NaN` throughout: CSV readers cannot tell the type of an empty column (polars
+//! makes it text), and the column must keep one type in every table.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -40,13 +42,19 @@ impl ColumnData {
         self.len() == 0
     }
 
-    fn csv(&self, row: usize) -> String {
+    fn csv(&self, row: usize, all_missing: bool) -> String {
         match self {
             ColumnData::U32(v) => v[row].to_string(),
             ColumnData::U64(v) => v[row].to_string(),
+            ColumnData::F64(_) if all_missing => "NaN".into(),
             ColumnData::F64(v) => v[row].map(float_text).unwrap_or_default(),
             ColumnData::Text(v) => csv_text(&v[row]),
         }
+    }
+
+    /// A float column without a single value.
+    fn all_missing(&self) -> bool {
+        matches!(self, ColumnData::F64(v) if v.iter().all(|x| x.is_none_or(|x| !x.is_finite())))
     }
 }
 
@@ -96,12 +104,37 @@ impl Frame {
         let mut w = BufWriter::new(File::create(path)?);
         let header: Vec<String> = self.columns.iter().map(|c| csv_text(&c.name)).collect();
         writeln!(w, "{}", header.join(","))?;
+        let empty: Vec<bool> = self.columns.iter().map(|c| c.data.all_missing()).collect();
         for r in 0..self.height() {
-            let row: Vec<String> = self.columns.iter().map(|c| c.data.csv(r)).collect();
+            let row: Vec<String> = self.columns.iter().zip(&empty).map(|(c, &e)| c.data.csv(r, e)).collect();
             writeln!(w, "{}", row.join(","))?;
         }
         w.flush()
     }
+}
+
+/// Rewrites the CSV file `src` into `dst` with every field of `columns` (float columns that
+/// hold no value at all) set to `NaN`, so readers infer a float as they do for the same
+/// column of other runs.
+pub fn fill_empty_columns(src: &Path, dst: &Path, columns: &[&str]) -> io::Result<()> {
+    use std::io::BufRead;
+    let r = io::BufReader::new(File::open(src)?);
+    let mut w = BufWriter::new(File::create(dst)?);
+    let mut lines = r.lines();
+    let Some(header) = lines.next().transpose()? else { return Ok(()) };
+    let fields = crate::sweep::split_csv(&header);
+    let targets: Vec<usize> = fields.iter().enumerate().filter(|(_, f)| columns.contains(&f.as_str())).map(|(k, _)| k).collect();
+    writeln!(w, "{header}")?;
+    for line in lines {
+        let mut row: Vec<String> = crate::sweep::split_csv(&line?).iter().map(|f| csv_text(f)).collect();
+        for &k in &targets {
+            if let Some(f) = row.get_mut(k) {
+                *f = "NaN".into();
+            }
+        }
+        writeln!(w, "{}", row.join(","))?;
+    }
+    w.flush()
 }
 
 #[cfg(test)]
@@ -121,7 +154,8 @@ mod tests {
         f.push(TypedColumn::new("point", ColumnData::U32(vec![0, 1])));
         f.push(TypedColumn::new("x", ColumnData::F64(vec![Some(0.0), None])));
         f.push(TypedColumn::new("name,odd", ColumnData::Text(vec!["a".into(), "b,c".into()])));
+        f.push(TypedColumn::new("none", ColumnData::F64(vec![None, None])));
         f.write_csv(&dir.join("t.csv")).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("t.csv")).unwrap(), "point,x,\"name,odd\"\n0,0.0,a\n1,,\"b,c\"\n");
+        assert_eq!(std::fs::read_to_string(dir.join("t.csv")).unwrap(), "point,x,\"name,odd\",none\n0,0.0,a,NaN\n1,,\"b,c\",NaN\n");
     }
 }

@@ -1,5 +1,6 @@
 //! A recorder that keeps what the summary needs and streams per-request rows to CSV.
 
+use crate::frame::float_text;
 use std::io::{self, Write};
 
 use hdrhistogram::Histogram;
@@ -41,6 +42,8 @@ pub struct RunRecorder {
     itl_run_count: u64,
     pub(crate) requests: u64,
     pub(crate) finished: u64,
+    /// Whether each optional float column of requests.csv (TTFT, TPOT, E2E, max ITL) got a value.
+    float_seen: [bool; 4],
     pub(crate) rejected: u64,
     pub(crate) rejected_reasons: std::collections::BTreeMap<String, u64>,
     pub(crate) unfinished: u64,
@@ -94,6 +97,7 @@ impl RunRecorder {
             itl_run_count: 0,
             requests: 0,
             finished: 0,
+            float_seen: [false; 4],
             rejected: 0,
             rejected_reasons: Default::default(),
             unfinished: 0,
@@ -166,6 +170,17 @@ impl RunRecorder {
         }
     }
 
+    /// Float columns of requests.csv that no row gave a value (all-rejected runs): written
+    /// empty, they would read back as text; [`crate::frame::fill_empty_columns`] fixes them.
+    pub fn empty_float_columns(&self) -> Vec<&'static str> {
+        ["ttft_ms", "tpot_ms", "e2e_ms", "max_itl_ms"].into_iter().zip(self.float_seen).filter(|(_, seen)| !seen).map(|(c, _)| c).collect()
+    }
+
+    /// Requests recorded so far (finished, rejected, cut off or cancelled).
+    pub fn recorded(&self) -> u64 {
+        self.requests
+    }
+
     /// Whether a request meets every SLO given.
     pub fn is_good(&self, r: &RequestRecord) -> bool {
         if r.outcome != Outcome::Finished {
@@ -186,11 +201,16 @@ impl RunRecorder {
     }
 
     fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
-        let ms = |d: Option<SimDuration>| d.map(|d| d.as_millis_f64().to_string()).unwrap_or_default();
+        // Floats always read back as floats (`0.0`); a missing value is an empty field.
+        let ms = |d: Option<SimDuration>| d.map(|d| float_text(d.as_millis_f64())).unwrap_or_default();
+        let itl = (r.generated_tokens.get() > 1).then_some(r.max_itl);
+        for (seen, v) in self.float_seen.iter_mut().zip([r.ttft(), r.tpot(), r.e2e(), itl]) {
+            *seen |= v.is_some();
+        }
         let line = format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.id.0,
-            r.arrival.as_secs_f64(),
+            float_text(r.arrival.as_secs_f64()),
             r.prompt_tokens.get(),
             r.output_tokens.get(),
             r.generated_tokens.get(),
@@ -202,7 +222,7 @@ impl RunRecorder {
             ms(r.ttft()),
             ms(r.tpot()),
             ms(r.e2e()),
-            ms((r.generated_tokens.get() > 1).then_some(r.max_itl)),
+            ms(itl),
             r.preemptions,
             r.migrations,
             u8::from(good),
@@ -247,8 +267,15 @@ impl Recorder for RunRecorder {
             }
             scores.push_str(&format!("{}={}", self.name(Some(*i)), s));
         }
-        let line =
-            format!("{},{},{},{},{},{}\n", d.at.as_secs_f64(), d.request.0, d.kind.as_str(), d.policy, self.name(Some(d.chosen)), scores);
+        let line = format!(
+            "{},{},{},{},{},{}\n",
+            float_text(d.at.as_secs_f64()),
+            d.request.0,
+            d.kind.as_str(),
+            d.policy,
+            self.name(Some(d.chosen)),
+            scores
+        );
         if let Some(w) = self.decisions.as_mut()
             && let Err(e) = w.write_all(line.as_bytes())
         {

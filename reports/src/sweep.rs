@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use simctl_engine::units::{self, Dim};
+
 use crate::flatten::{Cell, mean_ci95};
 use crate::frame::{ColumnData, Frame, TypedColumn};
 
@@ -31,6 +33,39 @@ pub struct Axis {
     pub name: String,
     /// The values, as scenario-language text (`24/s`, `telemetry`).
     pub values: Vec<String>,
+}
+
+impl Axis {
+    /// When every value is a quantity of one dimension (`10/s`, `600/min`): the column name
+    /// with its unit (`arrival_rate_per_s`) and each value in that unit, so tables sort
+    /// numerically and equal quantities are equal numbers. `None` for names (policies,
+    /// fleets) and mixed units.
+    pub fn numeric(&self) -> Option<(String, Vec<f64>)> {
+        let qs: Vec<(f64, Dim)> = self.values.iter().map(|v| units::quantity(v)).collect::<Option<_>>()?;
+        let dim = qs.first()?.1;
+        if qs.iter().any(|q| q.1 != dim) {
+            return None;
+        }
+        let suffix = match dim {
+            Dim::NONE => "",
+            Dim::TIME => "_s",
+            Dim::PER_TIME => "_per_s",
+            Dim::TOKENS => "_tok",
+            Dim::TOKEN_RATE => "_tok_per_s",
+            Dim::BYTES => "_bytes",
+            Dim::BANDWIDTH => "_bytes_per_s",
+            Dim::MONEY_RATE => "_usd_per_h",
+            _ => return None,
+        };
+        Some((format!("{}{suffix}", self.name), qs.into_iter().map(|q| q.0).collect()))
+    }
+
+    /// The value text whose quantity is `x` (a numeric column read back), if any.
+    fn value_for(&self, x: f64) -> Option<&String> {
+        let (_, nums) = self.numeric()?;
+        let k = nums.iter().position(|&n| (n - x).abs() <= 1e-9 * n.abs().max(1e-300))?;
+        self.values.get(k)
+    }
 }
 
 /// A slice of a sweep: runs whose index `k` (point-major, then replicate) has
@@ -136,7 +171,7 @@ fn num(c: &Cell) -> Option<f64> {
 }
 
 /// Splits one CSV line into fields (RFC 4180 quoting; no embedded newlines in our files).
-fn split_csv(line: &str) -> Vec<String> {
+pub(crate) fn split_csv(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -154,6 +189,18 @@ fn split_csv(line: &str) -> Vec<String> {
     }
     out.push(cur);
     out
+}
+
+/// Whether a metric is a share in [0, 1] (its confidence interval is clipped to that range).
+pub fn is_share(metric: &str) -> bool {
+    ["slo_attainment", "prefix_hit_rate", "utilization", "kv_peak_usage"].iter().any(|s| metric.ends_with(s))
+}
+
+/// A numeric axis as a float column named with its unit; `None` for text axes.
+fn axis_column(axis: &Axis, texts: &[String]) -> Option<(String, ColumnData)> {
+    let (name, nums) = axis.numeric()?;
+    let data = texts.iter().map(|t| axis.values.iter().position(|v| v == t).map(|k| nums[k])).collect();
+    Some((name, ColumnData::F64(data)))
 }
 
 fn cell_text(c: &Cell) -> String {
@@ -235,7 +282,9 @@ impl SweepResults {
                     .iter()
                     .map(|&c| {
                         let xs: Vec<f64> = rs.iter().filter_map(|r| num(&r[c])).collect();
-                        mean_ci95(&xs)
+                        let (m, h) = mean_ci95(&xs);
+                        // A share's interval stays within [0, 1]: mean ± h, clipped symmetrically.
+                        if is_share(&self.header[c]) { (m, h.min(m).min(1.0 - m).max(0.0)) } else { (m, h) }
                     })
                     .collect(),
             })
@@ -260,7 +309,17 @@ impl SweepResults {
                         })
                         .collect(),
                 ),
-                i if i < first => ColumnData::Text(col.iter().map(|c| cell_text(c)).collect()),
+                i if i < first => {
+                    let axis = &self.manifest.grid[i - LEAD_COLUMNS.len()];
+                    let texts: Vec<String> = col.iter().map(|c| cell_text(c)).collect();
+                    match axis_column(axis, &texts) {
+                        Some((name, data)) => {
+                            f.push(TypedColumn::new(name, data));
+                            continue;
+                        }
+                        None => ColumnData::Text(texts),
+                    }
+                }
                 _ => cells(&col),
             };
             f.push(TypedColumn::new(h.clone(), data));
@@ -276,7 +335,11 @@ impl SweepResults {
         f.push(TypedColumn::new("point", ColumnData::U32(stats.iter().map(|s| s.point as u32).collect())));
         f.push(TypedColumn::new("seeds", ColumnData::U32(stats.iter().map(|s| s.seeds as u32).collect())));
         for (a, axis) in self.manifest.grid.iter().enumerate() {
-            f.push(TypedColumn::new(axis.name.clone(), ColumnData::Text(stats.iter().map(|s| s.values[a].clone()).collect())));
+            let texts: Vec<String> = stats.iter().map(|s| s.values[a].clone()).collect();
+            match axis_column(axis, &texts) {
+                Some((name, data)) => f.push(TypedColumn::new(name, data)),
+                None => f.push(TypedColumn::new(axis.name.clone(), ColumnData::Text(texts))),
+            }
         }
         for (m, &c) in numeric.iter().enumerate() {
             f.push(TypedColumn::new(self.header[c].clone(), ColumnData::F64(stats.iter().map(|s| Some(s.metrics[m].0)).collect())));
@@ -306,6 +369,26 @@ impl SweepResults {
         Ok(files)
     }
 
+    /// The per-point means and intervals as JSON: axis values and `{metric: {mean, ci95}}`.
+    pub fn points_json(&self) -> serde_json::Value {
+        let r = self;
+        let numeric = r.numeric_columns();
+        let finite = |x: f64| x.is_finite().then_some(x);
+        r.point_stats()
+            .iter()
+            .map(|p| {
+                let axes: serde_json::Map<String, serde_json::Value> =
+                    r.manifest.grid.iter().zip(&p.values).map(|(a, v)| (a.name.clone(), serde_json::Value::from(v.clone()))).collect();
+                let metrics: serde_json::Map<String, serde_json::Value> = numeric
+                    .iter()
+                    .zip(&p.metrics)
+                    .map(|(&c, &(m, h))| (r.header[c].clone(), serde_json::json!({ "mean": finite(m), "ci95": finite(h) })))
+                    .collect();
+                serde_json::json!({ "point": p.point, "seeds": p.seeds, "axes": axes, "metrics": metrics })
+            })
+            .collect()
+    }
+
     /// Reads a folder written by [`SweepResults::write`] (or by an interrupted sweep, whose
     /// `results.csv` may be unsorted).
     pub fn read(dir: &Path) -> Result<Self, String> {
@@ -319,6 +402,17 @@ impl SweepResults {
         let first = LEAD_COLUMNS.len() + manifest.grid.len();
         if header.len() < first || header[..LEAD_COLUMNS.len()] != LEAD_COLUMNS {
             return Err(format!("`{}` does not start with point,replicate,seed and the axes", rpath.display()));
+        }
+        // Numeric axes are written with their unit in the name and in base units: back to
+        // the axis name and the value as the grid wrote it.
+        let mut header = header;
+        for (a, axis) in manifest.grid.iter().enumerate() {
+            let col = LEAD_COLUMNS.len() + a;
+            if let Some((name, _)) = axis.numeric()
+                && header[col] == name
+            {
+                header[col] = axis.name.clone();
+            }
         }
         let mut rows = Vec::new();
         for (n, line) in lines.enumerate() {
@@ -336,9 +430,16 @@ impl SweepResults {
                 .enumerate()
                 .map(|(i, f)| match i {
                     0 | 1 => f.parse().map(Cell::Num).unwrap_or(Cell::Text(f)),
-                    i if i < first => Cell::Text(f),
+                    2 => Cell::Text(f),
+                    i if i < first => {
+                        let axis = &manifest.grid[i - LEAD_COLUMNS.len()];
+                        match f.parse::<f64>().ok().and_then(|x| axis.value_for(x)) {
+                            Some(text) => Cell::Text(text.clone()),
+                            None => Cell::Text(f),
+                        }
+                    }
                     // An empty metric is a missing number (a null), not text.
-                    _ if f.is_empty() => Cell::Num(f64::NAN),
+                    i if f.is_empty() && !crate::flatten::TEXT_FIELDS.contains(&header[i].as_str()) => Cell::Num(f64::NAN),
                     _ => f.parse().map(Cell::Num).unwrap_or(Cell::Text(f)),
                 })
                 .collect();

@@ -23,12 +23,49 @@ pub struct CheckArgs {
     /// parameters or includes. It lowers to the same scenario.
     #[arg(long)]
     print: bool,
+    /// Print one JSON document on stdout: per file, ok or its problems, and its warnings.
+    #[arg(long, conflicts_with = "print")]
+    json: bool,
 }
 
 pub fn run(a: CheckArgs) -> Result<ExitCode> {
     let overrides = scenario::parse_overrides(&a.set)?;
     let mut bad = 0;
+    let mut report = Vec::new();
     for f in &a.files {
+        if a.json {
+            // Diagnostics go into the document, not to stderr.
+            let (name, text) = match scenario::read(Some(f)) {
+                Ok(x) => x,
+                Err(e) => {
+                    bad += 1;
+                    report.push(serde_json::json!({ "file": f.display().to_string(), "ok": false, "problems": format!("{e:#}") }));
+                    continue;
+                }
+            };
+            let entry = match simctl_dsl::load(&name, &text, &overrides) {
+                Ok(spec) => match scan_trace(&spec) {
+                    Ok(()) => serde_json::json!({
+                        "file": f.display().to_string(),
+                        "ok": true,
+                        "pools": spec.pools.len(),
+                        "instances": spec.instance_count(),
+                        "policy": spec.router.name(),
+                        "warnings": spec.warnings().iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                    }),
+                    Err(e) => {
+                        bad += 1;
+                        serde_json::json!({ "file": f.display().to_string(), "ok": false, "problems": e.to_string() })
+                    }
+                },
+                Err(d) => {
+                    bad += 1;
+                    serde_json::json!({ "file": f.display().to_string(), "ok": false, "problems": d.render(false) })
+                }
+            };
+            report.push(entry);
+            continue;
+        }
         match scenario::load(Some(f), &overrides)? {
             Loaded::Spec(spec) => {
                 if let Err(e) = scan_trace(&spec) {
@@ -50,6 +87,9 @@ pub fn run(a: CheckArgs) -> Result<ExitCode> {
             }
             Loaded::Invalid => bad += 1,
         }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "files": report, "ok": bad == 0 }))?);
     }
     Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(crate::EXIT_BAD_INPUT) })
 }

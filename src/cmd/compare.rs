@@ -21,6 +21,8 @@ pub const EXIT_REGRESSION: u8 = 3;
 /// metric (at any point of a sweep); `<-5%` for a drop; without `%` the threshold is an
 /// absolute difference (`goodput_rps<-0.5`). Metric names are the summary's dotted keys
 /// (`ttft_ms.p95`, `tpot_ms.p99`, `goodput_tok_per_usd`, `pools.decode.queue_depth_mean`).
+/// A metric with no data shows as `-`; with --fail-if, B lacking data or points that A has,
+/// or B being incomplete, fails the gate too (unless --allow-missing).
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  simctl compare out/baseline out/candidate\n  simctl compare sim/ live/ --metric ttft_ms.p50 --metric tpot_ms.p50\n  simctl compare base/ new/ --fail-if 'ttft_ms.p95>+10%' --fail-if 'goodput_rps<-5%'\n\nExit status: 0 all conditions pass, 3 a --fail-if condition holds, 2 bad input, 1 other errors."
@@ -37,8 +39,16 @@ pub struct CompareArgs {
     #[arg(long, conflicts_with = "metrics")]
     all: bool,
     /// Fail (exit 3) when B differs from A past a threshold: METRIC>+10%, METRIC<-5%, METRIC>+20.
+    /// A metric B has no data for, a point B lacks, or an incomplete B fails too.
     #[arg(long = "fail-if", value_name = "COND")]
     fail_if: Vec<String>,
+    /// With --fail-if: compare what is there when B lacks data, points or runs, instead of
+    /// failing.
+    #[arg(long)]
+    allow_missing: bool,
+    /// Print one JSON document on stdout instead of the tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +62,7 @@ struct Cond {
 
 fn parse_cond(s: &str) -> Result<Cond> {
     let Some(pos) = s.find(['>', '<']) else {
-        bail!("--fail-if `{s}`: expected METRIC>+10% or METRIC<-5% (or an absolute threshold such as METRIC>+20)")
+        crate::bad!("--fail-if `{s}`: expected METRIC>+10% or METRIC<-5% (or an absolute threshold such as METRIC>+20)")
     };
     let metric = s[..pos].trim().to_string();
     let above = &s[pos..pos + 1] == ">";
@@ -61,9 +71,9 @@ fn parse_cond(s: &str) -> Result<Cond> {
     if relative {
         rest = rest[..rest.len() - 1].trim();
     }
-    let v: f64 = rest.parse().map_err(|_| anyhow::anyhow!("--fail-if `{s}`: `{rest}` is not a number"))?;
+    let Ok(v) = rest.parse::<f64>() else { crate::bad!("--fail-if `{s}`: `{rest}` is not a number") };
     if metric.is_empty() {
-        bail!("--fail-if `{s}`: no metric before the comparison");
+        crate::bad!("--fail-if `{s}`: no metric before the comparison");
     }
     Ok(Cond { metric, above, threshold: if relative { v / 100.0 } else { v }, relative, text: s.to_string() })
 }
@@ -85,8 +95,12 @@ impl Cond {
     }
 }
 
-/// Numeric metrics by name, in order.
-type Metrics = Vec<(String, f64)>;
+/// Metrics by name, in order; `None` where a metric has no data (a null).
+type Metrics = Vec<(String, Option<f64>)>;
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
 
 /// Compared units: the whole run, or each sweep point keyed by its axis values.
 fn units(l: &Loaded) -> Vec<(String, Metrics)> {
@@ -99,7 +113,7 @@ fn units(l: &Loaded) -> Vec<(String, Metrics)> {
                         let key = crate::cmd::report::find_max_group(r);
                         let m = ["max_value_number", "rate_per_s", "per_gpu", "slo_attainment_at_max", "goodput_rps_at_max"]
                             .iter()
-                            .filter_map(|k| Some((k.to_string(), r[*k].as_f64()?)))
+                            .map(|k| (k.to_string(), r[*k].as_f64()))
                             .collect();
                         (key, m)
                     })
@@ -107,7 +121,10 @@ fn units(l: &Loaded) -> Vec<(String, Metrics)> {
             })
             .unwrap_or_default(),
         Loaded::Run(s) => {
-            let m = flatten_summary(s).into_iter().filter_map(|(k, c)| if let Cell::Num(v) = c { Some((k, v)) } else { None }).collect();
+            let m = flatten_summary(s)
+                .into_iter()
+                .filter_map(|(k, c)| if let Cell::Num(v) = c { Some((k, finite(v))) } else { None })
+                .collect();
             vec![(String::new(), m)]
         }
         Loaded::Sweep(r) => {
@@ -116,11 +133,29 @@ fn units(l: &Loaded) -> Vec<(String, Metrics)> {
                 .into_iter()
                 .map(|p| {
                     let key = r.manifest.grid.iter().zip(&p.values).map(|(a, v)| format!("{}={v}", a.name)).collect::<Vec<_>>().join(" ");
-                    (key, numeric.iter().zip(&p.metrics).map(|(&c, m)| (r.header[c].clone(), m.0)).collect())
+                    (key, numeric.iter().zip(&p.metrics).map(|(&c, m)| (r.header[c].clone(), finite(m.0))).collect())
                 })
                 .collect()
         }
     }
+}
+
+/// Why a folder is incomplete, if it is: a run that stopped early, a sweep missing runs.
+fn incomplete(l: &Loaded) -> Option<String> {
+    match l {
+        Loaded::Run(s) if !s.complete => {
+            Some(format!("the run is incomplete ({})", s.incomplete_reason.as_deref().unwrap_or("stopped early")))
+        }
+        Loaded::Sweep(r) => {
+            let missing = r.missing().len();
+            (missing > 0).then(|| format!("the sweep is incomplete: {} of {} runs", r.manifest.runs - missing, r.manifest.runs))
+        }
+        _ => None,
+    }
+}
+
+fn num_text(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), fmt_metric)
 }
 
 pub fn run(a: CompareArgs) -> Result<ExitCode> {
@@ -130,7 +165,15 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         bail!("compare two runs, two sweeps or two capacity searches, not one of each");
     }
     let (ua, ub) = (units(&la), units(&lb));
-    let known: Vec<&str> = ua.first().map(|u| u.1.iter().map(|(k, _)| k.as_str()).collect()).unwrap_or_default();
+    // Metric names of either side (a metric absent from B is missing data, not a typo).
+    let mut known: Vec<&str> = Vec::new();
+    for (_, m) in ua.iter().take(1).chain(ub.iter().take(1)) {
+        for (k, _) in m {
+            if !known.contains(&k.as_str()) {
+                known.push(k);
+            }
+        }
+    }
     for c in &conds {
         if !known.contains(&c.metric.as_str()) {
             let hint = known.iter().filter(|k| k.contains(c.metric.split('.').next().unwrap_or(""))).take(6).cloned().collect::<Vec<_>>();
@@ -167,56 +210,111 @@ pub fn run(a: CompareArgs) -> Result<ExitCode> {
         v
     };
 
+    // Failures of the gate: thresholds crossed, and (unless --allow-missing) data or points
+    // that A has and B lacks, and an incomplete B: a broken candidate must not pass.
     let mut failures = Vec::new();
+    let mut notes = Vec::new();
+    let gate = !conds.is_empty() && !a.allow_missing;
+    for (side, l) in [("A", &la), ("B", &lb)] {
+        if let Some(why) = incomplete(l) {
+            if side == "B" && gate {
+                failures.push(format!("B: {why} (pass --allow-missing to compare what is there)"));
+            } else {
+                notes.push(format!("{side}: {why}"));
+            }
+        }
+    }
+    let get = |m: &Metrics, k: &str| m.iter().find(|(n, _)| n == k).and_then(|p| p.1);
+    let mut points = Vec::new();
     let mut matched = 0;
-    let w = shown.iter().map(|s| s.len()).max().unwrap_or(10).max(10);
-    println!("A = {}\nB = {}\n", a.a.display(), a.b.display());
     for (key, ma) in &ua {
+        let at = if key.is_empty() { String::new() } else { format!(" at [{key}]") };
         let Some((_, mb)) = ub.iter().find(|(k, _)| k == key) else {
-            eprintln!("note: point `{key}` is only in A");
+            if gate {
+                failures.push(format!("point [{key}] is in A but not in B"));
+            } else {
+                notes.push(format!("point `{key}` is only in A"));
+            }
             continue;
         };
         matched += 1;
-        if !key.is_empty() {
-            println!("[{key}]");
-        }
-        println!("{:<w$}  {:>14} {:>14} {:>14} {:>9}", "metric", "A", "B", "B - A", "change");
-        let get = |m: &Metrics, k: &str| m.iter().find(|(n, _)| n == k).map(|p| p.1);
-        for name in &shown {
-            let (Some(x), Some(y)) = (get(ma, name), get(mb, name)) else { continue };
-            let r = rel(x, y);
-            let flag = if conds.iter().any(|c| &c.metric == name && c.fails(x, y)) { "  <- FAIL" } else { "" };
-            println!("{name:<w$}  {:>14} {:>14} {:>14} {:>8.1}%{flag}", fmt_metric(x), fmt_metric(y), fmt_metric(y - x), r * 100.0);
-        }
+        let rows: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|name| {
+                let (x, y) = (get(ma, name), get(mb, name));
+                let change = x.zip(y).map(|(x, y)| rel(x, y));
+                let fail = conds.iter().any(|c| &c.metric == name && x.zip(y).is_some_and(|(x, y)| c.fails(x, y)));
+                serde_json::json!({ "metric": name, "a": x, "b": y, "diff": x.zip(y).map(|(x, y)| y - x), "change": change.filter(|c| c.is_finite()), "fail": fail })
+            })
+            .collect();
         for c in &conds {
-            if let (Some(x), Some(y)) = (get(ma, &c.metric), get(mb, &c.metric))
-                && c.fails(x, y)
-            {
-                let at = if key.is_empty() { String::new() } else { format!(" at [{key}]") };
-                failures.push(format!("{}{at}: {} -> {} ({:+.1}%)", c.text, fmt_metric(x), fmt_metric(y), rel(x, y) * 100.0));
+            match (get(ma, &c.metric), get(mb, &c.metric)) {
+                (Some(x), Some(y)) if c.fails(x, y) => {
+                    failures.push(format!("{}{at}: {} -> {} ({:+.1}%)", c.text, fmt_metric(x), fmt_metric(y), rel(x, y) * 100.0))
+                }
+                (Some(x), None) if gate => failures.push(format!("{}{at}: A has {} but B has no data", c.text, fmt_metric(x))),
+                _ => {}
             }
         }
-        println!();
+        points.push(serde_json::json!({ "point": key, "metrics": rows }));
     }
     for (key, _) in &ub {
         if !ua.iter().any(|(k, _)| k == key) {
-            eprintln!("note: point `{key}` is only in B");
+            notes.push(format!("point `{key}` is only in B"));
         }
     }
     if matched == 0 {
         bail!("the two sweeps share no point (compare sweeps over the same grid)");
     }
-    if failures.is_empty() {
-        if !conds.is_empty() {
-            println!("ok: no --fail-if condition holds");
-        }
-        Ok(ExitCode::SUCCESS)
+    let ok = failures.is_empty();
+    if a.json {
+        let doc = serde_json::json!({
+            "a": a.a.display().to_string(),
+            "b": a.b.display().to_string(),
+            "points": points,
+            "notes": notes,
+            "failures": failures,
+            "ok": ok,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        for f in &failures {
-            println!("FAIL {f}");
+        let w = shown.iter().map(|s| s.len()).max().unwrap_or(10).max(10);
+        println!("A = {}\nB = {}\n", a.a.display(), a.b.display());
+        for p in &points {
+            let key = p["point"].as_str().unwrap_or("");
+            if !key.is_empty() {
+                println!("[{key}]");
+            }
+            println!("{:<w$}  {:>14} {:>14} {:>14} {:>9}", "metric", "A", "B", "B - A", "change");
+            for r in p["metrics"].as_array().into_iter().flatten() {
+                let f = |k: &str| r[k].as_f64();
+                let change = f("change").map_or_else(|| "-".to_string(), |c| format!("{:.1}%", c * 100.0));
+                let flag = if r["fail"].as_bool() == Some(true) { "  <- FAIL" } else { "" };
+                println!(
+                    "{:<w$}  {:>14} {:>14} {:>14} {:>9}{flag}",
+                    r["metric"].as_str().unwrap_or(""),
+                    num_text(f("a")),
+                    num_text(f("b")),
+                    num_text(f("diff")),
+                    change
+                );
+            }
+            println!();
         }
-        Ok(ExitCode::from(EXIT_REGRESSION))
+        for n in &notes {
+            eprintln!("note: {n}");
+        }
+        if ok {
+            if !conds.is_empty() {
+                println!("ok: no --fail-if condition holds");
+            }
+        } else {
+            for f in &failures {
+                println!("FAIL {f}");
+            }
+        }
     }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_REGRESSION) })
 }
 
 #[cfg(test)]

@@ -32,6 +32,13 @@ pub struct ReportArgs {
     /// Also write a self-contained HTML page with the tables and plots.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of the tables (runs: their summaries; a
+    /// sweep: its points, runs and missing runs; a capacity search: its results).
+    #[arg(long)]
+    json: bool,
+    /// Replace the results simctl wrote before in --out.
+    #[arg(long, requires = "out")]
+    force: bool,
 }
 
 /// What a folder holds.
@@ -109,7 +116,8 @@ fn run_samples(dir: &Path, scenario: &str) -> Result<RunSamples> {
             }
         }
     }
-    Ok(RunSamples { scenario: scenario.to_string(), ttft_ms: cols[0].clone(), tpot_ms: cols[1].clone(), depth, depth_bucket_s: bucket })
+    let finite = |c: &Vec<f64>| c.iter().copied().filter(|x| x.is_finite()).collect::<Vec<f64>>();
+    Ok(RunSamples { scenario: scenario.to_string(), ttft_ms: finite(&cols[0]), tpot_ms: finite(&cols[1]), depth, depth_bucket_s: bucket })
 }
 
 fn points_table(r: &SweepResults) -> Table {
@@ -190,6 +198,10 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
             bail!("give one capacity-search folder at a time");
         }
         let (dir, Loaded::FindMax(v)) = &loaded[0] else { unreachable!("checked above") };
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(v)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         let table = find_max_table(v);
         print_table(&table);
         if let Some(html) = &a.html {
@@ -213,14 +225,30 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
             .collect();
         let n = parts.len();
         let merged = SweepResults::merge(parts).map_err(|e| anyhow::anyhow!(e))?;
-        print!("{}", render_points(&merged));
         let missing = merged.missing();
+        if a.json {
+            let doc = serde_json::json!({
+                "manifest": merged.manifest,
+                "complete": missing.is_empty(),
+                "runs_found": merged.rows.len(),
+                "missing_runs": missing.iter().map(|(p, r)| serde_json::json!({"point": p, "replicate": r})).collect::<Vec<_>>(),
+                "points": merged.points_json(),
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            if let Some(dir) = &a.out {
+                crate::out::prepare(dir, a.force)?;
+                crate::cmd::sweep::write_folder(dir, &merged, !a.no_plots)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        print!("{}", render_points(&merged));
         println!(
-            "\n{} of {} runs ({} points x {} seeds) from {n} folder(s)",
+            "\n{} of {} runs ({} points x {} seeds) from {n} folder(s){}",
             merged.rows.len(),
             merged.manifest.runs,
             merged.manifest.points,
-            merged.manifest.seeds
+            merged.manifest.seeds,
+            if missing.is_empty() { "" } else { " — INCOMPLETE" }
         );
         if !missing.is_empty() {
             let shown: Vec<String> = missing.iter().take(10).map(|(p, r)| format!("point {p} seed #{r}")).collect();
@@ -231,6 +259,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
         let mut plots = Vec::new();
         match &target {
             Some(dir) if a.out.is_some() => {
+                crate::out::prepare(dir, a.force)?;
                 let files = crate::cmd::sweep::write_folder(dir, &merged, !a.no_plots)?;
                 println!("wrote {} files under {}/ ({})", files.len(), dir.display(), crate::cmd::sweep::list(dir, &files));
                 plots = plots_in(dir);
@@ -250,7 +279,8 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
                 format!("scenario {} ({}, fnv1a64 {}), simctl {}", m.scenario, m.scenario_source, m.scenario_fnv1a64, m.simctl_version),
                 format!("grid: {}", m.grid.iter().map(|x| format!("{} = {}", x.name, x.values.join(", "))).collect::<Vec<_>>().join("; ")),
                 format!(
-                    "{} of {} runs, {} seed(s) from base seed {}; fixed overrides: {}",
+                    "{}{} of {} runs, {} seed(s) from base seed {}; fixed overrides: {}",
+                    if missing.is_empty() { "" } else { "INCOMPLETE: " },
                     merged.rows.len(),
                     m.runs,
                     m.seeds,
@@ -268,6 +298,17 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
     // Runs: each folder's table, its plots redrawn, and one HTML page for them all.
     if a.out.is_some() {
         bail!("--out merges sweeps; for runs, the plots are redrawn inside each folder");
+    }
+    if a.json {
+        let runs: Vec<serde_json::Value> = loaded
+            .iter()
+            .map(|(dir, l)| {
+                let Loaded::Run(s) = l else { unreachable!("runs only here") };
+                serde_json::json!({ "folder": dir.display().to_string(), "summary": s })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": runs }))?);
+        return Ok(ExitCode::SUCCESS);
     }
     let mut columns = vec!["metric".to_string()];
     let mut figures = Vec::new();

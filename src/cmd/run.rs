@@ -3,15 +3,20 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use simctl_engine::Simulation;
 use simctl_engine::record::DepthSeries;
 use simctl_engine::rng::RunSeed;
+use simctl_engine::time::SimDuration;
 use simctl_reports::figures::RunSamples;
+use simctl_reports::frame::float_text;
 use simctl_reports::{RunRecorder, Summary, render_table};
 
 use crate::scenario::{self, Loaded};
@@ -49,6 +54,12 @@ pub struct RunArgs {
     /// Do not draw plots under --out.
     #[arg(long)]
     no_plots: bool,
+    /// Replace the results simctl wrote before in --out (only its own files are removed).
+    #[arg(long, requires = "out")]
+    force: bool,
+    /// Print nothing on stdout (errors still go to stderr); with --out, for scripts.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
@@ -59,18 +70,20 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
     let seed = a.seed.unwrap_or(spec.seed);
     let mut rec = RunRecorder::for_spec(&spec);
+    // Streamed files are written under temporary names and renamed once complete.
+    let mut streamed = Vec::new();
     if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder `{}`", dir.display()))?;
-        let path = dir.join("requests.csv");
-        let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
-        rec = rec.with_csv(Box::new(BufWriter::new(f))).with_context(|| format!("cannot write `{}`", path.display()))?;
-        let path = dir.join(simctl_reports::scorecard::folder::LATENCY);
-        let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
-        rec = rec.with_latency_rows(Box::new(BufWriter::new(f)));
+        crate::out::prepare(dir, a.force)?;
+        let create = |name: &str, streamed: &mut Vec<PathBuf>| -> Result<BufWriter<File>> {
+            let path = dir.join(name);
+            let f = File::create(crate::out::partial(&path)).with_context(|| format!("cannot create `{}`", path.display()))?;
+            streamed.push(path);
+            Ok(BufWriter::new(f))
+        };
+        rec = rec.with_csv(Box::new(create("requests.csv", &mut streamed)?)).context("cannot write requests.csv")?;
+        rec = rec.with_latency_rows(Box::new(create(simctl_reports::scorecard::folder::LATENCY, &mut streamed)?));
         if a.decisions {
-            let path = dir.join("decisions.csv");
-            let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
-            rec = rec.with_decisions(Box::new(BufWriter::new(f))).with_context(|| format!("cannot write `{}`", path.display()))?;
+            rec = rec.with_decisions(Box::new(create("decisions.csv", &mut streamed)?)).context("cannot write decisions.csv")?;
         }
     }
     let mut sim = Simulation::with_seed(&spec, RunSeed(seed))
@@ -79,9 +92,23 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         sim = sim.with_depth_series();
     }
     let started = Instant::now();
-    let totals = sim.run(&mut rec);
+    let interrupted = step_with_progress(&mut sim, &mut rec, a.quiet);
+    let totals = sim.finish(&mut rec);
     let wall = started.elapsed();
     rec.finish_csv().context("cannot write requests.csv")?;
+    if let Some(dir) = &a.out {
+        // Latency columns without a single value (every request rejected) read back as text
+        // when empty: fill them so requests.csv has one type per column whatever happened.
+        let empty = rec.empty_float_columns();
+        if !empty.is_empty() {
+            let (path, tmp) = (crate::out::partial(&dir.join("requests.csv")), dir.join(".requests.csv.fill"));
+            simctl_reports::frame::fill_empty_columns(&path, &tmp, &empty).context("cannot write requests.csv")?;
+            std::fs::rename(&tmp, &path).context("cannot write requests.csv")?;
+        }
+    }
+    for path in &streamed {
+        crate::out::commit(path)?;
+    }
     let samples = a.out.as_ref().map(|_| RunSamples {
         scenario: spec.name.clone(),
         ttft_ms: rec.ttft_samples().to_vec(),
@@ -89,22 +116,24 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         depth: depth_points(&totals.depth_series),
         depth_bucket_s: totals.depth_series.first().map_or(0.0, |d| d.bucket.as_secs_f64()),
     });
-    let summary = Summary::build(&spec, seed, &mut rec, &totals);
+    let mut summary = Summary::build(&spec, seed, &mut rec, &totals);
+    if interrupted {
+        summary.complete = false;
+        summary.incomplete_reason = Some(format!("interrupted (Ctrl-C) at {:.3} s simulated", totals.end.as_secs_f64()));
+    }
     let mut written = Vec::new();
     if let Some(dir) = &a.out {
         let path = dir.join("summary.json");
-        let text = serde_json::to_string_pretty(&summary)?;
-        std::fs::write(&path, text + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
-        written.extend([path, dir.join("requests.csv"), dir.join(simctl_reports::scorecard::folder::LATENCY)]);
+        crate::out::write(&path, serde_json::to_string_pretty(&summary)? + "\n")?;
+        written.push(path);
+        written.extend(streamed.iter().cloned());
         // With latency.jsonl, what `simctl scorecard` needs to score a simulated run.
         written.extend(simctl_reports::scorecard::write_simulated_run_files(dir, &spec, &summary)?);
         let samples = samples.expect("made with --out");
         let path = dir.join("queue_depth.csv");
-        write_depth_csv(&path, &samples.depth).with_context(|| format!("cannot write `{}`", path.display()))?;
+        write_depth_csv(&crate::out::partial(&path), &samples.depth).with_context(|| format!("cannot write `{}`", path.display()))?;
+        crate::out::commit(&path)?;
         written.push(path);
-        if a.decisions {
-            written.push(dir.join("decisions.csv"));
-        }
         written.extend(crate::cmd::parquet_copies(dir, &["requests", "queue_depth"])?);
         if !a.no_plots {
             written.extend(simctl_reports::figures::run_figures(dir, &samples).map_err(|e| anyhow::anyhow!("cannot draw plots: {e}"))?);
@@ -115,13 +144,13 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         eprintln!("hint: fix the line, or replay with `skip_invalid = true` to skip and count bad lines");
         return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
     }
-    if let Some(why) = &totals.stop_reason {
+    if let Some(why) = summary.incomplete_reason.as_deref().filter(|_| !summary.complete) {
         // The figures of what finished are written and printed, marked incomplete.
         eprintln!("error: the run stopped early: {why}");
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
+    } else if !a.quiet {
         print!("{}", render_table(&summary));
         let secs = wall.as_secs_f64().max(1e-9);
         println!("\nsimulated {} events in {:.3} s wall ({:.1} M events/s)", totals.events, secs, totals.events as f64 / secs / 1e6);
@@ -129,7 +158,51 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             println!("wrote {} files under {}/ ({})", written.len(), dir.display(), crate::cmd::sweep::list(dir, &written));
         }
     }
-    Ok(if totals.complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if summary.complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Wall time before `simctl run` shows progress on a terminal.
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+
+/// Steps the run to its end in chunks (which gives the same records as one run), showing
+/// progress on a terminal once it has taken more than [`PROGRESS_AFTER`]; stops early on
+/// Ctrl-C. Returns whether it was interrupted.
+fn step_with_progress(sim: &mut Simulation, rec: &mut RunRecorder, quiet: bool) -> bool {
+    crate::interrupt::install();
+    let show = !quiet && std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut bar: Option<ProgressBar> = None;
+    // Chunks of simulated time sized to about 50 ms of wall time each.
+    let mut chunk = SimDuration::from_millis(10);
+    while let Some(t) = sim.next_event_time() {
+        if crate::interrupt::interrupted() {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return true;
+        }
+        let t0 = Instant::now();
+        sim.step_until(t + chunk, rec);
+        let took = t0.elapsed();
+        if took < Duration::from_millis(25) {
+            chunk = SimDuration::from_nanos(chunk.as_nanos().saturating_mul(2));
+        } else if took > Duration::from_millis(100) {
+            chunk = SimDuration::from_nanos((chunk.as_nanos() / 2).max(1));
+        }
+        if show && started.elapsed() > PROGRESS_AFTER {
+            let b = bar.get_or_insert_with(|| {
+                let b = ProgressBar::new_spinner();
+                b.set_style(ProgressStyle::with_template("{spinner} {msg}  {elapsed_precise}").expect("valid template"));
+                b
+            });
+            b.set_message(format!("simulated {:.1} s  done {}  in flight {}", sim.now().as_secs_f64(), rec.recorded(), sim.in_flight()));
+            b.tick();
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    crate::interrupt::interrupted()
 }
 
 /// Per pool, `(time s, depth)` at the start of each bucket.
@@ -150,7 +223,8 @@ fn write_depth_csv(path: &std::path::Path, depth: &[(String, Vec<(f64, f64)>)]) 
     writeln!(w, "time_s,pool,depth")?;
     for (pool, pts) in depth {
         for (t, d) in pts {
-            writeln!(w, "{t},{},{d}", simctl_reports::csv_text(pool))?;
+            // Depths are whole request counts.
+            writeln!(w, "{},{},{}", float_text(*t), simctl_reports::csv_text(pool), *d as u64)?;
         }
     }
     w.flush()

@@ -77,6 +77,15 @@ pub struct SweepArgs {
     /// Do not draw plots under --out.
     #[arg(long)]
     no_plots: bool,
+    /// Replace the results simctl wrote before in --out (only its own files are removed).
+    #[arg(long, requires = "out")]
+    force: bool,
+    /// Print the per-point table as one JSON document on stdout instead.
+    #[arg(long)]
+    json: bool,
+    /// Print nothing on stdout (errors and notes still go to stderr).
+    #[arg(long, short, conflicts_with = "json")]
+    quiet: bool,
     /// Run only slice I of N (1-based) of the grid's runs, for batch systems; merge the
     /// slices' folders with `simctl report DIR... --out MERGED`.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
@@ -183,6 +192,14 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let grid_args = if a.grid.is_empty() { block.as_ref().map(|b| b.grid.clone()).unwrap_or_default() } else { a.grid.clone() };
     let seeds = a.seeds.or(block.as_ref().and_then(|b| b.seeds)).unwrap_or(1);
     let mut axes: Vec<Axis> = grid_args.iter().map(|g| grid::parse_axis(g)).collect::<Result<_>>()?;
+    for (k, axis) in axes.iter().enumerate() {
+        if let Some(first) = axes[..k].iter().position(|x| x.name == axis.name) {
+            crate::bad!("`--grid {}` and `--grid {}` both sweep `{}`; give one axis per name", grid_args[first], grid_args[k], axis.name);
+        }
+        if let Some((key, _)) = fixed.iter().find(|(key, _)| *key == axis.name) {
+            crate::bad!("`{key}` is both a --grid axis and a --set override; drop one");
+        }
+    }
     for axis in &mut axes {
         adopt_default_unit(axis, &text);
     }
@@ -253,7 +270,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     // be reported on (`simctl report` lists what is missing).
     let csv = match &a.out {
         Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder `{}`", dir.display()))?;
+            crate::out::prepare(dir, a.force)?;
             std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)? + "\n")
                 .with_context(|| format!("cannot write `{}`", dir.join("manifest.json").display()))?;
             let path = dir.join("results.csv");
@@ -305,15 +322,50 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let wall = started.elapsed().as_secs_f64();
     drop(csv);
     let results = SweepResults { manifest, header, rows };
-
-    print!("{}", render_points(&results));
-    let shard = a.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default();
-    println!("\n{total} runs ({} points x {} seeds{shard}) in {wall:.2} s on {threads} threads", points.len(), seeds);
-    if let Some(dir) = &a.out {
-        let files = write_folder(dir, &results, !a.no_plots)?;
-        println!("wrote {} files under {}/ ({})", files.len(), dir.display(), list(dir, &files));
+    let incomplete = incomplete_runs(&results);
+    for (point, replicate, why) in &incomplete {
+        eprintln!("warning: run {point}/{replicate} is incomplete: {why}");
     }
-    Ok(ExitCode::SUCCESS)
+    let files = match &a.out {
+        Some(dir) => write_folder(dir, &results, !a.no_plots)?,
+        None => Vec::new(),
+    };
+    if a.json {
+        let doc = serde_json::json!({
+            "points": results.points_json(),
+            "runs": total,
+            "incomplete_runs": incomplete.len(),
+            "threads": threads,
+            "wall_s": wall,
+            "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if !a.quiet {
+        print!("{}", render_points(&results));
+        let shard = a.shard.map(|s| format!(", shard {}/{}", s.index, s.count)).unwrap_or_default();
+        println!("\n{total} runs ({} points x {} seeds{shard}) in {wall:.2} s on {threads} threads", points.len(), seeds);
+        if !incomplete.is_empty() {
+            println!("{} of {total} runs are INCOMPLETE (see the warnings); their figures cover what finished", incomplete.len());
+        }
+        if let Some(dir) = &a.out {
+            println!("wrote {} files under {}/ ({})", files.len(), dir.display(), list(dir, &files));
+        }
+    }
+    Ok(if incomplete.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Runs whose summary says they stopped early: `(point, replicate, why)`.
+fn incomplete_runs(r: &SweepResults) -> Vec<(usize, u32, String)> {
+    let (Some(c), Some(w)) = (r.column("complete"), r.column("incomplete_reason")) else { return Vec::new() };
+    r.rows
+        .iter()
+        .filter(|row| row[c] == Cell::Num(0.0))
+        .map(|row| {
+            let n = |k: usize| if let Cell::Num(x) = row[k] { x } else { 0.0 };
+            let why = if let Cell::Text(t) = &row[w] { t.clone() } else { String::new() };
+            (n(0) as usize, n(1) as u32, why)
+        })
+        .collect()
 }
 
 /// Names of `files` relative to `dir`, comma-separated.
@@ -667,7 +719,7 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
         a.tolerance * 100.0
     );
     if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder `{}`", dir.display()))?;
+        crate::out::prepare(dir, a.force)?;
         let mut w = BufWriter::new(File::create(dir.join("find_max.csv"))?);
         let mut cols: Vec<String> = axes.iter().map(|x| x.name.clone()).collect();
         cols.extend(

@@ -17,6 +17,9 @@ impl Cx {
             ExprKind::Str(s) => mk(ValKind::Str(s.clone())),
             ExprKind::Bool(b) => mk(ValKind::Bool(*b)),
             ExprKind::Ident(name) => match self.params.get(name) {
+                // A string from the command line keeps its origin, so a path in it resolves
+                // against the working directory, not the scenario's folder.
+                Some(v) if v.src != 0 && matches!(v.kind, ValKind::Str(_)) => Some(v.clone()),
                 Some(v) => Some(Val { span: e.span, src, ..v.clone() }),
                 None => mk(ValKind::Ident(name.clone())),
             },

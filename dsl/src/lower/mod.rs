@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use simctl_engine::spec::*;
 
-use crate::ast::{Ident, Item, Span};
+use crate::ast::{Expr, ExprKind, Ident, Item, Span};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::parser::{self, SyntaxError};
 use crate::value::Val;
@@ -44,6 +44,14 @@ pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Resul
     for (k, v) in overrides {
         let idx = cx.diags.sources.len();
         cx.diags.sources.push((format!("--set {k}"), v.clone()));
+        // A string parameter takes a bare value (`--set trace=my_trace.jsonl`): no quotes
+        // needed on a shell command line.
+        let string_param =
+            items.iter().any(|i| matches!(i, Item::Param { name, value } if &name.name == k && matches!(value.kind, ExprKind::Str(_))));
+        if string_param && !v.trim_start().starts_with('"') {
+            override_vals.push((k.clone(), Expr { kind: ExprKind::Str(v.trim().to_string()), span: Span::new(0, v.len()) }, idx));
+            continue;
+        }
         match parser::parse_expr(v) {
             Ok(e) => override_vals.push((k.clone(), e, idx)),
             Err(e) => cx.syntax(idx, e),
