@@ -102,6 +102,7 @@ pub struct TraceReader {
     last_ns: u64,
     skip_invalid: bool,
     skipped: u64,
+    block_tokens: u32,
 }
 
 impl std::fmt::Debug for TraceReader {
@@ -125,12 +126,20 @@ impl TraceReader {
             last_ns: 0,
             skip_invalid,
             skipped: 0,
+            block_tokens: MOONCAKE_BLOCK_TOKENS,
         };
         if format != TraceFormat::Mooncake {
             let header = r.next_line()?.ok_or_else(|| r.err(1, "the file is empty; expected a header line".into()))?;
             r.csv = Some(r.columns(&header)?);
         }
         Ok(r)
+    }
+
+    /// Tokens per prefix block id (Mooncake's 512 unless the replay says otherwise): a row's
+    /// `hash_ids` must hold one id per block of its `input_length`.
+    pub fn with_block_tokens(mut self, tokens: u32) -> Self {
+        self.block_tokens = tokens.max(1);
+        self
     }
 
     /// Lines skipped as invalid so far (with `skip_invalid`).
@@ -251,10 +260,27 @@ impl TraceReader {
         };
         let prompt = tokens(prompt, "the prompt length")?;
         let output = tokens(output, "the output length")?;
+        if let Some(ids) = &hash_ids {
+            let need = prompt.div_ceil(self.block_tokens) as usize;
+            if ids.len() != need {
+                return Err(format!(
+                    "`hash_ids` holds {} ids, but an `input_length` of {prompt} tokens spans {need} blocks of {} tokens",
+                    ids.len(),
+                    self.block_tokens
+                ));
+            }
+        }
         let first = *self.first.get_or_insert(stamp_ns);
         let rel = stamp_ns - first;
         if rel < 0 {
             return Err("this request is earlier than the first one; traces must start with their earliest request".into());
+        }
+        // Simulated time counts nanoseconds in 64 bits (584 years): a later arrival would wrap.
+        if rel > i128::from(MAX_TRACE_NS) {
+            return Err(format!(
+                "this request arrives more than {} years after the first; simulated time does not reach that far",
+                MAX_TRACE_NS / NS_PER_YEAR
+            ));
         }
         let rel = rel as u64;
         if rel < self.last_ns {
@@ -445,6 +471,11 @@ pub struct TraceSpec {
     /// Tokens per prefix block id (Mooncake: 512).
     pub block_tokens: u32,
 }
+
+/// Latest arrival a trace may carry, in nanoseconds from its first (about 317 years: far
+/// below the 584 years of simulated time, so shifted and sped-up times stay in range).
+const MAX_TRACE_NS: u64 = 10_000_000_000 * 1_000_000_000;
+const NS_PER_YEAR: u64 = 365 * 24 * 3600 * 1_000_000_000;
 
 /// Mooncake's prefix block size in tokens.
 pub const MOONCAKE_BLOCK_TOKENS: u32 = 512;

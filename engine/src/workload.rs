@@ -305,7 +305,7 @@ struct TraceReplay {
 impl TraceReplay {
     fn open(spec: &TraceSpec) -> Result<Self, TraceError> {
         Ok(TraceReplay {
-            reader: TraceReader::open(&spec.path, spec.format, spec.skip_invalid)?,
+            reader: TraceReader::open(&spec.path, spec.format, spec.skip_invalid)?.with_block_tokens(spec.block_tokens),
             block_tokens: spec.block_tokens,
             spec: spec.clone(),
             produced: 0,
@@ -367,7 +367,7 @@ impl TraceReplay {
         self.offset_ns += self.last_ns + gap.max(1);
         self.skipped_before += self.reader.skipped();
         match TraceReader::open(&self.spec.path, self.spec.format, self.spec.skip_invalid) {
-            Ok(r) => self.reader = r,
+            Ok(r) => self.reader = r.with_block_tokens(self.spec.block_tokens),
             Err(e) => {
                 self.error = Some(e);
                 self.done = true;

@@ -90,8 +90,19 @@ pub fn sweep_figures(dir: &Path, r: &SweepResults) -> Result<Vec<PathBuf>, PlotE
     // Bars across points when no axis is numeric (fleets, policies): the right-sizing view.
     // Labels carry no spaces: plotters breaks rotated labels at them.
     if x_axis.is_none() && stats.len() > 1 && stats.len() <= MAX_BARS {
+        // Each value names what it sets when that is not obvious: `prefill=[2xh100]` and
+        // `decode=[4xh100]` for split pools, `name=value` for several axes.
+        let short = |name: &str| match name.strip_prefix("pool.").and_then(|r| r.strip_suffix(".instances")) {
+            Some(pool) => pool.to_string(),
+            None => name.rsplit('.').next().unwrap_or(name).to_string(),
+        };
         let label = |s: &crate::sweep::PointStats| {
-            if axes.len() == 1 { s.values[0].clone() } else { s.values.join(",") }
+            let parts: Vec<String> = axes
+                .iter()
+                .zip(&s.values)
+                .map(|(a, v)| if axes.len() == 1 && !a.name.starts_with("pool.") { v.clone() } else { format!("{}={v}", short(&a.name)) })
+                .collect();
+            parts.join(",").replace(' ', "")
         };
         let mut panels = Vec::new();
         for (col, title, unit) in

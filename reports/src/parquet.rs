@@ -32,6 +32,18 @@ pub fn write_frame(frame: &Frame, path: &Path) -> io::Result<PathBuf> {
     Ok(path.to_path_buf())
 }
 
+/// The column types polars infers for a CSV file with its default inference (the first 100
+/// rows), as `(name, dtype)`: what a user reading our files with `pl.read_csv` gets.
+pub fn csv_schema(csv: &Path) -> io::Result<Vec<(String, String)>> {
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(csv.to_path_buf()))
+        .map_err(pe)?
+        .finish()
+        .map_err(pe)?;
+    Ok(df.columns().iter().map(|c| (c.name().to_string(), c.dtype().to_string())).collect())
+}
+
 /// Converts a CSV file (with a header) to Parquet, inferring column types from every row.
 pub fn csv_to_parquet(csv: &Path, parquet: &Path) -> io::Result<()> {
     let mut df = CsvReadOptions::default()

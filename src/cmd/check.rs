@@ -99,7 +99,7 @@ pub fn run(a: CheckArgs) -> Result<ExitCode> {
 /// scenario says `skip_invalid = true`).
 fn scan_trace(spec: &simctl_engine::spec::ValidSpec) -> Result<(), simctl_engine::trace::TraceError> {
     let Some(t) = &spec.workload.trace else { return Ok(()) };
-    let mut reader = simctl_engine::trace::TraceReader::open(&t.path, t.format, t.skip_invalid)?;
+    let mut reader = simctl_engine::trace::TraceReader::open(&t.path, t.format, t.skip_invalid)?.with_block_tokens(t.block_tokens);
     while let Some(row) = reader.next_row() {
         row?;
     }

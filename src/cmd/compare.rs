@@ -25,7 +25,7 @@ pub const EXIT_REGRESSION: u8 = 3;
 /// or B being incomplete, fails the gate too (unless --allow-missing).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  simctl compare out/baseline out/candidate\n  simctl compare sim/ live/ --metric ttft_ms.p50 --metric tpot_ms.p50\n  simctl compare base/ new/ --fail-if 'ttft_ms.p95>+10%' --fail-if 'goodput_rps<-5%'\n\nExit status: 0 all conditions pass, 3 a --fail-if condition holds, 2 bad input, 1 other errors."
+    after_help = "Examples:\n  simctl compare out/baseline out/candidate\n  simctl compare sim/ live/ --metric ttft_ms.p50 --metric tpot_ms.p50\n  simctl compare base/ new/ \\\n      --fail-if 'ttft_ms.p95>+10%' --fail-if 'goodput_rps<-5%'\n\nExit status: 0 all conditions pass, 3 a --fail-if condition holds (or B lacks\ndata that A has), 2 bad input, 1 other errors."
 )]
 pub struct CompareArgs {
     /// Baseline folder.

@@ -28,7 +28,7 @@ use simctl_reports::scorecard::{
 /// without --metrics-dir those checks are missing: an error unless --allow-missing-metrics.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  simctl eval --endpoint http://127.0.0.1:8000 --allow-missing-metrics --out out/eval/dense\n  simctl eval --endpoint http://gpu7:8000 --mode optimized --metrics-dir moe/optimized --baseline out/eval/baseline/scorecard.json\n  simctl eval --endpoint http://127.0.0.1:8000 --allow-missing-metrics --quality mine.jsonl --no-builtin-quality\n  simctl scorecard out/eval/dense --plot out/eval/dense/score.png"
+    after_help = "Examples:\n  simctl eval --endpoint http://127.0.0.1:8000 --allow-missing-metrics \\\n      --out out/eval/dense\n  simctl eval --endpoint http://gpu7:8000 --mode optimized \\\n      --metrics-dir moe/optimized --baseline out/eval/baseline/scorecard.json\n  simctl eval --endpoint http://127.0.0.1:8000 --allow-missing-metrics \\\n      --quality mine.jsonl --no-builtin-quality\n  simctl scorecard out/eval/dense --plot out/eval/dense/score.png"
 )]
 pub struct EvalArgs {
     /// Base URL of the engine (`http://host:port`, with or without /v1).

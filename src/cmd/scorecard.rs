@@ -24,7 +24,7 @@ pub const EXIT_NO_SHIP: u8 = crate::cmd::compare::EXIT_REGRESSION;
 /// that simctl did not write, which is left as it is).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  simctl scorecard out/eval/baseline_1733000000\n  simctl scorecard out/eval/* --baseline out/eval/baseline_1733000000/scorecard.json --plot score.png\n  simctl run --out out/sim && simctl scorecard out/sim --json\n  simctl scorecard out/eval/new --baseline out/eval/old --check   # exit 3 on NO-SHIP"
+    after_help = "Examples:\n  simctl scorecard out/eval/baseline_1733000000\n  simctl scorecard out/eval/* \\\n      --baseline out/eval/baseline_1733000000/scorecard.json --plot score.png\n  simctl run --out out/sim && simctl scorecard out/sim --json\n  # exit 3 on NO-SHIP\n  simctl scorecard out/eval/new --baseline out/eval/old --check"
 )]
 pub struct ScorecardArgs {
     /// Run folders.

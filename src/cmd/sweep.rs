@@ -45,12 +45,18 @@ use crate::scenario;
 /// and then bisection (DistServe's per-GPU goodput).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  simctl sweep --grid arrival_rate=0.5..2.0                       # a param without unit: 7 points
-  simctl sweep --grid arrival_rate=12/s..36/s:6/s --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep
-  simctl sweep scenarios/stale_telemetry.scn --grid staleness=0ms,10ms,100ms,1s -j 2
-  simctl sweep --grid 'pool.decode.instances=[dc_big, 3 x dc_mid],[4 x dc_mid]' --out out/fleets
-  simctl sweep --find-max arrival_rate --slo-attainment 0.9 --grid router.policy=round_robin,least_loaded
-  simctl sweep --grid arrival_rate=6/s..60/s:2/s --shard 3/16 --out shards/3   # then: simctl report shards/* --out merged")]
+  # a param without a unit takes the scenario's (0.5..2.0 per 50 ms), 7 points
+  simctl sweep --grid arrival_rate=0.5..2.0
+  simctl sweep --grid arrival_rate=12/s..36/s:6/s \\
+      --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep
+  simctl sweep scenarios/stale_telemetry.scn \\
+      --grid staleness=0ms,10ms,100ms,1s -j 2
+  simctl sweep --out out/fleets \\
+      --grid 'pool.decode.instances=[dc_big, 3 x dc_mid],[4 x dc_mid]'
+  simctl sweep --find-max arrival_rate --slo-attainment 0.9 \\
+      --grid router.policy=round_robin,least_loaded
+  # slice 3 of 16 on a batch system; then: simctl report shards/* --out m
+  simctl sweep --grid arrival_rate=6/s..60/s:2/s --shard 3/16 --out shards/3")]
 pub struct SweepArgs {
     /// Scenario file; omit for the embedded default.
     #[arg(value_name = "SCENARIO.scn")]
@@ -146,11 +152,15 @@ impl Seeding {
     }
 }
 
+/// Derived seeds keep 63 bits, so the `seed` column reads as a signed 64-bit integer in
+/// every table tool (pandas, polars), as the scenario's own seeds do.
+const DERIVED_SEED_MASK: u64 = u64::MAX >> 1;
+
 fn seed_of(base: u64, seeding: Seeding, point: usize, r: u32) -> u64 {
     match seeding {
         Seeding::Common if r == 0 => base,
-        Seeding::Common => RunSeed(base).derive(u64::from(r)).0,
-        Seeding::Independent => RunSeed(RunSeed(base).derive(1 << 32 | point as u64).0).derive(u64::from(r)).0,
+        Seeding::Common => RunSeed(base).derive(u64::from(r)).0 & DERIVED_SEED_MASK,
+        Seeding::Independent => RunSeed(RunSeed(base).derive(1 << 32 | point as u64).0).derive(u64::from(r)).0 & DERIVED_SEED_MASK,
     }
 }
 

@@ -9,6 +9,13 @@ use crate::value::{Dim, Val, ValKind};
 
 use super::{Cx, VItem, closest};
 
+/// Whole numbers are exact in a 64-bit float up to 2^53.
+const MAX_EXACT_COUNT: f64 = 9_007_199_254_740_992.0;
+
+/// Longest duration a scenario may give: 10^10 s (317 years), well inside the 584 years of
+/// nanoseconds a 64-bit simulated clock holds.
+const MAX_DURATION_S: f64 = 1e10;
+
 impl Cx {
     pub(crate) fn expect_dim(&mut self, v: &Val, dim: Dim, key: &str) -> Option<f64> {
         match v.kind {
@@ -45,6 +52,16 @@ impl Cx {
             self.error(v.src, v.span, format!("`{key}` must not be negative"), "negative", None);
             return None;
         }
+        if s > MAX_DURATION_S {
+            self.error(
+                v.src,
+                v.span,
+                format!("`{key}` of {s} s is longer than simulated time reaches (about 317 years)"),
+                "too long",
+                None,
+            );
+            return None;
+        }
         Some(SimDuration::from_secs_f64(s))
     }
 
@@ -66,8 +83,19 @@ impl Cx {
             ValKind::Num(x, Dim::TOKENS) => x,
             _ => self.number(v, key)?,
         };
-        if x < 0.0 || x.fract() != 0.0 || x > u64::MAX as f64 {
+        if x < 0.0 || x.fract() != 0.0 {
             self.error(v.src, v.span, format!("`{key}` must be a whole number, found `{x}`"), "not a whole number", None);
+            return None;
+        }
+        // Numbers are 64-bit floats: above 2^53 whole numbers are no longer exact.
+        if x > MAX_EXACT_COUNT {
+            self.error(
+                v.src,
+                v.span,
+                format!("`{key}` of {x} is larger than 2^53, beyond which whole numbers are not exact"),
+                "too large",
+                Some("give at most 9007199254740992 (a larger seed can be given with `--seed`)".into()),
+            );
             return None;
         }
         Some(x as u64)

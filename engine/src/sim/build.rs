@@ -104,6 +104,7 @@ impl Simulation {
             cutoff,
             cut: false,
             stopped: None,
+            held_for_duration: false,
             first_arrival: None,
             last_departure: None,
             cluster: Cluster {
@@ -191,6 +192,9 @@ impl Simulation {
         }
         let Some(req) = w.next_request() else { return };
         if self.run.duration.is_some_and(|d| req.arrival >= SimTime::ZERO + d) {
+            // The run's duration, not its request count, ended the arrivals: the fleet is
+            // held for all of it.
+            self.held_for_duration = true;
             return;
         }
         let at = req.arrival;

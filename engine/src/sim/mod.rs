@@ -92,6 +92,9 @@ pub struct Simulation {
     cut: bool,
     /// Why the run stopped before its end, if it did (a bound of `run { }` was passed).
     stopped: Option<String>,
+    /// Whether arrivals stopped at the run's duration (rather than at its request count or
+    /// the end of a trace): the fleet is then held at least that long.
+    held_for_duration: bool,
     first_arrival: Option<SimTime>,
     last_departure: Option<SimTime>,
     cluster: Cluster,
@@ -237,7 +240,9 @@ impl Simulation {
                 }
             }
             Event::UserReady(u) => {
-                let open = self.run.requests.is_none_or(|n| self.arrived < n) && self.run.duration.is_none_or(|d| t < SimTime::ZERO + d);
+                let in_time = self.run.duration.is_none_or(|d| t < SimTime::ZERO + d);
+                self.held_for_duration |= !in_time;
+                let open = self.run.requests.is_none_or(|n| self.arrived < n) && in_time;
                 if open && let Some(w) = self.workload.as_mut() {
                     let req = w.request_at(t);
                     self.admit(req, u, rec);
@@ -296,7 +301,8 @@ impl Simulation {
         let end = match (self.cut, self.cutoff) {
             _ if self.stopped.is_some() => self.now,
             (true, Some(c)) => c,
-            _ => self.last_work.max(SimTime::ZERO + self.run.duration.unwrap_or(SimDuration::ZERO)),
+            _ if self.held_for_duration => self.last_work.max(SimTime::ZERO + self.run.duration.unwrap_or(SimDuration::ZERO)),
+            _ => self.last_work,
         };
         self.close(end, rec)
     }
