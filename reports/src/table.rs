@@ -25,9 +25,12 @@ pub fn render_table(s: &Summary) -> String {
     let cancelled = if s.cancelled > 0 { format!("  cancelled {}", s.cancelled) } else { String::new() };
     let _ = writeln!(
         o,
-        "requests {}  completed {}  rejected {}{reasons}  unfinished {}{cancelled}  simulated {:.2} s\n",
+        "requests {}  completed {}  rejected {}{reasons}  unfinished {}{cancelled}  window {:.2} s\n",
         s.requests, s.completed, s.rejected, s.unfinished, s.duration_s
     );
+    if !s.complete {
+        let _ = writeln!(o, "INCOMPLETE: {}\n", s.incomplete_reason.as_deref().unwrap_or("the run stopped early"));
+    }
     let _ = writeln!(o, "{:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "latency", "mean", "p50", "p90", "p95", "p99", "std");
     let row = |o: &mut String, name: &str, d: &Distribution| {
         let f = |x: Option<f64>| num(x, 2);
