@@ -133,7 +133,7 @@ fn shards_merge_into_the_unsharded_result() {
     let o = simctl(&["sweep", "--grid", "arrival_rate=12/s", "--set", "run.duration=5s", "--no-plots", "--out", other.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = simctl(&["report", parts[0].to_str().unwrap(), other.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad input");
     assert!(stderr(&o).contains("not parts of one sweep"), "{}", stderr(&o));
 }
 

@@ -431,6 +431,11 @@ fn too_deep(src: &str) -> Option<usize> {
     None
 }
 
+/// Whether `e` is the error of a too deeply nested file (which is then not parsed at all).
+pub fn is_nesting_error(e: &SyntaxError) -> bool {
+    e.expected.contains("nested at most")
+}
+
 fn nesting_error(at: usize) -> SyntaxError {
     SyntaxError { offset: at, expected: format!("brackets or `-` signs nested at most {MAX_NESTING} deep") }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use simctl_reports::figures::{RunSamples, run_figures, sweep_figures};
 use simctl_reports::html::{Table, page};
@@ -70,9 +70,9 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         return Ok(Loaded::FindMax(Box::new(v)));
     }
     if !dir.exists() {
-        bail!("`{}` does not exist", dir.display());
+        crate::bad!("`{}` does not exist", dir.display());
     }
-    bail!(
+    crate::bad!(
         "`{}` holds neither manifest.json (a sweep) nor summary.json (a run); give a folder written by `simctl sweep --out` or `simctl run --out`",
         dir.display()
     )
@@ -195,7 +195,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let loaded: Vec<(PathBuf, Loaded)> = a.dirs.iter().map(|d| load(d).map(|l| (d.clone(), l))).collect::<Result<_>>()?;
     if loaded.iter().any(|(_, l)| matches!(l, Loaded::FindMax(_))) {
         if loaded.len() > 1 {
-            bail!("give one capacity-search folder at a time");
+            crate::bad!("give one capacity-search folder at a time");
         }
         let (dir, Loaded::FindMax(v)) = &loaded[0] else { unreachable!("checked above") };
         if a.json {
@@ -213,7 +213,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
     }
     let sweeps = loaded.iter().filter(|(_, l)| matches!(l, Loaded::Sweep(_))).count();
     if sweeps > 0 && sweeps < loaded.len() {
-        bail!("give either sweep folders (to merge) or run folders, not both");
+        crate::bad!("give either sweep folders (to merge) or run folders, not both");
     }
     if sweeps > 0 {
         let parts: Vec<SweepResults> = loaded
@@ -224,7 +224,10 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
             })
             .collect();
         let n = parts.len();
-        let merged = SweepResults::merge(parts).map_err(|e| anyhow::anyhow!(e))?;
+        let merged = match SweepResults::merge(parts) {
+            Ok(m) => m,
+            Err(e) => crate::bad!("{e}"),
+        };
         let missing = merged.missing();
         if a.json {
             let doc = serde_json::json!({
@@ -297,7 +300,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
 
     // Runs: each folder's table, its plots redrawn, and one HTML page for them all.
     if a.out.is_some() {
-        bail!("--out merges sweeps; for runs, the plots are redrawn inside each folder");
+        crate::bad!("--out merges sweeps; for runs, the plots are redrawn inside each folder");
     }
     if a.json {
         let runs: Vec<serde_json::Value> = loaded

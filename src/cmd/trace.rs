@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use simctl_engine::trace::{self, TraceFormat};
 
@@ -56,11 +56,17 @@ pub fn run(a: TraceArgs) -> Result<ExitCode> {
             Some(Format::Mooncake) => TraceFormat::Mooncake,
             Some(Format::Azure) => TraceFormat::Azure,
             Some(Format::Csv) => TraceFormat::Csv,
-            None => TraceFormat::guess(f)
-                .ok_or_else(|| anyhow!("cannot tell the format of `{}` from its name; pass --format mooncake|azure|csv", f.display()))?,
+            None => match TraceFormat::guess(f) {
+                Some(g) => g,
+                None => crate::bad!("cannot tell the format of `{}` from its name; pass --format mooncake|azure|csv", f.display()),
+            },
         };
         let t = Instant::now();
-        let s = trace::stats(f, format, a.skip_invalid)?;
+        // A trace that cannot be read or has a bad line is bad input.
+        let s = match trace::stats(f, format, a.skip_invalid) {
+            Ok(s) => s,
+            Err(e) => crate::bad!("{e}"),
+        };
         let wall = t.elapsed().as_secs_f64();
         if a.json {
             all.push(s);

@@ -34,8 +34,13 @@ pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Resul
     };
     cx.diags.sources.push((file_name.to_string(), src.to_string()));
     let (items, syntax) = parser::parse_file(src);
+    // Too deep to parse: that is the one problem to report.
+    let unparsed = syntax.iter().any(parser::is_nesting_error);
     for e in syntax {
         cx.syntax(0, e);
+    }
+    if unparsed {
+        return Err(cx.diags);
     }
     let mut chain = vec![std::fs::canonicalize(file_name).unwrap_or_else(|_| file_name.into())];
     let items = cx.expand_includes(items, 0, &mut chain);
