@@ -205,3 +205,36 @@ fn routing_decisions_are_pinned() {
         assert_eq!(decision_log_hash(name, args), (hash, lines), "{name}: the decision log changed");
     }
 }
+
+#[test]
+fn fast_forward_changes_no_byte_of_any_shipped_scenario_s_results() {
+    for entry in std::fs::read_dir(crate::repo_root().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "scn") {
+            continue;
+        }
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let run = |ff: &str| {
+            let dir = temp_dir(&format!("ff-{name}-{ff}"));
+            let o = simctl(&[
+                "run",
+                path.to_str().unwrap(),
+                "--set",
+                &format!("run.fast_forward={ff}"),
+                // The first 3,000 requests are plenty, and keep the trace replays short.
+                "--set",
+                "run.requests=3000",
+                "--out",
+                dir.to_str().unwrap(),
+                "--no-plots",
+                "--quiet",
+            ]);
+            assert!(o.status.success(), "{name}: {}", stderr(&o));
+            dir
+        };
+        let (on, off) = (run("true"), run("false"));
+        for f in ["requests.csv", "summary.json", "queue_depth.csv", "latency.jsonl"] {
+            assert!(std::fs::read(on.join(f)).unwrap() == std::fs::read(off.join(f)).unwrap(), "{name}: {f} differs with fast-forward");
+        }
+    }
+}

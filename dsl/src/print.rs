@@ -245,6 +245,9 @@ pub fn print(spec: &ScenarioSpec) -> String {
     if spec.run.max_in_flight != simctl_engine::spec::DEFAULT_MAX_IN_FLIGHT {
         run.push(format!("max_in_flight = {}", spec.run.max_in_flight));
     }
+    if !spec.run.fast_forward {
+        run.push("fast_forward = false".into());
+    }
     if spec.run.max_time != simctl_engine::spec::DEFAULT_MAX_TIME {
         run.push(format!("max_time = {}", ns(spec.run.max_time)));
     }

@@ -39,6 +39,19 @@ pub(crate) struct Instance {
     pub stats: InstanceCounters,
 }
 
+/// How a waiting sequence joins a batch (see [`Instance::admission`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Admission {
+    /// Leading blocks served from the prefix cache.
+    pub hits: u32,
+    /// Tokens whose KV it has once those are reused.
+    pub computed: u32,
+    /// Tokens it computes this step.
+    pub chunk: u32,
+    /// Fresh blocks it takes.
+    pub need: Blocks,
+}
+
 /// Running totals kept while simulating.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct InstanceCounters {
@@ -134,31 +147,11 @@ impl Instance {
         if preempted.is_empty() {
             while self.running.len() < self.engine.max_seqs as usize && budget > 0 {
                 let Some(&sid) = self.waiting.front() else { break };
+                let Some(Admission { hits, computed, chunk, need }) = self.admission(seqs, sid, budget, self.batch.is_empty()) else {
+                    break;
+                };
                 let bs = self.kv.block_size();
                 let s = &seqs[sid];
-                // A fresh (or preempted) sequence first looks up its prefix; at least one
-                // token is always computed, to produce logits (vLLM caps hits at known − 1).
-                let (Blocks(hits), idle) = if s.blocks.is_empty() && s.computed == 0 {
-                    let max_hit_blocks = (s.known() - 1) / bs;
-                    self.kv.probe(s.block_hashes(max_hit_blocks, bs))
-                } else {
-                    (Blocks::ZERO, Blocks::ZERO)
-                };
-                let computed = if hits > 0 { hits * bs } else { s.computed };
-                let remaining = s.known() - computed;
-                let chunk = if remaining == 1 || chunked {
-                    remaining.min(budget)
-                } else if remaining <= budget || self.batch.is_empty() {
-                    // Without chunking, a prompt longer than the budget runs alone.
-                    remaining
-                } else {
-                    break;
-                };
-                let held = Blocks(s.blocks.len() as u32 + hits);
-                let need = self.kv.blocks_for(Tokens(computed + chunk)).saturating_sub(held);
-                if need + idle > self.kv.free() {
-                    break;
-                }
                 self.waiting.pop_front();
                 self.running.push(sid);
                 let fresh = s.blocks.is_empty() && s.computed == 0;
@@ -187,6 +180,39 @@ impl Instance {
         }
         self.stats.kv_peak_used = self.stats.kv_peak_used.max(self.kv.used().as_u64());
         shape
+    }
+
+    /// How waiting sequence `sid` would join a batch with `budget` tokens left: its cached
+    /// prefix, where it resumes, its chunk and the blocks it needs; `None` when it does not
+    /// fit (a longer prompt without chunking, or too few free blocks).
+    pub fn admission(&self, seqs: &SeqSlab, sid: SeqId, budget: u32, batch_empty: bool) -> Option<Admission> {
+        let bs = self.kv.block_size();
+        let s = &seqs[sid];
+        // A fresh (or preempted) sequence first looks up its prefix; at least one token is
+        // always computed, to produce logits (vLLM caps hits at known − 1).
+        let (Blocks(hits), idle) = if s.blocks.is_empty() && s.computed == 0 {
+            let max_hit_blocks = (s.known() - 1) / bs;
+            self.kv.probe(s.block_hashes(max_hit_blocks, bs))
+        } else {
+            (Blocks::ZERO, Blocks::ZERO)
+        };
+        let computed = if hits > 0 { hits * bs } else { s.computed };
+        let remaining = s.known() - computed;
+        let chunked = self.engine.chunked_prefill;
+        let chunk = if remaining == 1 || chunked {
+            remaining.min(budget)
+        } else if remaining <= budget || batch_empty {
+            // Without chunking, a prompt longer than the budget runs alone.
+            remaining
+        } else {
+            return None;
+        };
+        let held = Blocks(s.blocks.len() as u32 + hits);
+        let need = self.kv.blocks_for(Tokens(computed + chunk)).saturating_sub(held);
+        if need + idle > self.kv.free() {
+            return None;
+        }
+        Some(Admission { hits, computed, chunk, need })
     }
 
     fn add_to_batch(&mut self, seqs: &SeqSlab, sid: SeqId, chunk: u32, shape: &mut BatchShape) {

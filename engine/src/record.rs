@@ -175,6 +175,12 @@ pub trait Recorder {
     fn on_request(&mut self, _rec: &RequestRecord) {}
     /// A gap between two consecutive output tokens of one request (pooled ITL).
     fn on_token_gap(&mut self, _gap: SimDuration) {}
+    /// `count` gaps of one length (the sequences of a batch fast-forwarded together).
+    fn on_token_gaps(&mut self, gap: SimDuration, count: u64) {
+        for _ in 0..count {
+            self.on_token_gap(gap);
+        }
+    }
     /// An instance ran a step.
     fn on_step(&mut self, _instance: InstanceId, _start: SimTime, _duration: SimDuration, _batch: &BatchShape) {}
     /// KV moved between instances.
@@ -200,6 +206,9 @@ impl<R: Recorder + ?Sized> Recorder for &mut R {
     }
     fn on_token_gap(&mut self, gap: SimDuration) {
         (**self).on_token_gap(gap)
+    }
+    fn on_token_gaps(&mut self, gap: SimDuration, count: u64) {
+        (**self).on_token_gaps(gap, count)
     }
     fn on_step(&mut self, i: InstanceId, s: SimTime, d: SimDuration, b: &BatchShape) {
         (**self).on_step(i, s, d, b)

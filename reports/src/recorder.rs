@@ -351,6 +351,21 @@ impl Recorder for RunRecorder {
         }
     }
 
+    fn on_token_gaps(&mut self, gap: SimDuration, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let ns = gap.as_nanos().max(1);
+        self.itl_sum_ns += u128::from(gap.as_nanos()) * u128::from(count);
+        if ns == self.itl_run_value {
+            self.itl_run_count += count;
+        } else {
+            self.flush_itl();
+            self.itl_run_value = ns;
+            self.itl_run_count = count;
+        }
+    }
+
     fn on_token_gap(&mut self, gap: SimDuration) {
         let ns = gap.as_nanos().max(1);
         self.itl_sum_ns += u128::from(gap.as_nanos());

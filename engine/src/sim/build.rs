@@ -138,6 +138,12 @@ impl Simulation {
             landed: Vec::new(),
             depth_series: None,
             check_index: false,
+            horizon: SimTime::MAX,
+            ff_durations: Vec::new(),
+            ff_allocations: Vec::new(),
+            ff_scratch: Vec::new(),
+            ff_counts: Vec::new(),
+            fast_forwarded: 0,
         };
         sim.schedule_next_arrival();
         sim.arm_telemetry(SimTime::ZERO);

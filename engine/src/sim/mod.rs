@@ -14,6 +14,7 @@ mod accounting;
 mod arrivals;
 mod build;
 mod cancel;
+mod fastforward;
 pub(crate) mod link;
 mod migrate;
 mod steps;
@@ -118,6 +119,16 @@ pub struct Simulation {
     landed: Vec<SeqId>,
     depth_series: Option<Vec<DepthSeries>>,
     check_index: bool,
+    /// The time the current `step_until` runs to (fast-forward stops there).
+    horizon: SimTime,
+    /// Durations of the steps being fast-forwarded, and the KV blocks they take as
+    /// `(step, position in the batch)` (reused buffers).
+    ff_durations: Vec<SimDuration>,
+    ff_allocations: Vec<(u32, u32)>,
+    ff_scratch: Vec<(u32, u32)>,
+    ff_counts: Vec<usize>,
+    /// Steps completed by fast-forward so far.
+    fast_forwarded: u64,
 }
 
 impl std::fmt::Debug for Simulation {
@@ -137,6 +148,11 @@ impl Simulation {
     /// The current simulated time: that of the last event processed.
     pub fn now(&self) -> SimTime {
         self.now
+    }
+
+    /// Steps completed in bulk by fast-forward so far (each is also counted as an event).
+    pub fn fast_forwarded_steps(&self) -> u64 {
+        self.fast_forwarded
     }
 
     /// The router host (its view, counters and prefix index), for inspection.
@@ -191,6 +207,7 @@ impl Simulation {
     /// does not drain). Returns whether events remain. Stepping to `t1` then `t2` gives the
     /// same records as stepping to `t2` at once.
     pub fn step_until<R: Recorder>(&mut self, until: SimTime, rec: &mut R) -> bool {
+        self.horizon = until;
         while let Some(t) = self.queue.peek_time() {
             if self.stopped.is_some() {
                 return false;

@@ -140,6 +140,8 @@ impl Simulation {
         // directly (same order as through the queue, one event fewer per step).
         let inst = &self.cluster.instances[i];
         if !inst.wake_pending && inst.depth() > 0 && self.queue.peek_time().is_none_or(|t| t > now) {
+            // Steady decode steps until the next event are completed in bulk.
+            self.fast_forward(i, rec);
             self.on_try_step(i, rec);
         } else {
             self.wake(i);

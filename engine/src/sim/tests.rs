@@ -268,3 +268,120 @@ fn submitted_requests_run_and_cancelled_ones_free_everything() {
     assert_eq!(totals.cancelled, 3);
     assert_eq!(rows.0.len(), 6, "each request reported once");
 }
+
+/// Every observation a recorder gets, in a canonical order (token gaps as a sorted list:
+/// fast-forward reports the later gaps of a batch in bulk).
+#[derive(Default)]
+struct Everything {
+    rows: Vec<String>,
+    gaps: Vec<u64>,
+    steps: Vec<(u32, u64, u64, u64)>,
+}
+impl Recorder for Everything {
+    fn on_request(&mut self, r: &RequestRecord) {
+        self.rows.push(format!("{r:?}"));
+    }
+    fn on_token_gap(&mut self, gap: SimDuration) {
+        self.gaps.push(gap.as_nanos());
+    }
+    fn on_step(&mut self, i: InstanceId, start: SimTime, d: SimDuration, b: &crate::cost::BatchShape) {
+        self.steps.push((i.0, start.as_nanos(), d.as_nanos(), b.decode_context_tokens));
+    }
+}
+
+/// What a run shows: its per-request lines, token times, step rows and summary.
+type Observed = (Vec<String>, Vec<u64>, Vec<(u32, u64, u64, u64)>, String);
+
+fn observe(spec: &ValidSpec) -> Observed {
+    let mut rec = Everything::default();
+    let totals = Simulation::new(spec).unwrap().run(&mut rec);
+    rec.gaps.sort_unstable();
+    rec.steps.sort_unstable();
+    (rec.rows, rec.gaps, rec.steps, format!("{totals:?}"))
+}
+
+/// Random fleets for the fast-forward contract: mixed or split pools, chunked prefill or
+/// not, KV pressure (preemptions), conditional disaggregation, stale telemetry, migrations.
+fn random_decode_spec(rng: &mut crate::rng::StreamRng) -> ScenarioSpec {
+    let mut spec = random_prefix_spec(rng);
+    spec.workload.output = LengthSpec::Uniform { lo: 1, hi: rng.random_range(2..400) };
+    if rng.random() {
+        spec.workload.prefix = None;
+    }
+    // A roofline GPU: decode steps grow with their context, so every step differs.
+    spec.hardware[0].perf = PerfSpec::Roofline {
+        gpu: catalogue::gpu("h100-sxm").unwrap(),
+        mfu: DEFAULT_MFU,
+        mbu: DEFAULT_MBU,
+        step_overhead: DEFAULT_STEP_OVERHEAD,
+    };
+    spec.hardware[0].kv_capacity_tokens = Some(rng.random_range(2_000..40_000));
+    spec.telemetry.interval = [SimDuration::ZERO, SimDuration::from_millis(10), SimDuration::from_millis(250)][rng.random_range(0..3)];
+    if rng.random() {
+        let t = TelemetryPolicySpec { migration_interval: SimDuration::from_millis(rng.random_range(20..300)), ..Default::default() };
+        spec.router = RouterSpec::single(PolicySpec::Telemetry(t));
+    }
+    spec.run.requests = Some(400);
+    spec
+}
+
+#[test]
+fn fast_forward_gives_the_results_of_stepping_one_by_one() {
+    let mut rng = crate::rng::StreamRng::seed_from_u64(17);
+    let mut coverage = (0, 0, 0);
+    for case in 0..40 {
+        let mut spec = random_decode_spec(&mut rng);
+        let Ok(on) = spec.validate() else { continue };
+        spec.run.fast_forward = false;
+        let off = spec.validate().unwrap();
+        let (a, b) = (observe(&on), observe(&off));
+        assert_eq!(a, b, "case {case}");
+        // The shortcut really was taken: fewer events came out of the queue.
+        let mut sim = Simulation::new(&on).unwrap();
+        sim.step_until(SimTime::MAX, &mut crate::record::NullRecorder);
+        let totals = sim.finish(&mut crate::record::NullRecorder);
+        let preempted = totals.instances.iter().any(|i| i.preemptions > 0);
+        let ff = sim_ff(&on);
+        coverage.0 += usize::from(ff > 0);
+        coverage.1 += usize::from(ff > 0 && preempted);
+        coverage.2 += usize::from(ff > 0 && totals.migrations > 0);
+    }
+    // The shortcut really was taken, under KV pressure and with migrations too.
+    assert!(coverage.0 > 25 && coverage.1 > 3 && coverage.2 > 3, "fast-forward, with preemptions, with migrations: {coverage:?} of 40");
+}
+
+fn sim_ff(spec: &ValidSpec) -> u64 {
+    let mut sim = Simulation::new(spec).unwrap();
+    sim.step_until(SimTime::MAX, &mut crate::record::NullRecorder);
+    sim.fast_forwarded_steps()
+}
+
+#[test]
+fn fast_forward_stops_where_kv_blocks_run_out_and_the_step_preempts() {
+    // Eight long decodes that cannot all fit: the cache runs out mid-decode, repeatedly.
+    let mut spec = base_spec();
+    spec.hardware = vec![HardwareSpec {
+        perf: PerfSpec::Roofline {
+            gpu: catalogue::gpu("h100-sxm").unwrap(),
+            mfu: DEFAULT_MFU,
+            mbu: DEFAULT_MBU,
+            step_overhead: DEFAULT_STEP_OVERHEAD,
+        },
+        ..rates("g", 1.0, 1.0, 4_000)
+    }];
+    spec.pools = vec![pool("m", Role::Mixed, 0, 1, EngineSpec::default())];
+    spec.workload.arrivals = ArrivalSpec::Poisson { rate_per_s: 1000.0, burst: None };
+    spec.workload.prompt = LengthSpec::Uniform { lo: 50, hi: 300 };
+    spec.workload.output = LengthSpec::Uniform { lo: 600, hi: 1500 };
+    spec.run.requests = Some(8);
+    let on = spec.clone().validate().unwrap();
+    spec.run.fast_forward = false;
+    let off = spec.validate().unwrap();
+    assert_eq!(observe(&on), observe(&off));
+    let mut sim = Simulation::new(&on).unwrap();
+    sim.step_until(SimTime::MAX, &mut crate::record::NullRecorder);
+    let ff = sim.fast_forwarded_steps();
+    let totals = sim.finish(&mut crate::record::NullRecorder);
+    assert!(totals.instances[0].preemptions >= 2, "{}", totals.instances[0].preemptions);
+    assert!(ff > totals.instances[0].steps / 2, "most steps are fast-forwarded: {ff} of {}", totals.instances[0].steps);
+}

@@ -249,6 +249,9 @@ pub struct RunSpec {
     pub max_in_flight: u64,
     /// The run stops (incomplete) past this much simulated time.
     pub max_time: SimDuration,
+    /// Whether steady decode steps are advanced in bulk (same results to the bit; off only
+    /// to check that, or to time the engine step by step).
+    pub fast_forward: bool,
 }
 
 /// Default of `run.max_in_flight`: a million requests in flight (about 2 GB of simulator
@@ -261,7 +264,7 @@ pub const DEFAULT_MAX_TIME: SimDuration = SimDuration::from_secs(7 * 24 * 3600);
 impl RunSpec {
     /// A run of `duration` and/or `requests`, draining, with the default bounds.
     pub fn new(duration: Option<SimDuration>, requests: Option<u64>) -> Self {
-        RunSpec { duration, requests, drain: true, max_in_flight: DEFAULT_MAX_IN_FLIGHT, max_time: DEFAULT_MAX_TIME }
+        RunSpec { duration, requests, drain: true, max_in_flight: DEFAULT_MAX_IN_FLIGHT, max_time: DEFAULT_MAX_TIME, fast_forward: true }
     }
 }
 

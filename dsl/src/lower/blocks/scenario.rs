@@ -210,7 +210,7 @@ impl Cx {
         let run = match Self::blocks(tree, "run").next() {
             Some((_, _, items, span)) => {
                 self.spans.insert("run".into(), span);
-                let s = self.settings("run", items, &["duration", "requests", "drain", "max_in_flight", "max_time"]);
+                let s = self.settings("run", items, &["duration", "requests", "drain", "max_in_flight", "max_time", "fast_forward"]);
                 let duration = s.get("duration").map(|v| self.duration(v, "duration"));
                 let requests = s.get("requests").map(|v| self.count(v, "requests"));
                 let drain = s.get("drain").map_or(Some(true), |v| self.boolean(v, "drain"));
@@ -221,6 +221,9 @@ impl Cx {
                 }
                 if let Some(v) = s.get("max_time") {
                     run.max_time = self.duration(v, "max_time")?;
+                }
+                if let Some(v) = s.get("fast_forward") {
+                    run.fast_forward = self.boolean(v, "fast_forward")?;
                 }
                 Some(run)
             }
