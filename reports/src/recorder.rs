@@ -16,6 +16,8 @@ const ITL_SIGFIGS: u8 = 3;
 #[derive(Debug, Default)]
 pub(crate) struct ClassAcc {
     pub name: String,
+    /// The name as a `requests.csv` cell (quoted where it must be).
+    pub csv_name: String,
     pub slo: SloSpec,
     pub ttft_ms: Vec<f64>,
     pub tpot_ms: Vec<f64>,
@@ -44,6 +46,8 @@ pub struct RunRecorder {
     pub(crate) finished: u64,
     /// Whether each optional float column of requests.csv (TTFT, TPOT, E2E, max ITL) got a value.
     float_seen: [bool; 4],
+    /// The `requests.csv` line being written, reused from request to request.
+    line: String,
     pub(crate) rejected: u64,
     pub(crate) rejected_reasons: std::collections::BTreeMap<String, u64>,
     pub(crate) unfinished: u64,
@@ -98,6 +102,7 @@ impl RunRecorder {
             requests: 0,
             finished: 0,
             float_seen: [false; 4],
+            line: String::new(),
             rejected: 0,
             rejected_reasons: Default::default(),
             unfinished: 0,
@@ -124,7 +129,7 @@ impl RunRecorder {
 
     /// Keeps per-class metrics for these classes (name and SLO, in class order).
     pub fn with_classes(mut self, classes: Vec<(String, SloSpec)>) -> Self {
-        self.classes = classes.into_iter().map(|(name, slo)| ClassAcc { name, slo, ..Default::default() }).collect();
+        self.classes = classes.into_iter().map(|(name, slo)| ClassAcc { csv_name: crate::csv_text(&name), name, slo, ..Default::default() }).collect();
         self
     }
 
@@ -201,38 +206,52 @@ impl RunRecorder {
     }
 
     fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
+        use std::fmt::Write as _;
         // Floats always read back as floats (`0.0`); a missing value is an empty field.
-        let ms = |d: Option<SimDuration>| d.map(|d| float_text(d.as_millis_f64())).unwrap_or_default();
         let itl = (r.generated_tokens.get() > 1).then_some(r.max_itl);
         for (seen, v) in self.float_seen.iter_mut().zip([r.ttft(), r.tpot(), r.e2e(), itl]) {
             *seen |= v.is_some();
         }
-        let line = format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.id.0,
-            float_text(r.arrival.as_secs_f64()),
+        // One line buffer for the whole run: no allocation per request.
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let _ = write!(line, "{},", r.id.0);
+        push_float(&mut line, r.arrival.as_secs_f64());
+        let _ = write!(
+            line,
+            ",{},{},{},{},{},{},",
             r.prompt_tokens.get(),
             r.output_tokens.get(),
             r.generated_tokens.get(),
             r.priority,
             self.name(r.prefill_instance),
             self.name(r.decode_instance),
-            self.classes.get(usize::from(r.class)).map_or(String::new(), |c| crate::csv_text(&c.name)),
-            r.cached_tokens.get(),
-            ms(r.ttft()),
-            ms(r.tpot()),
-            ms(r.e2e()),
-            ms(itl),
+        );
+        if let Some(c) = self.classes.get(usize::from(r.class)) {
+            line.push_str(&c.csv_name);
+        }
+        let _ = write!(line, ",{}", r.cached_tokens.get());
+        for d in [r.ttft(), r.tpot(), r.e2e(), itl] {
+            line.push(',');
+            if let Some(d) = d {
+                push_float(&mut line, d.as_millis_f64());
+            }
+        }
+        let _ = writeln!(
+            line,
+            ",{},{},{},{},{}",
             r.preemptions,
             r.migrations,
             u8::from(good),
             r.outcome.as_str(),
             r.reason.map_or("", |x| x.as_str())
         );
-        match self.csv.as_mut() {
+        let out = match self.csv.as_mut() {
             Some(w) => w.write_all(line.as_bytes()),
             None => Ok(()),
-        }
+        };
+        self.line = line;
+        out
     }
 
     fn write_latency_row(&mut self, r: &RequestRecord) -> io::Result<()> {
@@ -247,7 +266,16 @@ impl RunRecorder {
             output_tokens: r.generated_tokens.get(),
             case: if r.cached_tokens.get() > 0 { "warm" } else { "cold" }.into(),
         };
-        writeln!(w, "{}", serde_json::to_string(&row).map_err(io::Error::other)?)
+        serde_json::to_writer(&mut *w, &row).map_err(io::Error::other)?;
+        w.write_all(b"\n")
+    }
+}
+
+/// Appends `x` as [`float_text`] writes it, without allocating.
+fn push_float(out: &mut String, x: f64) {
+    use std::fmt::Write as _;
+    if x.is_finite() {
+        let _ = write!(out, "{x:?}");
     }
 }
 

@@ -4,6 +4,7 @@ use super::{Event, Simulation};
 use crate::queue::Phase;
 use crate::record::{Outcome, Recorder};
 use crate::spec::Role;
+use crate::time::SimDuration;
 
 impl Simulation {
     /// Asks instance `i` to start a step now, unless it is busy or already asked.
@@ -61,6 +62,9 @@ impl Simulation {
         let role = inst.role;
         let id = inst.id;
         let mut cancelled = false;
+        // Gaps come in runs of one length (every sequence of the last step has the same): they
+        // go to the recorder as value × count.
+        let mut gaps = (SimDuration::ZERO, 0u64);
         for k in 0..inst.batch.len() {
             let (sid, chunk) = inst.batch[k];
             debug_assert!(chunk > 0, "a step computes at least one token of every scheduled sequence");
@@ -84,7 +88,14 @@ impl Simulation {
             } else {
                 let gap = now - s.last_token;
                 s.max_gap = s.max_gap.max(gap);
-                rec.on_token_gap(gap);
+                if gap == gaps.0 {
+                    gaps.1 += 1;
+                } else {
+                    if gaps.1 > 0 {
+                        rec.on_token_gaps(gaps.0, gaps.1);
+                    }
+                    gaps = (gap, 1);
+                }
             }
             s.last_token = now;
             if s.generated >= s.req.output_tokens.get() {
@@ -95,6 +106,9 @@ impl Simulation {
                 s.leaving = true;
                 self.handoffs.push(sid);
             }
+        }
+        if gaps.1 > 0 {
+            rec.on_token_gaps(gaps.0, gaps.1);
         }
         if cancelled {
             // Sequences cancelled during the step: recorded already; free them now.
