@@ -161,6 +161,11 @@ pub fn print(spec: &ScenarioSpec) -> String {
     {
         r.extend(policy_params(d));
     }
+    if let Some(sp) = &spec.router.split {
+        r.push(format!("split_at = {}", sp.at));
+        r.push(format!("long_pool = {}", spec.pools[sp.long_pool].name));
+        r.push(format!("short_pool = {}", spec.pools[sp.short_pool].name));
+    }
     let _ = writeln!(o, "\nrouter {{\n  {}\n}}\n", r.join("\n  "));
     let _ = writeln!(o, "telemetry {{ interval = {} }}\n", ns(spec.telemetry.interval));
 

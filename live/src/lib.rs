@@ -29,6 +29,7 @@ pub mod client;
 pub mod eval;
 pub mod fake;
 pub mod metrics;
+pub mod prompt;
 pub mod sse;
 
 pub use sse::{SseError, StreamEvent, StreamTimer, parse_sse_line};

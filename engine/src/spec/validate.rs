@@ -298,6 +298,24 @@ impl ScenarioSpec {
                 _ => {}
             }
         }
+        if let Some(sp) = &self.router.split {
+            for (key, i) in [("router.long_pool", sp.long_pool), ("router.short_pool", sp.short_pool)] {
+                match self.pools.get(i) {
+                    None => errs.push(SpecError::new(key, "names no pool of the scenario")),
+                    Some(p) if !p.role.takes_prefill() => errs.push(SpecError::new(
+                        key,
+                        format!("pool `{}` is a decode pool, where no request starts; name a mixed or prefill pool", p.name),
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if self.pools.iter().any(|p| p.local_prefill_threshold.is_some()) {
+                errs.push(SpecError::new(
+                    "router.split_at",
+                    "a split by prompt length and conditional disaggregation (`local_prefill`) both choose where a request starts; keep one",
+                ));
+            }
+        }
         if self.run.max_in_flight == 0 {
             errs.push(SpecError::new("run.max_in_flight", "must be at least 1"));
         }

@@ -175,7 +175,7 @@ impl Cx {
         let router = match Self::blocks(tree, "router").next() {
             Some((_, _, items, span)) => {
                 self.spans.insert("router".into(), span);
-                self.router(items)
+                self.router(items, &pool_index)
             }
             None => Some(RouterSpec::single(PolicySpec::RoundRobin)),
         };
