@@ -32,6 +32,7 @@ enum Command {
     Compare(cmd::compare::CompareArgs),
     Check(cmd::check::CheckArgs),
     Trace(cmd::trace::TraceArgs),
+    Live(cmd::live::LiveArgs),
     Eval(cmd::eval::EvalArgs),
     Scorecard(cmd::scorecard::ScorecardArgs),
 }
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cmd::compare::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Trace(a) => cmd::trace::run(a),
+        Command::Live(a) => cmd::live::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Scorecard(a) => cmd::scorecard::run(a),
     };

@@ -6,6 +6,7 @@ mod determinism;
 mod engine_scale;
 mod eval;
 mod fidelity;
+mod live;
 mod outputs;
 mod reports;
 mod routing;

@@ -416,6 +416,17 @@ impl EngineClient {
 
     /// `POST /v1/completions` with `stream: true`, timing every chunk as it arrives.
     pub async fn complete_stream(&self, req: &CompletionRequest) -> Result<StreamedCompletion, ClientError> {
+        self.complete_stream_observed(req, || {}).await
+    }
+
+    /// [`EngineClient::complete_stream`], calling `on_first` as soon as the first output
+    /// arrives (live mode's router hears of first tokens while the stream goes on).
+    pub async fn complete_stream_observed(
+        &self,
+        req: &CompletionRequest,
+        on_first: impl FnOnce(),
+    ) -> Result<StreamedCompletion, ClientError> {
+        let mut on_first = Some(on_first);
         let url = self.url("/v1/completions");
         let started = Instant::now();
         let at = || SimTime(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
@@ -469,6 +480,9 @@ impl EngineClient {
                     }
                     SseData::Chunk(c) => {
                         if c.has_output() {
+                            if let Some(f) = on_first.take() {
+                                f();
+                            }
                             timer.on_output(now);
                         }
                         if let Some(t) = &c.token_ids {

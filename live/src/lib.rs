@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod drive;
 pub mod eval;
 pub mod fake;
 pub mod metrics;

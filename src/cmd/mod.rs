@@ -3,6 +3,7 @@
 pub mod check;
 pub mod compare;
 pub mod eval;
+pub mod live;
 pub mod report;
 pub mod run;
 pub mod scorecard;

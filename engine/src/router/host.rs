@@ -403,3 +403,11 @@ impl RouterHost {
 pub fn max_hit_blocks(req: &Request, block_size: u32) -> u32 {
     req.prompt_tokens.get().saturating_sub(1) / block_size.max(1)
 }
+
+/// Hashes of the full prompt blocks of `req` at `block_size`, chained as the simulator's
+/// caches and the prefix index chain them: what an engine with that block size caches once
+/// it has prefilled the prompt (live mode's router keeps its own index from these).
+pub fn prompt_block_hashes(req: &Request, block_size: u32) -> Vec<BlockHash> {
+    let bs = block_size.max(1);
+    crate::seq::block_hashes(req, req.prompt_tokens.get() / bs, bs).collect()
+}
