@@ -16,8 +16,9 @@
 //!   every [`LiveOptions::min_scrape`]) into the view the policies read; the router's own
 //!   counters (requests in flight, prefill tokens queued) are exact, as in the simulator.
 //! - **prefix overlaps**: the router keeps its own index of which prompt blocks it sent
-//!   where (registered when the first token comes back, evicted least recently used beyond
-//!   the engine's KV blocks), since vLLM publishes no KV events over HTTP.
+//!   where (registered when it sends them: the engine schedules in arrival order, so a later
+//!   request it schedules finds them computed; evicted least recently used beyond the
+//!   engine's KV blocks), since vLLM publishes no KV events over HTTP.
 //! - **split pools**: vLLM engines here cannot move KV between them, so a disaggregated
 //!   scenario runs in the original lab's dual-pool mode: prompts at or above the decode
 //!   pool's `local_prefill_threshold` go to the prefill pool, the rest to the decode pool,
@@ -60,6 +61,9 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 pub const LAG_P95_LIMIT: Duration = Duration::from_millis(10);
 /// ... or whose largest send lag passes this.
 pub const LAG_MAX_LIMIT: Duration = Duration::from_millis(100);
+/// Sends are timed by sleeping to this much before their time, then yielding until it
+/// comes (tokio's timers have millisecond granularity).
+const SPIN: Duration = Duration::from_micros(1500);
 /// How often the loop checks the stop flag and reports progress.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -478,7 +482,18 @@ pub async fn run_live<R: Recorder>(
         } else {
             pending.as_ref().map(|r| r.arrival)
         };
+        // Timers fire at millisecond granularity: sleep to within `SPIN` of the send time, then
+        // go round the loop (serving messages) until it comes, so sends are not late by a
+        // timer tick.
         let wake = next_send.map(|t| instant_of(start, t));
+        let sleep_to = wake.map(|w| w.checked_sub(SPIN).unwrap_or(w));
+        if let (Some(w), Some(s)) = (wake, sleep_to)
+            && (s..w).contains(&Instant::now())
+        {
+            // The last stretch: let the other tasks run, then look again.
+            tokio::task::yield_now().await;
+            continue;
+        }
         tokio::select! {
             biased;
             Some(msg) = rx.recv() => {
@@ -503,9 +518,6 @@ pub async fn run_live<R: Recorder>(
                         if recent_ttft.len() > 200 {
                             recent_ttft.pop_front();
                         }
-                        // The engine caches the prompt's full blocks now.
-                        let (i, req) = (f.inst, f.req.clone());
-                        remember_prompt(&mut host, &mut accs[i.index()], i, &req, &mut use_clock);
                     }
                     Msg::Done { id, result } => {
                         let Some(f) = flights.remove(&id) else { continue };
@@ -580,7 +592,10 @@ pub async fn run_live<R: Recorder>(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now).into()), if wake.is_some() => {
+            _ = tokio::time::sleep_until(sleep_to.unwrap_or_else(Instant::now).into()), if wake.is_some() => {
+                if wake.is_some_and(|w| Instant::now() < w) {
+                    continue;
+                }
                 events += 1;
                 let (req, user) = if closed.is_some() {
                     let Reverse((t, u)) = users.pop().expect("a user is ready");
@@ -607,6 +622,9 @@ pub async fn run_live<R: Recorder>(
                         let expected = host.cached_blocks(inst, &req).get().min(max_hit_blocks(&req, bs));
                         figures.expected_prefix_hit_tokens += u64::from(expected) * u64::from(bs);
                         let charged = host.dispatched(inst, &req, true);
+                        // From now on the engine holds (or is computing) the prompt's full blocks:
+                        // a later request it schedules after this one finds them cached.
+                        remember_prompt(&mut host, &mut accs[inst.index()], inst, &req, &mut use_clock);
                         let id = req.id.0;
                         let body = CompletionRequest {
                             model: model.clone(),

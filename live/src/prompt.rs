@@ -37,18 +37,25 @@ const UNIQUE_SALT: u64 = 0x554e_4951_5545_0000; // "UNIQUE"
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PromptMaker {
     range: u32,
+    salt: u64,
 }
 
 impl Default for PromptMaker {
     fn default() -> Self {
-        PromptMaker { range: DEFAULT_TOKEN_RANGE }
+        PromptMaker { range: DEFAULT_TOKEN_RANGE, salt: 0 }
     }
 }
 
 impl PromptMaker {
     /// Ids drawn from `[TOKEN_LO, TOKEN_LO + range)`; `range` is at least 2.
     pub fn with_range(range: u32) -> Self {
-        PromptMaker { range: range.max(2) }
+        PromptMaker { range: range.max(2), salt: 0 }
+    }
+
+    /// The same sharing, other content: an engine's prefix cache outlives runs (vLLM has no
+    /// reset), so a run that must start cold uses a salt no earlier run used.
+    pub fn with_salt(self, salt: u64) -> Self {
+        PromptMaker { salt, ..self }
     }
 
     /// The largest id used, plus one: the vocabulary must be at least this big.
@@ -57,7 +64,7 @@ impl PromptMaker {
     }
 
     fn id(&self, salt: u64, key: u64, pos: u64) -> u32 {
-        let h = mix(mix(salt ^ key) ^ pos);
+        let h = mix(mix(mix(salt ^ self.salt) ^ key) ^ pos);
         TOKEN_LO + (h % u64::from(self.range)) as u32
     }
 
@@ -118,8 +125,9 @@ mod tests {
             assert!(p.iter().all(|&t| (TOKEN_LO..m.vocab_needed()).contains(&t)));
         }
         assert!(m.vocab_needed() <= 4096);
-        // Deterministic: the same request gives the same ids.
+        // Deterministic: the same request gives the same ids; another salt, other ids.
         assert_eq!(m.prompt(&req(3, 300)), m.prompt(&req(3, 300)));
+        assert_ne!(m.with_salt(1).prompt(&req(3, 300)), m.prompt(&req(3, 300)));
     }
 
     #[test]

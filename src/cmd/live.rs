@@ -92,6 +92,10 @@ pub struct LiveArgs {
     /// telemetry.interval when longer).
     #[arg(long, value_name = "MS", default_value_t = 100)]
     min_scrape_ms: u64,
+    /// Salt of the prompts' token ids (default: the clock, so every run starts with cold
+    /// prefix caches, which outlive runs on vLLM); give one to resend the same prompts.
+    #[arg(long, value_name = "N")]
+    prompt_salt: Option<u64>,
     /// Distinct token ids prompts use, from id 256 (the model's vocabulary must hold
     /// 256 + this many).
     #[arg(long, value_name = "N", default_value_t = simctl_live::prompt::DEFAULT_TOKEN_RANGE)]
@@ -155,7 +159,7 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         },
         grace: Duration::from_secs(a.grace),
         min_scrape: Duration::from_millis(a.min_scrape_ms.max(1)),
-        prompts: PromptMaker::with_range(a.token_range),
+        prompts: PromptMaker::with_range(a.token_range).with_salt(a.prompt_salt.unwrap_or_else(clock_salt)),
         seed: RunSeed(seed),
         stop,
     };
@@ -201,6 +205,11 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
     let mut summary = Summary::build(&spec, seed, &mut rec, &totals);
     summary.events = totals.events;
     let f = result.figures;
+    // Engines do not say per request what their prefix cache served; their counters say it
+    // for the run.
+    if let (Some(h), Some(q)) = (f.engine_prefix_hit_tokens, f.engine_prefix_query_tokens) {
+        summary.prefix_hit_rate = (q > 0).then(|| h as f64 / q as f64);
+    }
     let mut lag = f.send_lag_ms.clone();
     let send_lag_ms = Distribution::from_samples(&mut lag);
     let behind = match (send_lag_ms.p95, send_lag_ms.max) {
@@ -278,6 +287,11 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         }
     }
     Ok(if summary.complete && summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// A salt no earlier run used: the clock in nanoseconds.
+fn clock_salt() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn opt_ms(x: Option<f64>) -> String {
