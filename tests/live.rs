@@ -251,3 +251,63 @@ fn ctrl_c_stops_sending_waits_for_requests_in_flight_and_writes_everything() {
     assert_eq!(s["requests"].as_u64().unwrap() as usize, sent);
     assert_eq!(s["completed"].as_u64().unwrap() as usize, sent);
 }
+
+/// Rows of a CSV file as maps from column to cell (no quoted commas in these files).
+fn table(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    lines.map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect()).collect()
+}
+
+#[test]
+fn routing_decisions_follow_the_scraped_gauges_exactly() {
+    // Slow decodes keep requests running, so the gauges differ between the engines.
+    let (a, b) = (engine(Duration::from_micros(50), Duration::from_millis(8)), engine(Duration::from_micros(50), Duration::from_millis(8)));
+    let dir = temp_dir("live-gauges");
+    let out = dir.join("live");
+    let o = simctl_guarded(&[
+        "live",
+        "--endpoint",
+        &a.url(),
+        "--endpoint",
+        &b.url(),
+        "--set",
+        "router.policy=least_loaded",
+        "--set",
+        "telemetry.interval=50ms",
+        "--set",
+        "requests=60",
+        "--set",
+        "arrival_rate=40/s",
+        "--min-scrape-ms",
+        "50",
+        "--decisions",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let gauges = table(&out.join("gauges.csv"));
+    let decisions = table(&out.join("decisions.csv"));
+    assert_eq!(decisions.len(), 60);
+    assert!(gauges.len() >= 4, "{} scrapes", gauges.len());
+    let secs = |r: &std::collections::HashMap<String, String>, k: &str| r[k].parse::<f64>().unwrap();
+    let mut busy_views = 0;
+    for d in &decisions {
+        let t = secs(d, "time_s");
+        // The load of each engine in the router's view: its last scrape published before.
+        let load = |inst: &str| -> u32 {
+            gauges
+                .iter()
+                .filter(|g| g["instance"] == inst && secs(g, "published_s") <= t)
+                .last()
+                .map_or(0, |g| g["waiting"].parse::<u32>().unwrap() + g["running"].parse::<u32>().unwrap())
+        };
+        let (l0, l1) = (load("gpu0"), load("gpu1"));
+        assert_eq!(d["scores"], format!("gpu0={l0};gpu1={l1}"), "decision at {t} s");
+        assert_eq!(d["chosen"], if l1 < l0 { "gpu1" } else { "gpu0" }, "decision at {t} s");
+        busy_views += usize::from(l0 + l1 > 0);
+    }
+    // The check means something only if the gauges showed load.
+    assert!(busy_views > 10, "{busy_views} decisions saw load");
+}

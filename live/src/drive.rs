@@ -161,6 +161,27 @@ pub struct LiveFigures {
     pub interrupted: bool,
     /// Requests still in flight when the grace period ran out.
     pub abandoned: u64,
+    /// Every scrape the router used, in the order it used them.
+    pub gauges: Vec<GaugeRow>,
+}
+
+/// One engine's gauges as the router took them in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GaugeRow {
+    /// When the engine answered.
+    pub scraped: SimTime,
+    /// When the router put them in its view (the view decisions read from then on).
+    pub published: SimTime,
+    /// The instance.
+    pub instance: InstanceId,
+    /// `vllm:num_requests_waiting`.
+    pub waiting: u32,
+    /// `vllm:num_requests_running`.
+    pub running: u32,
+    /// `vllm:kv_cache_usage_perc` (a fraction).
+    pub kv_usage: f64,
+    /// Free KV blocks as the view holds them.
+    pub kv_free_blocks: u32,
 }
 
 /// A finished live run.
@@ -583,6 +604,15 @@ pub async fn run_live<R: Recorder>(
                                 let t = at_of(start, at);
                                 let g = gauges(&mut accs[i], &m, t);
                                 host.publish(InstanceId(i as u32), g);
+                                figures.gauges.push(GaugeRow {
+                                    scraped: t,
+                                    published: at_of(start, Instant::now()),
+                                    instance: InstanceId(i as u32),
+                                    waiting: g.waiting,
+                                    running: g.running,
+                                    kv_usage: m.kv_cache_usage().unwrap_or(0.0),
+                                    kv_free_blocks: g.kv_free_blocks.get(),
+                                });
                                 let pool = insts[i].0;
                                 let depth: u32 = (0..insts.len()).filter(|k| insts[*k].0 == pool).map(|k| accs[k].depth).sum();
                                 depth_series[pool].note(t, depth);

@@ -204,7 +204,8 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
     });
     let mut summary = Summary::build(&spec, seed, &mut rec, &totals);
     summary.events = totals.events;
-    let f = result.figures;
+    let mut f = result.figures;
+    let f_gauges = std::mem::take(&mut f.gauges);
     // Engines do not say per request what their prefix cache served; their counters say it
     // for the run.
     if let (Some(h), Some(q)) = (f.engine_prefix_hit_tokens, f.engine_prefix_query_tokens) {
@@ -246,12 +247,16 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         written.extend(streamed.iter().cloned());
         written.extend(simctl_reports::scorecard::write_simulated_run_files(dir, &spec, &summary)?);
         let samples = samples.expect("made with --out");
+        let path = dir.join("gauges.csv");
+        write_gauges_csv(&crate::out::partial(&path), &f_gauges, &engines).with_context(|| format!("cannot write `{}`", path.display()))?;
+        crate::out::commit(&path)?;
+        written.push(path);
         let path = dir.join("queue_depth.csv");
         super::run::write_depth_csv(&crate::out::partial(&path), &samples.depth)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
         crate::out::commit(&path)?;
         written.push(path);
-        written.extend(crate::cmd::parquet_copies(dir, &["requests", "queue_depth"])?);
+        written.extend(crate::cmd::parquet_copies(dir, &["requests", "queue_depth", "gauges"])?);
         if !a.no_plots {
             written.extend(simctl_reports::figures::run_figures(dir, &samples).map_err(|e| anyhow::anyhow!("cannot draw plots: {e}"))?);
         }
@@ -287,6 +292,30 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         }
     }
     Ok(if summary.complete && summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `scraped_s,published_s,instance,waiting,running,kv_usage,kv_free_blocks`: every scrape the
+/// router used, in the order it used them (decisions at `time_s` read the last row of each
+/// instance published before it).
+fn write_gauges_csv(path: &std::path::Path, rows: &[drive::GaugeRow], engines: &[Engine]) -> std::io::Result<()> {
+    use simctl_reports::frame::float_text;
+    use std::io::Write;
+    let mut w = BufWriter::new(File::create(path)?);
+    writeln!(w, "scraped_s,published_s,instance,waiting,running,kv_usage,kv_free_blocks")?;
+    for r in rows {
+        writeln!(
+            w,
+            "{},{},{},{},{},{},{}",
+            float_text(r.scraped.as_secs_f64()),
+            float_text(r.published.as_secs_f64()),
+            simctl_reports::csv_text(&engines[r.instance.index()].instance),
+            r.waiting,
+            r.running,
+            float_text(r.kv_usage),
+            r.kv_free_blocks
+        )?;
+    }
+    w.flush()
 }
 
 /// A salt no earlier run used: the clock in nanoseconds.
