@@ -299,8 +299,8 @@ fn routing_decisions_follow_the_scraped_gauges_exactly() {
         let load = |inst: &str| -> u32 {
             gauges
                 .iter()
-                .filter(|g| g["instance"] == inst && secs(g, "published_s") <= t)
-                .last()
+                .rev()
+                .find(|g| g["instance"] == inst && secs(g, "published_s") <= t)
                 .map_or(0, |g| g["waiting"].parse::<u32>().unwrap() + g["running"].parse::<u32>().unwrap())
         };
         let (l0, l1) = (load("gpu0"), load("gpu1"));
