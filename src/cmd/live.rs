@@ -181,7 +181,12 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
             );
         }
     };
-    let result = drive::run_blocking(&spec, &engines, &opts, &mut rec, &mut progress).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let result = match drive::run_blocking(&spec, &engines, &opts, &mut rec, &mut progress) {
+        Ok(r) => r,
+        // The scenario and the engines do not fit together: bad input, exit status 2.
+        Err(e @ drive::LiveError::Setup(_)) => bad!("{e}"),
+        Err(e) => return Err(anyhow::anyhow!("{e}")),
+    };
     let totals = result.totals;
     rec.finish_csv().context("cannot write requests.csv")?;
     if let Some(dir) = &a.out {
@@ -387,6 +392,9 @@ fn bind(spec: ValidSpec, endpoints: &[String], default: bool) -> Result<(ValidSp
                 endpoints[parsed.iter().position(|p| p.1 == *url).unwrap_or(0)]
             );
         };
+        if let Err(e) = simctl_live::client::EngineClient::new(url, ClientConfig::default()) {
+            bad!("`--endpoint {}`: {e}", endpoints[parsed.iter().position(|p| p.1 == *url).unwrap_or(0)]);
+        }
         urls[i] = Some(url.clone());
     }
     let unbound: Vec<&str> = names.iter().zip(&urls).filter(|(_, u)| u.is_none()).map(|((_, i), _)| i.as_str()).collect();
