@@ -13,6 +13,7 @@ pub mod html;
 pub mod parquet;
 mod percentiles;
 pub mod plot;
+pub mod residuals;
 mod recorder;
 pub mod scorecard;
 mod summary;

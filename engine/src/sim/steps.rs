@@ -60,6 +60,7 @@ impl Simulation {
         inst.busy = false;
         let role = inst.role;
         let id = inst.id;
+        let frontend = inst.cost.request_latency();
         let mut cancelled = false;
         for k in 0..inst.batch.len() {
             let (sid, chunk) = inst.batch[k];
@@ -76,8 +77,10 @@ impl Simulation {
             }
             s.generated += 1;
             if s.generated == 1 {
-                s.first_token = Some(now);
-                let ttft = now - s.req.arrival;
+                // The frontend latency shifts what the client sees, not the engine's steps.
+                s.frontend = frontend;
+                s.first_token = Some(now + frontend);
+                let ttft = now + frontend - s.req.arrival;
                 let charged = std::mem::take(&mut s.charged);
                 self.host.prefill_done(s.prefill_on, charged);
                 self.host.on_first_token(id, ttft);

@@ -1,0 +1,147 @@
+//! The self-check: probes held out of the fit, replayed in the simulator with the new
+//! profile (the same requests at the same send times), against what the engine measured.
+
+use simctl_engine::catalogue;
+use simctl_engine::prelude::*;
+use simctl_engine::profile::{ProbeClass, Profile, SelfCheck};
+use simctl_engine::record::Recorder;
+use simctl_engine::request::{Request, RequestId};
+use simctl_engine::spec::*;
+use simctl_engine::units::Tokens;
+
+use crate::run::{ProbeResult, RequestTiming};
+
+/// A one-instance scenario that runs like the profiled engine: its step model, scheduler
+/// settings and KV cache.
+pub fn engine_scenario(profile: &Profile) -> ScenarioSpec {
+    let tokens = profile.kv_capacity_blocks * u64::from(profile.engine.block_size);
+    ScenarioSpec {
+        name: "self_check".into(),
+        seed: 0,
+        // The model only sizes KV and weights, which the explicit capacity replaces.
+        model: catalogue::model("llama-3.1-8b").expect("catalogue model"),
+        hardware: vec![HardwareSpec {
+            name: "profiled".into(),
+            cost_per_hour: 0.0,
+            memory_bytes: None,
+            kv_capacity_tokens: Some(tokens),
+            kv_transfer_latency: None,
+            perf: PerfSpec::Fitted { cost: profile.cost(), tp: None },
+        }],
+        pools: vec![PoolSpec {
+            name: "engine".into(),
+            role: Role::Mixed,
+            engine: profile.engine_spec(),
+            instances: vec![InstanceSpec { name: "e0".into(), hardware: 0, tp: 1 }],
+            local_prefill_threshold: None,
+        }],
+        links: vec![],
+        router: RouterSpec::single(PolicySpec::RoundRobin),
+        telemetry: TelemetrySpec::default(),
+        workload: WorkloadSpec {
+            arrivals: ArrivalSpec::Poisson { rate_per_s: 1.0, burst: None },
+            prompt: LengthSpec::Constant(1),
+            output: LengthSpec::Constant(1),
+            priority: (0, 0),
+            prefix: None,
+            classes: vec![],
+            trace: None,
+        },
+        slo: SloSpec::default(),
+        run: RunSpec::new(None, Some(0)),
+        sweep: None,
+    }
+}
+
+struct Collect(Vec<RequestRecord>);
+
+impl Recorder for Collect {
+    fn on_request(&mut self, r: &RequestRecord) {
+        self.0.push(*r);
+    }
+}
+
+/// Simulates requests sent at the given times; records in the same order.
+fn simulate(spec: &ValidSpec, reqs: &[RequestTiming]) -> Result<Vec<RequestRecord>, String> {
+    let mut sim = Simulation::new(spec).map_err(|e| joined(&e))?.without_workload();
+    let prefix_probe = reqs.iter().any(|o| o.shared_prefix > 0);
+    for (i, r) in reqs.iter().enumerate() {
+        // A prefix probe's second request shares the first one's whole prompt.
+        let shared = if r.shared_prefix > 0 { r.shared_prefix } else if prefix_probe { r.prompt } else { 0 };
+        sim.submit(Request {
+            id: RequestId(i as u64),
+            arrival: SimTime::ZERO + SimDuration::from_secs_f64(r.sent_s.max(0.0)),
+            prompt_tokens: Tokens(r.prompt),
+            output_tokens: Tokens(r.output.max(1)),
+            priority: 0,
+            prefix_group: u32::from(shared > 0),
+            prefix_tokens: Tokens(shared.min(r.prompt)),
+            class: 0,
+            trace_blocks: None,
+            trace_block_tokens: 0,
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    let mut rec = Collect(Vec::new());
+    sim.run(&mut rec);
+    rec.0.sort_by_key(|r| r.id);
+    if rec.0.len() != reqs.len() || rec.0.iter().any(|r| r.outcome != Outcome::Finished) {
+        return Err("the simulator did not finish every replayed request".into());
+    }
+    Ok(rec.0)
+}
+
+fn joined(errs: &[SpecError]) -> String {
+    errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| s / n as f64)
+}
+
+/// What a probe class compares, measured and simulated, for one run.
+fn compare(class: ProbeClass, measured: &[RequestTiming], simulated: &[RequestRecord]) -> Option<(&'static str, f64, f64)> {
+    let secs = |d: Option<SimDuration>| d.map(|d| d.as_secs_f64());
+    match class {
+        ProbeClass::Prefill => Some(("ttft", measured.first()?.ttft_s, secs(simulated.first()?.ttft())?)),
+        ProbeClass::Prefix => Some(("ttft", measured.last()?.ttft_s, secs(simulated.last()?.ttft())?)),
+        ProbeClass::Decode => Some(("tpot", mean(measured.iter().filter_map(|m| m.tpot_s))?, mean(simulated.iter().filter_map(|r| secs(r.tpot())))?)),
+        // The decode streams' largest gap is the step that carried the prefill.
+        ProbeClass::Mixed => {
+            let n = measured.len().checked_sub(1)?;
+            Some((
+                "max_itl",
+                mean(measured[..n].iter().map(|m| m.max_itl_s))?,
+                mean(simulated[..n].iter().map(|r| r.max_itl.as_secs_f64()))?,
+            ))
+        }
+    }
+}
+
+/// Replays every held-out probe; one line per probe, means over its runs.
+pub fn self_check(results: &[ProbeResult], profile: &Profile) -> Result<Vec<SelfCheck>, String> {
+    let spec = engine_scenario(profile).validate().map_err(|e| joined(&e))?;
+    let mut out = Vec::new();
+    for r in results.iter().filter(|r| r.probe.held_out) {
+        let mut pairs = Vec::new();
+        let mut metric = "";
+        for run in r.runs.iter().filter(|run| run.sample.is_some()) {
+            let sim = simulate(&spec, &run.requests)?;
+            if let Some((m, a, b)) = compare(r.probe.class, &run.requests, &sim) {
+                metric = m;
+                pairs.push((a, b));
+            }
+        }
+        let (Some(measured_s), Some(simulated_s)) = (mean(pairs.iter().map(|p| p.0)), mean(pairs.iter().map(|p| p.1))) else { continue };
+        out.push(SelfCheck {
+            class: r.probe.class.as_str().into(),
+            probe: r.probe.label(),
+            metric: metric.into(),
+            measured_s,
+            simulated_s,
+            error_pct: 100.0 * (simulated_s - measured_s) / measured_s,
+        });
+    }
+    Ok(out)
+}
