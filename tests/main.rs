@@ -1,6 +1,7 @@
 //! Integration tests of simctl: one test binary, one module per concern.
 
 mod binding;
+mod calibrate;
 mod cli;
 mod determinism;
 mod engine_scale;

@@ -7,7 +7,7 @@ use simctl_engine::profile::*;
 use simctl_engine::spec::DEFAULT_GPU_MEMORY_UTILIZATION;
 use simctl_live::client::{ClientConfig, EngineClient};
 
-use crate::fit::{Fit, FitError, fit_best_budget};
+use crate::fit::{Fit, FitError, detect_budget, fit};
 use crate::hardware;
 use crate::launch::{LaunchError, LaunchSpec, LaunchedEngine};
 use crate::plan::{EngineFacts, Plan, PlanOptions, Rough};
@@ -258,7 +258,7 @@ async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware
     let rough = driver.warm_up(max_model_len).await?;
     let max_seqs = match spec.max_seqs {
         Some(n) => MaxSeqs { value: n, source: SettingSource::Given, note: format!("max_num_seqs {n} given") },
-        None => driver.measure_max_seqs(MAX_SEQS_PROBE_CAP, max_model_len, kv_blocks * u64::from(block_size)).await?,
+        None => driver.measure_max_seqs(MAX_SEQS_PROBE_CAP, max_model_len, kv_blocks * u64::from(block_size), &rough).await?,
     };
     let facts = EngineFacts { model: model.id.clone(), max_model_len, block_size, kv_blocks, max_seqs: max_seqs.value };
     let mut plan = Plan::new(&facts, PlanOptions { quick: spec.quick, budget_hint: spec.max_batch_tokens });
@@ -303,11 +303,26 @@ async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware
     let probe_time = started.elapsed();
 
     let samples: Vec<ProfileSample> = results.iter().filter_map(|r| r.sample).collect();
-    let fit = fit_best_budget(&samples, &plan.budget_candidates, true)?;
-    let budget_source = if spec.max_batch_tokens == Some(fit.max_batch_tokens) { SettingSource::Given } else { SettingSource::Measured };
-    if fit.max_batch_tokens >= max_model_len {
-        note(on, format!("no prompt reached the step budget: max_num_batched_tokens is at least {max_model_len} (the max model length), recorded as that"));
+    // The budget from where TTFT jumps by a step; failing that, the given one; failing
+    // that, none within the context.
+    let tested = &plan.budget_candidates[..plan.budget_candidates.len() - 1];
+    let (budget, budget_source) = match (detect_budget(&samples, tested, rough.decode_step_s), spec.max_batch_tokens) {
+        (Some(b), given) => (b, if given == Some(b) { SettingSource::Given } else { SettingSource::Measured }),
+        (None, Some(g)) => {
+            note(on, format!("no prefill time jumps by a step at a tested budget {tested:?}: using the given max_num_batched_tokens {g}"));
+            (g, SettingSource::Given)
+        }
+        (None, None) => {
+            note(on, format!("no prefill time jumps by a step at {tested:?} tokens: max_num_batched_tokens is taken as at least the max model length ({max_model_len})"));
+            (max_model_len, SettingSource::Assumed)
+        }
+    };
+    if let Some(g) = spec.max_batch_tokens
+        && g != budget
+    {
+        note(on, format!("--max-batch-tokens {g} given, but prefill times jump by a step past {budget} tokens: using {budget}"));
     }
+    let fit = fit(&samples, budget, true)?;
     let profile = Profile {
         format: PROFILE_FORMAT,
         created: Some(format!("{} by simctl {}", crate::utc_timestamp(std::time::SystemTime::now()), env!("CARGO_PKG_VERSION"))),

@@ -206,6 +206,26 @@ pub fn fit(samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> R
     Ok(quality(cost, samples, max_batch_tokens, chunked))
 }
 
+/// Share of a one-sequence decode step that one more step must add to a TTFT: a step
+/// costs at least its fixed overhead, which a one-sequence decode step is mostly made of.
+pub const BUDGET_JUMP: f64 = 0.5;
+
+/// The engine's step budget from where prefill times jump: the smallest candidate `B`
+/// whose prompt of `B + 1` tokens (one more step) takes at least [`BUDGET_JUMP`] ×
+/// `decode_step_s` longer than one of `B` tokens. `None` when no candidate shows a jump.
+pub fn detect_budget(samples: &[ProfileSample], candidates: &[u32], decode_step_s: f64) -> Option<u32> {
+    let ttft = |p: u32| {
+        samples
+            .iter()
+            .find(|s| s.class == ProbeClass::Prefill && s.metric == SampleMetric::Ttft && s.prompt_tokens == p && s.cached_tokens == 0 && s.decode_seqs == 0)
+            .map(|s| s.seconds)
+    };
+    candidates.iter().copied().find(|&b| match (ttft(b), ttft(b + 1)) {
+        (Some(at), Some(past)) => past - at >= BUDGET_JUMP * decode_step_s,
+        _ => false,
+    })
+}
+
 /// Among candidate step budgets, the fit whose chunking explains the samples best (the
 /// budget shows as a jump in TTFT one token past it: one more step).
 pub fn fit_best_budget(samples: &[ProfileSample], candidates: &[u32], chunked: bool) -> Result<Fit, FitError> {
@@ -364,7 +384,7 @@ mod tests {
 
     fn plan() -> Vec<ProfileSample> {
         let mut v = Vec::new();
-        for p in [16, 100, 511, 1000, 2048, 2049, 3001, 4095] {
+        for p in [16, 100, 511, 512, 1000, 1024, 1025, 2048, 2049, 3001, 4095] {
             v.push(sample(ProbeClass::Prefill, SampleMetric::Ttft, p, 0, 0, 0));
         }
         for n in [1, 4, 16, 64] {
@@ -402,6 +422,10 @@ mod tests {
         let samples = measured(&truth, 2048);
         let fit = fit_best_budget(&samples, &[512, 1024, 2048, 4096], true).unwrap();
         assert_eq!(fit.max_batch_tokens, 2048);
+        // The step that prompt 2049 needs more than 2048 shows: a budget of 2048.
+        let one_seq_step = truth.c[0] + truth.c[4];
+        assert_eq!(detect_budget(&samples, &[512, 1024, 2048], one_seq_step), Some(2048));
+        assert_eq!(detect_budget(&samples, &[512, 1024], one_seq_step), None);
         for (got, want) in fit.cost.c.iter().zip(TRUTH) {
             assert!((got / want - 1.0).abs() < 1e-4, "{got} vs {want}");
         }

@@ -25,6 +25,9 @@ pub const MIN_BUDGET_CANDIDATE: u32 = 256;
 /// vLLM v1's `max_num_batched_tokens` when none is given (the CPU backend and the OpenAI
 /// server on smaller GPUs use 2048): the provisional budget of a plan.
 pub const VLLM_DEFAULT_BATCH_TOKENS: u32 = 2048;
+/// Repeats of the prompts either side of a candidate step budget: the jump of one step
+/// is a few percent of the TTFT, so its medians need more runs than other points.
+pub const BUDGET_REPEATS: u32 = 5;
 /// Share of the KV cache concurrent probes may fill, so that nothing is preempted.
 const KV_SHARE: f64 = 0.5;
 
@@ -194,8 +197,13 @@ impl Plan {
         budget_candidates.dedup();
         for &b in &budget_candidates {
             for p in [b, b + 1] {
-                if !points.contains(&p) {
-                    probes.push(Probe { class: ProbeClass::Prefill, kind: ProbeKind::Prefill { prompt: p }, repeats, held_out: false });
+                if let Some(i) = points.iter().position(|&x| x == p) {
+                    // Needed for the budget: not held out, and repeated as much.
+                    let probe = probes.iter_mut().filter(|q| q.class == ProbeClass::Prefill).nth(i).expect("one probe per point");
+                    probe.held_out = false;
+                    probe.repeats = BUDGET_REPEATS;
+                } else {
+                    probes.push(Probe { class: ProbeClass::Prefill, kind: ProbeKind::Prefill { prompt: p }, repeats: BUDGET_REPEATS, held_out: false });
                 }
             }
         }
@@ -231,9 +239,11 @@ impl Plan {
 
         // Mixed: a prefill arriving while streams decode, when the engine batches at all.
         if f.max_seqs >= 2 {
-            let mut ns = vec![(f.max_seqs / 4).max(1)];
+            // At least two streams: the step is read from each stream's gaps, and one
+            // stream alone is at the mercy of one late token.
+            let mut ns = vec![(f.max_seqs / 4).max(2)];
             if !opt.quick {
-                ns.insert(0, (f.max_seqs / 16).max(1));
+                ns.insert(0, (f.max_seqs / 16).max(2));
             }
             ns.dedup();
             let prompts: Vec<u32> = [256, 1024].into_iter().map(|p: u32| p.min(f.max_model_len / 4).max(MIN_PROMPT)).collect();

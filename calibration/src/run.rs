@@ -196,7 +196,7 @@ impl Driver {
     /// Measures `max_num_seqs`: waves of long-running requests until some wait while the
     /// others run (`vllm:num_requests_running` then stops at the limit), up to `cap`
     /// requests; then aborts them all.
-    pub async fn measure_max_seqs(&mut self, cap: u32, max_model_len: u32, kv_tokens: u64) -> Result<MaxSeqs, RunError> {
+    pub async fn measure_max_seqs(&mut self, cap: u32, max_model_len: u32, kv_tokens: u64, rough: &Rough) -> Result<MaxSeqs, RunError> {
         const PROMPT: u32 = 16;
         // Long enough to outlast the waves; within half the KV cache and the context.
         let output = ((kv_tokens / 2 / u64::from(cap.max(1))).saturating_sub(u64::from(PROMPT)) as u32).min(max_model_len - PROMPT - 1).min(2048);
@@ -237,6 +237,14 @@ impl Driver {
                     set.abort_all();
                     return Err(RunError::Request { what: "measuring max_num_seqs".into(), error: e });
                 }
+            }
+            // Requests that reach the scheduler during a step wait until it ends: read again
+            // a few steps later, when admission has caught up.
+            let settle = Duration::from_secs_f64((4.0 * rough.step_s(sent)).max(0.05));
+            tokio::time::sleep(settle).await;
+            if let Some(m) = self.metrics().await {
+                running = m.requests_running().unwrap_or(0.0) as u32;
+                waiting = m.requests_waiting().unwrap_or(0.0) as u32;
             }
             seen_max = seen_max.max(running);
             if waiting > 0 && running > 0 {
@@ -298,11 +306,18 @@ impl Driver {
             ProbeKind::Prefix { prefix, suffix } => {
                 let shared = self.fresh(prefix);
                 let first = self.request(shared.clone(), 1);
+                let start = Instant::now();
                 let mut t = self.send_all(vec![(Duration::ZERO, first)], &what).await?;
                 let before = self.metrics().await;
                 let tail = self.fresh(suffix);
                 let second = self.request([shared, tail].concat(), 1);
+                let offset = start.elapsed().as_secs_f64();
                 let mut t2 = self.send_all(vec![(Duration::ZERO, second)], &what).await?;
+                // One clock for both requests: the second was sent after the first ended.
+                for r in &mut t2 {
+                    r.sent_s += offset;
+                    r.chunks.iter_mut().for_each(|c| c.0 += offset);
+                }
                 let after = self.metrics().await;
                 // The hit, as the engine counted it; whole blocks of the prefix otherwise.
                 let cached = match (before.and_then(|m| m.prefix_cache_hits()), after.and_then(|m| m.prefix_cache_hits())) {
@@ -395,9 +410,17 @@ pub fn decode_window(streams: &[RequestTiming]) -> Option<(f64, u64)> {
     Some((steps.iter().sum::<f64>() / steps.len() as f64, ctx))
 }
 
+/// Share of a stream's typical gap by which a decode token may arrive after the prefill's
+/// first token and still count as the same step (an engine sends both at the end of it).
+const SAME_STEP: f64 = 0.1;
+/// Shortest plausible mixed step, as a share of the stream's typical decode gap (timing
+/// jitter aside, it carries the same decodes plus prefill tokens).
+const MIN_MIXED_GAP: f64 = 0.95;
+
 /// The step that carried a mixed probe's prefill (its last chunk) with the decodes: for
-/// each stream, the gap that ends with the prefill's first token. `None` when the prefill
-/// came before every stream decoded, or no stream shows the step cleanly.
+/// each stream, the last gap ending by the prefill's first token (which the engine sends
+/// with, or a frontend latency after, the decode tokens of that step). `None` when the
+/// prefill came before every stream decoded, or no stream shows the step cleanly.
 pub fn mixed_step(reqs: &[RequestTiming]) -> Option<(f64, u64)> {
     let (prefill, streams) = reqs.split_last()?;
     let first = prefill.chunks.first()?.0;
@@ -407,10 +430,14 @@ pub fn mixed_step(reqs: &[RequestTiming]) -> Option<(f64, u64)> {
     let (mut gaps, mut ctx) = (Vec::new(), 0u64);
     for s in streams {
         let idx = last_token_index(&s.chunks);
-        let i = (1..s.chunks.len()).min_by(|&i, &j| (s.chunks[i].0 - first).abs().total_cmp(&(s.chunks[j].0 - first).abs()))?;
+        let mut all: Vec<f64> = s.chunks.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let typical = crate::median(&mut all)?;
+        let i = (1..s.chunks.len()).rev().find(|&i| s.chunks[i].0 <= first + SAME_STEP * typical)?;
+        // The step must have ended after the prefill was sent, a chunk of several tokens
+        // spans several steps, and a step with a prefill chunk is no shorter than the
+        // stream's pure decode steps (a shorter gap is a late token before it).
         let gap = s.chunks[i].0 - s.chunks[i - 1].0;
-        // A chunk with several tokens spans several steps; a far-off chunk is another step.
-        if s.chunks[i].1 == 1 && (s.chunks[i].0 - first).abs() <= 0.25 * gap {
+        if s.chunks[i].0 > prefill.sent_s && s.chunks[i].1 == 1 && gap >= MIN_MIXED_GAP * typical {
             gaps.push(gap);
         }
         ctx += u64::from(s.prompt) + u64::from(idx[i].saturating_sub(1));
@@ -472,10 +499,14 @@ mod tests {
         t.extend((0..5).map(|k| 0.23 + 0.01 * f64::from(k)));
         let s1 = stream(32, 0.0, &t);
         let s2 = stream(32, 0.0, &t);
-        let prefill = stream(256, 0.195, &[0.2301]);
-        let (gap, ctx) = mixed_step(&[s1.clone(), s2.clone(), prefill]).unwrap();
-        assert!((gap - 0.04).abs() < 1e-9, "{gap}");
-        assert_eq!(ctx, 2 * (32 + 9));
+        // The prefill's first token comes with the decode tokens of its step, or a frontend
+        // latency after them (but before the next step's).
+        for at in [0.2301, 0.2299, 0.2340] {
+            let prefill = stream(256, 0.195, &[at]);
+            let (gap, ctx) = mixed_step(&[s1.clone(), s2.clone(), prefill]).unwrap();
+            assert!((gap - 0.04).abs() < 1e-9, "{at}: {gap}");
+            assert_eq!(ctx, 2 * (32 + 9));
+        }
         let early = stream(256, 0.05, &[0.2301]);
         assert_eq!(mixed_step(&[s1, s2, early]), None, "sent before the streams decoded");
     }

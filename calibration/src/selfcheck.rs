@@ -145,3 +145,27 @@ pub fn self_check(results: &[ProbeResult], profile: &Profile) -> Result<Vec<Self
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replayed_prefix_probe_hits_the_cache() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/example_h100_llama8b.yaml")).unwrap();
+        let profile: Profile = serde_saphyr::from_str(&text).unwrap();
+        let spec = engine_scenario(&profile).validate().unwrap();
+        let t = |sent_s: f64, prompt: u32, shared_prefix: u32| RequestTiming {
+            sent_s,
+            prompt,
+            shared_prefix,
+            output: 1,
+            ttft_s: 0.0,
+            tpot_s: None,
+            max_itl_s: 0.0,
+            chunks: vec![],
+        };
+        let recs = simulate(&spec, &[t(0.0, 992, 0), t(0.115, 1056, 992)]).unwrap();
+        assert_eq!(recs[1].cached_tokens.get(), 992, "{recs:?}");
+    }
+}

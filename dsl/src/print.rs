@@ -116,7 +116,7 @@ pub fn print(spec: &ScenarioSpec) -> String {
                     let _ = writeln!(o, "  frontend = {}", ns(cost.frontend));
                 }
                 if let Some(tp) = tp {
-                    let _ = writeln!(o, "  # calibrated at tp {tp}");
+                    let _ = writeln!(o, "  calibrated_tp = {tp}");
                 }
             }
         }

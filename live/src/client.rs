@@ -430,9 +430,10 @@ impl EngineClient {
     /// `POST /v1/completions` with `stream: true`, timing every chunk as it arrives.
     pub async fn complete_stream(&self, req: &CompletionRequest) -> Result<StreamedCompletion, ClientError> {
         let url = self.url("/v1/completions");
+        let http_req = self.http.post(&url).header("content-type", "application/json").body(req.body(true).to_string());
+        // Timed from the send: building the body (long token-id prompts) is the client's work.
         let started = Instant::now();
         let at = || SimTime(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let http_req = self.http.post(&url).header("content-type", "application/json").body(req.body(true).to_string());
         let mut resp = self.send(&url, http_req, self.cfg.stall_timeout).await?;
         let mut timer = StreamTimer::new(SimTime::ZERO);
         let (mut text, mut ids, mut saw_ids, mut reported, mut finish) = (String::new(), 0u32, false, None, None);

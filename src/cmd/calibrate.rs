@@ -147,22 +147,26 @@ fn describe_plan(plan: &simctl_calibration::plan::Plan) -> Vec<String> {
     lines
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-async fn interrupted() {
+/// A future that ends on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called (inside the runtime), before the engine starts, so no signal is missed.
+fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -249,11 +253,13 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     let outcome = rt.block_on(async {
-        tokio::select! {
+        let stop = interrupted()?;
+        anyhow::Ok(tokio::select! {
+            biased;
+            _ = stop => None,
             r = simctl_calibration::calibrate(&spec, hardware, &mut on) => Some(r),
-            _ = interrupted() => None,
-        }
-    });
+        })
+    })?;
     bar.finish_and_clear();
     let Some(result) = outcome else {
         // The calibration's future is gone, and a launched engine with it (stopped).

@@ -146,8 +146,9 @@ pub(super) fn run(b: Batching, jobs: mpsc::Receiver<Job>, gauges: Arc<Gauges>) {
             budget -= chunk;
             running.push(s);
         }
+        // As vLLM's gauges: requests still in the frontend count in neither.
         gauges.running.store(running.len() as u64, Ordering::Relaxed);
-        gauges.waiting.store((waiting.len() + pending.len()) as u64, Ordering::Relaxed);
+        gauges.waiting.store(waiting.len() as u64, Ordering::Relaxed);
         super::lock(&gauges.steps).push(shape);
         let dur = b.cost.step_time(&shape);
         let end = clock + Duration::from_nanos(dur.as_nanos());

@@ -71,6 +71,7 @@ impl Cx {
                 "profile",
                 "fitted",
                 "frontend",
+                "calibrated_tp",
                 "cost",
                 "memory",
                 "kv_capacity",
@@ -133,7 +134,11 @@ impl Cx {
                 Some(f) => self.duration(f, "frontend")?,
                 None => SimDuration::ZERO,
             };
-            Some(PerfSpec::Fitted { cost: FittedCost { c: coefficients, frontend }, tp: None })
+            let tp = match s.get("calibrated_tp") {
+                Some(t) => Some(self.count_u32(t, "calibrated_tp")?),
+                None => None,
+            };
+            Some(PerfSpec::Fitted { cost: FittedCost { c: coefficients, frontend }, tp })
         } else if let Some(v) = s.get("profile") {
             let path = self.name(v, "profile")?;
             let profile = self.load_profile(&path, v)?;
@@ -144,13 +149,13 @@ impl Cx {
         } else {
             None
         };
-        if let Some(f) = s.get("frontend")
+        if let Some((k, f)) = ["frontend", "calibrated_tp"].iter().find_map(|k| s.get(k).map(|v| (k, v)))
             && s.get("fitted").is_none()
         {
             self.error(
                 f.src,
                 f.span,
-                format!("`frontend` in {what} belongs with `fitted`"),
+                format!("`{k}` in {what} belongs with `fitted`"),
                 "no fitted model here",
                 Some("a profile carries its own frontend latency; roofline and rate models have none".into()),
             );
