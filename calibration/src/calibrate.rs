@@ -279,14 +279,26 @@ async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware
     let mut done = 0;
     let mut results = Vec::new();
     let mut skipped = 0;
-    for p in &plan.probes {
+    let mut measured_budget = None;
+    for i in 0..plan.probes.len() {
+        let p = plan.probes[i].clone();
+        // Once the prefill probes are in, the step budget is known: the later probes are
+        // sized for it (mixed prefills within one step).
+        if p.class != ProbeClass::Prefill && measured_budget.is_none() {
+            let samples: Vec<ProfileSample> = results.iter().filter_map(|r: &ProbeResult| r.sample).collect();
+            let tested = &plan.budget_candidates[..plan.budget_candidates.len() - 1];
+            let b = detect_budget(&samples, tested, rough.decode_step_s).or(spec.max_batch_tokens).unwrap_or(max_model_len);
+            measured_budget = Some(b);
+            plan.set_budget(b);
+        }
+        let p = if p.class == ProbeClass::Prefill { p } else { plan.probes[i].clone() };
         let mut runs = Vec::new();
         for _ in 0..p.repeats {
             if spec.budget.is_some_and(|b| started.elapsed() > b) {
                 skipped += 1;
                 continue;
             }
-            let run = driver.run_probe(p, &rough).await?;
+            let run = driver.run_probe(&p, &rough).await?;
             if run.sample.is_none() {
                 note(on, format!("{}: one run gave no sample (the streams did not overlap as planned)", p.label()));
             }

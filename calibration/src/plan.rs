@@ -184,7 +184,7 @@ impl Plan {
         // Prefill: log-spaced prompt lengths, and each candidate budget with one token more
         // (a budget shows as one more step one token past it).
         let points = log_spaced(MIN_PROMPT, max_prompt, if opt.quick { 7 } else { 12 });
-        let held = |i: usize| if opt.quick { i == 3 } else { i % 4 == 2 };
+        let held = |i: usize| if opt.quick { i == 2 } else { i % 4 == 2 };
         for (i, &p) in points.iter().enumerate() {
             probes.push(Probe { class: ProbeClass::Prefill, kind: ProbeKind::Prefill { prompt: p }, repeats, held_out: held(i) });
         }
@@ -281,9 +281,10 @@ impl Plan {
         plan
     }
 
-    /// Sets the output lengths of decode and mixed probes for a step budget of `budget`:
-    /// enough for every stream's prefill plus [`Plan::window`] steps with all of them
-    /// decoding, within the max model length.
+    /// Sets the output lengths of decode and mixed probes for a step budget of `budget`
+    /// (enough for every stream's prefill plus [`Plan::window`] steps with all of them
+    /// decoding, within the max model length), and keeps each mixed probe's prefill within
+    /// one step. Called again once the budget is measured.
     pub fn set_budget(&mut self, budget: u32) {
         let (window, len) = (self.window, self.facts.max_model_len);
         let output = |n: u32, ctx: u32, extra: u32| {
@@ -293,9 +294,11 @@ impl Plan {
         for p in &mut self.probes {
             match &mut p.kind {
                 ProbeKind::Decode { streams, context, output: o } => *o = output(*streams, *context, 0),
-                // The arriving prefill waits a few steps and its chunks take some more.
+                // The arriving prefill fits one step with the decodes, so that the step read
+                // from the streams' gaps is the whole of it; it waits a few steps first.
                 ProbeKind::Mixed { streams, context, output: o, prompt } => {
-                    *o = output(*streams, *context, 8 + prompt.div_ceil(budget.max(1)))
+                    *prompt = (*prompt).min(budget.saturating_sub(*streams)).max(1);
+                    *o = output(*streams, *context, 8)
                 }
                 _ => {}
             }

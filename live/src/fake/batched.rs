@@ -61,10 +61,17 @@ impl Seq {
     }
 }
 
+/// The last stretch of a wait is spun rather than slept: a sleeping thread wakes up to a
+/// millisecond late on a busy machine, and token times are what calibration measures.
+const SPIN: Duration = Duration::from_micros(1500);
+
 fn sleep_until(t: Instant) {
     let now = Instant::now();
-    if t > now {
-        std::thread::sleep(t - now);
+    if t > now + SPIN {
+        std::thread::sleep(t - now - SPIN);
+    }
+    while Instant::now() < t {
+        std::thread::yield_now();
     }
 }
 
