@@ -41,11 +41,11 @@ fn wait_guarded(mut child: std::process::Child, what: &[&str]) -> Output {
 
 /// The fake's known step model. Each term adds tens of milliseconds to some probe, to stand
 /// out of timing noise: an 80 ms frontend (HTTP overhead of a few hundred microseconds is well
-/// within 2% of it), 5 ms per step, chunks of at most 1024 tokens (prompts up to 4095 take
-/// four steps, so context attention shows without prefix probes too).
+/// within 2% of it), 5 ms per step, chunks of at most 2048 tokens (prompts up to 4095 take
+/// two steps, so context attention shows without prefix probes too).
 const TRUTH: [f64; 6] = [5e-3, 50e-6, 40e-9, 40e-9, 0.5e-3, 1e-6];
 const FRONTEND_MS: u64 = 80;
-const BUDGET: u32 = 1024;
+const BUDGET: u32 = 2048;
 const MAX_SEQS: u32 = 16;
 
 fn batched(max_seqs: u32, max_batch_tokens: u32, max_model_len: u32) -> FakeSpec {

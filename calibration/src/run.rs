@@ -419,7 +419,8 @@ const MIN_MIXED_GAP: f64 = 0.95;
 
 /// The step that carried a mixed probe's prefill (its last chunk) with the decodes: for
 /// each stream, the last gap ending by the prefill's first token (which the engine sends
-/// with, or a frontend latency after, the decode tokens of that step). `None` when the
+/// with, or a frontend latency after, the decode tokens of that step), read together with
+/// the gap after it. `None` when the
 /// prefill came before every stream decoded, or no stream shows the step cleanly.
 pub fn mixed_step(reqs: &[RequestTiming]) -> Option<(f64, u64)> {
     let (prefill, streams) = reqs.split_last()?;
@@ -436,8 +437,12 @@ pub fn mixed_step(reqs: &[RequestTiming]) -> Option<(f64, u64)> {
         // The step must have ended after the prefill was sent, a chunk of several tokens
         // spans several steps, and a step with a prefill chunk is no shorter than the
         // stream's pure decode steps (a shorter gap is a late token before it).
-        let gap = s.chunks[i].0 - s.chunks[i - 1].0;
-        if s.chunks[i].0 > prefill.sent_s && s.chunks[i].1 == 1 && gap >= MIN_MIXED_GAP * typical {
+        // The step's own tokens may come late (its output takes longer to process) without
+        // delaying the next step: the gap before the next token makes up for it, so the
+        // step is the two gaps less a typical one.
+        let Some(&(next, next_tokens)) = s.chunks.get(i + 1) else { continue };
+        let gap = next - s.chunks[i - 1].0 - typical;
+        if s.chunks[i].0 > prefill.sent_s && s.chunks[i].1 == 1 && next_tokens == 1 && gap >= MIN_MIXED_GAP * typical {
             gaps.push(gap);
         }
         ctx += u64::from(s.prompt) + u64::from(idx[i].saturating_sub(1));
@@ -497,6 +502,9 @@ mod tests {
         let mut t: Vec<f64> = (0..10).map(|k| 0.1 + 0.01 * f64::from(k)).collect();
         // The step after 0.19 carries the prefill: 40 ms, then decodes go on.
         t.extend((0..5).map(|k| 0.23 + 0.01 * f64::from(k)));
+        // Its tokens come 2 ms late; the next ones on time.
+        let mut late = t.clone();
+        late[10] += 0.002;
         let s1 = stream(32, 0.0, &t);
         let s2 = stream(32, 0.0, &t);
         // The prefill's first token comes with the decode tokens of its step, or a frontend
@@ -507,6 +515,8 @@ mod tests {
             assert!((gap - 0.04).abs() < 1e-9, "{at}: {gap}");
             assert_eq!(ctx, 2 * (32 + 9));
         }
+        let (gap, _) = mixed_step(&[stream(32, 0.0, &late), stream(32, 0.0, &late), stream(256, 0.195, &[0.2321])]).unwrap();
+        assert!((gap - 0.04).abs() < 1e-9, "{gap}");
         let early = stream(256, 0.05, &[0.2301]);
         assert_eq!(mixed_step(&[s1, s2, early]), None, "sent before the streams decoded");
     }
