@@ -10,7 +10,7 @@ use simctl_live::client::{ClientConfig, EngineClient};
 use crate::fit::{Fit, FitError, detect_budget, fit};
 use crate::hardware;
 use crate::launch::{LaunchError, LaunchSpec, LaunchedEngine};
-use crate::plan::{EngineFacts, Plan, PlanOptions, Rough};
+use crate::plan::{EngineFacts, Plan, PlanOptions, ProbeKind, Rough};
 use crate::run::{Driver, MaxSeqs, ProbeResult, RunError, median_sample};
 
 /// Most concurrent requests the `max_num_seqs` measurement sends: vLLM's largest default
@@ -144,6 +144,17 @@ pub struct Calibration {
     pub probe_time: Duration,
     /// What the user should know.
     pub notes: Vec<String>,
+}
+
+/// Every run's TTFT of the fresh single-prompt probes, by prompt length.
+fn run_ttfts(results: &[ProbeResult]) -> impl Fn(u32) -> Vec<f64> + '_ {
+    move |p| {
+        results
+            .iter()
+            .filter(|r| r.probe.class == ProbeClass::Prefill && r.probe.kind == ProbeKind::Prefill { prompt: p })
+            .flat_map(|r| r.runs.iter().filter_map(|run| run.sample.map(|s| s.seconds)))
+            .collect()
+    }
 }
 
 /// Identity of the hardware the engine runs on.
@@ -285,9 +296,8 @@ async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware
         // Once the prefill probes are in, the step budget is known: the later probes are
         // sized for it (mixed prefills within one step).
         if p.class != ProbeClass::Prefill && measured_budget.is_none() {
-            let samples: Vec<ProfileSample> = results.iter().filter_map(|r: &ProbeResult| r.sample).collect();
             let tested = &plan.budget_candidates[..plan.budget_candidates.len() - 1];
-            let b = detect_budget(&samples, tested, rough.decode_step_s).or(spec.max_batch_tokens).unwrap_or(max_model_len);
+            let b = detect_budget(&run_ttfts(&results), tested, rough.decode_step_s).or(spec.max_batch_tokens).unwrap_or(max_model_len);
             measured_budget = Some(b);
             plan.set_budget(b);
         }
@@ -318,7 +328,7 @@ async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware
     // The budget from where TTFT jumps by a step; failing that, the given one; failing
     // that, none within the context.
     let tested = &plan.budget_candidates[..plan.budget_candidates.len() - 1];
-    let (budget, budget_source) = match (detect_budget(&samples, tested, rough.decode_step_s), spec.max_batch_tokens) {
+    let (budget, budget_source) = match (detect_budget(&run_ttfts(&results), tested, rough.decode_step_s), spec.max_batch_tokens) {
         (Some(b), given) => (b, if given == Some(b) { SettingSource::Given } else { SettingSource::Measured }),
         (None, Some(g)) => {
             note(on, format!("no prefill time jumps by a step at a tested budget {tested:?}: using the given max_num_batched_tokens {g}"));

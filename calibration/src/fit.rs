@@ -209,21 +209,34 @@ pub fn fit(samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> R
 /// Share of a one-sequence decode step that one more step must add to a TTFT: a step
 /// costs at least its fixed overhead, which a one-sequence decode step is mostly made of.
 pub const BUDGET_JUMP: f64 = 0.5;
+/// Share of (run at `B + 1`, run at `B`) pairs in which the longer prompt must be the slower
+/// (a one-sided rank test: with 7 runs each, 80% happens by chance about once in a hundred).
+pub const BUDGET_PAIRS: f64 = 0.8;
 
-/// The engine's step budget from where prefill times jump: the smallest candidate `B`
-/// whose prompt of `B + 1` tokens (one more step) takes at least [`BUDGET_JUMP`] ×
-/// `decode_step_s` longer than one of `B` tokens. `None` when no candidate shows a jump.
-pub fn detect_budget(samples: &[ProfileSample], candidates: &[u32], decode_step_s: f64) -> Option<u32> {
-    let ttft = |p: u32| {
+/// The engine's step budget from where prefill times jump by one step: the smallest
+/// candidate `B` whose prompts of `B + 1` tokens take at least [`BUDGET_JUMP`] ×
+/// `decode_step_s` longer (medians) than prompts of `B` tokens, consistently over the runs
+/// ([`BUDGET_PAIRS`]). `ttfts(p)` gives the TTFTs measured at prompt length `p`. `None` when
+/// no candidate shows a jump.
+pub fn detect_budget(ttfts: &dyn Fn(u32) -> Vec<f64>, candidates: &[u32], decode_step_s: f64) -> Option<u32> {
+    candidates.iter().copied().find(|&b| {
+        let (mut at, mut past) = (ttfts(b), ttfts(b + 1));
+        let (Some(m0), Some(m1)) = (crate::median(&mut at), crate::median(&mut past)) else { return false };
+        let pairs = at.len() * past.len();
+        let slower = past.iter().map(|y| at.iter().filter(|x| y > x).count()).sum::<usize>();
+        m1 - m0 >= BUDGET_JUMP * decode_step_s && slower as f64 >= BUDGET_PAIRS * pairs as f64
+    })
+}
+
+/// The TTFTs of single fresh prompts of each length, from samples.
+pub fn sample_ttfts(samples: &[ProfileSample]) -> impl Fn(u32) -> Vec<f64> + '_ {
+    move |p| {
         samples
             .iter()
-            .find(|s| s.class == ProbeClass::Prefill && s.metric == SampleMetric::Ttft && s.prompt_tokens == p && s.cached_tokens == 0 && s.decode_seqs == 0)
+            .filter(|s| s.class == ProbeClass::Prefill && s.metric == SampleMetric::Ttft && s.prompt_tokens == p && s.cached_tokens == 0 && s.decode_seqs == 0)
             .map(|s| s.seconds)
-    };
-    candidates.iter().copied().find(|&b| match (ttft(b), ttft(b + 1)) {
-        (Some(at), Some(past)) => past - at >= BUDGET_JUMP * decode_step_s,
-        _ => false,
-    })
+            .collect()
+    }
 }
 
 /// Among candidate step budgets, the fit whose chunking explains the samples best (the
@@ -424,8 +437,17 @@ mod tests {
         assert_eq!(fit.max_batch_tokens, 2048);
         // The step that prompt 2049 needs more than 2048 shows: a budget of 2048.
         let one_seq_step = truth.c[0] + truth.c[4];
-        assert_eq!(detect_budget(&samples, &[512, 1024, 2048], one_seq_step), Some(2048));
-        assert_eq!(detect_budget(&samples, &[512, 1024], one_seq_step), None);
+        assert_eq!(detect_budget(&sample_ttfts(&samples), &[512, 1024, 2048], one_seq_step), Some(2048));
+        assert_eq!(detect_budget(&sample_ttfts(&samples), &[512, 1024], one_seq_step), None);
+        // A jump in the medians that the runs do not bear out is noise.
+        let noisy = |p: u32| match p {
+            512 => vec![10.0, 11.0, 12.0, 13.0, 14.0],
+            513 => vec![9.0, 12.9, 13.0, 13.1, 20.0],
+            _ => vec![],
+        };
+        assert_eq!(detect_budget(&noisy, &[512], 0.001), None);
+        let clear = |p: u32| if p == 512 { vec![10.0, 10.1, 10.2] } else { vec![11.0, 11.1, 11.2] };
+        assert_eq!(detect_budget(&clear, &[512], 1.0), Some(512));
         for (got, want) in fit.cost.c.iter().zip(TRUTH) {
             assert!((got / want - 1.0).abs() < 1e-4, "{got} vs {want}");
         }

@@ -27,7 +27,7 @@ pub const MIN_BUDGET_CANDIDATE: u32 = 256;
 pub const VLLM_DEFAULT_BATCH_TOKENS: u32 = 2048;
 /// Repeats of the prompts either side of a candidate step budget: the jump of one step
 /// is a few percent of the TTFT, so its medians need more runs than other points.
-pub const BUDGET_REPEATS: u32 = 5;
+pub const BUDGET_REPEATS: u32 = 7;
 /// Share of the KV cache concurrent probes may fill, so that nothing is preempted.
 const KV_SHARE: f64 = 0.5;
 
