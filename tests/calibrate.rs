@@ -88,7 +88,15 @@ fn the_fit_recovers_the_fake_engines_step_model_within_two_percent() {
     let classes: Vec<&str> = p.fit.classes.iter().map(|c| c.class.as_str()).collect();
     assert_eq!(classes, ["prefill", "decode", "mixed", "prefix"]);
     assert!(p.fit.classes.iter().all(|c| c.mape_pct < 5.0), "{:?}", p.fit.classes);
-    for line in ["fit quality per probe class", "self-check (held-out probes replayed in the simulator)", "plan: ", "prefill ", "decode ", "mixed ", "prefix "] {
+    for line in [
+        "fit quality per probe class",
+        "self-check (held-out probes replayed in the simulator)",
+        "plan: ",
+        "prefill ",
+        "decode ",
+        "mixed ",
+        "prefix ",
+    ] {
         assert!(so.contains(line), "missing `{line}` in\n{so}");
     }
     assert!(!p.fit.self_check.is_empty());
@@ -106,7 +114,11 @@ fn the_fit_recovers_the_fake_engines_step_model_within_two_percent() {
     distinct.sort_by_key(|v| serde_json::to_string(v).unwrap());
     distinct.dedup();
     let prefix_runs = p.samples.iter().filter(|s| s.class == simctl_engine::profile::ProbeClass::Prefix).count();
-    assert!(firsts.len() - distinct.len() >= prefix_runs && firsts.len() - distinct.len() <= 3 * prefix_runs, "{} repeats", firsts.len() - distinct.len());
+    assert!(
+        firsts.len() - distinct.len() >= prefix_runs && firsts.len() - distinct.len() <= 3 * prefix_runs,
+        "{} repeats",
+        firsts.len() - distinct.len()
+    );
 }
 
 #[test]
@@ -148,7 +160,8 @@ fn engine_errors_and_stalls_give_clear_errors() {
     let o = simctl_guarded(&["calibrate", "--model", "other", "--endpoint", &e.url(), "--out", out.to_str().unwrap()]);
     assert!(stderr(&o).contains("does not serve `other`; it serves: fake-model (pass one of those to --model)"), "{}", stderr(&o));
     let port = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
-    let o = simctl_guarded(&["calibrate", "--model", "m", "--endpoint", &format!("http://127.0.0.1:{port}"), "--out", out.to_str().unwrap()]);
+    let o =
+        simctl_guarded(&["calibrate", "--model", "m", "--endpoint", &format!("http://127.0.0.1:{port}"), "--out", out.to_str().unwrap()]);
     assert!(stderr(&o).contains(&format!("health check: cannot connect to http://127.0.0.1:{port}/health")), "{}", stderr(&o));
     assert!(!out.exists());
 }
@@ -178,11 +191,17 @@ fn a_launched_engine_that_dies_is_reported_with_its_log_and_leaves_nothing_behin
     let out = dir.join("p.yaml");
     let pidfile = dir.join("child.pid");
     // The engine leaves a child in its process group and dies during start-up.
-    let cmd = format!("sleep 300 & echo $! > {}; echo loading {{model}} on port {{port}}; echo CUDA out of memory >&2; exit 3", pidfile.display());
+    let cmd = format!(
+        "sleep 300 & echo $! > {}; echo loading {{model}} on port {{port}}; echo CUDA out of memory >&2; exit 3",
+        pidfile.display()
+    );
     let o = simctl_guarded(&["calibrate", "--model", "m", "--launch", &cmd, "--port", "18977", "--out", out.to_str().unwrap()]);
     let se = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{se}");
-    assert!(se.contains("error: the engine exited (exit status: 3) before http://127.0.0.1:18977/health answered; last lines of its log"), "{se}");
+    assert!(
+        se.contains("error: the engine exited (exit status: 3) before http://127.0.0.1:18977/health answered; last lines of its log"),
+        "{se}"
+    );
     assert!(se.contains("  loading m on port 18977\n  CUDA out of memory"), "{se}");
     assert!(!alive(read_pid(&pidfile)), "the engine's child was stopped with it");
     assert!(dir.join("p.engine.log").exists());

@@ -179,7 +179,11 @@ fn fitted_profiles_drive_step_times() {
             cpu: None,
             note: None,
         },
-        model: simctl_engine::profile::ProfileModel { name: "meta-llama/Llama-3.1-8B".into(), dtype: Some("bfloat16".into()), max_model_len: None },
+        model: simctl_engine::profile::ProfileModel {
+            name: "meta-llama/Llama-3.1-8B".into(),
+            dtype: Some("bfloat16".into()),
+            max_model_len: None,
+        },
         engine: simctl_engine::profile::ProfileEngine {
             name: "vllm".into(),
             version: None,
@@ -192,7 +196,9 @@ fn fitted_profiles_drive_step_times() {
             sources: None,
         },
         kv_capacity_blocks: 1000,
-        coefficients: simctl_engine::profile::ProfileCoefficients::of(&simctl_engine::cost::FittedCost::new([0.005, 0.0001, 0.0, 0.0, 0.001, 0.0])),
+        coefficients: simctl_engine::profile::ProfileCoefficients::of(&simctl_engine::cost::FittedCost::new([
+            0.005, 0.0001, 0.0, 0.0, 0.001, 0.0,
+        ])),
         fit: simctl_engine::profile::ProfileFit { r2: 1.0, rmse_s: 0.0, samples: 0, classes: vec![], self_check: vec![] },
         samples: vec![],
     };

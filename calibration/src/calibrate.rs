@@ -191,7 +191,10 @@ pub fn hardware_identity(gpus: &[u32], endpoint_given: bool) -> ProfileHardware 
             cuda_version: None,
             devices: Vec::new(),
             cpu: Some(cpu),
-            note: Some(format!("{}; recording the CPU instead", inv.note.unwrap_or_else(|| format!("none of the GPUs {gpus:?} is listed by NVML")))),
+            note: Some(format!(
+                "{}; recording the CPU instead",
+                inv.note.unwrap_or_else(|| format!("none of the GPUs {gpus:?} is listed by NVML"))
+            )),
         },
     }
 }
@@ -204,7 +207,8 @@ pub async fn calibrate(spec: &CalibrateSpec, hardware: ProfileHardware, on: &mut
         Target::Launch(l) => {
             let started = Instant::now();
             let mut e = LaunchedEngine::start(l)?;
-            let client = EngineClient::new(e.url(), spec.client).map_err(|error| RunError::Request { what: "the launched engine's URL".into(), error })?;
+            let client = EngineClient::new(e.url(), spec.client)
+                .map_err(|error| RunError::Request { what: "the launched engine's URL".into(), error })?;
             e.wait_healthy(&client, spec.launch_timeout).await?;
             on(Event::EngineReady { url: e.url(), started_in: Some(started.elapsed()) });
             (e.url().to_string(), Some(e))
@@ -226,7 +230,12 @@ pub async fn calibrate(spec: &CalibrateSpec, hardware: ProfileHardware, on: &mut
     }
 }
 
-async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware, on: &mut dyn FnMut(Event)) -> Result<Calibration, CalibrateError> {
+async fn calibrate_at(
+    spec: &CalibrateSpec,
+    url: &str,
+    hardware: ProfileHardware,
+    on: &mut dyn FnMut(Event),
+) -> Result<Calibration, CalibrateError> {
     let mut notes = Vec::new();
     let mut note = |on: &mut dyn FnMut(Event), n: String| {
         on(Event::Note(n.clone()));
@@ -251,7 +260,11 @@ async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware
         });
     };
     let Some(max_model_len) = model.max_model_len else {
-        return Err(RunError::Engine(format!("{url}/v1/models gives no max_model_len for `{}`: the plan must keep prompt plus output within it", model.id)).into());
+        return Err(RunError::Engine(format!(
+            "{url}/v1/models gives no max_model_len for `{}`: the plan must keep prompt plus output within it",
+            model.id
+        ))
+        .into());
     };
     let metrics = client.metrics().await.map_err(at("reading /metrics"))?;
     let cfg = metrics.cache_config();
@@ -279,7 +292,14 @@ async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware
         && estimate > b
     {
         let quick = Plan::new(&facts, PlanOptions { quick: true, budget_hint: spec.max_batch_tokens });
-        note(on, format!("the full plan would take about {:.0} s, more than the --budget of {:.0} s: running the quick plan", estimate.as_secs_f64(), b.as_secs_f64()));
+        note(
+            on,
+            format!(
+                "the full plan would take about {:.0} s, more than the --budget of {:.0} s: running the quick plan",
+                estimate.as_secs_f64(),
+                b.as_secs_f64()
+            ),
+        );
         plan = quick;
         estimate = plan.estimate(&rough);
     }
@@ -335,7 +355,12 @@ async fn calibrate_at(spec: &CalibrateSpec, url: &str, hardware: ProfileHardware
             (g, SettingSource::Given)
         }
         (None, None) => {
-            note(on, format!("no prefill time jumps by a step at {tested:?} tokens: max_num_batched_tokens is taken as at least the max model length ({max_model_len})"));
+            note(
+                on,
+                format!(
+                    "no prefill time jumps by a step at {tested:?} tokens: max_num_batched_tokens is taken as at least the max model length ({max_model_len})"
+                ),
+            );
             (max_model_len, SettingSource::Assumed)
         }
     };

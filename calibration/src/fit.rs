@@ -25,7 +25,9 @@ pub fn term_name(k: usize) -> &'static str {
 fn term_hint(k: usize) -> &'static str {
     match k {
         0 => "prefill probes (TTFT on an idle engine) together with decode probes (steps without a frontend)",
-        1 => "steps of different sizes: decode probes at several batch sizes and prefill probes, or prompts longer than the token budget (several steps per TTFT)",
+        1 => {
+            "steps of different sizes: decode probes at several batch sizes and prefill probes, or prompts longer than the token budget (several steps per TTFT)"
+        }
         2 => "prefill probes at several prompt lengths",
         3 => "prefill probes at long prompt lengths",
         4 => "prefix probes (a cached prefix) or prompts longer than max_num_batched_tokens",
@@ -38,7 +40,9 @@ fn term_hint(k: usize) -> &'static str {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum FitError {
     /// Fewer samples than unknowns.
-    #[error("need at least {TERMS} samples to fit the {TERMS} terms of the step model, got {0}; run the full plan (without --quick) or a larger --budget")]
+    #[error(
+        "need at least {TERMS} samples to fit the {TERMS} terms of the step model, got {0}; run the full plan (without --quick) or a larger --budget"
+    )]
     TooFewSamples(usize),
     /// Some term cannot be told apart from the others.
     #[error("the samples cannot determine the step model: {term} cannot be told apart from {others}; it needs {hint}")]
@@ -233,7 +237,13 @@ pub fn sample_ttfts(samples: &[ProfileSample]) -> impl Fn(u32) -> Vec<f64> + '_ 
     move |p| {
         samples
             .iter()
-            .filter(|s| s.class == ProbeClass::Prefill && s.metric == SampleMetric::Ttft && s.prompt_tokens == p && s.cached_tokens == 0 && s.decode_seqs == 0)
+            .filter(|s| {
+                s.class == ProbeClass::Prefill
+                    && s.metric == SampleMetric::Ttft
+                    && s.prompt_tokens == p
+                    && s.cached_tokens == 0
+                    && s.decode_seqs == 0
+            })
             .map(|s| s.seconds)
             .collect()
     }
@@ -265,7 +275,11 @@ fn identifiable(rows: &[[f64; TERMS]]) -> Result<(), FitError> {
     for (k, col) in cols.iter().enumerate() {
         let norm = col.iter().map(|v| v * v).sum::<f64>().sqrt();
         if norm == 0.0 {
-            return Err(FitError::Undetermined { term: term_name(k), others: "the rest: it is zero in every sample".into(), hint: term_hint(k) });
+            return Err(FitError::Undetermined {
+                term: term_name(k),
+                others: "the rest: it is zero in every sample".into(),
+                hint: term_hint(k),
+            });
         }
         let mut v = col.clone();
         let mut involved = Vec::new();
@@ -345,7 +359,12 @@ fn solve(g: &[[f64; TERMS]; TERMS], b: &[f64; TERMS], idx: &[usize]) -> Option<V
 fn quality(cost: FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Fit {
     let residuals: Vec<Residual> = samples
         .iter()
-        .map(|s| Residual { class: s.class, measured_s: s.seconds, predicted_s: predict(&cost, s, max_batch_tokens, chunked), held_out: s.held_out })
+        .map(|s| Residual {
+            class: s.class,
+            measured_s: s.seconds,
+            predicted_s: predict(&cost, s, max_batch_tokens, chunked),
+            held_out: s.held_out,
+        })
         .collect();
     let fitted: Vec<&Residual> = residuals.iter().filter(|r| !r.held_out).collect();
     let (r2, rmse_s) = r2_rmse(&fitted).unwrap_or((1.0, 0.0));
@@ -421,7 +440,9 @@ mod tests {
             .map(|mut s| {
                 let steps = sample_steps(&s, budget, true);
                 s.seconds = match s.metric {
-                    SampleMetric::Ttft => truth.request_latency().as_secs_f64() + steps.iter().map(|b| truth.step_time(b).as_secs_f64()).sum::<f64>(),
+                    SampleMetric::Ttft => {
+                        truth.request_latency().as_secs_f64() + steps.iter().map(|b| truth.step_time(b).as_secs_f64()).sum::<f64>()
+                    }
                     SampleMetric::Step => truth.step_time(steps.last().unwrap()).as_secs_f64(),
                 };
                 s
@@ -493,12 +514,11 @@ mod tests {
         let mut samples = measured(&truth, 8192);
         // One batch size only (max_num_seqs 1), no mixed steps: the per-sequence cost merges
         // with the step cost and the frontend.
-        samples.retain(|s| matches!(s.class, ProbeClass::Prefill | ProbeClass::Prefix) || (s.class == ProbeClass::Decode && s.decode_seqs == 1));
+        samples.retain(|s| {
+            matches!(s.class, ProbeClass::Prefill | ProbeClass::Prefix) || (s.class == ProbeClass::Decode && s.decode_seqs == 1)
+        });
         let err = fit(&samples, 8192, true).unwrap_err();
-        assert!(
-            matches!(err, FitError::Undetermined { term: "c4 per decode sequence", .. }),
-            "{err}"
-        );
+        assert!(matches!(err, FitError::Undetermined { term: "c4 per decode sequence", .. }), "{err}");
         assert!(err.to_string().contains("decode probes at more than one batch size"), "{err}");
         assert_eq!(fit(&samples[..3], 8192, true).unwrap_err(), FitError::TooFewSamples(3));
         let mut bad = samples.clone();

@@ -54,6 +54,8 @@ pub fn gpus() -> GpuInventory {
         let Ok(d) = nvml.device_by_index(i) else { continue };
         let pci = d.pci_info().ok();
         let words = (std::thread::available_parallelism().map_or(1, |n| n.get()) * 4).div_ceil(MASK_BITS).max(1);
+        // `c_ulong` is 32 bits on some targets, so the cast is not always the identity.
+        #[allow(clippy::unnecessary_cast)]
         let affinity = d.cpu_affinity(words).ok().map(|m| cpu_list(&m.iter().map(|&w| w as u64).collect::<Vec<u64>>()));
         let pci_bus_id = pci.as_ref().map(|p| p.bus_id.clone());
         let mut nvlink_peers = Vec::new();
@@ -223,13 +225,25 @@ mod tests {
             std::fs::write(p.join("distance"), format!("{dist}\n")).unwrap();
         }
         std::fs::create_dir_all(d.join("power")).unwrap();
-        let inv = GpuInventory { gpus: vec![ProfileGpu { index: 0, numa_node: Some(1), ..Default::default() }], driver_version: None, cuda_version: None, note: None };
+        let inv = GpuInventory {
+            gpus: vec![ProfileGpu { index: 0, numa_node: Some(1), ..Default::default() }],
+            driver_version: None,
+            cuda_version: None,
+            note: None,
+        };
         let t = topology_from(inv, &d, "t".into());
         assert_eq!(t.distance, vec![vec![10, 21], vec![21, 10]]);
         assert_eq!((t.numa_nodes[1].cpus.as_str(), t.gpu_numa.clone()), ("8-15", vec![Some(1)]));
         assert_eq!(t.note, None);
-        let none = topology_from(GpuInventory { gpus: vec![], driver_version: None, cuda_version: None, note: Some("no GPU".into()) }, &d.join("nope"), "t".into());
-        assert_eq!(none.note.unwrap(), format!("no GPU; showing the NUMA part only; no NUMA information under {}", d.join("nope").display()));
+        let none = topology_from(
+            GpuInventory { gpus: vec![], driver_version: None, cuda_version: None, note: Some("no GPU".into()) },
+            &d.join("nope"),
+            "t".into(),
+        );
+        assert_eq!(
+            none.note.unwrap(),
+            format!("no GPU; showing the NUMA part only; no NUMA information under {}", d.join("nope").display())
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -121,7 +121,11 @@ pub fn tail(path: &Path, n: usize) -> String {
             let text = String::from_utf8_lossy(&bytes);
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(n);
-            if lines.is_empty() { "  (the log is empty)".into() } else { lines[from..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n") }
+            if lines.is_empty() {
+                "  (the log is empty)".into()
+            } else {
+                lines[from..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+            }
         }
         Err(e) => format!("  (cannot read the log: {e})"),
     }
@@ -181,14 +185,24 @@ impl LaunchedEngine {
         loop {
             if let Some(status) = self.exited() {
                 self.stop();
-                return Err(LaunchError::Died { status, url: self.url.clone(), log: self.log.clone(), tail: tail(&self.log, LOG_TAIL_LINES) });
+                return Err(LaunchError::Died {
+                    status,
+                    url: self.url.clone(),
+                    log: self.log.clone(),
+                    tail: tail(&self.log, LOG_TAIL_LINES),
+                });
             }
             if client.health().await.is_ok() {
                 return Ok(());
             }
             if start.elapsed() > timeout {
                 self.stop();
-                return Err(LaunchError::Timeout { url: self.url.clone(), after: timeout, log: self.log.clone(), tail: tail(&self.log, LOG_TAIL_LINES) });
+                return Err(LaunchError::Timeout {
+                    url: self.url.clone(),
+                    after: timeout,
+                    log: self.log.clone(),
+                    tail: tail(&self.log, LOG_TAIL_LINES),
+                });
             }
             tokio::time::sleep(HEALTH_POLL).await;
         }

@@ -203,7 +203,12 @@ impl Plan {
                     probe.held_out = false;
                     probe.repeats = BUDGET_REPEATS;
                 } else {
-                    probes.push(Probe { class: ProbeClass::Prefill, kind: ProbeKind::Prefill { prompt: p }, repeats: BUDGET_REPEATS, held_out: false });
+                    probes.push(Probe {
+                        class: ProbeClass::Prefill,
+                        kind: ProbeKind::Prefill { prompt: p },
+                        repeats: BUDGET_REPEATS,
+                        held_out: false,
+                    });
                 }
             }
         }
@@ -212,9 +217,8 @@ impl Plan {
 
         // Decode: batch sizes log-spaced to max_num_seqs, short and long contexts.
         let window = if opt.quick { 24 } else { 48 };
-        let mut sizes: Vec<u32> = std::iter::successors(Some(1u32), |n| n.checked_mul(if opt.quick { 4 } else { 2 }))
-            .take_while(|&n| n < f.max_seqs)
-            .collect();
+        let mut sizes: Vec<u32> =
+            std::iter::successors(Some(1u32), |n| n.checked_mul(if opt.quick { 4 } else { 2 })).take_while(|&n| n < f.max_seqs).collect();
         sizes.push(f.max_seqs.max(1));
         sizes.dedup();
         let kv_tokens = (f.kv_blocks as f64 * f64::from(f.block_size) * KV_SHARE) as u64;
@@ -264,7 +268,8 @@ impl Plan {
         let bs = f.block_size.max(1);
         let room = max_prompt.saturating_sub(PREFIX_SUFFIX);
         let align = |t: u32| (t / bs) * bs;
-        let mut prefixes: Vec<u32> = if opt.quick { vec![align(room / 8), align(room / 2)] } else { vec![align(room / 8), align(room / 4), align(room / 2)] };
+        let mut prefixes: Vec<u32> =
+            if opt.quick { vec![align(room / 8), align(room / 2)] } else { vec![align(room / 8), align(room / 4), align(room / 2)] };
         prefixes.retain(|&p| p >= bs);
         prefixes.dedup();
         let k = prefixes.len();
@@ -367,8 +372,10 @@ mod tests {
             }
             assert!(plan.of(ProbeClass::Prefill).all(|p| p.repeats >= 3), "the issue asks for three repeats at least");
             // Both sides of the vLLM CPU default budget are measured.
-            let prompts: Vec<u32> =
-                plan.of(ProbeClass::Prefill).filter_map(|p| if let ProbeKind::Prefill { prompt } = p.kind { Some(prompt) } else { None }).collect();
+            let prompts: Vec<u32> = plan
+                .of(ProbeClass::Prefill)
+                .filter_map(|p| if let ProbeKind::Prefill { prompt } = p.kind { Some(prompt) } else { None })
+                .collect();
             assert!(prompts.contains(&2048) && prompts.contains(&2049) && prompts.contains(&4095) && prompts.contains(&16));
             assert_eq!(plan.budget_candidates, [256, 512, 1024, 2048, 4096]);
         }

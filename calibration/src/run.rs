@@ -199,7 +199,8 @@ impl Driver {
     pub async fn measure_max_seqs(&mut self, cap: u32, max_model_len: u32, kv_tokens: u64, rough: &Rough) -> Result<MaxSeqs, RunError> {
         const PROMPT: u32 = 16;
         // Long enough to outlast the waves; within half the KV cache and the context.
-        let output = ((kv_tokens / 2 / u64::from(cap.max(1))).saturating_sub(u64::from(PROMPT)) as u32).min(max_model_len - PROMPT - 1).min(2048);
+        let output =
+            ((kv_tokens / 2 / u64::from(cap.max(1))).saturating_sub(u64::from(PROMPT)) as u32).min(max_model_len - PROMPT - 1).min(2048);
         if output < 16 {
             return Err(RunError::Engine(format!(
                 "the KV cache ({kv_tokens} tokens) is too small to hold {cap} concurrent requests while measuring max_num_seqs; give --max-seqs"
@@ -258,7 +259,9 @@ impl Driver {
                 break MaxSeqs {
                     value: seen_max.max(1),
                     source: SettingSource::Assumed,
-                    note: format!("{sent} concurrent requests never waited: max_num_seqs is at least {seen_max}, taken as that (give --max-seqs to probe more)"),
+                    note: format!(
+                        "{sent} concurrent requests never waited: max_num_seqs is at least {seen_max}, taken as that (give --max-seqs to probe more)"
+                    ),
                 };
             }
             wave = sent.min(cap - sent);
@@ -389,7 +392,7 @@ const MIN_WINDOW_TOKENS: u32 = 4;
 pub fn decode_window(streams: &[RequestTiming]) -> Option<(f64, u64)> {
     let start = streams.iter().filter_map(|s| s.chunks.first().map(|c| c.0)).fold(f64::MIN, f64::max);
     let end = streams.iter().filter_map(|s| s.chunks.last().map(|c| c.0)).fold(f64::MAX, f64::min);
-    if !(end > start) {
+    if end <= start {
         return None;
     }
     let mid = (start + end) / 2.0;

@@ -67,7 +67,13 @@ fn simulate(spec: &ValidSpec, reqs: &[RequestTiming]) -> Result<Vec<RequestRecor
     let prefix_probe = reqs.iter().any(|o| o.shared_prefix > 0);
     for (i, r) in reqs.iter().enumerate() {
         // A prefix probe's second request shares the first one's whole prompt.
-        let shared = if r.shared_prefix > 0 { r.shared_prefix } else if prefix_probe { r.prompt } else { 0 };
+        let shared = if r.shared_prefix > 0 {
+            r.shared_prefix
+        } else if prefix_probe {
+            r.prompt
+        } else {
+            0
+        };
         sim.submit(Request {
             id: RequestId(i as u64),
             arrival: SimTime::ZERO + SimDuration::from_secs_f64(r.sent_s.max(0.0)),
@@ -106,7 +112,9 @@ fn compare(class: ProbeClass, measured: &[RequestTiming], simulated: &[RequestRe
     match class {
         ProbeClass::Prefill => Some(("ttft", measured.first()?.ttft_s, secs(simulated.first()?.ttft())?)),
         ProbeClass::Prefix => Some(("ttft", measured.last()?.ttft_s, secs(simulated.last()?.ttft())?)),
-        ProbeClass::Decode => Some(("tpot", mean(measured.iter().filter_map(|m| m.tpot_s))?, mean(simulated.iter().filter_map(|r| secs(r.tpot())))?)),
+        ProbeClass::Decode => {
+            Some(("tpot", mean(measured.iter().filter_map(|m| m.tpot_s))?, mean(simulated.iter().filter_map(|r| secs(r.tpot())))?))
+        }
         // The decode streams' largest gap is the step that carried the prefill.
         ProbeClass::Mixed => {
             let n = measured.len().checked_sub(1)?;

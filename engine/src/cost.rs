@@ -163,8 +163,14 @@ impl StepCostModel for RooflineCost {
 pub const FITTED_TERMS: usize = 6;
 
 /// What each coefficient of [`FittedCost::c`] multiplies, in order.
-pub const FITTED_TERM_NAMES: [&str; FITTED_TERMS] =
-    ["c0 per step", "c1 per prefill token", "c2 per prefill token²", "c3 per prefill token × context", "c4 per decode sequence", "c5 per decode context token"];
+pub const FITTED_TERM_NAMES: [&str; FITTED_TERMS] = [
+    "c0 per step",
+    "c1 per prefill token",
+    "c2 per prefill token²",
+    "c3 per prefill token × context",
+    "c4 per decode sequence",
+    "c5 per decode context token",
+];
 
 /// The `fitted` step cost model (DESIGN §2), coefficients from `simctl calibrate`:
 ///

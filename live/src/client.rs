@@ -380,7 +380,9 @@ impl EngineClient {
     /// or the answer carries none.
     pub async fn version(&self) -> Result<Option<String>, ClientError> {
         match self.get_text("/version").await {
-            Ok(text) => Ok(serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("version")?.as_str().map(str::to_string))),
+            Ok(text) => {
+                Ok(serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("version")?.as_str().map(str::to_string)))
+            }
             Err(ClientError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }

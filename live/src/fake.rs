@@ -591,7 +591,8 @@ async fn stream_batched(
         sent += take;
         if s.stream && !group.is_empty() {
             let finish = (sent == n).then_some(finish_reason);
-            let mut choice = serde_json::json!({"index": 0, "text": group.iter().map(|g| g.1.as_str()).collect::<String>(), "finish_reason": finish});
+            let mut choice =
+                serde_json::json!({"index": 0, "text": group.iter().map(|g| g.1.as_str()).collect::<String>(), "finish_reason": finish});
             if s.with_ids {
                 choice["token_ids"] = group.iter().map(|g| g.0).collect::<Vec<u32>>().into();
             }

@@ -30,9 +30,11 @@ pub fn residual_plot(path: &Path, title: &str, points: &[ResidualPoint]) -> Resu
             classes.push(&p.class);
         }
     }
-    let usable: Vec<&ResidualPoint> = points.iter().filter(|p| p.measured_ms > 0.0 && p.measured_ms.is_finite() && p.predicted_ms.is_finite()).collect();
+    let usable: Vec<&ResidualPoint> =
+        points.iter().filter(|p| p.measured_ms > 0.0 && p.measured_ms.is_finite() && p.predicted_ms.is_finite()).collect();
     let pct = |p: &ResidualPoint| 100.0 * (p.predicted_ms - p.measured_ms) / p.measured_ms;
-    let (x0, x1) = usable.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.measured_ms.log10()), b.max(p.measured_ms.log10())));
+    let (x0, x1) =
+        usable.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.measured_ms.log10()), b.max(p.measured_ms.log10())));
     let lim = usable.iter().map(|p| pct(p).abs()).fold(1.0, f64::max);
     let (x0, x1) = span(x0, x1, false);
     let root = BitMapBackend::new(path, (960, 600)).into_drawing_area();

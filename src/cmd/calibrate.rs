@@ -118,7 +118,8 @@ fn describe_plan(plan: &simctl_calibration::plan::Plan) -> Vec<String> {
         let reqs: u32 = probes.iter().map(|p| p.requests() * p.repeats).sum();
         let what = match class {
             ProbeClass::Prefill => {
-                let ps: Vec<u32> = probes.iter().filter_map(|p| if let ProbeKind::Prefill { prompt } = p.kind { Some(prompt) } else { None }).collect();
+                let ps: Vec<u32> =
+                    probes.iter().filter_map(|p| if let ProbeKind::Prefill { prompt } = p.kind { Some(prompt) } else { None }).collect();
                 format!(
                     "single requests, prompts {}..{} tokens (log-spaced, and one token either side of each candidate step budget {:?})",
                     ps.iter().min().unwrap_or(&0),
@@ -127,9 +128,15 @@ fn describe_plan(plan: &simctl_calibration::plan::Plan) -> Vec<String> {
                 )
             }
             ProbeClass::Decode => {
-                let mut ns: Vec<u32> = probes.iter().filter_map(|p| if let ProbeKind::Decode { streams, .. } = p.kind { Some(streams) } else { None }).collect();
+                let mut ns: Vec<u32> = probes
+                    .iter()
+                    .filter_map(|p| if let ProbeKind::Decode { streams, .. } = p.kind { Some(streams) } else { None })
+                    .collect();
                 ns.dedup();
-                let mut ctx: Vec<u32> = probes.iter().filter_map(|p| if let ProbeKind::Decode { context, .. } = p.kind { Some(context) } else { None }).collect();
+                let mut ctx: Vec<u32> = probes
+                    .iter()
+                    .filter_map(|p| if let ProbeKind::Decode { context, .. } = p.kind { Some(context) } else { None })
+                    .collect();
                 ctx.sort_unstable();
                 ctx.dedup();
                 format!("concurrent streams n = {ns:?} × contexts {ctx:?} tokens")
@@ -138,11 +145,7 @@ fn describe_plan(plan: &simctl_calibration::plan::Plan) -> Vec<String> {
             ProbeClass::Prefix => probes.iter().map(|p| p.label()).collect::<Vec<_>>().join(", "),
         };
         let repeats = probes.iter().map(|p| p.repeats).max().unwrap_or(1);
-        lines.push(format!(
-            "  {:<8} {:>3} probes x{repeats}, {reqs:>5} requests, {held} held out: {what}",
-            class.as_str(),
-            probes.len()
-        ));
+        lines.push(format!("  {:<8} {:>3} probes x{repeats}, {reqs:>5} requests, {held} held out: {what}", class.as_str(), probes.len()));
     }
     lines
 }
@@ -186,7 +189,13 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
                 Some(p) => p,
                 None => free_port().context("cannot find a free port for --launch")?,
             };
-            Target::Launch(LaunchSpec { template: cmd.clone(), model: a.model.clone(), gpus: a.gpus.clone(), port, log: sibling(&a.out, ".engine.log") })
+            Target::Launch(LaunchSpec {
+                template: cmd.clone(),
+                model: a.model.clone(),
+                gpus: a.gpus.clone(),
+                port,
+                log: sibling(&a.out, ".engine.log"),
+            })
         }
         (None, None) => bail!("give the engine: --endpoint URL (running) or --launch 'CMD' (simctl starts it)"),
     };
@@ -263,7 +272,10 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     let Some(result) = outcome else {
         // The calibration's future is gone, and a launched engine with it (stopped).
-        eprintln!("interrupted: nothing written{}", if matches!(target, Target::Launch(_)) { "; the launched engine was stopped" } else { "" });
+        eprintln!(
+            "interrupted: nothing written{}",
+            if matches!(target, Target::Launch(_)) { "; the launched engine was stopped" } else { "" }
+        );
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     };
     let cal = result?;
@@ -273,9 +285,15 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
         .fit
         .residuals
         .iter()
-        .map(|r| ResidualPoint { class: r.class.as_str().into(), measured_ms: r.measured_s * 1e3, predicted_ms: r.predicted_s * 1e3, held_out: r.held_out })
+        .map(|r| ResidualPoint {
+            class: r.class.as_str().into(),
+            measured_ms: r.measured_s * 1e3,
+            predicted_ms: r.predicted_s * 1e3,
+            held_out: r.held_out,
+        })
         .collect();
-    residual_plot(&plot, &format!("{}: fit residuals", cal.profile.model.name), &points).map_err(|e| anyhow::anyhow!("cannot draw the residual plot: {e}"))?;
+    residual_plot(&plot, &format!("{}: fit residuals", cal.profile.model.name), &points)
+        .map_err(|e| anyhow::anyhow!("cannot draw the residual plot: {e}"))?;
     let total = t0.elapsed();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json(&cal, &a.out, &plot, total))?);
@@ -332,17 +350,19 @@ fn print_report(cal: &Calibration, out: &Path, plot: &Path, total: Duration, tar
         println!("\nself-check (held-out probes replayed in the simulator):");
         println!("  {:<34} {:<8} {:>11} {:>11} {:>8}", "probe", "metric", "measured", "simulated", "error");
         for s in &p.fit.self_check {
-            println!("  {:<34} {:<8} {:>8.2} ms {:>8.2} ms {:>+7.1}%", s.probe, s.metric, s.measured_s * 1e3, s.simulated_s * 1e3, s.error_pct);
+            println!(
+                "  {:<34} {:<8} {:>8.2} ms {:>8.2} ms {:>+7.1}%",
+                s.probe,
+                s.metric,
+                s.measured_s * 1e3,
+                s.simulated_s * 1e3,
+                s.error_pct
+            );
         }
         let mean_abs = p.fit.self_check.iter().map(|s| s.error_pct.abs()).sum::<f64>() / p.fit.self_check.len() as f64;
         println!("  mean absolute error {mean_abs:.1}%");
     }
-    println!(
-        "\ntime: probes {} (estimated {}), total {}",
-        secs(cal.probe_time),
-        secs(cal.plan.estimate(&cal.rough)),
-        secs(total)
-    );
+    println!("\ntime: probes {} (estimated {}), total {}", secs(cal.probe_time), secs(cal.plan.estimate(&cal.rough)), secs(total));
     let mut files = vec![out.display().to_string(), plot.display().to_string()];
     if let Target::Launch(l) = target {
         files.push(format!("{} (engine log)", l.log.display()));

@@ -150,7 +150,7 @@ impl Cx {
             None
         };
         if let Some((k, f)) = ["frontend", "calibrated_tp"].iter().find_map(|k| s.get(k).map(|v| (k, v)))
-            && s.get("fitted").is_none()
+            && !s.contains_key("fitted")
         {
             self.error(
                 f.src,
