@@ -11,32 +11,13 @@ use simctl_engine::cost::FittedCost;
 use simctl_engine::time::SimDuration;
 use simctl_live::fake::{Batching, FakeEngine, FakeSpec, Fault};
 
-use crate::{repo_root, simctl, stderr, stdout, temp_dir};
+use crate::{simctl, stderr, stdout, temp_dir};
 
 /// A guard against hangs, not a timing assertion.
 const HANG_GUARD: Duration = Duration::from_secs(300);
 
 fn simctl_guarded(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_simctl"))
-        .args(args)
-        .current_dir(repo_root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("simctl starts");
-    wait_guarded(child, args)
-}
-
-fn wait_guarded(mut child: std::process::Child, what: &[&str]) -> Output {
-    let start = Instant::now();
-    while child.try_wait().expect("simctl can be waited on").is_none() {
-        if start.elapsed() > HANG_GUARD {
-            let _ = child.kill();
-            panic!("simctl {what:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("simctl output")
+    crate::simctl_guarded(args, HANG_GUARD)
 }
 
 /// The fake's known step model. Each term adds tens of milliseconds to some probe, to stand
@@ -222,7 +203,7 @@ fn ctrl_c_while_waiting_for_a_launched_engine_stops_it() {
     assert!(alive(engine));
     // SAFETY: signals simctl, the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let o = wait_guarded(child, &args);
+    let o = crate::wait_guarded(child, &args, HANG_GUARD);
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted: nothing written; the launched engine was stopped"), "{}", stderr(&o));
     assert!(!alive(engine), "the engine is gone");

@@ -402,16 +402,7 @@ mod tests {
     const TRUTH: [f64; FITTED_TERMS] = [2e-3, 5e-5, 1e-9, 2e-9, 3e-4, 4e-8];
 
     fn sample(class: ProbeClass, metric: SampleMetric, prompt: u32, cached: u32, d: u32, dctx: u64) -> ProfileSample {
-        ProfileSample {
-            class,
-            metric,
-            prompt_tokens: prompt,
-            cached_tokens: cached,
-            decode_seqs: d,
-            decode_context_tokens: dctx,
-            seconds: 0.0,
-            held_out: false,
-        }
+        ProfileSample::new(class, metric, prompt, cached, d, dctx, 0.0)
     }
 
     fn plan() -> Vec<ProfileSample> {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use simctl_engine::profile::{ProbeClass, ProfileSample, SampleMetric, SettingSource};
+use simctl_engine::profile::{ProfileSample, SampleMetric, SettingSource};
 use simctl_engine::rng::mix;
 use simctl_live::client::{ClientError, CompletionRequest, EngineClient, Prompt, StreamedCompletion};
 use simctl_live::eval::latency::prompt_token_ids;
@@ -288,13 +288,13 @@ impl Driver {
             ProbeKind::Prefill { prompt } => {
                 let r = self.fresh_request(prompt, 1);
                 let t = self.send_all(vec![(Duration::ZERO, r)], &what).await?;
-                let sample = sample(p.class, SampleMetric::Ttft, prompt, 0, 0, 0, t[0].ttft_s);
+                let sample = ProfileSample::new(p.class, SampleMetric::Ttft, prompt, 0, 0, 0, t[0].ttft_s);
                 Ok(ProbeRun { requests: t, sample: Some(sample) })
             }
             ProbeKind::Decode { streams, context, output } => {
                 let reqs = (0..streams).map(|_| (Duration::ZERO, self.fresh_request(context, output))).collect();
                 let t = self.send_all(reqs, &what).await?;
-                let sample = decode_window(&t).map(|(s, ctx)| sample(p.class, SampleMetric::Step, 0, 0, streams, ctx, s));
+                let sample = decode_window(&t).map(|(s, ctx)| ProfileSample::new(p.class, SampleMetric::Step, 0, 0, streams, ctx, s));
                 Ok(ProbeRun { requests: t, sample })
             }
             ProbeKind::Mixed { streams, context, output, prompt } => {
@@ -303,7 +303,7 @@ impl Driver {
                 let mut reqs: Vec<_> = (0..streams).map(|_| (Duration::ZERO, self.fresh_request(context, output))).collect();
                 reqs.push((Duration::from_secs_f64(delay), self.fresh_request(prompt, 1)));
                 let t = self.send_all(reqs, &what).await?;
-                let sample = mixed_step(&t).map(|(s, ctx)| sample(p.class, SampleMetric::Step, prompt, 0, streams, ctx, s));
+                let sample = mixed_step(&t).map(|(s, ctx)| ProfileSample::new(p.class, SampleMetric::Step, prompt, 0, streams, ctx, s));
                 Ok(ProbeRun { requests: t, sample })
             }
             ProbeKind::Prefix { prefix, suffix } => {
@@ -328,24 +328,11 @@ impl Driver {
                     _ => prefix,
                 };
                 t2[0].shared_prefix = prefix;
-                let sample = sample(p.class, SampleMetric::Ttft, prefix + suffix, cached, 0, 0, t2[0].ttft_s);
+                let sample = ProfileSample::new(p.class, SampleMetric::Ttft, prefix + suffix, cached, 0, 0, t2[0].ttft_s);
                 t.append(&mut t2);
                 Ok(ProbeRun { requests: t, sample: Some(sample) })
             }
         }
-    }
-}
-
-fn sample(class: ProbeClass, metric: SampleMetric, prompt: u32, cached: u32, d: u32, dctx: u64, seconds: f64) -> ProfileSample {
-    ProfileSample {
-        class,
-        metric,
-        prompt_tokens: prompt,
-        cached_tokens: cached,
-        decode_seqs: d,
-        decode_context_tokens: dctx,
-        seconds,
-        held_out: false,
     }
 }
 

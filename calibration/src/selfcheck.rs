@@ -1,7 +1,6 @@
 //! The self-check: probes held out of the fit, replayed in the simulator with the new
 //! profile (the same requests at the same send times), against what the engine measured.
 
-use simctl_engine::catalogue;
 use simctl_engine::prelude::*;
 use simctl_engine::profile::{ProbeClass, Profile, SelfCheck};
 use simctl_engine::record::Recorder;
@@ -14,43 +13,17 @@ use crate::run::{ProbeResult, RequestTiming};
 /// A one-instance scenario that runs like the profiled engine: its step model, scheduler
 /// settings and KV cache.
 pub fn engine_scenario(profile: &Profile) -> ScenarioSpec {
-    let tokens = profile.kv_capacity_blocks * u64::from(profile.engine.block_size);
-    ScenarioSpec {
-        name: "self_check".into(),
-        seed: 0,
-        // The model only sizes KV and weights, which the explicit capacity replaces.
-        model: catalogue::model("llama-3.1-8b").expect("catalogue model"),
-        hardware: vec![HardwareSpec {
-            name: "profiled".into(),
-            cost_per_hour: 0.0,
-            memory_bytes: None,
-            kv_capacity_tokens: Some(tokens),
-            kv_transfer_latency: None,
-            perf: PerfSpec::Fitted { cost: profile.cost(), tp: None },
-        }],
-        pools: vec![PoolSpec {
-            name: "engine".into(),
-            role: Role::Mixed,
-            engine: profile.engine_spec(),
-            instances: vec![InstanceSpec { name: "e0".into(), hardware: 0, tp: 1 }],
-            local_prefill_threshold: None,
-        }],
-        links: vec![],
-        router: RouterSpec::single(PolicySpec::RoundRobin),
-        telemetry: TelemetrySpec::default(),
-        workload: WorkloadSpec {
-            arrivals: ArrivalSpec::Poisson { rate_per_s: 1.0, burst: None },
-            prompt: LengthSpec::Constant(1),
-            output: LengthSpec::Constant(1),
-            priority: (0, 0),
-            prefix: None,
-            classes: vec![],
-            trace: None,
-        },
-        slo: SloSpec::default(),
-        run: RunSpec::new(None, Some(0)),
-        sweep: None,
-    }
+    let hw = HardwareSpec {
+        name: "profiled".into(),
+        cost_per_hour: 0.0,
+        memory_bytes: None,
+        kv_capacity_tokens: Some(profile.kv_capacity_blocks * u64::from(profile.engine.block_size)),
+        kv_transfer_latency: None,
+        perf: PerfSpec::Fitted { cost: profile.cost(), tp: None },
+    };
+    // The arrivals are never drawn: the replay submits its own requests.
+    let arrivals = ArrivalSpec::Poisson { rate_per_s: 1.0, burst: None };
+    simctl_engine::examples::one_instance(hw, profile.engine_spec(), arrivals, LengthSpec::Constant(1), RunSpec::new(None, Some(0)))
 }
 
 struct Collect(Vec<RequestRecord>);

@@ -357,6 +357,21 @@ pub struct ProfileSample {
     pub held_out: bool,
 }
 
+impl ProfileSample {
+    /// A sample not held out.
+    pub fn new(
+        class: ProbeClass,
+        metric: SampleMetric,
+        prompt_tokens: u32,
+        cached_tokens: u32,
+        decode_seqs: u32,
+        decode_context_tokens: u64,
+        seconds: f64,
+    ) -> Self {
+        ProfileSample { class, metric, prompt_tokens, cached_tokens, decode_seqs, decode_context_tokens, seconds, held_out: false }
+    }
+}
+
 /// The kinds of probes a calibration runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
