@@ -150,6 +150,26 @@ impl LaunchedEngine {
             // reaches simctl only, which then stops the engine itself.
             cmd.process_group(0);
         }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // The engine does not inherit simctl's CPU pinning (`taskset -c 0 simctl ...`
+            // keeps the client off the engine's cores): it may use every CPU, and where it
+            // runs is for its command to say (CPU_CORE, numactl, ...).
+            // SAFETY: between fork and exec only async-signal-safe calls are made here
+            // (sched_setaffinity on a mask built on the stack).
+            unsafe {
+                cmd.pre_exec(|| {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    for cpu in 0..libc::CPU_SETSIZE as usize {
+                        libc::CPU_SET(cpu, &mut set);
+                    }
+                    // Failure leaves the inherited mask: not worth refusing to start over.
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().map_err(|error| LaunchError::Spawn { command: command.clone(), error })?;
         Ok(LaunchedEngine { child: Some(child), url: spec.url(), log: spec.log.clone() })
     }
@@ -261,6 +281,28 @@ mod tests {
         assert_eq!(s.command().unwrap(), "serve m --port 8123 --gpus 0,2");
         let e = spec("serve {model}", Path::new("/dev/null")).command().unwrap_err().to_string();
         assert!(e.contains("has no `{port}`"), "{e}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_engine_does_not_inherit_simctls_cpu_pinning() {
+        let log = std::env::temp_dir().join(format!("simctl-launch-affinity-{}.log", std::process::id()));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Pin this thread (the spawning one) to CPU 0, as `taskset -c 0` would.
+        // SAFETY: plain libc calls on a mask on the stack.
+        unsafe {
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut one);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+        }
+        let mut e = LaunchedEngine::start(&spec("grep Cpus_allowed_list /proc/self/status # {port}", &log)).unwrap();
+        while e.exited().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        let want = if cpus == 1 { "0".to_string() } else { format!("0-{}", cpus - 1) };
+        assert!(text.trim().ends_with(&want), "{text}");
+        let _ = std::fs::remove_file(&log);
     }
 
     #[test]

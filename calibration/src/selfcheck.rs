@@ -88,14 +88,11 @@ fn compare(class: ProbeClass, measured: &[RequestTiming], simulated: &[RequestRe
         ProbeClass::Decode => {
             Some(("tpot", mean(measured.iter().filter_map(|m| m.tpot_s))?, mean(simulated.iter().filter_map(|r| secs(r.tpot())))?))
         }
-        // The decode streams' largest gap is the step that carried the prefill.
+        // The step that carried the prefill: read from the streams' gaps as the fit reads
+        // it, and in the simulator the decode streams' largest gap (the longest step).
         ProbeClass::Mixed => {
             let n = measured.len().checked_sub(1)?;
-            Some((
-                "max_itl",
-                mean(measured[..n].iter().map(|m| m.max_itl_s))?,
-                mean(simulated[..n].iter().map(|r| r.max_itl.as_secs_f64()))?,
-            ))
+            Some(("mixed_step", crate::run::mixed_step(measured)?.0, mean(simulated[..n].iter().map(|r| r.max_itl.as_secs_f64()))?))
         }
     }
 }
