@@ -42,7 +42,7 @@ pub const DEFAULT_TEXT: &str = include_str!("../../scenarios/dynamic_router.scn"
 /// scenario with one engine per --endpoint.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  simctl live --endpoint http://127.0.0.1:8011 --endpoint http://127.0.0.1:8012\n  simctl live scenarios/dual_pool.scn --endpoint prefill=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/live/split\n  simctl live scenarios/dynamic_router.scn --set router.policy=round_robin \\\n      --endpoint decode=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/live/rr\n  simctl compare out/sim/rr out/live/rr"
+    after_help = "Examples:\n  simctl live --endpoint http://127.0.0.1:8011 \\\n      --endpoint http://127.0.0.1:8012\n  simctl live scenarios/dual_pool.scn \\\n      --endpoint prefill=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/live/split\n  simctl live scenarios/dynamic_router.scn --set router.policy=round_robin \\\n      --endpoint decode=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/live/rr\n  simctl compare out/sim/rr out/live/rr"
 )]
 pub struct LiveArgs {
     /// Scenario file; omit for the embedded dynamic_router scenario.
