@@ -79,6 +79,8 @@ pub struct LaunchSpec {
     pub port: u16,
     /// Where the engine's output goes.
     pub log: PathBuf,
+    /// CPUs the engine may run on (its GPU's NUMA-local ones, say); empty: all of them.
+    pub cpus: Vec<u32>,
 }
 
 impl LaunchSpec {
@@ -158,14 +160,21 @@ impl LaunchedEngine {
             // runs is for its command to say (CPU_CORE, numactl, ...).
             // SAFETY: between fork and exec only async-signal-safe calls are made here
             // (sched_setaffinity on a mask built on the stack).
+            // SAFETY: the mask is built here, before the fork; zeroed is a valid empty set.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            for cpu in 0..libc::CPU_SETSIZE as usize {
+                if spec.cpus.is_empty() || spec.cpus.contains(&(cpu as u32)) {
+                    // SAFETY: cpu is below CPU_SETSIZE.
+                    unsafe { libc::CPU_SET(cpu, &mut set) };
+                }
+            }
             unsafe {
-                cmd.pre_exec(|| {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    for cpu in 0..libc::CPU_SETSIZE as usize {
-                        libc::CPU_SET(cpu, &mut set);
-                    }
+                cmd.pre_exec(move || {
                     // Failure leaves the inherited mask: not worth refusing to start over.
                     libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                    // If simctl dies without stopping it (killed, a second Ctrl-C), so does
+                    // the engine's command.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                     Ok(())
                 });
             }
@@ -272,7 +281,7 @@ mod tests {
     use super::*;
 
     fn spec(template: &str, log: &Path) -> LaunchSpec {
-        LaunchSpec { template: template.into(), model: "m".into(), gpus: vec![0, 2], port: 8123, log: log.to_path_buf() }
+        LaunchSpec { template: template.into(), model: "m".into(), gpus: vec![0, 2], port: 8123, log: log.to_path_buf(), cpus: Vec::new() }
     }
 
     #[test]

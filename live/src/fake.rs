@@ -182,7 +182,12 @@ impl std::fmt::Debug for FakeEngine {
 impl FakeEngine {
     /// Starts serving on `127.0.0.1` at a free port.
     pub fn start(spec: FakeSpec) -> std::io::Result<FakeEngine> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        Self::start_on(spec, 0)
+    }
+
+    /// Starts serving on `127.0.0.1:port` (0: a free port).
+    pub fn start_on(spec: FakeSpec, port: u16) -> std::io::Result<FakeEngine> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let gauges = Arc::new(Gauges::default());

@@ -195,6 +195,7 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
                 gpus: a.gpus.clone(),
                 port,
                 log: sibling(&a.out, ".engine.log"),
+                cpus: Vec::new(),
             })
         }
         (None, None) => bail!("give the engine: --endpoint URL (running) or --launch 'CMD' (simctl starts it)"),

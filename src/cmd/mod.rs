@@ -4,6 +4,7 @@ pub mod calibrate;
 pub mod check;
 pub mod compare;
 pub mod eval;
+pub mod fake_engine;
 pub mod live;
 pub mod report;
 pub mod run;
