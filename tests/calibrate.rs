@@ -288,3 +288,29 @@ fn a_format_1_profile_is_refused_with_what_to_do() {
     let se = stderr(&simctl(&["check", f.to_str().unwrap()]));
     assert!(se.contains("has format 1, this simctl reads format 2") && se.contains("measure it again with `simctl calibrate`"), "{se}");
 }
+
+#[test]
+fn a_profile_set_on_the_command_line_replaces_the_hardwares_performance_model() {
+    let dir = temp_dir("profile-set");
+    std::fs::write(dir.join("p.yaml"), PROFILE).unwrap();
+    let scn = dir.join("s.scn");
+    std::fs::write(
+        &scn,
+        "model = llama_3_1_8b\nhardware gpu { gpu = h100_sxm\n mfu = 0.5 }\npool serve { role = mixed\n instances = [1 x gpu] }\nworkload { arrivals = poisson(2/s)\n prompt = uniform(100, 400)\n output = uniform(10, 40) }\nrun { requests = 20 }\n",
+    )
+    .unwrap();
+    let p = dir.join("p.yaml");
+    let set = format!("hardware.gpu.profile={}", p.display());
+    let o = simctl(&["check", "--print", scn.to_str().unwrap(), "--set", &set]);
+    let so = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The profile's engine settings and step model, not the roofline's efficiencies.
+    assert!(so.contains("calibrated_tp = 1") && so.contains("frontend = 3000000ns"), "{so}");
+    assert!(!so.contains("mfu"), "{so}");
+    // A path given with --set is relative to the working directory, and the error says so.
+    let o = simctl(&["check", scn.to_str().unwrap(), "--set", "hardware.gpu.profile=no/such.yaml"]);
+    let se = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{se}");
+    assert!(se.contains("relative to the working directory"), "{se}");
+    assert!(se.contains("1 problem found"), "one error, no cascade: {se}");
+}

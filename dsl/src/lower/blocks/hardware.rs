@@ -87,7 +87,7 @@ impl Cx {
                 match catalogue::gpu(&n) {
                     Some(g) => Some(g),
                     None => {
-                        let names: Vec<String> = catalogue::gpus().into_iter().map(|g| g.name).collect();
+                        let names: Vec<String> = catalogue::gpus().into_iter().map(|g| g.name.replace(['-', '.'], "_")).collect();
                         self.error(
                             v.src,
                             v.span,
@@ -161,7 +161,10 @@ impl Cx {
             );
             return None;
         }
-        if fitted.is_some() && (gpu.is_some() || prefill.is_some() || decode.is_some()) {
+        // A profile given on the command line stands in for the file's GPU, which then only
+        // prices the hardware (`--set hardware.NAME.profile=FILE`).
+        let cli_profile = s.get("profile").is_some_and(|v| v.src != 0) && s.get("gpu").is_some_and(|v| v.src == 0);
+        if fitted.is_some() && !cli_profile && (gpu.is_some() || prefill.is_some() || decode.is_some()) {
             self.error(
                 0,
                 span,
@@ -244,7 +247,7 @@ impl Cx {
                     v.span,
                     format!("cannot read profile `{}`: {e}", full.display()),
                     "profile not readable",
-                    Some("paths are relative to the scenario file".into()),
+                    Some(self.path_help(v)),
                 );
                 return None;
             }

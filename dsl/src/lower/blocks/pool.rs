@@ -49,6 +49,9 @@ impl Cx {
         let mut instances = Vec::new();
         let hw_ref = |cx: &mut Self, n: &str, v: &Val| -> Option<usize> {
             hw.get(n).copied().or_else(|| {
+                if cx.broken_hardware.contains(n) {
+                    return None;
+                }
                 let names: Vec<&str> = hw.keys().map(String::as_str).collect();
                 let help = closest(n, &names)
                     .map(|c| format!("did you mean `{c}`?"))

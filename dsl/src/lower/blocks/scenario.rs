@@ -108,6 +108,8 @@ impl Cx {
                 }
                 hardware.push(hw.spec);
                 profile_engines.push(hw.profile_engine);
+            } else {
+                self.broken_hardware.insert(n.name.clone());
             }
         }
 
