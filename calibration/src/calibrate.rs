@@ -377,7 +377,8 @@ async fn calibrate_at(
                 continue;
             }
             let run = driver.run_probe(&p, &rough).await?;
-            if run.sample.is_none() {
+            let chunks = matches!(p.kind, ProbeKind::Chunks { .. });
+            if (!chunks && run.sample.is_none()) || (chunks && run.long_steps.is_none()) {
                 note(on, format!("{}: one run gave no sample (the streams did not overlap as planned)", p.label()));
             }
             runs.push(run);

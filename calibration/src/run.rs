@@ -204,19 +204,14 @@ impl Driver {
 
     /// Measures `max_num_seqs`: waves of long-running requests until some wait while the
     /// others run (`vllm:num_requests_running` then stops at the limit), up to `cap`
-    /// requests; then aborts them all.
+    /// requests; then aborts them all. When requests end before the engine saturates (a slow
+    /// engine), it tries again with half as many, twice as long ones.
     pub async fn measure_max_seqs(&mut self, cap: u32, max_model_len: u32, kv_tokens: u64, rough: &Rough) -> Result<MaxSeqs, RunError> {
         const PROMPT: u32 = 16;
         // Outputs long enough to outlast the waves (the requests are aborted once read).
         const MIN_OUTPUT: u32 = 64;
-        // All of them within half the KV cache (no preemption) and the context.
-        let cap = cap.min((kv_tokens / 2 / u64::from(PROMPT + MIN_OUTPUT)).min(u64::from(u32::MAX)) as u32);
-        if cap < 2 {
-            return Err(RunError::Engine(format!(
-                "the KV cache ({kv_tokens} tokens) is too small to run concurrent requests while measuring max_num_seqs; give --max-seqs"
-            )));
-        }
-        let output = ((kv_tokens / 2 / u64::from(cap)).saturating_sub(u64::from(PROMPT)) as u32).min(max_model_len - PROMPT - 1).min(2048);
+        // Attempts with ever fewer, longer requests.
+        const ATTEMPTS: u32 = 3;
         let Some(_) = self.metrics().await else {
             return Ok(MaxSeqs {
                 value: crate::DEFAULT_MAX_SEQS,
@@ -224,30 +219,62 @@ impl Driver {
                 note: format!("the engine publishes no /metrics: max_num_seqs assumed to be vLLM's default {}", crate::DEFAULT_MAX_SEQS),
             });
         };
+        // All of them within half the KV cache (no preemption) and the context.
+        let mut cap = cap.min((kv_tokens / 2 / u64::from(PROMPT + MIN_OUTPUT)).min(u64::from(u32::MAX)) as u32);
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            if cap < 2 {
+                break;
+            }
+            let output =
+                ((kv_tokens / 2 / u64::from(cap)).saturating_sub(u64::from(PROMPT)) as u32).min(max_model_len - PROMPT - 1).min(2048);
+            let (result, ended_early) = self.saturate(cap, PROMPT, output, rough).await?;
+            self.drained().await?;
+            if result.source == SettingSource::Measured || !ended_early {
+                return Ok(result);
+            }
+            last = Some(result);
+            cap /= 2;
+        }
+        last.ok_or_else(|| {
+            RunError::Engine(format!(
+                "the KV cache ({kv_tokens} tokens) is too small to run concurrent requests while measuring max_num_seqs; give --max-seqs"
+            ))
+        })
+    }
+
+    /// One attempt of [`Driver::measure_max_seqs`]: the result, and whether some request
+    /// ended before it was read (too short for this engine).
+    async fn saturate(&mut self, cap: u32, prompt: u32, output: u32, rough: &Rough) -> Result<(MaxSeqs, bool), RunError> {
         let mut set = tokio::task::JoinSet::new();
-        let (mut sent, mut wave, mut seen_max) = (0u32, 8u32.min(cap), 0u32);
+        let (mut sent, mut wave, mut seen_max, mut ended) = (0u32, 8u32.min(cap), 0u32, 0u32);
         let result = loop {
             for _ in 0..wave {
                 let c = self.client.clone();
-                let r = self.fresh_request(PROMPT, output);
+                let r = self.fresh_request(prompt, output);
                 set.spawn(async move { c.complete_stream(&r).await });
             }
             sent += wave;
-            // Wait until the engine has seen them all (running + waiting), then read.
+            // Wait until the engine has seen them all (running + waiting + ended), then read.
             let deadline = Instant::now() + Duration::from_secs(30);
             let (mut running, mut waiting) = (0u32, 0u32);
             while Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                while let Some(done) = set.try_join_next() {
+                    match done {
+                        Ok(Err(e)) => {
+                            set.abort_all();
+                            return Err(RunError::Request { what: "measuring max_num_seqs".into(), error: e });
+                        }
+                        _ => ended += 1,
+                    }
+                }
                 if let Some(m) = self.metrics().await {
                     running = m.requests_running().unwrap_or(0.0) as u32;
                     waiting = m.requests_waiting().unwrap_or(0.0) as u32;
-                    if running + waiting >= sent {
+                    if running + waiting + ended >= sent {
                         break;
                     }
-                }
-                if let Some(Ok(Err(e))) = set.try_join_next() {
-                    set.abort_all();
-                    return Err(RunError::Request { what: "measuring max_num_seqs".into(), error: e });
                 }
             }
             // Requests that reach the scheduler during a step wait until it ends: read again
@@ -266,7 +293,7 @@ impl Driver {
                     note: format!("{running} requests ran while {waiting} waited ({sent} sent at once)"),
                 };
             }
-            if sent >= cap {
+            if sent >= cap || ended > 0 {
                 break MaxSeqs {
                     value: seen_max.max(1),
                     source: SettingSource::Assumed,
@@ -279,13 +306,18 @@ impl Driver {
         };
         set.abort_all();
         while set.join_next().await.is_some() {}
-        // The engine aborts requests whose client went away; wait until it has.
+        Ok((result, ended > 0))
+    }
+
+    /// Waits until the engine has let go of the aborted requests (it aborts those whose
+    /// client went away).
+    async fn drained(&self) -> Result<(), RunError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(m) = self.metrics().await
                 && m.requests_running().unwrap_or(0.0) + m.requests_waiting().unwrap_or(0.0) == 0.0
             {
-                return Ok(result);
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
