@@ -169,18 +169,21 @@ fn step_budget(plan: &Plan, results: &[ProbeResult], given: Option<u32>, decode_
                 .copied()
                 .filter(|&b| (crate::plan::chunk_steps(p, b, n).0..=crate::plan::chunk_steps(p, b, n).1).contains(&k))
                 .collect();
-            (fits.len() == 1).then(|| fits[0])
+            (fits.len() == 1).then(|| (fits[0], format!("a {p}-token prompt took {k} long steps beside {n} decoding streams")))
         }
         _ => None,
     };
-    let by_jump = detect_budget(&run_ttfts(results), tested, decode_step_s);
-    let measured = by_chunks.or(by_jump);
+    let by_jump = || {
+        detect_budget(&run_ttfts(results), tested, decode_step_s)
+            .map(|b| (b, format!("TTFT jumps by a step from {b} to {} prompt tokens", b + 1)))
+    };
+    let measured = by_chunks.or_else(by_jump);
     match (given, measured) {
-        (Some(g), Some(m)) if g != m => {
+        (Some(g), Some((m, _))) if g != m => {
             (g, SettingSource::Given, Some(format!("--max-batch-tokens {g} given, but the probes point to {m}: using {g}")))
         }
         (Some(g), _) => (g, SettingSource::Given, None),
-        (None, Some(m)) => (m, SettingSource::Measured, None),
+        (None, Some((m, why))) => (m, SettingSource::Measured, Some(format!("max_num_batched_tokens {m} measured: {why}"))),
         (None, None) => {
             let last = *all.last().expect("the no-chunking candidate");
             (
