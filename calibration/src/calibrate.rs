@@ -146,6 +146,57 @@ pub struct Calibration {
     pub notes: Vec<String>,
 }
 
+/// The engine's step budget, where it came from, and what the user should know: a given
+/// one wins; otherwise the candidate whose chunking of the longest prompt matches the long
+/// steps the decode streams saw, else the smallest with a one-step jump in TTFT, else the
+/// max model length.
+fn step_budget(plan: &Plan, results: &[ProbeResult], given: Option<u32>, decode_step_s: f64) -> (u32, SettingSource, Option<String>) {
+    let all = &plan.budget_candidates;
+    let tested = &all[..all.len() - 1];
+    let mut counts: Vec<f64> = Vec::new();
+    let mut chunked = None;
+    for r in results {
+        if let ProbeKind::Chunks { streams, prompt, .. } = r.probe.kind {
+            chunked = Some((streams, prompt));
+            counts.extend(r.runs.iter().filter_map(|run| run.long_steps.map(f64::from)));
+        }
+    }
+    let by_chunks = match (chunked, crate::median(&mut counts)) {
+        (Some((n, p)), Some(k)) => {
+            let k = k.round() as u32;
+            let fits: Vec<u32> = all
+                .iter()
+                .copied()
+                .filter(|&b| (crate::plan::chunk_steps(p, b, n).0..=crate::plan::chunk_steps(p, b, n).1).contains(&k))
+                .collect();
+            (fits.len() == 1).then(|| (fits[0], format!("a {p}-token prompt took {k} long steps beside {n} decoding streams")))
+        }
+        _ => None,
+    };
+    let by_jump = || {
+        detect_budget(&run_ttfts(results), tested, decode_step_s)
+            .map(|b| (b, format!("TTFT jumps by a step from {b} to {} prompt tokens", b + 1)))
+    };
+    let measured = by_chunks.or_else(by_jump);
+    match (given, measured) {
+        (Some(g), Some((m, _))) if g != m => {
+            (g, SettingSource::Given, Some(format!("--max-batch-tokens {g} given, but the probes point to {m}: using {g}")))
+        }
+        (Some(g), _) => (g, SettingSource::Given, None),
+        (None, Some((m, why))) => (m, SettingSource::Measured, Some(format!("max_num_batched_tokens {m} measured: {why}"))),
+        (None, None) => {
+            let last = *all.last().expect("the no-chunking candidate");
+            (
+                last,
+                SettingSource::Assumed,
+                Some(format!(
+                    "no probe shows a step budget among {tested:?} tokens: max_num_batched_tokens is taken as at least the max model length ({last})"
+                )),
+            )
+        }
+    }
+}
+
 /// Every run's TTFT of the fresh single-prompt probes, by prompt length.
 fn run_ttfts(results: &[ProbeResult]) -> impl Fn(u32) -> Vec<f64> + '_ {
     move |p| {
@@ -278,7 +329,7 @@ async fn calibrate_at(
     let gpu_memory_utilization = cfg.get("gpu_memory_utilization").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_GPU_MEMORY_UTILIZATION);
     let version = client.version().await.map_err(at("reading /version"))?;
 
-    let mut driver = Driver::new(client.clone(), model.id.clone(), spec.seed);
+    let mut driver = Driver::new(client.clone(), model.id.clone(), max_model_len, spec.seed);
     let rough = driver.warm_up(max_model_len).await?;
     let max_seqs = match spec.max_seqs {
         Some(n) => MaxSeqs { value: n, source: SettingSource::Given, note: format!("max_num_seqs {n} given") },
@@ -315,13 +366,13 @@ async fn calibrate_at(
         let p = plan.probes[i].clone();
         // Once the prefill probes are in, the step budget is known: the later probes are
         // sized for it (mixed prefills within one step).
-        if p.class != ProbeClass::Prefill && measured_budget.is_none() {
-            let tested = &plan.budget_candidates[..plan.budget_candidates.len() - 1];
-            let b = detect_budget(&run_ttfts(&results), tested, rough.decode_step_s).or(spec.max_batch_tokens).unwrap_or(max_model_len);
+        let budget_phase = p.class == ProbeClass::Prefill || matches!(p.kind, ProbeKind::Chunks { .. });
+        if !budget_phase && measured_budget.is_none() {
+            let b = step_budget(&plan, &results, spec.max_batch_tokens, rough.decode_step_s).0;
             measured_budget = Some(b);
             plan.set_budget(b);
         }
-        let p = if p.class == ProbeClass::Prefill { p } else { plan.probes[i].clone() };
+        let p = if budget_phase { p } else { plan.probes[i].clone() };
         let mut runs = Vec::new();
         for _ in 0..p.repeats {
             if spec.budget.is_some_and(|b| started.elapsed() > b) {
@@ -329,7 +380,8 @@ async fn calibrate_at(
                 continue;
             }
             let run = driver.run_probe(&p, &rough).await?;
-            if run.sample.is_none() {
+            let chunks = matches!(p.kind, ProbeKind::Chunks { .. });
+            if (!chunks && run.sample.is_none()) || (chunks && run.long_steps.is_none()) {
                 note(on, format!("{}: one run gave no sample (the streams did not overlap as planned)", p.label()));
             }
             runs.push(run);
@@ -345,29 +397,9 @@ async fn calibrate_at(
     let probe_time = started.elapsed();
 
     let samples: Vec<ProfileSample> = results.iter().filter_map(|r| r.sample).collect();
-    // The budget from where TTFT jumps by a step; failing that, the given one; failing
-    // that, none within the context.
-    let tested = &plan.budget_candidates[..plan.budget_candidates.len() - 1];
-    let (budget, budget_source) = match (detect_budget(&run_ttfts(&results), tested, rough.decode_step_s), spec.max_batch_tokens) {
-        (Some(b), given) => (b, if given == Some(b) { SettingSource::Given } else { SettingSource::Measured }),
-        (None, Some(g)) => {
-            note(on, format!("no prefill time jumps by a step at a tested budget {tested:?}: using the given max_num_batched_tokens {g}"));
-            (g, SettingSource::Given)
-        }
-        (None, None) => {
-            note(
-                on,
-                format!(
-                    "no prefill time jumps by a step at {tested:?} tokens: max_num_batched_tokens is taken as at least the max model length ({max_model_len})"
-                ),
-            );
-            (max_model_len, SettingSource::Assumed)
-        }
-    };
-    if let Some(g) = spec.max_batch_tokens
-        && g != budget
-    {
-        note(on, format!("--max-batch-tokens {g} given, but prefill times jump by a step past {budget} tokens: using {budget}"));
+    let (budget, budget_source, budget_note) = step_budget(&plan, &results, spec.max_batch_tokens, rough.decode_step_s);
+    if let Some(n) = budget_note {
+        note(on, n);
     }
     let fit = fit(&samples, budget, true)?;
     let profile = Profile {

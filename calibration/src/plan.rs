@@ -28,6 +28,8 @@ pub const VLLM_DEFAULT_BATCH_TOKENS: u32 = 2048;
 /// Repeats of the prompts either side of a candidate step budget: the jump of one step
 /// is a few percent of the TTFT, so its medians need more runs than other points.
 pub const BUDGET_REPEATS: u32 = 7;
+/// Decode streams beside the chunking probe's prompt (two, so one late token does not decide).
+pub const CHUNK_STREAMS: u32 = 2;
 /// Share of the KV cache concurrent probes may fill, so that nothing is preempted.
 const KV_SHARE: f64 = 0.5;
 
@@ -83,6 +85,16 @@ pub enum ProbeKind {
         /// Prompt tokens of the request that arrives.
         prompt: u32,
     },
+    /// Decode streams, then the longest prompt: how many long steps its prefill takes (seen
+    /// in the streams' gaps) tells how the engine chunks it, so where its step budget is.
+    Chunks {
+        /// Concurrent streams.
+        streams: u32,
+        /// Prompt tokens of each stream.
+        context: u32,
+        /// Prompt tokens of the request that arrives.
+        prompt: u32,
+    },
     /// A request of `prefix` tokens, then one of the same `prefix` plus `suffix` new tokens.
     Prefix {
         /// Shared tokens (whole KV blocks).
@@ -112,6 +124,7 @@ impl Probe {
             ProbeKind::Prefill { prompt } => format!("prefill p={prompt}"),
             ProbeKind::Decode { streams, context, output } => format!("decode n={streams} ctx={context} out={output}"),
             ProbeKind::Mixed { streams, context, prompt, .. } => format!("mixed n={streams} ctx={context} p={prompt}"),
+            ProbeKind::Chunks { streams, prompt, .. } => format!("chunks n={streams} p={prompt}"),
             ProbeKind::Prefix { prefix, suffix } => format!("prefix cached={prefix} new={suffix}"),
         }
     }
@@ -121,7 +134,7 @@ impl Probe {
         match self.kind {
             ProbeKind::Prefill { .. } => 1,
             ProbeKind::Decode { streams, .. } => streams,
-            ProbeKind::Mixed { streams, .. } => streams + 1,
+            ProbeKind::Mixed { streams, .. } | ProbeKind::Chunks { streams, .. } => streams + 1,
             ProbeKind::Prefix { .. } => 2,
         }
     }
@@ -173,6 +186,14 @@ fn log_spaced(lo: u32, hi: u32, n: usize) -> Vec<u32> {
     v
 }
 
+/// The number of steps a prompt of `prompt` tokens takes next to `streams` decodes when the
+/// step budget is `budget`: chunks of `budget − streams` tokens, the last one possibly so
+/// small that its step looks like a decode step; so `(full chunks, all chunks)`.
+pub fn chunk_steps(prompt: u32, budget: u32, streams: u32) -> (u32, u32) {
+    let chunk = budget.saturating_sub(streams).max(1);
+    (prompt / chunk, prompt.div_ceil(chunk))
+}
+
 impl Plan {
     /// The plan for an engine.
     pub fn new(facts: &EngineFacts, opt: PlanOptions) -> Plan {
@@ -214,6 +235,15 @@ impl Plan {
         }
         // "No chunking within the context" is a candidate too.
         budget_candidates.push(f.max_model_len.max(max_prompt + 1));
+        // How a long prompt is chunked, seen from streams decoding beside it. Its length,
+        // the no-chunking budget less the streams and 2, splits into whole chunks at every
+        // power-of-two budget (the last chunk is never a token or two that looks like a
+        // decode step), so each candidate predicts its own number of long steps.
+        if f.max_seqs >= 2 {
+            let prompt = max_prompt.min(budget_candidates.last().copied().unwrap_or(max_prompt).saturating_sub(CHUNK_STREAMS + 2));
+            let kind = ProbeKind::Chunks { streams: CHUNK_STREAMS, context: SHORT_CONTEXT.min(f.max_model_len / 8).max(1), prompt };
+            probes.push(Probe { class: ProbeClass::Mixed, kind, repeats, held_out: false });
+        }
 
         // Decode: batch sizes log-spaced to max_num_seqs, short and long contexts.
         let window = if opt.quick { 24 } else { 48 };
@@ -320,6 +350,7 @@ impl Plan {
                     r.prefill_s(u64::from(streams) * u64::from(context)) + f64::from(output) * r.step_s(streams)
                 }
                 ProbeKind::Prefix { prefix, suffix } => r.prefill_s(u64::from(prefix)) + r.prefill_s(u64::from(suffix)),
+                ProbeKind::Chunks { prompt, .. } => 2.0 * r.prefill_s(u64::from(prompt)),
             };
             s += once * f64::from(p.repeats);
         }
@@ -358,6 +389,10 @@ mod tests {
                         (u64::from(streams) * u64::from(context + output) + u64::from(prompt) + 1, (context + output).max(prompt + 1))
                     }
                     ProbeKind::Prefix { prefix, suffix } => (u64::from(prefix + suffix) + 1, prefix + suffix + 1),
+                    // Its streams' outputs are set when it runs, within the context.
+                    ProbeKind::Chunks { streams, prompt, .. } => {
+                        (u64::from(streams) * u64::from(f.max_model_len) + u64::from(prompt) + 1, prompt + 1)
+                    }
                 };
                 assert!(longest <= f.max_model_len, "{}", p.label());
                 assert!(tokens <= f.kv_blocks * u64::from(f.block_size) / 2, "{}", p.label());
@@ -382,6 +417,23 @@ mod tests {
         let full = Plan::new(&vllm_cpu(), PlanOptions { quick: false, budget_hint: None });
         let quick = Plan::new(&vllm_cpu(), PlanOptions { quick: true, budget_hint: None });
         assert!(quick.requests() < full.requests());
+    }
+
+    #[test]
+    fn each_candidate_budget_chunks_the_longest_prompt_into_a_different_number_of_steps() {
+        let plan = Plan::new(&vllm_cpu(), PlanOptions { quick: true, budget_hint: None });
+        let Some(ProbeKind::Chunks { streams, prompt, .. }) =
+            plan.probes.iter().map(|p| p.kind).find(|k| matches!(k, ProbeKind::Chunks { .. }))
+        else {
+            panic!("no chunking probe")
+        };
+        assert_eq!(chunk_steps(prompt, 2048, streams), (2, 2));
+        let ranges: Vec<(u32, u32)> = plan.budget_candidates.iter().map(|&b| chunk_steps(prompt, b, streams)).collect();
+        for (i, a) in ranges.iter().enumerate() {
+            for b in &ranges[i + 1..] {
+                assert!(a.1 < b.0 || b.1 < a.0, "{ranges:?}");
+            }
+        }
     }
 
     #[test]

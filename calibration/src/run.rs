@@ -55,6 +55,8 @@ pub struct ProbeRun {
     pub requests: Vec<RequestTiming>,
     /// The measured sample, when the run gave one.
     pub sample: Option<ProfileSample>,
+    /// Chunking probes: the long steps the prompt's prefill took, as the streams saw them.
+    pub long_steps: Option<u32>,
 }
 
 /// A probe with its runs and the sample kept (the median over runs).
@@ -84,14 +86,16 @@ pub struct MaxSeqs {
 pub struct Driver {
     client: EngineClient,
     model: String,
+    max_model_len: u32,
     seed: u64,
     counter: u64,
 }
 
 impl Driver {
-    /// A driver for `model` on `client`; `seed` makes the run's prompts new to the engine.
-    pub fn new(client: EngineClient, model: String, seed: u64) -> Self {
-        Driver { client, model, seed, counter: 0 }
+    /// A driver for `model` (whose context holds `max_model_len` tokens) on `client`;
+    /// `seed` makes the run's prompts new to the engine.
+    pub fn new(client: EngineClient, model: String, max_model_len: u32, seed: u64) -> Self {
+        Driver { client, model, max_model_len, seed, counter: 0 }
     }
 
     /// The client.
@@ -103,6 +107,11 @@ impl Driver {
     fn fresh(&mut self, n: u32) -> Vec<u32> {
         self.counter += 1;
         prompt_token_ids(mix(self.seed ^ mix(self.counter)), n)
+    }
+
+    /// Most output tokens a request with a prompt of `prompt` tokens may ask for.
+    fn max_output(&self, prompt: u32) -> u32 {
+        self.max_model_len.saturating_sub(prompt + 1).max(1)
     }
 
     fn fresh_request(&mut self, prompt: u32, max_tokens: u32) -> CompletionRequest {
@@ -195,17 +204,14 @@ impl Driver {
 
     /// Measures `max_num_seqs`: waves of long-running requests until some wait while the
     /// others run (`vllm:num_requests_running` then stops at the limit), up to `cap`
-    /// requests; then aborts them all.
+    /// requests; then aborts them all. When requests end before the engine saturates (a slow
+    /// engine), it tries again with half as many, twice as long ones.
     pub async fn measure_max_seqs(&mut self, cap: u32, max_model_len: u32, kv_tokens: u64, rough: &Rough) -> Result<MaxSeqs, RunError> {
         const PROMPT: u32 = 16;
-        // Long enough to outlast the waves; within half the KV cache and the context.
-        let output =
-            ((kv_tokens / 2 / u64::from(cap.max(1))).saturating_sub(u64::from(PROMPT)) as u32).min(max_model_len - PROMPT - 1).min(2048);
-        if output < 16 {
-            return Err(RunError::Engine(format!(
-                "the KV cache ({kv_tokens} tokens) is too small to hold {cap} concurrent requests while measuring max_num_seqs; give --max-seqs"
-            )));
-        }
+        // Outputs long enough to outlast the waves (the requests are aborted once read).
+        const MIN_OUTPUT: u32 = 64;
+        // Attempts with ever fewer, longer requests.
+        const ATTEMPTS: u32 = 3;
         let Some(_) = self.metrics().await else {
             return Ok(MaxSeqs {
                 value: crate::DEFAULT_MAX_SEQS,
@@ -213,30 +219,62 @@ impl Driver {
                 note: format!("the engine publishes no /metrics: max_num_seqs assumed to be vLLM's default {}", crate::DEFAULT_MAX_SEQS),
             });
         };
+        // All of them within half the KV cache (no preemption) and the context.
+        let mut cap = cap.min((kv_tokens / 2 / u64::from(PROMPT + MIN_OUTPUT)).min(u64::from(u32::MAX)) as u32);
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            if cap < 2 {
+                break;
+            }
+            let output =
+                ((kv_tokens / 2 / u64::from(cap)).saturating_sub(u64::from(PROMPT)) as u32).min(max_model_len - PROMPT - 1).min(2048);
+            let (result, ended_early) = self.saturate(cap, PROMPT, output, rough).await?;
+            self.drained().await?;
+            if result.source == SettingSource::Measured || !ended_early {
+                return Ok(result);
+            }
+            last = Some(result);
+            cap /= 2;
+        }
+        last.ok_or_else(|| {
+            RunError::Engine(format!(
+                "the KV cache ({kv_tokens} tokens) is too small to run concurrent requests while measuring max_num_seqs; give --max-seqs"
+            ))
+        })
+    }
+
+    /// One attempt of [`Driver::measure_max_seqs`]: the result, and whether some request
+    /// ended before it was read (too short for this engine).
+    async fn saturate(&mut self, cap: u32, prompt: u32, output: u32, rough: &Rough) -> Result<(MaxSeqs, bool), RunError> {
         let mut set = tokio::task::JoinSet::new();
-        let (mut sent, mut wave, mut seen_max) = (0u32, 8u32.min(cap), 0u32);
+        let (mut sent, mut wave, mut seen_max, mut ended) = (0u32, 8u32.min(cap), 0u32, 0u32);
         let result = loop {
             for _ in 0..wave {
                 let c = self.client.clone();
-                let r = self.fresh_request(PROMPT, output);
+                let r = self.fresh_request(prompt, output);
                 set.spawn(async move { c.complete_stream(&r).await });
             }
             sent += wave;
-            // Wait until the engine has seen them all (running + waiting), then read.
+            // Wait until the engine has seen them all (running + waiting + ended), then read.
             let deadline = Instant::now() + Duration::from_secs(30);
             let (mut running, mut waiting) = (0u32, 0u32);
             while Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                while let Some(done) = set.try_join_next() {
+                    match done {
+                        Ok(Err(e)) => {
+                            set.abort_all();
+                            return Err(RunError::Request { what: "measuring max_num_seqs".into(), error: e });
+                        }
+                        _ => ended += 1,
+                    }
+                }
                 if let Some(m) = self.metrics().await {
                     running = m.requests_running().unwrap_or(0.0) as u32;
                     waiting = m.requests_waiting().unwrap_or(0.0) as u32;
-                    if running + waiting >= sent {
+                    if running + waiting + ended >= sent {
                         break;
                     }
-                }
-                if let Some(Ok(Err(e))) = set.try_join_next() {
-                    set.abort_all();
-                    return Err(RunError::Request { what: "measuring max_num_seqs".into(), error: e });
                 }
             }
             // Requests that reach the scheduler during a step wait until it ends: read again
@@ -255,7 +293,7 @@ impl Driver {
                     note: format!("{running} requests ran while {waiting} waited ({sent} sent at once)"),
                 };
             }
-            if sent >= cap {
+            if sent >= cap || ended > 0 {
                 break MaxSeqs {
                     value: seen_max.max(1),
                     source: SettingSource::Assumed,
@@ -268,13 +306,18 @@ impl Driver {
         };
         set.abort_all();
         while set.join_next().await.is_some() {}
-        // The engine aborts requests whose client went away; wait until it has.
+        Ok((result, ended > 0))
+    }
+
+    /// Waits until the engine has let go of the aborted requests (it aborts those whose
+    /// client went away).
+    async fn drained(&self) -> Result<(), RunError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(m) = self.metrics().await
                 && m.requests_running().unwrap_or(0.0) + m.requests_waiting().unwrap_or(0.0) == 0.0
             {
-                return Ok(result);
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -289,13 +332,13 @@ impl Driver {
                 let r = self.fresh_request(prompt, 1);
                 let t = self.send_all(vec![(Duration::ZERO, r)], &what).await?;
                 let sample = ProfileSample::new(p.class, SampleMetric::Ttft, prompt, 0, 0, 0, t[0].ttft_s);
-                Ok(ProbeRun { requests: t, sample: Some(sample) })
+                Ok(ProbeRun { requests: t, sample: Some(sample), long_steps: None })
             }
             ProbeKind::Decode { streams, context, output } => {
                 let reqs = (0..streams).map(|_| (Duration::ZERO, self.fresh_request(context, output))).collect();
                 let t = self.send_all(reqs, &what).await?;
                 let sample = decode_window(&t).map(|(s, ctx)| ProfileSample::new(p.class, SampleMetric::Step, 0, 0, streams, ctx, s));
-                Ok(ProbeRun { requests: t, sample })
+                Ok(ProbeRun { requests: t, sample, long_steps: None })
             }
             ProbeKind::Mixed { streams, context, output, prompt } => {
                 // Sent once every stream should be decoding, a few steps in.
@@ -304,7 +347,19 @@ impl Driver {
                 reqs.push((Duration::from_secs_f64(delay), self.fresh_request(prompt, 1)));
                 let t = self.send_all(reqs, &what).await?;
                 let sample = mixed_step(&t).map(|(s, ctx)| ProfileSample::new(p.class, SampleMetric::Step, prompt, 0, streams, ctx, s));
-                Ok(ProbeRun { requests: t, sample })
+                Ok(ProbeRun { requests: t, sample, long_steps: None })
+            }
+            ProbeKind::Chunks { streams, context, prompt } => {
+                let delay = rough.prefill_s(u64::from(streams) * u64::from(context)) * 1.5 + 4.0 * rough.step_s(streams);
+                // The streams decode one token a step: enough for the steps before the prompt
+                // arrives, every chunk of it (at most one per candidate-budget's worth), and some.
+                let output = ((delay / rough.step_s(streams)) as u32 + prompt.div_ceil(crate::plan::MIN_BUDGET_CANDIDATE / 2) + 32)
+                    .min(self.max_output(context));
+                let mut reqs: Vec<_> = (0..streams).map(|_| (Duration::ZERO, self.fresh_request(context, output))).collect();
+                reqs.push((Duration::from_secs_f64(delay), self.fresh_request(prompt, 1)));
+                let t = self.send_all(reqs, &what).await?;
+                let long_steps = long_steps(&t);
+                Ok(ProbeRun { requests: t, sample: None, long_steps })
             }
             ProbeKind::Prefix { prefix, suffix } => {
                 let shared = self.fresh(prefix);
@@ -330,7 +385,7 @@ impl Driver {
                 t2[0].shared_prefix = prefix;
                 let sample = ProfileSample::new(p.class, SampleMetric::Ttft, prefix + suffix, cached, 0, 0, t2[0].ttft_s);
                 t.append(&mut t2);
-                Ok(ProbeRun { requests: t, sample: Some(sample) })
+                Ok(ProbeRun { requests: t, sample: Some(sample), long_steps: None })
             }
         }
     }
@@ -443,6 +498,33 @@ pub fn mixed_step(reqs: &[RequestTiming]) -> Option<(f64, u64)> {
     Some((crate::median(&mut gaps)?, ctx))
 }
 
+/// A gap this many times a stream's typical one is a step that carried prefill tokens.
+const LONG_STEP: f64 = 2.0;
+
+/// The long steps a chunking probe's prompt took: for each stream, the gaps longer than
+/// [`LONG_STEP`] typical ones that end after the prompt was sent and by its first token;
+/// the median over the streams.
+pub fn long_steps(reqs: &[RequestTiming]) -> Option<u32> {
+    let (prefill, streams) = reqs.split_last()?;
+    let first = prefill.chunks.first()?.0;
+    let mut counts: Vec<f64> = Vec::new();
+    for s in streams {
+        let mut all: Vec<f64> = s.chunks.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let typical = crate::median(&mut all)?;
+        // The streams must go on decoding past the prompt's first token.
+        if s.chunks.last()?.0 <= first {
+            return None;
+        }
+        let n = s
+            .chunks
+            .windows(2)
+            .filter(|w| w[1].0 > prefill.sent_s && w[1].0 <= first + SAME_STEP * typical && w[1].0 - w[0].0 > LONG_STEP * typical)
+            .count();
+        counts.push(n as f64);
+    }
+    crate::median(&mut counts).map(|m| m.round() as u32)
+}
+
 /// The median sample of a probe's runs (contexts from the run closest to the median).
 pub fn median_sample(runs: &[ProbeRun], held_out: bool) -> Option<ProfileSample> {
     let mut ok: Vec<ProfileSample> = runs.iter().filter_map(|r| r.sample).collect();
@@ -485,6 +567,16 @@ mod tests {
         // and 8/9 of b.
         assert!((100 + 9 + 50 + 7..=100 + 11 + 50 + 9).contains(&ctx), "{ctx}");
         assert_eq!(decode_window(&[stream(1, 0.0, &a[..3]), stream(1, 0.0, &b[..3])]), None, "too short a window");
+    }
+
+    #[test]
+    fn a_chunked_prompt_shows_as_long_steps_in_the_streams() {
+        // 10 ms decode steps; a prompt sent at 0.105 is chunked into three 50 ms steps.
+        let mut t: Vec<f64> = (0..11).map(|k| 0.01 * f64::from(k)).collect();
+        t.extend([0.15, 0.20, 0.25, 0.26, 0.27, 0.28]);
+        let s = stream(32, 0.0, &t[1..]);
+        assert_eq!(long_steps(&[s.clone(), s.clone(), stream(4095, 0.105, &[0.2502])]), Some(3));
+        assert_eq!(long_steps(&[s.clone(), stream(4095, 0.105, &[0.30])]), None, "the stream ended first");
     }
 
     #[test]
