@@ -14,6 +14,7 @@ mod routing;
 mod scenarios;
 mod scorecard;
 mod sweep;
+mod validate;
 mod workloads;
 
 #[path = "support.rs"]

@@ -281,7 +281,8 @@ fn render(load: &LoadRecord, rows: &[ErrorRow]) -> String {
     };
     for (m, name) in METRICS {
         let get = |stat: &str| rows.iter().find(|r| r.load == load.label && r.metric == m && r.stat == stat);
-        s += &format!("  {:<6} {:>22} {:>22} {:>22} {:>22}\n", name, cell(get("p50")), cell(get("p90")), cell(get("p95")), cell(get("p99")));
+        s +=
+            &format!("  {:<6} {:>22} {:>22} {:>22} {:>22}\n", name, cell(get("p50")), cell(get("p90")), cell(get("p95")), cell(get("p99")));
     }
     for (m, name) in [("throughput_rps", "throughput (req/s)"), ("output_tok_s", "output (tok/s)")] {
         let r = rows.iter().find(|r| r.load == load.label && r.metric == m);
@@ -291,7 +292,13 @@ fn render(load: &LoadRecord, rows: &[ErrorRow]) -> String {
 }
 
 fn num(x: f64) -> String {
-    if x.abs() >= 100.0 { format!("{x:.0}") } else if x.abs() >= 10.0 { format!("{x:.1}") } else { format!("{x:.2}") }
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 pub fn run(a: ValidateArgs) -> Result<ExitCode> {
@@ -371,7 +378,8 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         }
         let rate = capacity * f;
         let d = label_dir(label);
-        let rec = LoadRecord { label: label.trim().into(), fraction: *f, rate_rps: rate, live: format!("{d}/live"), sim: format!("{d}/sim") };
+        let rec =
+            LoadRecord { label: label.trim().into(), fraction: *f, rate_rps: rate, live: format!("{d}/live"), sim: format!("{d}/sim") };
         let set = format!("{}={rate}/s", a.rate_param);
         say(format!("load {}: {rate:.2} req/s, live ...", rec.label));
         run_live(&a, &scenario_file, &sets, &set, &out.join(&rec.live))?;
