@@ -211,10 +211,10 @@ fn errors(load: &str, sim: &Summary, live: &Summary, t: &Targets) -> Vec<ErrorRo
     let mut rows = Vec::new();
     let dist = |s: &Summary, m: &str| -> Distribution {
         match m {
-            "ttft_ms" => s.ttft_ms.clone(),
-            "tpot_ms" => s.tpot_ms.clone(),
-            "itl_ms" => s.itl_ms.clone(),
-            _ => s.e2e_ms.clone(),
+            "ttft_ms" => s.ttft_ms,
+            "tpot_ms" => s.tpot_ms,
+            "itl_ms" => s.itl_ms,
+            _ => s.e2e_ms,
         }
     };
     let mut push = |metric: &str, stat: &str, a: Option<f64>, b: Option<f64>, target: Option<f64>| {
