@@ -15,6 +15,7 @@ mod scenarios;
 mod scorecard;
 mod sweep;
 mod validate;
+mod validation;
 mod workloads;
 
 #[path = "support.rs"]

@@ -52,6 +52,10 @@ pub struct ValidateArgs {
     /// The scenario's parameter that sets the arrival rate.
     #[arg(long, value_name = "PARAM", default_value = "arrival_rate")]
     rate_param: String,
+    /// The rate parameter is a trace replay's `speedup` (a multiplier), not a rate: loads
+    /// are set through it from the trace's own arrival rate at speedup 1.
+    #[arg(long)]
+    speedup: bool,
     /// The engines' capacity in requests per second (`20/s`), instead of measuring it.
     #[arg(long, value_name = "RATE")]
     capacity: Option<String>,
@@ -141,6 +145,10 @@ pub struct Manifest {
     pub sets: Vec<String>,
     pub seed: Option<u64>,
     pub rate_param: String,
+    /// With `--speedup`: the trace's arrival rate at speedup 1 (the rate parameter is then
+    /// the load's rate over this).
+    #[serde(default)]
+    pub base_rate_rps: Option<f64>,
     pub capacity_rps: f64,
     /// Measured (a burst) or given.
     pub capacity_source: String,
@@ -347,12 +355,23 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         }
     };
 
+    // A trace's own rate, to turn loads into speedups.
+    let base_rate = if a.speedup {
+        let dir = out.join("base-rate");
+        run_sim(a.seed, &scenario_file, &sets, &format!("{}=1", a.rate_param), &dir)?;
+        let r = arrival_rate(&dir.join("requests.csv"))?;
+        say(format!("the trace arrives at {r:.3} req/s at {} = 1", a.rate_param));
+        Some(r)
+    } else {
+        None
+    };
+
     // Capacity: a burst of the scenario's requests.
     let (capacity, capacity_source, sim_capacity) = match given_capacity {
         Some(c) => (c, "given (--capacity)".to_string(), None),
         None => {
             say("capacity: the scenario's requests sent at once to the engines ...".into());
-            let burst = format!("{}={RATE_BURST}/s", a.rate_param);
+            let burst = rate_set(&a.rate_param, RATE_BURST, base_rate);
             let live = out.join("capacity/live");
             run_live(&a, &scenario_file, &sets, &burst, &live)?;
             let s = read_summary(&live)?;
@@ -380,7 +399,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         let d = label_dir(label);
         let rec =
             LoadRecord { label: label.trim().into(), fraction: *f, rate_rps: rate, live: format!("{d}/live"), sim: format!("{d}/sim") };
-        let set = format!("{}={rate}/s", a.rate_param);
+        let set = rate_set(&a.rate_param, rate, base_rate);
         say(format!("load {}: {rate:.2} req/s, live ...", rec.label));
         run_live(&a, &scenario_file, &sets, &set, &out.join(&rec.live))?;
         run_sim(a.seed, &scenario_file, &sets, &set, &out.join(&rec.sim))?;
@@ -404,6 +423,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         sets: a.set.clone(),
         seed: a.seed,
         rate_param: a.rate_param.clone(),
+        base_rate_rps: base_rate,
         capacity_rps: capacity,
         capacity_source,
         sim_capacity_rps: sim_capacity,
@@ -458,6 +478,29 @@ fn profile_sets(scenario: &Path, user: &[String], profile: Option<&Path>) -> Res
         }
     }
     Ok(Some(sets))
+}
+
+/// The override that sets the arrival rate to `rate` req/s: the rate itself, or with a
+/// trace's `base` rate the speedup that gives it.
+fn rate_set(param: &str, rate: f64, base: Option<f64>) -> String {
+    match base {
+        Some(b) => format!("{param}={}", rate / b),
+        None => format!("{param}={rate}/s"),
+    }
+}
+
+/// Requests per second between the first and the last arrival of a requests.csv.
+fn arrival_rate(path: &Path) -> Result<f64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = header.iter().position(|h| *h == "arrival_s").context("requests.csv has no arrival_s column")?;
+    let xs: Vec<f64> = lines.filter_map(|l| l.split(',').nth(col)?.parse().ok()).collect();
+    let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    if xs.len() < 2 || hi <= lo {
+        bad!("the trace has fewer than two distinct arrival times: no rate to scale");
+    }
+    Ok((xs.len() - 1) as f64 / (hi - lo))
 }
 
 fn common(scenario: &Path, sets: &[String], rate: &str, seed: Option<u64>, out: &Path) -> Vec<String> {
@@ -527,7 +570,7 @@ fn replay(dir: &Path, a: &ValidateArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for l in &m.loads {
         let sim_dir = work.join(&l.sim);
-        let set = format!("{}={}/s", m.rate_param, l.rate_rps);
+        let set = rate_set(&m.rate_param, l.rate_rps, m.base_rate_rps);
         run_sim(m.seed, &scenario_file, &sets, &set, &sim_dir)?;
         let (sim, live) = (read_summary(&sim_dir)?, read_summary(&dir.join(&l.live))?);
         let r = errors(&l.label, &sim, &live, &m.targets);
