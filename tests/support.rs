@@ -68,11 +68,13 @@ pub fn stderr(o: &Output) -> String {
 /// two steps, so context attention shows without prefix probes too).
 pub const TRUTH: [f64; 6] = [5e-3, 50e-6, 40e-9, 80e-9, 0.5e-3, 1e-6];
 pub const FRONTEND_MS: u64 = 80;
+/// Seconds per decode context token in prefix-cached blocks (a fifth of c5).
+pub const CACHED_TRUTH: f64 = 0.2e-6;
 pub const BUDGET: u32 = 2048;
 pub const MAX_SEQS: u32 = 16;
 
 pub fn batched(max_seqs: u32, max_batch_tokens: u32, max_model_len: u32) -> FakeSpec {
-    let cost = FittedCost { c: TRUTH, frontend: SimDuration::from_millis(FRONTEND_MS) };
+    let cost = FittedCost { c: TRUTH, frontend: SimDuration::from_millis(FRONTEND_MS), cached_context: Some(CACHED_TRUTH) };
     FakeSpec {
         model: "fake-model".into(),
         max_model_len,

@@ -74,6 +74,7 @@ pub fn sample_steps(s: &ProfileSample, max_batch_tokens: u32, chunked: bool) -> 
     let decodes = |b: &mut BatchShape| {
         b.decode_seqs = s.decode_seqs;
         b.decode_context_tokens = s.decode_context_tokens;
+        b.decode_cached_tokens = s.decode_cached_tokens;
     };
     if s.prompt_tokens == 0 {
         let mut b = BatchShape::default();
@@ -125,7 +126,12 @@ pub fn predict(cost: &FittedCost, s: &ProfileSample, max_batch_tokens: u32, chun
     let mut c = [0.0; TERMS];
     c[0] = cost.frontend.as_secs_f64();
     c[1..].copy_from_slice(&cost.c);
-    x.iter().zip(c).map(|(x, c)| x * c).sum()
+    let t: f64 = x.iter().zip(c).map(|(x, c)| x * c).sum();
+    // The shared-prefix term, as FittedCost::step_secs prices it (on the measured step).
+    match cost.cached_context {
+        Some(c6) if s.decode_cached_tokens > 0 => t + (c6 - cost.c[5]) * s.decode_cached_tokens as f64,
+        _ => t,
+    }
 }
 
 /// One sample against the fit.
@@ -169,7 +175,8 @@ pub fn fit(samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> R
             return Err(FitError::BadSample { index, class: s.class.as_str(), seconds: s.seconds });
         }
     }
-    let used: Vec<&ProfileSample> = samples.iter().filter(|s| !s.held_out).collect();
+    // Shared-prefix decode samples price one more term, from the rest of the fit (below).
+    let used: Vec<&ProfileSample> = samples.iter().filter(|s| !s.held_out && s.decode_cached_tokens == 0).collect();
     if used.len() < TERMS {
         return Err(FitError::TooFewSamples(used.len()));
     }
@@ -206,8 +213,25 @@ pub fn fit(samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> R
     for k in 0..TERMS {
         c[k] = if scale[k] > 0.0 { beta[k] / scale[k] } else { 0.0 };
     }
-    let cost = FittedCost { c: std::array::from_fn(|k| c[k + 1]), frontend: SimDuration::from_secs_f64(c[0]) };
+    let mut cost = FittedCost { c: std::array::from_fn(|k| c[k + 1]), frontend: SimDuration::from_secs_f64(c[0]), cached_context: None };
+    cost.cached_context = cached_context(&cost, samples, max_batch_tokens, chunked);
     Ok(quality(cost, samples, max_batch_tokens, chunked))
+}
+
+/// Seconds per decode context token in prefix-cached blocks, from the shared-prefix decode
+/// samples: what each step took beyond what the rest of the model prices (its uncached
+/// context at c5), per cached token; the median over the samples, at least zero. `None`
+/// without such samples.
+pub fn cached_context(cost: &FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Option<f64> {
+    let mut per_token: Vec<f64> = samples
+        .iter()
+        .filter(|s| !s.held_out && s.decode_cached_tokens > 0)
+        .map(|s| {
+            let without = predict(cost, s, max_batch_tokens, chunked) - cost.c[5] * s.decode_cached_tokens as f64;
+            ((s.seconds - without) / s.decode_cached_tokens as f64).max(0.0)
+        })
+        .collect();
+    crate::median(&mut per_token)
 }
 
 /// Share of a one-sequence decode step that one more step must add to a TTFT: a step
@@ -443,7 +467,7 @@ mod tests {
 
     #[test]
     fn recovers_known_coefficients_and_the_budget() {
-        let truth = FittedCost { c: TRUTH, frontend: SimDuration::from_micros(7500) };
+        let truth = FittedCost { c: TRUTH, frontend: SimDuration::from_micros(7500), cached_context: None };
         let samples = measured(&truth, 2048);
         let fit = fit_best_budget(&samples, &[512, 1024, 2048, 4096], true).unwrap();
         assert_eq!(fit.max_batch_tokens, 2048);
@@ -487,7 +511,7 @@ mod tests {
 
     #[test]
     fn negative_coefficients_are_not_fitted() {
-        let truth = FittedCost { c: [2e-3, 5e-5, 0.0, 2e-9, 3e-4, 4e-8], frontend: SimDuration::from_millis(3) };
+        let truth = FittedCost { c: [2e-3, 5e-5, 0.0, 2e-9, 3e-4, 4e-8], frontend: SimDuration::from_millis(3), cached_context: None };
         let mut samples = measured(&truth, 2048);
         // Noise that pulls the quadratic term below zero in plain least squares.
         for (i, s) in samples.iter_mut().enumerate() {

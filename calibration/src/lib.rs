@@ -20,10 +20,7 @@
 //! use simctl_engine::profile::{ProbeClass, ProfileSample, SampleMetric};
 //!
 //! // A prompt of 5000 tokens on an engine with a 2048-token step budget: three steps.
-//! let s = ProfileSample {
-//!     class: ProbeClass::Prefill, metric: SampleMetric::Ttft, prompt_tokens: 5000, cached_tokens: 0,
-//!     decode_seqs: 0, decode_context_tokens: 0, seconds: 0.1, held_out: false,
-//! };
+//! let s = ProfileSample::new(ProbeClass::Prefill, SampleMetric::Ttft, 5000, 0, 0, 0, 0.1);
 //! let steps = sample_steps(&s, 2048, true);
 //! assert_eq!(steps.iter().map(|b| b.prefill_tokens).collect::<Vec<_>>(), [2048, 2048, 904]);
 //! assert_eq!(steps[2].prefill_context_pairs, 904 * 4096);

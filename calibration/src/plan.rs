@@ -13,6 +13,11 @@ use simctl_engine::profile::ProbeClass;
 
 /// Shortest prompt of the prefill probes, in tokens.
 pub const MIN_PROMPT: u32 = 16;
+/// Shared prefix of the shared-prefix decode probes, in tokens (rounded down to whole
+/// blocks, at most a quarter of the context).
+pub const SHARED_PREFIX: u32 = 1024;
+/// Tokens of each stream's own after the shared prefix.
+pub const SHARED_SUFFIX: u32 = 16;
 /// Context of the short-context decode probes, in tokens.
 pub const SHORT_CONTEXT: u32 = 32;
 /// Longest context of the long-context decode probes: long enough that attention over the
@@ -95,6 +100,19 @@ pub enum ProbeKind {
         /// Prompt tokens of the request that arrives.
         prompt: u32,
     },
+    /// A request of `prefix` tokens (left in the prefix cache), then `streams` requests at
+    /// once of that prefix plus `suffix` tokens of their own, `output` tokens each: the price
+    /// of decode context that many sequences read from the same blocks.
+    SharedDecode {
+        /// Concurrent streams.
+        streams: u32,
+        /// Shared tokens (whole KV blocks).
+        prefix: u32,
+        /// Tokens of each stream's own.
+        suffix: u32,
+        /// Output tokens of each.
+        output: u32,
+    },
     /// A request of `prefix` tokens, then one of the same `prefix` plus `suffix` new tokens.
     Prefix {
         /// Shared tokens (whole KV blocks).
@@ -126,6 +144,9 @@ impl Probe {
             ProbeKind::Mixed { streams, context, prompt, .. } => format!("mixed n={streams} ctx={context} p={prompt}"),
             ProbeKind::Chunks { streams, prompt, .. } => format!("chunks n={streams} p={prompt}"),
             ProbeKind::Prefix { prefix, suffix } => format!("prefix cached={prefix} new={suffix}"),
+            ProbeKind::SharedDecode { streams, prefix, suffix, output } => {
+                format!("shared-decode n={streams} prefix={prefix} new={suffix} out={output}")
+            }
         }
     }
 
@@ -136,6 +157,7 @@ impl Probe {
             ProbeKind::Decode { streams, .. } => streams,
             ProbeKind::Mixed { streams, .. } | ProbeKind::Chunks { streams, .. } => streams + 1,
             ProbeKind::Prefix { .. } => 2,
+            ProbeKind::SharedDecode { streams, .. } => streams + 1,
         }
     }
 }
@@ -270,6 +292,18 @@ impl Plan {
                 n_decode >= 4 && matches!(kind, ProbeKind::Decode { streams, context, .. } if streams == mid && context <= SHORT_CONTEXT);
             probes.push(Probe { class: ProbeClass::Decode, kind, repeats: if opt.quick { 1 } else { 2 }, held_out });
         }
+        // Shared-prefix decode: streams whose context is mostly one cached prefix (whole
+        // blocks), at a few batch sizes: what reading shared blocks costs.
+        let prefix = (SHARED_PREFIX.min(f.max_model_len / 4) / f.block_size.max(1)) * f.block_size.max(1);
+        if prefix > 0 {
+            let mut ns: Vec<u32> = if opt.quick { vec![32] } else { vec![8, 32, 128] };
+            ns.iter_mut().for_each(|n| *n = (*n).min(f.max_seqs.max(1)));
+            ns.dedup();
+            for n in ns {
+                let kind = ProbeKind::SharedDecode { streams: n, prefix, suffix: SHARED_SUFFIX, output: 0 };
+                probes.push(Probe { class: ProbeClass::Decode, kind, repeats: if opt.quick { 1 } else { 2 }, held_out: false });
+            }
+        }
 
         // Mixed: a prefill arriving while streams decode, when the engine batches at all.
         if f.max_seqs >= 2 {
@@ -329,6 +363,9 @@ impl Plan {
         for p in &mut self.probes {
             match &mut p.kind {
                 ProbeKind::Decode { streams, context, output: o } => *o = output(*streams, *context, 0),
+                ProbeKind::SharedDecode { streams, prefix, suffix, output: o } => {
+                    *o = output(*streams, *suffix, 0).min(len.saturating_sub(*prefix + *suffix + 1)).max(2)
+                }
                 // The arriving prefill fits one step with the decodes, so that the step read
                 // from the streams' gaps is the whole of it; it waits a few steps first.
                 ProbeKind::Mixed { streams, context, output: o, prompt } => {
@@ -351,6 +388,11 @@ impl Plan {
                 }
                 ProbeKind::Prefix { prefix, suffix } => r.prefill_s(u64::from(prefix)) + r.prefill_s(u64::from(suffix)),
                 ProbeKind::Chunks { prompt, .. } => 2.0 * r.prefill_s(u64::from(prompt)),
+                ProbeKind::SharedDecode { streams, prefix, suffix, output } => {
+                    r.prefill_s(u64::from(prefix))
+                        + r.prefill_s(u64::from(streams) * u64::from(suffix))
+                        + f64::from(output) * r.step_s(streams)
+                }
             };
             s += once * f64::from(p.repeats);
         }
@@ -389,6 +431,9 @@ mod tests {
                         (u64::from(streams) * u64::from(context + output) + u64::from(prompt) + 1, (context + output).max(prompt + 1))
                     }
                     ProbeKind::Prefix { prefix, suffix } => (u64::from(prefix + suffix) + 1, prefix + suffix + 1),
+                    ProbeKind::SharedDecode { streams, prefix, suffix, output } => {
+                        (u64::from(prefix) + u64::from(streams) * u64::from(suffix + output), prefix + suffix + output)
+                    }
                     // Its streams' outputs are set when it runs, within the context.
                     ProbeKind::Chunks { streams, prompt, .. } => {
                         (u64::from(streams) * u64::from(f.max_model_len) + u64::from(prompt) + 1, prompt + 1)

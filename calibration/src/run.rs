@@ -361,6 +361,40 @@ impl Driver {
                 let long_steps = long_steps(&t);
                 Ok(ProbeRun { requests: t, sample: None, long_steps })
             }
+            ProbeKind::SharedDecode { streams, prefix, suffix, output } => {
+                // The prefix first, alone, so every stream finds it in the cache.
+                let shared = self.fresh(prefix);
+                let first = self.request(shared.clone(), 1);
+                let start = Instant::now();
+                let mut t = self.send_all(vec![(Duration::ZERO, first)], &what).await?;
+                let before = self.metrics().await;
+                let reqs = (0..streams)
+                    .map(|_| {
+                        let tail = self.fresh(suffix);
+                        (Duration::ZERO, self.request([shared.clone(), tail].concat(), output))
+                    })
+                    .collect();
+                let offset = start.elapsed().as_secs_f64();
+                let mut t2 = self.send_all(reqs, &what).await?;
+                let after = self.metrics().await;
+                for r in &mut t2 {
+                    r.sent_s += offset;
+                    r.chunks.iter_mut().for_each(|c| c.0 += offset);
+                    r.shared_prefix = prefix;
+                }
+                // The hit, as the engine counted it; the whole prefix for every stream otherwise.
+                let cached = match (before.and_then(|m| m.prefix_cache_hits()), after.and_then(|m| m.prefix_cache_hits())) {
+                    (Some(b), Some(a)) if a >= b => (a - b) as u64,
+                    _ => u64::from(streams) * u64::from(prefix),
+                };
+                let sample = decode_window(&t2).map(|(s, ctx)| {
+                    let mut x = ProfileSample::new(p.class, SampleMetric::Step, 0, 0, streams, ctx, s);
+                    x.decode_cached_tokens = cached.min(ctx);
+                    x
+                });
+                t.append(&mut t2);
+                Ok(ProbeRun { requests: t, sample, long_steps: None })
+            }
             ProbeKind::Prefix { prefix, suffix } => {
                 let shared = self.fresh(prefix);
                 let first = self.request(shared.clone(), 1);

@@ -115,6 +115,9 @@ pub fn print(spec: &ScenarioSpec) -> String {
                 if cost.frontend > SimDuration::ZERO {
                     let _ = writeln!(o, "  frontend = {}", ns(cost.frontend));
                 }
+                if let Some(c6) = cost.cached_context {
+                    let _ = writeln!(o, "  cached_context = {c6}");
+                }
                 if let Some(tp) = tp {
                     let _ = writeln!(o, "  calibrated_tp = {tp}");
                 }

@@ -25,6 +25,9 @@ pub struct BatchShape {
     pub decode_seqs: u32,
     /// Σ context length (tokens in KV) over decoding sequences.
     pub decode_context_tokens: u64,
+    /// Of `decode_context_tokens`, those in blocks the sequences found in the prefix cache
+    /// (blocks another request computed, which several sequences read).
+    pub decode_cached_tokens: u64,
 }
 
 impl BatchShape {
@@ -48,6 +51,13 @@ impl BatchShape {
     pub fn add_decode(&mut self, context: u32) {
         self.decode_seqs += 1;
         self.decode_context_tokens += u64::from(context);
+    }
+
+    /// Adds a decoding sequence with `context` tokens in KV, `cached` of them found in the
+    /// prefix cache.
+    pub fn add_decode_cached(&mut self, context: u32, cached: u32) {
+        self.add_decode(context);
+        self.decode_cached_tokens += u64::from(cached.min(context));
     }
 }
 
@@ -189,12 +199,17 @@ pub struct FittedCost {
     pub c: [f64; FITTED_TERMS],
     /// Per-request latency outside the steps, paid once on the first token.
     pub frontend: SimDuration,
+    /// Seconds per decode context token in prefix-cached blocks
+    /// ([`BatchShape::decode_cached_tokens`]), in place of `c[5]`: blocks that several
+    /// running sequences share are read from the CPU's caches or the GPU's L2 rather than
+    /// from memory. `None`: priced as any context token.
+    pub cached_context: Option<f64>,
 }
 
 impl FittedCost {
     /// A model with these step coefficients and no frontend latency.
     pub fn new(c: [f64; FITTED_TERMS]) -> Self {
-        FittedCost { c, frontend: SimDuration::ZERO }
+        FittedCost { c, frontend: SimDuration::ZERO, cached_context: None }
     }
 
     /// The features of a step, in coefficient order.
@@ -211,7 +226,11 @@ impl FittedCost {
 
     /// The step time in seconds, before clamping at zero.
     pub fn step_secs(&self, b: &BatchShape) -> f64 {
-        Self::features(b).iter().zip(self.c).map(|(x, c)| x * c).sum()
+        let t: f64 = Self::features(b).iter().zip(self.c).map(|(x, c)| x * c).sum();
+        match self.cached_context {
+            Some(c6) if b.decode_cached_tokens > 0 => t + (c6 - self.c[5]) * b.decode_cached_tokens as f64,
+            _ => t,
+        }
     }
 }
 
@@ -251,11 +270,27 @@ mod tests {
         b.add_decode(10);
         assert_eq!(FittedCost::features(&b), [1.0, 10.0, 49.0 + 9.0, 700.0, 2.0, 60.0]);
         assert_eq!(b.prefill_attention_pairs, 7 * (100 + 4) + 3 * 2);
-        let m = FittedCost { c: [1e-3, 1e-5, 1e-8, 1e-9, 1e-4, 1e-7], frontend: SimDuration::from_millis(3) };
+        let m = FittedCost { c: [1e-3, 1e-5, 1e-8, 1e-9, 1e-4, 1e-7], frontend: SimDuration::from_millis(3), cached_context: None };
         let want = 1e-3 + 10.0 * 1e-5 + 58.0 * 1e-8 + 700.0 * 1e-9 + 2.0 * 1e-4 + 60.0 * 1e-7;
         assert_eq!(m.step_time(&b), SimDuration::from_secs_f64(want));
         assert_eq!(m.request_latency(), SimDuration::from_millis(3));
         assert_eq!(FittedCost::new([-1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).step_time(&b), SimDuration::ZERO, "never negative");
+    }
+
+    #[test]
+    fn cached_decode_context_is_priced_at_its_own_rate() {
+        let mut b = BatchShape::default();
+        b.add_decode_cached(1100, 1024);
+        b.add_decode_cached(1100, 2000);
+        b.add_decode(500);
+        assert_eq!((b.decode_context_tokens, b.decode_cached_tokens), (2700, 2124));
+        let c = [1e-3, 0.0, 0.0, 0.0, 1e-4, 5e-7];
+        let plain = FittedCost::new(c);
+        let shared = FittedCost { cached_context: Some(1e-7), ..plain };
+        // Without the term, cached context costs as any: the old model, to the bit.
+        assert_eq!(plain.step_secs(&b), 1e-3 + 3.0 * 1e-4 + 2700.0 * 5e-7);
+        let want = 1e-3 + 3.0 * 1e-4 + (2700.0 - 2124.0) * 5e-7 + 2124.0 * 1e-7;
+        assert!((shared.step_secs(&b) - want).abs() < 1e-15, "{}", shared.step_secs(&b));
     }
 
     #[test]

@@ -218,7 +218,7 @@ impl Instance {
     fn add_to_batch(&mut self, seqs: &SeqSlab, sid: SeqId, chunk: u32, shape: &mut BatchShape) {
         let s = &seqs[sid];
         if s.is_decoding() {
-            shape.add_decode(s.computed);
+            shape.add_decode_cached(s.computed, s.cached_tokens);
         } else {
             shape.add_prefill_chunk(chunk, s.computed);
         }

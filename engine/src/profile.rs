@@ -238,6 +238,10 @@ pub struct ProfileCoefficients {
     /// Seconds a request pays once, on its first token, outside the steps.
     #[serde(default)]
     pub frontend_s: f64,
+    /// Seconds per decode context token found in the prefix cache, in place of
+    /// `c5_decode_context_s` (measured by the shared-prefix decode probes; absent: as c5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c6_decode_cached_context_s: Option<f64>,
 }
 
 impl ProfileCoefficients {
@@ -255,7 +259,11 @@ impl ProfileCoefficients {
 
     /// The cost model.
     pub fn cost(&self) -> FittedCost {
-        FittedCost { c: self.as_array(), frontend: SimDuration::from_secs_f64(self.frontend_s.max(0.0)) }
+        FittedCost {
+            c: self.as_array(),
+            frontend: SimDuration::from_secs_f64(self.frontend_s.max(0.0)),
+            cached_context: self.c6_decode_cached_context_s.map(|c| c.max(0.0)),
+        }
     }
 
     /// From a cost model.
@@ -269,6 +277,7 @@ impl ProfileCoefficients {
             c4_decode_seq_s: c[4],
             c5_decode_context_s: c[5],
             frontend_s: cost.frontend.as_secs_f64(),
+            c6_decode_cached_context_s: cost.cached_context,
         }
     }
 }
@@ -350,6 +359,10 @@ pub struct ProfileSample {
     pub decode_seqs: u32,
     /// Σ context of the decoding sequences.
     pub decode_context_tokens: u64,
+    /// Of which in blocks the sequences found in the prefix cache (shared-prefix decode
+    /// probes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub decode_cached_tokens: u64,
     /// Measured seconds (the median of the probe's repeats).
     pub seconds: f64,
     /// Held out of the fit for the self-check.
@@ -368,7 +381,17 @@ impl ProfileSample {
         decode_context_tokens: u64,
         seconds: f64,
     ) -> Self {
-        ProfileSample { class, metric, prompt_tokens, cached_tokens, decode_seqs, decode_context_tokens, seconds, held_out: false }
+        ProfileSample {
+            class,
+            metric,
+            prompt_tokens,
+            cached_tokens,
+            decode_seqs,
+            decode_context_tokens,
+            decode_cached_tokens: 0,
+            seconds,
+            held_out: false,
+        }
     }
 }
 
@@ -407,9 +430,14 @@ mod tests {
 
     #[test]
     fn coefficients_round_trip_through_the_cost_model() {
-        let cost = FittedCost { c: [1e-3, 2e-5, 3e-9, 4e-10, 5e-5, 6e-8], frontend: SimDuration::from_micros(4500) };
+        let cost =
+            FittedCost { c: [1e-3, 2e-5, 3e-9, 4e-10, 5e-5, 6e-8], frontend: SimDuration::from_micros(4500), cached_context: Some(1e-8) };
         let p = ProfileCoefficients::of(&cost);
         assert_eq!(p.cost(), cost);
         assert_eq!(p.frontend_s, 0.0045);
     }
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }

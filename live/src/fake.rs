@@ -805,7 +805,11 @@ mod tests {
     }
 
     fn batched(max_batch_tokens: u32, c: [f64; 6], frontend_ms: u64) -> FakeSpec {
-        let cost = simctl_engine::cost::FittedCost { c, frontend: simctl_engine::time::SimDuration::from_millis(frontend_ms) };
+        let cost = simctl_engine::cost::FittedCost {
+            c,
+            frontend: simctl_engine::time::SimDuration::from_millis(frontend_ms),
+            cached_context: None,
+        };
         FakeSpec { batching: Some(Batching { cost: Arc::new(cost), max_batch_tokens, max_seqs: 8 }), ..FakeSpec::default() }
     }
 

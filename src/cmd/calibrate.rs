@@ -339,6 +339,10 @@ fn print_report(cal: &Calibration, out: &Path, plot: &Path, total: Duration, tar
     println!("  c3 per prefill token × ctx  {:>10.3} ns", c.c3_prefill_context_s * 1e9);
     println!("  c4 per decode sequence      {:>10.3} us", c.c4_decode_seq_s * 1e6);
     println!("  c5 per decode context token {:>10.3} ns", c.c5_decode_context_s * 1e9);
+    match c.c6_decode_cached_context_s {
+        Some(c6) => println!("  c6 per cached context token {:>10.3} ns (decode context in prefix-cached blocks)", c6 * 1e9),
+        None => println!("  c6 per cached context token          - (no shared-prefix decode samples: priced as c5)"),
+    }
     println!("\nfit quality per probe class (samples fitted):");
     println!("  {:<8} {:>7} {:>8} {:>8}", "class", "samples", "R²", "MAPE");
     for k in &p.fit.classes {

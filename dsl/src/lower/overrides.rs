@@ -64,7 +64,7 @@ pub(super) fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val, top: bool)
 
 /// Settings of a hardware block that choose its performance model.
 const PERF_KEYS: &[&str] =
-    &["prefill_rate", "decode_rate", "profile", "fitted", "frontend", "calibrated_tp", "mfu", "mbu", "step_overhead"];
+    &["prefill_rate", "decode_rate", "profile", "fitted", "frontend", "cached_context", "calibrated_tp", "mfu", "mbu", "step_overhead"];
 
 /// Removes the performance-model settings of hardware `name`, before `--set hardware.NAME.profile`
 /// puts a profile in their place (a `gpu` stays, to price the hardware).

@@ -49,7 +49,7 @@ impl Simulation {
         // No step may finish a sequence: that step is a real one.
         let bs = inst.kv.block_size();
         let mut steps = u32::MAX;
-        let mut context = 0u64;
+        let (mut context, mut cached) = (0u64, 0u64);
         for &sid in &inst.running {
             let s = &self.seqs[sid];
             if !s.is_decoding() || s.cancelled || s.leaving || s.migrate_to.is_some() {
@@ -57,6 +57,7 @@ impl Simulation {
             }
             steps = steps.min((s.req.output_tokens.get() - s.generated).saturating_sub(1));
             context += u64::from(s.computed);
+            cached += u64::from(s.cached_tokens.min(s.computed));
         }
         if steps == 0 {
             return;
@@ -68,7 +69,12 @@ impl Simulation {
         if let Some(c) = self.cutoff {
             last = last.min(c);
         }
-        let mut shape = crate::cost::BatchShape { decode_seqs: n as u32, decode_context_tokens: context, ..Default::default() };
+        let mut shape = crate::cost::BatchShape {
+            decode_seqs: n as u32,
+            decode_context_tokens: context,
+            decode_cached_tokens: cached,
+            ..Default::default()
+        };
         let start = self.now;
         let mut t = start;
         self.ff_durations.clear();
@@ -130,7 +136,7 @@ impl Simulation {
             }
             t = start + self.ff_durations.iter().fold(SimDuration::ZERO, |a, &d| a + d);
         }
-        self.apply_fast_forward(i, start, context, rec);
+        self.apply_fast_forward(i, start, context, cached, rec);
         self.sync_kv(i);
         self.queue.count_virtual(u64::from(m));
         self.fast_forwarded += u64::from(m);
@@ -140,14 +146,19 @@ impl Simulation {
 
     /// Applies the steps whose durations are in `ff_durations`, from `start`, to instance `i`
     /// and its sequences, and tells `rec` what stepping one by one would have told it.
-    fn apply_fast_forward<R: Recorder>(&mut self, i: usize, start: SimTime, context: u64, rec: &mut R) {
+    fn apply_fast_forward<R: Recorder>(&mut self, i: usize, start: SimTime, context: u64, cached: u64, rec: &mut R) {
         let inst = &mut self.cluster.instances[i];
         let n = inst.running.len();
         let m = self.ff_durations.len() as u32;
         let first = self.ff_durations[0];
         let later_max = self.ff_durations[1..].iter().copied().max().unwrap_or(SimDuration::ZERO);
         let end = start + self.ff_durations.iter().fold(SimDuration::ZERO, |a, &d| a + d);
-        let mut shape = crate::cost::BatchShape { decode_seqs: n as u32, decode_context_tokens: context, ..Default::default() };
+        let mut shape = crate::cost::BatchShape {
+            decode_seqs: n as u32,
+            decode_context_tokens: context,
+            decode_cached_tokens: cached,
+            ..Default::default()
+        };
         let mut t = start;
         for &d in &self.ff_durations {
             rec.on_step(inst.id, t, d, &shape);

@@ -132,7 +132,7 @@ pub(super) fn run(b: Batching, jobs: mpsc::Receiver<Job>, gauges: Arc<Gauges>) {
         let mut work: Vec<(usize, u32)> = Vec::new();
         for (i, s) in running.iter().enumerate() {
             if !s.prefilling() && budget > 0 {
-                shape.add_decode(s.computed);
+                shape.add_decode_cached(s.computed, s.job.cached_tokens);
                 work.push((i, 1));
                 budget -= 1;
             }

@@ -71,6 +71,7 @@ impl Cx {
                 "profile",
                 "fitted",
                 "frontend",
+                "cached_context",
                 "calibrated_tp",
                 "cost",
                 "memory",
@@ -138,7 +139,11 @@ impl Cx {
                 Some(t) => Some(self.count_u32(t, "calibrated_tp")?),
                 None => None,
             };
-            Some(PerfSpec::Fitted { cost: FittedCost { c: coefficients, frontend }, tp })
+            let cached_context = match s.get("cached_context") {
+                Some(x) => Some(self.number(x, "cached_context")?),
+                None => None,
+            };
+            Some(PerfSpec::Fitted { cost: FittedCost { c: coefficients, frontend, cached_context }, tp })
         } else if let Some(v) = s.get("profile") {
             let path = self.name(v, "profile")?;
             let profile = self.load_profile(&path, v)?;
@@ -149,7 +154,7 @@ impl Cx {
         } else {
             None
         };
-        if let Some((k, f)) = ["frontend", "calibrated_tp"].iter().find_map(|k| s.get(k).map(|v| (k, v)))
+        if let Some((k, f)) = ["frontend", "cached_context", "calibrated_tp"].iter().find_map(|k| s.get(k).map(|v| (k, v)))
             && !s.contains_key("fitted")
         {
             self.error(
