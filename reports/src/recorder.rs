@@ -129,7 +129,8 @@ impl RunRecorder {
 
     /// Keeps per-class metrics for these classes (name and SLO, in class order).
     pub fn with_classes(mut self, classes: Vec<(String, SloSpec)>) -> Self {
-        self.classes = classes.into_iter().map(|(name, slo)| ClassAcc { csv_name: crate::csv_text(&name), name, slo, ..Default::default() }).collect();
+        self.classes =
+            classes.into_iter().map(|(name, slo)| ClassAcc { csv_name: crate::csv_text(&name), name, slo, ..Default::default() }).collect();
         self
     }
 

@@ -145,8 +145,9 @@ impl Recorder for Rows {
     fn on_request(&mut self, r: &RequestRecord) {
         self.0.push(*r);
     }
+    // Pooled gaps are a multiset: fast-forward reports an instance's when it catches up.
     fn on_token_gap(&mut self, gap: SimDuration) {
-        self.1 = self.1.wrapping_mul(31).wrapping_add(gap.as_nanos());
+        self.1 = self.1.wrapping_add(crate::rng::mix(gap.as_nanos()));
     }
 }
 
@@ -300,26 +301,50 @@ fn observe(spec: &ValidSpec) -> Observed {
     (rec.rows, rec.gaps, rec.steps, format!("{totals:?}"))
 }
 
-/// Random fleets for the fast-forward contract: mixed or split pools, chunked prefill or
-/// not, KV pressure (preemptions), conditional disaggregation, stale telemetry, migrations.
+/// Random fleets for the fast-forward contract: one to six instances, mixed or split pools,
+/// chunked prefill or not, KV pressure (preemptions), prefix caching with shared prefixes,
+/// conditional disaggregation, exact or stale telemetry, migrations, open or closed loops
+/// (users with no think time send at the instant a request ends), and step costs that grow
+/// with the context (roofline) or do not (rates: equal batches take equal times, so step
+/// ends of different instances often fall on the same nanosecond).
 fn random_decode_spec(rng: &mut crate::rng::StreamRng) -> ScenarioSpec {
     let mut spec = random_prefix_spec(rng);
     spec.workload.output = LengthSpec::Uniform { lo: 1, hi: rng.random_range(2..400) };
     if rng.random() {
         spec.workload.prefix = None;
     }
-    // A roofline GPU: decode steps grow with their context, so every step differs.
-    spec.hardware[0].perf = PerfSpec::Roofline {
-        gpu: catalogue::gpu("h100-sxm").unwrap(),
-        mfu: DEFAULT_MFU,
-        mbu: DEFAULT_MBU,
-        step_overhead: DEFAULT_STEP_OVERHEAD,
+    if rng.random_range(0..4) == 0 {
+        // A single mixed instance.
+        spec.pools.truncate(1);
+        spec.pools[0].role = Role::Mixed;
+        spec.pools[0].instances.truncate(1);
+        spec.pools[0].local_prefill_threshold = None;
+        spec.links.clear();
+    }
+    spec.hardware[0].perf = if rng.random_range(0..4) > 0 {
+        // A roofline GPU: decode steps grow with their context, so every step differs.
+        PerfSpec::Roofline {
+            gpu: catalogue::gpu("h100-sxm").unwrap(),
+            mfu: DEFAULT_MFU,
+            mbu: DEFAULT_MBU,
+            step_overhead: DEFAULT_STEP_OVERHEAD,
+        }
+    } else {
+        PerfSpec::Rates { prefill_tok_s: 40_000.0, decode_tok_s: 4_000.0, step_overhead: SimDuration::from_micros(500) }
     };
     spec.hardware[0].kv_capacity_tokens = Some(rng.random_range(2_000..40_000));
     spec.telemetry.interval = [SimDuration::ZERO, SimDuration::from_millis(10), SimDuration::from_millis(250)][rng.random_range(0..3)];
-    if rng.random() {
-        let t = TelemetryPolicySpec { migration_interval: SimDuration::from_millis(rng.random_range(20..300)), ..Default::default() };
-        spec.router = RouterSpec::single(PolicySpec::Telemetry(t));
+    match rng.random_range(0..5) {
+        0 | 1 => {
+            let t = TelemetryPolicySpec { migration_interval: SimDuration::from_millis(rng.random_range(20..300)), ..Default::default() };
+            spec.router = RouterSpec::single(PolicySpec::Telemetry(t));
+        }
+        2 => spec.router = RouterSpec::single(if rng.random() { PolicySpec::RoundRobin } else { PolicySpec::LeastLoaded }),
+        _ => {}
+    }
+    if rng.random_range(0..4) == 0 {
+        let think = if rng.random() { SimDuration::ZERO } else { SimDuration::from_millis(rng.random_range(1..300)) };
+        spec.workload.arrivals = ArrivalSpec::ClosedLoop { users: rng.random_range(2..24), think };
     }
     spec.run.requests = Some(400);
     spec
@@ -348,6 +373,72 @@ fn fast_forward_gives_the_results_of_stepping_one_by_one() {
     }
     // The shortcut really was taken, under KV pressure and with migrations too.
     assert!(coverage.0 > 25 && coverage.1 > 3 && coverage.2 > 3, "fast-forward, with preemptions, with migrations: {coverage:?} of 40");
+}
+
+/// What a run driven through the stepping API shows: chunks of random length, requests
+/// submitted and cancelled between them (the same draws with fast-forward on and off).
+fn observe_stepped(spec: &ValidSpec, seed: u64) -> Observed {
+    let mut rng = crate::rng::StreamRng::seed_from_u64(seed);
+    let mut rec = Everything::default();
+    let mut sim = Simulation::new(spec).unwrap();
+    let mut t = SimTime::ZERO;
+    let mut extra = 0u64;
+    while sim.next_event_time().is_some() {
+        t += SimDuration::from_micros(rng.random_range(1..60_000));
+        sim.step_until(t, &mut rec);
+        // The stepping API sees the state at the end of each chunk: a gauge the router
+        // publishes is part of what it shows.
+        let view = sim.router().view();
+        rec.rows.push(format!(
+            "{} {:?}",
+            sim.now().as_nanos(),
+            view.instances.iter().map(|v| (v.kv_free_blocks, v.running, v.waiting)).collect::<Vec<_>>()
+        ));
+        match rng.random_range(0..4) {
+            0 => {
+                let id = RequestId(rng.random_range(0..400));
+                let hit = sim.cancel(id, &mut rec);
+                rec.rows.push(format!("cancel {} {hit}", id.0));
+            }
+            1 if extra < 40 => {
+                extra += 1;
+                let req = Request {
+                    id: RequestId(1_000_000 + extra),
+                    arrival: sim.now() + SimDuration::from_micros(rng.random_range(0..5_000)),
+                    prompt_tokens: Tokens(rng.random_range(10..600)),
+                    output_tokens: Tokens(rng.random_range(1..200)),
+                    priority: 0,
+                    prefix_group: 0,
+                    prefix_tokens: Tokens::ZERO,
+                    class: 0,
+                    trace_blocks: None,
+                    trace_block_tokens: 0,
+                };
+                sim.submit(req).unwrap();
+            }
+            _ => {}
+        }
+    }
+    let totals = sim.run(&mut rec);
+    rec.gaps.sort_unstable();
+    rec.steps.sort_unstable();
+    (rec.rows, rec.gaps, rec.steps, format!("{totals:?}"))
+}
+
+#[test]
+fn fast_forward_under_the_stepping_api_gives_the_results_of_stepping_one_by_one() {
+    let mut rng = crate::rng::StreamRng::seed_from_u64(23);
+    let mut taken = 0;
+    for case in 0..16 {
+        let mut spec = random_decode_spec(&mut rng);
+        let Ok(on) = spec.validate() else { continue };
+        spec.run.fast_forward = false;
+        let off = spec.validate().unwrap();
+        let seed = rng.random();
+        assert_eq!(observe_stepped(&on, seed), observe_stepped(&off, seed), "case {case}");
+        taken += usize::from(sim_ff(&on) > 0);
+    }
+    assert!(taken > 8, "fast-forward taken in {taken} of 16");
 }
 
 fn sim_ff(spec: &ValidSpec) -> u64 {
@@ -384,4 +475,32 @@ fn fast_forward_stops_where_kv_blocks_run_out_and_the_step_preempts() {
     let totals = sim.finish(&mut crate::record::NullRecorder);
     assert!(totals.instances[0].preemptions >= 2, "{}", totals.instances[0].preemptions);
     assert!(ff > totals.instances[0].steps / 2, "most steps are fast-forwarded: {ff} of {}", totals.instances[0].steps);
+}
+
+#[test]
+fn fast_forward_keeps_the_order_of_events_that_share_a_nanosecond() {
+    // Token rates so high that every step lasts exactly its overhead: the instances tick on
+    // one 500 µs grid from t = 0, so every step end, arrival of a closed-loop user without
+    // think time, telemetry refresh and migration planning falls on the nanosecond of other
+    // instances' (fast-forwarded) step ends.
+    let mut rng = crate::rng::StreamRng::seed_from_u64(29);
+    let mut taken = 0;
+    for case in 0..12 {
+        let mut spec = random_decode_spec(&mut rng);
+        spec.hardware[0].perf = PerfSpec::Rates { prefill_tok_s: 1e13, decode_tok_s: 1e13, step_overhead: SimDuration::from_micros(500) };
+        spec.workload.arrivals = ArrivalSpec::ClosedLoop { users: rng.random_range(2..40), think: SimDuration::ZERO };
+        spec.telemetry.interval = [SimDuration::ZERO, SimDuration::from_millis(5)][rng.random_range(0..2)];
+        if case % 3 == 0 {
+            let t = TelemetryPolicySpec { migration_interval: SimDuration::from_millis(20), ..Default::default() };
+            spec.router = RouterSpec::single(PolicySpec::Telemetry(t));
+        }
+        let Ok(on) = spec.validate() else { continue };
+        spec.run.fast_forward = false;
+        let off = spec.validate().unwrap();
+        assert_eq!(observe(&on), observe(&off), "case {case}");
+        let seed = rng.random();
+        assert_eq!(observe_stepped(&on, seed), observe_stepped(&off, seed), "case {case}, stepped");
+        taken += usize::from(sim_ff(&on) > 0);
+    }
+    assert!(taken > 6, "fast-forward taken in {taken} of 12");
 }
