@@ -199,6 +199,11 @@ impl<E: Copy> EventQueue<E> {
         }
     }
 
+    /// The time of the earliest event that is not a step end, if any.
+    pub fn peek_queued_time(&self) -> Option<SimTime> {
+        self.heap.peek().map(|Reverse(e)| SimTime(e.time))
+    }
+
     /// The earliest event is a step end: its time and key.
     pub fn peek_key(&self) -> Option<(SimTime, u32)> {
         let &Reverse((t, key, _)) = self.keyed.peek()?;

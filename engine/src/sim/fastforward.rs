@@ -62,9 +62,10 @@ use crate::spec::Role;
 use crate::time::{SimDuration, SimTime};
 use crate::units::Blocks;
 
-/// Steps computed when a run starts; each checkpoint computes as many more as the run has,
-/// up to [`MAX_CHUNK`]. Small: most runs end early, at the next arrival to their instance.
-const FIRST_CHUNK: u32 = 16;
+/// Steps a checkpoint computes at least; each computes as many more as the run has, up to
+/// [`MAX_CHUNK`]. A run's first chunk goes as far as the next queued event (the next arrival,
+/// most often, which may end it) and no further: durations past the end of a run are wasted.
+const MIN_CHUNK: u32 = 8;
 const MAX_CHUNK: u32 = 1024;
 
 /// Where the event in process sits in the event order, for catching up lazy instances.
@@ -135,7 +136,12 @@ impl Run {
     }
     /// Blocks the batches of steps `2..=j` take.
     fn blocks_through(&self, j: u32, block_size: u32) -> u64 {
-        self.first_block.iter().map(|&f| if j >= f { u64::from((j - f) / block_size) + 1 } else { 0 }).sum()
+        if block_size.is_power_of_two() {
+            let shift = block_size.trailing_zeros();
+            self.first_block.iter().map(|&f| if j >= f { u64::from((j - f) >> shift) + 1 } else { 0 }).sum()
+        } else {
+            self.first_block.iter().map(|&f| if j >= f { u64::from((j - f) / block_size) + 1 } else { 0 }).sum()
+        }
     }
 }
 
@@ -185,7 +191,9 @@ impl Simulation {
         // blocks here, whose admission an eviction could change.
         let avail = if inst.waiting.is_empty() && inst.inbound.is_empty() { inst.kv.free() } else { inst.kv.unclaimed() };
         let avail = u64::from(avail.get());
-        if run.blocks_through(cap, bs) > avail {
+        // Each sequence takes at most one block per `bs` steps: most runs have plenty.
+        let most = n as u64 * (u64::from(cap / bs) + 1);
+        if most > avail && run.blocks_through(cap, bs) > avail {
             // The last step whose batch still gets its blocks (step 1's took its own).
             let (mut lo, mut hi) = (1, cap);
             while hi - lo > 1 {
@@ -212,7 +220,8 @@ impl Simulation {
         };
         run.ends.clear();
         run.ends.push(end);
-        self.extend_run(i);
+        let hint = self.queue.peek_queued_time().unwrap_or(SimTime::MAX);
+        self.extend_run(i, hint);
         let run = &mut self.runs[i];
         if run.last == 1 {
             run.active = false;
@@ -221,13 +230,14 @@ impl Simulation {
         *run.ends.last().expect("step 1")
     }
 
-    /// Computes more step durations of instance `i`'s run, until its last step is known or a
-    /// chunk is done.
-    fn extend_run(&mut self, i: usize) {
+    /// Computes more step durations of instance `i`'s run, until its last step is known, a
+    /// chunk is done, or (the first chunk) a step ends at or after `hint`.
+    fn extend_run(&mut self, i: usize, hint: SimTime) {
         let inst = &self.cluster.instances[i];
         let run = &mut self.runs[i];
         let c = run.ends.len() as u32;
-        let target = (c + c.clamp(FIRST_CHUNK, MAX_CHUNK)).min(run.cap);
+        let chunk = if hint < SimTime::MAX { MAX_CHUNK } else { c.clamp(MIN_CHUNK, MAX_CHUNK) };
+        let target = (c + chunk).min(run.cap);
         let n = u64::from(run.n);
         let mut shape = BatchShape { decode_seqs: run.n, decode_context_tokens: run.context + u64::from(c) * n, ..Default::default() };
         let mut t = run.end_of(c);
@@ -244,6 +254,9 @@ impl Simulation {
                 run.last = j;
                 return;
             }
+            if t >= hint {
+                return;
+            }
             shape.decode_context_tokens += n;
         }
         if c == run.cap {
@@ -255,7 +268,7 @@ impl Simulation {
     /// moves the entry. False when the checkpoint turned out to be the run's last step end.
     pub(super) fn pass_checkpoint(&mut self, k: usize) -> bool {
         let before = self.runs[k].ends.len() as u32;
-        self.extend_run(k);
+        self.extend_run(k, SimTime::MAX);
         let run = &self.runs[k];
         if run.last == before {
             return false;
