@@ -19,7 +19,8 @@
 //!
 //! *A steady step touches only its instance.* Its end emits one token per sequence, finishes
 //! none, hands none off, releases and registers no block (decoding sequences have every
-//! shareable block registered since their prefill), and the batch decided after it is the
+//! shareable block registered since their prefill; a run does not take a sequence whose
+//! shared prefix is longer than its prompt), and the batch decided after it is the
 //! same set of sequences: a waiting sequence (or an inbound transfer) that the first batch of
 //! the run could not admit stays out, because free blocks only decrease, the token budget and
 //! sequence count stay the same, and the cache's contents do not change — with a waiting
@@ -178,7 +179,9 @@ impl Simulation {
         let mut remaining = u32::MAX;
         for &sid in &inst.running {
             let s = &self.seqs[sid];
-            if s.migrate_to.is_some() {
+            // A shared prefix longer than the prompt goes on registering blocks as the
+            // sequence decodes: its steps are not steady.
+            if s.migrate_to.is_some() || (s.req.prefix_group != 0 && s.req.prefix_tokens > s.req.prompt_tokens) {
                 return end;
             }
             remaining = remaining.min(s.req.output_tokens.get() - s.generated);

@@ -400,16 +400,21 @@ fn observe_stepped(spec: &ValidSpec, seed: u64) -> Observed {
                 let hit = sim.cancel(id, &mut rec);
                 rec.rows.push(format!("cancel {} {hit}", id.0));
             }
-            1 if extra < 40 => {
+            1 | 2 if extra < 80 => {
                 extra += 1;
+                let prompt = rng.random_range(10..600);
+                // Some share a prefix, longer than their prompt at times: the sequence then
+                // registers blocks as it decodes.
+                let (prefix_group, prefix_tokens) =
+                    if rng.random() { (rng.random_range(1..4), rng.random_range(1..2 * prompt)) } else { (0, 0) };
                 let req = Request {
                     id: RequestId(1_000_000 + extra),
                     arrival: sim.now() + SimDuration::from_micros(rng.random_range(0..5_000)),
-                    prompt_tokens: Tokens(rng.random_range(10..600)),
+                    prompt_tokens: Tokens(prompt),
                     output_tokens: Tokens(rng.random_range(1..200)),
                     priority: 0,
-                    prefix_group: 0,
-                    prefix_tokens: Tokens::ZERO,
+                    prefix_group,
+                    prefix_tokens: Tokens(prefix_tokens),
                     class: 0,
                     trace_blocks: None,
                     trace_block_tokens: 0,
@@ -503,4 +508,56 @@ fn fast_forward_keeps_the_order_of_events_that_share_a_nanosecond() {
         taken += usize::from(sim_ff(&on) > 0);
     }
     assert!(taken > 6, "fast-forward taken in {taken} of 12");
+}
+
+#[test]
+fn fast_forward_leaves_alone_sequences_whose_shared_prefix_outgrows_their_prompt() {
+    // Request 0 shares an 8,000-token prefix but has a prompt of 32: as it decodes, its blocks
+    // keep filling inside the prefix and are registered under the group's hashes. Request 1
+    // of the group, 4,000 tokens, arrives while it decodes: KV-aware routing weighs the blocks
+    // cached on request 0's instance against its load, and takes it only when the decoded
+    // blocks are there to see.
+    let mut spec = base_spec();
+    spec.hardware = vec![HardwareSpec {
+        perf: PerfSpec::Roofline {
+            gpu: catalogue::gpu("h100-sxm").unwrap(),
+            mfu: DEFAULT_MFU,
+            mbu: DEFAULT_MBU,
+            step_overhead: DEFAULT_STEP_OVERHEAD,
+        },
+        ..rates("g", 1.0, 1.0, 200_000)
+    }];
+    spec.pools = vec![pool("m", Role::Mixed, 0, 2, EngineSpec::default())];
+    spec.router = RouterSpec::single(PolicySpec::KvAware(KvAwarePolicySpec { prefill_load_scale: 10.0, temperature: 0.0 }));
+    let observed = |ff: bool| {
+        let mut spec = spec.clone();
+        spec.run.fast_forward = ff;
+        let spec = spec.validate().unwrap();
+        let mut sim = Simulation::new(&spec).unwrap().without_workload();
+        for (id, at_ms, prompt) in [(0u64, 0u64, 32u32), (1, 10_000, 4_000)] {
+            let req = Request {
+                id: RequestId(id),
+                arrival: SimTime(at_ms * 1_000_000),
+                prompt_tokens: Tokens(prompt),
+                output_tokens: Tokens(4_000),
+                priority: 0,
+                prefix_group: 1,
+                prefix_tokens: Tokens(8_000),
+                class: 0,
+                trace_blocks: None,
+                trace_block_tokens: 0,
+            };
+            sim.submit(req).unwrap();
+        }
+        let mut rec = Rows::default();
+        let totals = sim.run(&mut rec);
+        let rows: Vec<String> = rec.0.iter().map(|r| format!("{r:?}")).collect();
+        (rec.0.iter().map(|r| (r.id.0, r.prefill_instance)).collect::<Vec<_>>(), rows, rec.1, format!("{totals:?}"))
+    };
+    let off = observed(false);
+    let on = observed(true);
+    // Stepping one by one, request 1 follows request 0 for its decoded prefix blocks.
+    let instance_of = |id: u64| off.0.iter().find(|r| r.0 == id).map(|r| r.1);
+    assert_eq!(instance_of(0), instance_of(1), "{:?}", off.1);
+    assert_eq!(on, off);
 }
