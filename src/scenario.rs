@@ -54,6 +54,12 @@ pub fn read(path: Option<&Path>) -> Result<(String, String)> {
 /// Loads `path` (or the embedded default) with overrides; prints diagnostics on failure.
 pub fn load(path: Option<&Path>, overrides: &[(String, String)]) -> Result<Loaded> {
     let (name, text) = read(path)?;
+    load_text(&name, &text, overrides)
+}
+
+/// Loads scenario `text` named `name` (an embedded one) with overrides.
+pub fn load_text(name: &str, text: &str, overrides: &[(String, String)]) -> Result<Loaded> {
+    let (name, text) = (name.to_string(), text.to_string());
     match simctl_dsl::load(&name, &text, overrides) {
         Ok(spec) => {
             for w in spec.warnings() {

@@ -109,9 +109,15 @@ pub fn print(spec: &ScenarioSpec) -> String {
             PerfSpec::Roofline { gpu, mfu, mbu, step_overhead } => {
                 let _ = writeln!(o, "  gpu = {}\n  mfu = {mfu}\n  mbu = {mbu}\n  step_overhead = {}", q(&gpu.name), ns(*step_overhead));
             }
-            PerfSpec::Fitted { coefficients } => {
-                let c: Vec<String> = coefficients.iter().map(|x| x.to_string()).collect();
+            PerfSpec::Fitted { cost, tp } => {
+                let c: Vec<String> = cost.c.iter().map(|x| x.to_string()).collect();
                 let _ = writeln!(o, "  fitted = [{}]", c.join(", "));
+                if cost.frontend > SimDuration::ZERO {
+                    let _ = writeln!(o, "  frontend = {}", ns(cost.frontend));
+                }
+                if let Some(tp) = tp {
+                    let _ = writeln!(o, "  calibrated_tp = {tp}");
+                }
             }
         }
         let _ = writeln!(o, "  cost = {} $/h", h.cost_per_hour);
@@ -161,6 +167,11 @@ pub fn print(spec: &ScenarioSpec) -> String {
     {
         r.extend(policy_params(d));
     }
+    if let Some(sp) = &spec.router.split {
+        r.push(format!("split_at = {}", sp.at));
+        r.push(format!("long_pool = {}", spec.pools[sp.long_pool].name));
+        r.push(format!("short_pool = {}", spec.pools[sp.short_pool].name));
+    }
     let _ = writeln!(o, "\nrouter {{\n  {}\n}}\n", r.join("\n  "));
     let _ = writeln!(o, "telemetry {{ interval = {} }}\n", ns(spec.telemetry.interval));
 
@@ -182,6 +193,9 @@ pub fn print(spec: &ScenarioSpec) -> String {
             }
             if let Some(n) = t.limit {
                 let _ = write!(a, ", limit = {n}");
+            }
+            if let Some(n) = t.max_prompt {
+                let _ = write!(a, ", max_prompt = {n}");
             }
             a + ")"
         }

@@ -19,6 +19,9 @@ pub enum Outcome {
     Unfinished,
     /// It was cancelled ([`crate::Simulation::cancel`]) before it finished.
     Cancelled,
+    /// Live mode: the engine failed it (an HTTP error, a timeout, a dropped stream); its
+    /// record's [`Reason`] says which.
+    Failed,
 }
 
 /// Why a request was rejected.
@@ -29,6 +32,12 @@ pub enum Reason {
     ExceedsKvCapacity,
     /// The router had no instance to send it to.
     NoRoute,
+    /// Live mode: the engine answered with an HTTP error.
+    HttpError,
+    /// Live mode: no complete answer in time (or the stream stalled).
+    Timeout,
+    /// Live mode: the connection failed or the stream broke off.
+    Disconnected,
 }
 
 impl Reason {
@@ -37,6 +46,9 @@ impl Reason {
         match self {
             Reason::ExceedsKvCapacity => "exceeds_kv_capacity",
             Reason::NoRoute => "no_route",
+            Reason::HttpError => "http_error",
+            Reason::Timeout => "timeout",
+            Reason::Disconnected => "disconnected",
         }
     }
 }
@@ -49,6 +61,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Unfinished => "unfinished",
             Outcome::Cancelled => "cancelled",
+            Outcome::Failed => "failed",
         }
     }
 }
@@ -173,6 +186,11 @@ pub trait Recorder {
     fn on_decision(&mut self, _d: &Decision<'_>) {}
     /// A request left the system (finished, rejected or cut off at the end).
     fn on_request(&mut self, _rec: &RequestRecord) {}
+    /// Live mode: a request left with an error the engine or the connection gave
+    /// (`error` is its text); by default, recorded like any other.
+    fn on_request_error(&mut self, rec: &RequestRecord, _error: &str) {
+        self.on_request(rec)
+    }
     /// A gap between two consecutive output tokens of one request (pooled ITL). Gaps are a
     /// multiset: those of fast-forwarded steps come when their instance is next caught up,
     /// not in time order among other instances' observations.
@@ -209,6 +227,9 @@ impl<R: Recorder + ?Sized> Recorder for &mut R {
     }
     fn on_token_gap(&mut self, gap: SimDuration) {
         (**self).on_token_gap(gap)
+    }
+    fn on_request_error(&mut self, rec: &RequestRecord, error: &str) {
+        (**self).on_request_error(rec, error)
     }
     fn on_token_gaps(&mut self, gap: SimDuration, count: u64) {
         (**self).on_token_gaps(gap, count)

@@ -500,6 +500,9 @@ pub struct TraceSpec {
     pub skip_invalid: bool,
     /// Tokens per prefix block id (Mooncake: 512).
     pub block_tokens: u32,
+    /// Prompts longer than this are cut to it, and their block ids with them (to replay a
+    /// trace against a model with a shorter context); `None`: as the trace says.
+    pub max_prompt: Option<u32>,
 }
 
 /// Latest arrival a trace may carry, in nanoseconds from its first (about 317 years: far

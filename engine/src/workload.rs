@@ -356,7 +356,15 @@ impl TraceReplay {
             self.last_ns = rel;
             self.produced += 1;
             self.produced_this_pass += 1;
-            return Some((SimTime(self.offset_ns + rel), row.prompt, row.output, row.hash_ids));
+            let (mut prompt, mut ids) = (row.prompt, row.hash_ids);
+            if let Some(max) = self.spec.max_prompt
+                && prompt > max
+            {
+                prompt = max;
+                let keep = max.div_ceil(self.block_tokens.max(1)) as usize;
+                ids = ids.map(|v| std::sync::Arc::from(&v[..keep.min(v.len())]));
+            }
+            return Some((SimTime(self.offset_ns + rel), prompt, row.output, ids));
         }
     }
 

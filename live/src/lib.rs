@@ -26,9 +26,11 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod drive;
 pub mod eval;
 pub mod fake;
 pub mod metrics;
+pub mod prompt;
 pub mod sse;
 
 pub use sse::{SseError, StreamEvent, StreamTimer, parse_sse_line};

@@ -28,6 +28,14 @@ pub(crate) struct ClassAcc {
     pub good_output_tokens: u64,
 }
 
+/// Latency samples of one instance (f32: percentiles in ms need no more, and a million
+/// requests cost 8 MB rather than 16).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct InstanceLatency {
+    pub ttft_ms: Vec<f32>,
+    pub tpot_ms: Vec<f32>,
+}
+
 /// Collects a run's per-request metrics; optionally writes `requests.csv` as requests leave.
 pub struct RunRecorder {
     slo: SloSpec,
@@ -52,6 +60,15 @@ pub struct RunRecorder {
     pub(crate) rejected_reasons: std::collections::BTreeMap<String, u64>,
     pub(crate) unfinished: u64,
     pub(crate) cancelled: u64,
+    pub(crate) failed: u64,
+    pub(crate) failed_reasons: std::collections::BTreeMap<String, u64>,
+    /// The error text of the request being recorded (live mode), for its `error` cell.
+    error: Option<String>,
+    /// Per instance: TTFT of the requests it prefilled and TPOT of those it decoded, ms.
+    pub(crate) by_instance: Vec<InstanceLatency>,
+    /// Pool index of each instance, and the pools' names (empty when not known).
+    pub(crate) instance_pools: Vec<usize>,
+    pub(crate) pool_names: Vec<String>,
     pub(crate) good: u64,
     pub(crate) good_output_tokens: u64,
     pub(crate) output_tokens: u64,
@@ -68,7 +85,7 @@ pub struct RunRecorder {
 pub const DECISION_COLUMNS: &str = "time_s,request_id,kind,policy,chosen,scores";
 
 /// Column names of `requests.csv`.
-pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,class,cached_tokens,ttft_ms,tpot_ms,e2e_ms,max_itl_ms,preemptions,migrations,good,outcome,reason";
+pub const REQUEST_COLUMNS: &str = "request_id,arrival_s,prompt_tokens,output_tokens,generated_tokens,priority,prefill_instance,decode_instance,class,cached_tokens,ttft_ms,tpot_ms,e2e_ms,max_itl_ms,preemptions,migrations,good,outcome,reason,error";
 
 /// Writes the header line of `requests.csv`.
 pub fn write_requests_csv_header(w: &mut dyn Write) -> io::Result<()> {
@@ -107,6 +124,12 @@ impl RunRecorder {
             rejected_reasons: Default::default(),
             unfinished: 0,
             cancelled: 0,
+            failed: 0,
+            failed_reasons: Default::default(),
+            error: None,
+            by_instance: Vec::new(),
+            instance_pools: Vec::new(),
+            pool_names: Vec::new(),
             good: 0,
             good_output_tokens: 0,
             output_tokens: 0,
@@ -124,7 +147,10 @@ impl RunRecorder {
     pub fn for_spec(spec: &simctl_engine::spec::ScenarioSpec) -> Self {
         let names = spec.pools.iter().flat_map(|p| p.instances.iter().map(|i| i.name.clone())).collect();
         let classes = spec.workload.classes.iter().map(|c| (c.name.clone(), c.slo.unwrap_or(spec.slo))).collect();
-        RunRecorder::new(spec.slo, names).with_classes(classes)
+        let mut rec = RunRecorder::new(spec.slo, names).with_classes(classes);
+        rec.instance_pools = spec.pools.iter().enumerate().flat_map(|(k, p)| std::iter::repeat_n(k, p.instances.len())).collect();
+        rec.pool_names = spec.pools.iter().map(|p| p.name.clone()).collect();
+        rec
     }
 
     /// Keeps per-class metrics for these classes (name and SLO, in class order).
@@ -238,15 +264,19 @@ impl RunRecorder {
                 push_float(&mut line, d.as_millis_f64());
             }
         }
-        let _ = writeln!(
+        let _ = write!(
             line,
-            ",{},{},{},{},{}",
+            ",{},{},{},{},{},",
             r.preemptions,
             r.migrations,
             u8::from(good),
             r.outcome.as_str(),
             r.reason.map_or("", |x| x.as_str())
         );
+        if let Some(e) = &self.error {
+            line.push_str(&crate::csv_text(e));
+        }
+        line.push('\n');
         let out = match self.csv.as_mut() {
             Some(w) => w.write_all(line.as_bytes()),
             None => Ok(()),
@@ -324,6 +354,25 @@ impl Recorder for RunRecorder {
             }
             Outcome::Unfinished => self.unfinished += 1,
             Outcome::Cancelled => self.cancelled += 1,
+            Outcome::Failed => {
+                self.failed += 1;
+                let why = r.reason.map_or("unknown", |x| x.as_str());
+                *self.failed_reasons.entry(why.to_string()).or_default() += 1;
+            }
+        }
+        let n = self.instance_names.len();
+        if self.by_instance.len() < n {
+            self.by_instance.resize(n, InstanceLatency::default());
+        }
+        if let (Some(t), Some(i)) = (r.ttft(), r.prefill_instance)
+            && let Some(acc) = self.by_instance.get_mut(i.index())
+        {
+            acc.ttft_ms.push(t.as_millis_f64() as f32);
+        }
+        if let (Outcome::Finished, Some(t), Some(i)) = (r.outcome, r.tpot(), r.decode_instance)
+            && let Some(acc) = self.by_instance.get_mut(i.index())
+        {
+            acc.tpot_ms.push(t.as_millis_f64() as f32);
         }
         if let Some(t) = r.ttft() {
             self.ttft_ms.push(t.as_millis_f64());
@@ -378,6 +427,12 @@ impl Recorder for RunRecorder {
         {
             self.csv_error = Some(e);
         }
+    }
+
+    fn on_request_error(&mut self, r: &RequestRecord, error: &str) {
+        self.error = Some(error.to_string());
+        self.on_request(r);
+        self.error = None;
     }
 
     fn on_token_gaps(&mut self, gap: SimDuration, count: u64) {

@@ -58,6 +58,13 @@ pub struct Summary {
     /// Requests cancelled before they finished.
     #[serde(default)]
     pub cancelled: u64,
+    /// Live mode: requests the engine or the connection failed (never dropped from the
+    /// figures: each is a row of requests.csv with its error).
+    #[serde(default)]
+    pub failed: u64,
+    /// Failed requests by reason (`http_error`, `timeout`, `disconnected`).
+    #[serde(default)]
+    pub failed_reasons: BTreeMap<String, u64>,
     /// Whether the run reached its end (no bound of `run { }`, bad trace line or Ctrl-C
     /// stopped it early). An incomplete run's figures cover what finished before it stopped.
     #[serde(default = "yes")]
@@ -123,6 +130,64 @@ pub struct Summary {
     pub pools: BTreeMap<String, PoolStats>,
     /// Per-instance results by name.
     pub instances: BTreeMap<String, InstanceStats>,
+    /// TTFT of the requests each pool prefilled and TPOT of those it decoded.
+    #[serde(default)]
+    pub latency_by_pool: BTreeMap<String, LatencyBreakdown>,
+    /// The same per instance.
+    #[serde(default)]
+    pub latency_by_instance: BTreeMap<String, LatencyBreakdown>,
+    /// Live mode only: how the run went against real engines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveInfo>,
+}
+
+/// TTFT and TPOT of the requests one pool or instance served.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LatencyBreakdown {
+    /// TTFT of the requests it prefilled.
+    pub ttft_ms: Distribution,
+    /// TPOT of the finished requests it decoded.
+    pub tpot_ms: Distribution,
+}
+
+/// What a live run adds to its summary.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LiveInfo {
+    /// `aggregated` (each engine serves whole requests), or `dual_pool` (split pools without
+    /// KV transfer between engines: each request served whole in the pool its prompt length
+    /// picks, the original lab's mode).
+    pub mode: String,
+    /// Prompt tokens from which a request went to the long-prompt pool (dual pools).
+    pub split_at: Option<u32>,
+    /// The served model.
+    pub model: String,
+    /// Engine URL of each instance.
+    pub endpoints: BTreeMap<String, String>,
+    /// How late the client sent requests against their scheduled times.
+    pub send_lag_ms: Distribution,
+    /// Set when the client fell behind its schedule (send lag p95 above 10 ms or max above
+    /// 100 ms): the load the engines saw was lower than the scenario's.
+    pub client_behind: Option<String>,
+    /// Migrations the planner asked for: logged, not executed (vLLM cannot move a running
+    /// sequence between engines).
+    pub advisory_migrations: u64,
+    /// Prompt tokens the router expected the engines' prefix caches to serve (from its own
+    /// index of what it sent where).
+    pub expected_prefix_hit_tokens: u64,
+    /// What the engines report for the run (`vllm:prefix_cache_hits_total` delta).
+    pub engine_prefix_hit_tokens: Option<u64>,
+    /// `vllm:prefix_cache_queries_total` delta.
+    pub engine_prefix_query_tokens: Option<u64>,
+    /// `/metrics` scrapes, and how many failed.
+    pub scrapes: u64,
+    /// Failed scrapes (the router kept the last gauges it had).
+    pub scrape_errors: u64,
+    /// The last scrape error, if any.
+    pub last_scrape_error: Option<String>,
+    /// Whether Ctrl-C stopped sending before the workload's end.
+    pub interrupted: bool,
+    /// Requests still in flight when the grace period after Ctrl-C ran out (unfinished).
+    pub abandoned: u64,
 }
 
 impl Summary {
@@ -149,6 +214,8 @@ impl Summary {
             rejected_reasons: rec.rejected_reasons.clone(),
             unfinished: rec.unfinished,
             cancelled: rec.cancelled,
+            failed: rec.failed,
+            failed_reasons: rec.failed_reasons.clone(),
             complete: totals.complete,
             incomplete_reason: totals.stop_reason.clone().or_else(|| totals.workload_error.clone()),
             duration_s: secs,
@@ -195,8 +262,33 @@ impl Summary {
                 .collect(),
             pools: totals.pools.iter().map(|p| (p.name.clone(), p.clone())).collect(),
             instances: totals.instances.iter().map(|i| (i.name.clone(), i.clone())).collect(),
+            latency_by_pool: latency_by_pool(rec),
+            latency_by_instance: totals
+                .instances
+                .iter()
+                .enumerate()
+                .map(|(k, i)| (i.name.clone(), breakdown(rec.by_instance.get(k).into_iter())))
+                .collect(),
+            live: None,
         }
     }
+}
+
+fn breakdown<'a>(of: impl Iterator<Item = &'a crate::recorder::InstanceLatency> + Clone) -> LatencyBreakdown {
+    let mut ttft: Vec<f64> = of.clone().flat_map(|a| a.ttft_ms.iter().map(|&x| f64::from(x))).collect();
+    let mut tpot: Vec<f64> = of.flat_map(|a| a.tpot_ms.iter().map(|&x| f64::from(x))).collect();
+    LatencyBreakdown { ttft_ms: Distribution::from_samples(&mut ttft), tpot_ms: Distribution::from_samples(&mut tpot) }
+}
+
+fn latency_by_pool(rec: &RunRecorder) -> BTreeMap<String, LatencyBreakdown> {
+    rec.pool_names
+        .iter()
+        .enumerate()
+        .map(|(p, name)| {
+            let of = rec.by_instance.iter().enumerate().filter(move |(k, _)| rec.instance_pools.get(*k) == Some(&p)).map(|(_, a)| a);
+            (name.clone(), breakdown(of))
+        })
+        .collect()
 }
 
 fn itl_distribution(rec: &RunRecorder) -> Distribution {

@@ -73,16 +73,25 @@ pub fn render_table(s: &Summary) -> String {
     if s.local_prefills > 0 {
         let _ = writeln!(o, "local prefills  {:>10}", s.local_prefills);
     }
+    if s.failed > 0 {
+        let why: Vec<String> = s.failed_reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(o, "failed          {:>10}       ({})", s.failed, why.join(", "));
+    }
     let _ = writeln!(o);
+    // Columns as wide as the longest name in them.
+    let wi = s.instances.keys().map(String::len).chain([8]).max().unwrap_or(8);
+    let wp = s.instances.values().map(|i| i.pool.len()).chain(s.pools.keys().map(String::len)).chain([6]).max().unwrap_or(6);
+    let wh = s.instances.values().map(|i| i.hardware.len()).chain([8]).max().unwrap_or(8);
     let _ = writeln!(
         o,
-        "{:<10} {:<8} {:<9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7}",
-        "instance", "pool", "hardware", "$/h", "q_mean", "q_max", "util%", "kv_peak%", "hit%", "preempt"
+        "{:<wi$} {:<wp$} {:<wh$} {:>6} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7} {:>9} {:>9}",
+        "instance", "pool", "hardware", "$/h", "q_mean", "q_max", "util%", "kv_peak%", "hit%", "preempt", "ttft_p95", "tpot_p50"
     );
     for (name, i) in &s.instances {
+        let lat = s.latency_by_instance.get(name);
         let _ = writeln!(
             o,
-            "{:<10} {:<8} {:<9} {:>6.2} {:>7.2} {:>7} {:>7.1} {:>8.1} {:>6.1} {:>7}",
+            "{:<wi$} {:<wp$} {:<wh$} {:>6.2} {:>7.2} {:>7} {:>7.1} {:>8.1} {:>6.1} {:>7} {:>9} {:>9}",
             name,
             i.pool,
             i.hardware,
@@ -92,18 +101,23 @@ pub fn render_table(s: &Summary) -> String {
             i.utilization * 100.0,
             i.kv_peak_usage * 100.0,
             i.prefix_hit_rate * 100.0,
-            i.preemptions
+            i.preemptions,
+            num(lat.and_then(|l| l.ttft_ms.p95), 2),
+            num(lat.and_then(|l| l.tpot_ms.p50), 2)
         );
     }
     for (name, p) in &s.pools {
+        let lat = s.latency_by_pool.get(name);
         let _ = writeln!(
             o,
-            "pool {:<10} {:<8} instances {:>3}  queue depth mean {:>7.2}  max {:>5}",
+            "pool {:<wp$} {:<8} instances {:>3}  queue depth mean {:>7.2}  max {:>5}  ttft p50 {} p95 {}",
             name,
             p.role.as_str(),
             p.instances,
             p.queue_depth_mean,
-            p.queue_depth_max
+            p.queue_depth_max,
+            num(lat.and_then(|l| l.ttft_ms.p50), 2),
+            num(lat.and_then(|l| l.ttft_ms.p95), 2)
         );
     }
     o

@@ -206,7 +206,7 @@ fn step_with_progress(sim: &mut Simulation, rec: &mut RunRecorder, quiet: bool) 
 }
 
 /// Per pool, `(time s, depth)` at the start of each bucket.
-fn depth_points(series: &[DepthSeries]) -> Vec<(String, Vec<(f64, f64)>)> {
+pub(crate) fn depth_points(series: &[DepthSeries]) -> Vec<(String, Vec<(f64, f64)>)> {
     series
         .iter()
         .map(|d| {
@@ -217,7 +217,7 @@ fn depth_points(series: &[DepthSeries]) -> Vec<(String, Vec<(f64, f64)>)> {
 }
 
 /// `time_s,pool,depth`: one row per pool and bucket (peak depth in the bucket).
-fn write_depth_csv(path: &std::path::Path, depth: &[(String, Vec<(f64, f64)>)]) -> std::io::Result<()> {
+pub(crate) fn write_depth_csv(path: &std::path::Path, depth: &[(String, Vec<(f64, f64)>)]) -> std::io::Result<()> {
     use std::io::Write;
     let mut w = BufWriter::new(File::create(path)?);
     writeln!(w, "time_s,pool,depth")?;

@@ -59,6 +59,9 @@ pub struct RouterHost {
     /// The request `cached_prefix_tokens` was last filled for.
     filled_for: Option<RequestId>,
     hashes: Vec<BlockHash>,
+    /// A split by prompt length: `(at, long candidates, short candidates)`; the list not in
+    /// use waits here while the view holds the other.
+    split: Option<(u32, Vec<InstanceId>, Vec<InstanceId>)>,
 }
 
 impl std::fmt::Debug for RouterHost {
@@ -88,7 +91,15 @@ impl RouterHost {
             touched: Vec::new(),
             filled_for: None,
             hashes: Vec::new(),
+            split: None,
         };
+        if let Some(sp) = &router.split {
+            let of = |pool: usize| -> Vec<InstanceId> {
+                host.view.prefill_candidates().iter().copied().filter(|i| host.view.get(*i).pool == pool).collect()
+            };
+            let (long, short) = (of(sp.long_pool), of(sp.short_pool));
+            host.split = Some((sp.at, long, short));
+        }
         if wants_overlap && large {
             host.use_index();
         }
@@ -229,10 +240,25 @@ impl RouterHost {
         rec: &mut R,
     ) -> Result<InstanceId, RouteError> {
         self.view.now = now;
+        // A split by prompt length: only the pool of this prompt's length is a candidate.
+        let narrowed = match self.split.as_mut() {
+            Some((at, long, short)) => {
+                let pool = if req.prompt_tokens.get() >= *at { long } else { short };
+                let all = self.view.swap_prefill_candidates(std::mem::take(pool));
+                Some(all)
+            }
+            None => None,
+        };
         if self.prefill.wants_prefix_overlap() {
             self.fill_overlap(req, false, probe);
         }
-        let p = self.prefill.route_prefill(&self.view, req)?;
+        let routed = self.prefill.route_prefill(&self.view, req);
+        if let Some(all) = narrowed {
+            let (at, long, short) = self.split.as_mut().expect("narrowed by the split");
+            let pool = if req.prompt_tokens.get() >= *at { long } else { short };
+            *pool = self.view.swap_prefill_candidates(all);
+        }
+        let p = routed?;
         debug_assert!(self.view.get(p).role.takes_prefill(), "policy returned a non-candidate");
         if rec.wants_decisions() {
             rec.on_decision(&Decision {
@@ -376,4 +402,12 @@ impl RouterHost {
 /// (prompt − 1) / block size full blocks come from the cache.
 pub fn max_hit_blocks(req: &Request, block_size: u32) -> u32 {
     req.prompt_tokens.get().saturating_sub(1) / block_size.max(1)
+}
+
+/// Hashes of the full prompt blocks of `req` at `block_size`, chained as the simulator's
+/// caches and the prefix index chain them: what an engine with that block size caches once
+/// it has prefilled the prompt (live mode's router keeps its own index from these).
+pub fn prompt_block_hashes(req: &Request, block_size: u32) -> Vec<BlockHash> {
+    let bs = block_size.max(1);
+    crate::seq::block_hashes(req, req.prompt_tokens.get() / bs, bs).collect()
 }

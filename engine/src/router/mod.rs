@@ -17,7 +17,7 @@ mod telemetry;
 mod view;
 
 pub use cache_aware::CacheAware;
-pub use host::{Gauges, PROBE_MAX_INSTANCES, PrefixProbe, RouterHost, max_hit_blocks};
+pub use host::{Gauges, PROBE_MAX_INSTANCES, PrefixProbe, RouterHost, max_hit_blocks, prompt_block_hashes};
 pub use kv_aware::KvAware;
 pub use least_loaded::LeastLoaded;
 pub use power_of_two::PowerOfTwo;

@@ -93,6 +93,11 @@ impl ClusterView {
     pub fn prefill_candidates(&self) -> &[InstanceId] {
         &self.prefill
     }
+    /// Puts `ids` in place of the prefill candidates and returns the ones they replace
+    /// (the router host narrows the candidates to one pool for a split by prompt length).
+    pub(crate) fn swap_prefill_candidates(&mut self, ids: Vec<InstanceId>) -> Vec<InstanceId> {
+        std::mem::replace(&mut self.prefill, ids)
+    }
     /// Instances of decode pools, in id order.
     pub fn decode_candidates(&self) -> &[InstanceId] {
         &self.decode

@@ -9,12 +9,28 @@ pub struct RouterSpec {
     pub prefill: PolicySpec,
     /// Places prefilled requests on decode instances; `None`: the prefill policy decides both.
     pub decode: Option<PolicySpec>,
+    /// Sends prompts of at least so many tokens to one pool and shorter ones to another
+    /// (the original lab's dual pools); `None`: every prefill-capable instance is a candidate.
+    pub split: Option<PromptSplit>,
+}
+
+/// Which pool a new request may start in, by its prompt length: long prompts (at least `at`
+/// tokens) go to `long_pool`, the others to `short_pool`; the policy picks within the pool.
+/// Each request is then served where it lands, as in the original lab's dual-pool mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PromptSplit {
+    /// Prompt tokens from which a request is long.
+    pub at: u32,
+    /// Index of the pool of long prompts.
+    pub long_pool: usize,
+    /// Index of the pool of short prompts.
+    pub short_pool: usize,
 }
 
 impl RouterSpec {
     /// The same policy for both phases.
     pub fn single(p: PolicySpec) -> Self {
-        RouterSpec { prefill: p, decode: None }
+        RouterSpec { prefill: p, decode: None, split: None }
     }
     /// A short name: `telemetry`, or `kv_aware+least_loaded` for split policies.
     pub fn name(&self) -> String {

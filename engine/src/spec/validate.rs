@@ -134,6 +134,18 @@ impl ScenarioSpec {
                         if let Err(m) = self.kv_capacity_blocks(hw, inst.tp, eng) {
                             e(format!("{pp}.instances.{}", inst.name), m);
                         }
+                        if let PerfSpec::Fitted { tp: Some(measured), .. } = hw.perf
+                            && measured != inst.tp
+                        {
+                            e(
+                                format!("{pp}.instances.{}.tp", inst.name),
+                                format!(
+                                    "hardware `{}` was calibrated at tp {measured} (its profile's hardware.gpus), but instance `{}` runs at tp {}; \
+                                     a fitted step model does not carry over to another tensor-parallel degree: calibrate at tp {} (simctl calibrate --gpus with {} GPUs) or set `tp = {measured}`",
+                                    hw.name, inst.name, inst.tp, inst.tp, inst.tp
+                                ),
+                            );
+                        }
                     }
                 }
             }
@@ -162,8 +174,8 @@ impl ScenarioSpec {
                         e(format!("{hp}.decode_rate"), "must be a positive rate such as `3400 tok/s`".into());
                     }
                 }
-                PerfSpec::Fitted { coefficients } => {
-                    if coefficients.iter().any(|c| !c.is_finite()) || coefficients[0] < 0.0 {
+                PerfSpec::Fitted { cost, .. } => {
+                    if cost.c.iter().any(|c| !c.is_finite()) || cost.c[0] < 0.0 {
                         e(format!("{hp}.profile"), "the profile's coefficients must be finite, with c0 >= 0".into());
                     }
                 }
@@ -296,6 +308,24 @@ impl ScenarioSpec {
                     e("router.cache_threshold".into(), "must be between 0 and 1".into());
                 }
                 _ => {}
+            }
+        }
+        if let Some(sp) = &self.router.split {
+            for (key, i) in [("router.long_pool", sp.long_pool), ("router.short_pool", sp.short_pool)] {
+                match self.pools.get(i) {
+                    None => errs.push(SpecError::new(key, "names no pool of the scenario")),
+                    Some(p) if !p.role.takes_prefill() => errs.push(SpecError::new(
+                        key,
+                        format!("pool `{}` is a decode pool, where no request starts; name a mixed or prefill pool", p.name),
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if self.pools.iter().any(|p| p.local_prefill_threshold.is_some()) {
+                errs.push(SpecError::new(
+                    "router.split_at",
+                    "a split by prompt length and conditional disaggregation (`local_prefill`) both choose where a request starts; keep one",
+                ));
             }
         }
         if self.run.max_in_flight == 0 {

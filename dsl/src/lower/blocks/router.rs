@@ -9,7 +9,7 @@ use crate::value::Val;
 use crate::lower::{Cx, VItem};
 
 impl Cx {
-    pub(crate) fn router(&mut self, items: &[VItem]) -> Option<RouterSpec> {
+    pub(crate) fn router(&mut self, items: &[VItem], pools: &BTreeMap<String, usize>) -> Option<RouterSpec> {
         // Which keys belong to which policy (a key must belong to a chosen policy).
         const PARAMS: &[(&str, &[&str])] = &[
             (
@@ -31,7 +31,7 @@ impl Cx {
             ("cache_aware", &["cache_threshold", "balance_abs", "balance_rel"]),
         ];
         const POLICIES: &[&str] = &["round_robin", "random", "least_loaded", "power_of_two", "telemetry", "kv_aware", "cache_aware"];
-        let mut allowed = vec!["policy", "prefill", "decode"];
+        let mut allowed = vec!["policy", "prefill", "decode", "split_at", "long_pool", "short_pool"];
         for (_, keys) in PARAMS {
             allowed.extend_from_slice(keys);
         }
@@ -91,7 +91,57 @@ impl Cx {
             Some((d, _)) => Some(self.policy_spec(d, &s)?),
             None => None,
         };
-        Some(RouterSpec { prefill: prefill_spec, decode: decode_spec })
+        let split = self.prompt_split(&s, pools)?;
+        Some(RouterSpec { prefill: prefill_spec, decode: decode_spec, split })
+    }
+
+    /// `split_at = N` with `long_pool = A` and `short_pool = B`: the original lab's dual pools.
+    fn prompt_split(&mut self, s: &BTreeMap<&str, &Val>, pools: &BTreeMap<String, usize>) -> Option<Option<PromptSplit>> {
+        let keys = ["split_at", "long_pool", "short_pool"];
+        let given: Vec<&str> = keys.iter().copied().filter(|k| s.contains_key(k)).collect();
+        if given.is_empty() {
+            return Some(None);
+        }
+        if given.len() < keys.len() {
+            let v = s[given[0]];
+            let missing: Vec<String> = keys.iter().filter(|k| !given.contains(k)).map(|k| format!("`{k}`")).collect();
+            self.error(
+                v.src,
+                v.span,
+                format!("a split by prompt length needs `split_at`, `long_pool` and `short_pool`; {} missing", missing.join(" and ")),
+                "incomplete split",
+                Some("e.g. `split_at = 2048`, `long_pool = prefill`, `short_pool = decode`".into()),
+            );
+            return None;
+        }
+        let at = self.count_u32(s["split_at"], "split_at")?;
+        let pool = |cx: &mut Self, key: &str| -> Option<usize> {
+            let v = s[key];
+            let n = cx.name(v, key)?;
+            pools.get(&n).copied().or_else(|| {
+                let names: Vec<&str> = pools.keys().map(String::as_str).collect();
+                let help = crate::lower::closest(&n, &names)
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .unwrap_or_else(|| format!("pools: {}", names.join(", ")));
+                cx.error(v.src, v.span, format!("unknown pool `{n}`"), "no such pool", Some(help));
+                None
+            })
+        };
+        let long_pool = pool(self, "long_pool")?;
+        let short_pool = pool(self, "short_pool")?;
+        if long_pool == short_pool {
+            let v = s["short_pool"];
+            self.error(
+                v.src,
+                v.span,
+                "`long_pool` and `short_pool` name the same pool".into(),
+                "same pool",
+                Some("name two pools, or remove the split to let every instance take every request".into()),
+            );
+            return None;
+        }
+        // `split_at = 0` turns the split off (`--set router.split_at=0`: shared pools).
+        Some((at > 0).then_some(PromptSplit { at, long_pool, short_pool }))
     }
 
     pub(crate) fn policy_spec(&mut self, name: &str, s: &BTreeMap<&str, &Val>) -> Option<PolicySpec> {

@@ -106,7 +106,7 @@ impl Cx {
                 ("mmpp", &["low", "high", "low_for", "high_for"]),
                 ("ramp", &[]),
                 ("closed_loop", &["users", "think"]),
-                ("trace", &["format", "speedup", "start", "end", "limit", "loop", "skip_invalid", "block_tokens"]),
+                ("trace", &["format", "speedup", "start", "end", "limit", "loop", "skip_invalid", "block_tokens", "max_prompt"]),
             ],
         )?;
         let rate = |cx: &mut Self, x: &Val| cx.expect_dim(x, Dim::PER_TIME, "arrival rate");
@@ -227,6 +227,7 @@ impl Cx {
             looped: false,
             skip_invalid: false,
             block_tokens: MOONCAKE_BLOCK_TOKENS,
+            max_prompt: None,
         };
         if let Some(x) = named.get("speedup") {
             spec.speedup = self.number(x, "speedup")?;
@@ -248,6 +249,9 @@ impl Cx {
         }
         if let Some(x) = named.get("block_tokens") {
             spec.block_tokens = self.count_u32(x, "block_tokens")?;
+        }
+        if let Some(x) = named.get("max_prompt") {
+            spec.max_prompt = Some(self.token_count(x, "max_prompt")?.max(1));
         }
         if let Err(e) = TraceReader::open(&spec.path, spec.format, spec.skip_invalid) {
             self.error(
@@ -335,7 +339,7 @@ impl Cx {
                     pos[0].span,
                     format!("cannot read `{}`: {e}", path.display()),
                     "not readable",
-                    Some("paths are relative to the scenario file".into()),
+                    Some(self.path_help(pos[0])),
                 );
                 return None;
             }

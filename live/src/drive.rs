@@ -1,0 +1,922 @@
+//! Live runs: a scenario's workload sent on schedule to real engines, placed by the same
+//! policy objects through the same [`RouterHost`] as the simulator, and recorded through the
+//! same [`Recorder`], so `requests.csv` and `summary.json` of a live run read like those of
+//! `simctl run`.
+//!
+//! One control loop owns the router host, the recorder and every request's state; request
+//! streams and `/metrics` scrapes run as tasks that report back to it over a channel, so the
+//! policies see events one at a time, in order, as in the simulator:
+//!
+//! - **arrivals**: the workload generator of the scenario (arrival processes, trace replays
+//!   with `speedup`, `start`, `end`, `limit`, classes, priorities, closed loops) gives each
+//!   request and its scheduled time; the loop routes it when the time comes and a task sends
+//!   it, streamed, with a token-id prompt of its exact length ([`crate::prompt`]),
+//!   `max_tokens` and `ignore_eos`. How late each send is against its schedule is kept.
+//! - **gauges**: every engine's `/metrics` is scraped every `telemetry.interval` (at most
+//!   every [`LiveOptions::min_scrape`]) into the view the policies read; the router's own
+//!   counters (requests in flight, prefill tokens queued) are exact, as in the simulator.
+//! - **prefix overlaps**: the router keeps its own index of which prompt blocks it sent
+//!   where (registered when it sends them: the engine schedules in arrival order, so a later
+//!   request it schedules finds them computed; evicted least recently used beyond the
+//!   engine's KV blocks), since vLLM publishes no KV events over HTTP.
+//! - **split pools**: vLLM engines here cannot move KV between them, so a disaggregated
+//!   scenario runs in the original lab's dual-pool mode: prompts at or above the decode
+//!   pool's `local_prefill_threshold` go to the prefill pool, the rest to the decode pool,
+//!   each served whole where it lands. Migrations the planner asks for are logged as
+//!   advisory and counted, not carried out.
+//! - **failures** (HTTP errors, timeouts, stalls, dropped streams) are recorded as failed
+//!   requests with their error, never dropped; the policies hear of them.
+//! - **stopping**: when the stop flag is raised (Ctrl-C), sending stops, requests in flight
+//!   get [`LiveOptions::grace`] to finish, and whatever is still running then is recorded as
+//!   unfinished.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use simctl_engine::kv::{BlockHash, KvEvent};
+use simctl_engine::record::{DepthSeries, InstanceStats, Outcome, PoolStats, Reason, Recorder, RequestRecord, RunTotals};
+use simctl_engine::request::Request;
+use simctl_engine::rng::{RunSeed, StreamRng};
+use simctl_engine::router::{ClusterView, DecodingSeq, Gauges, InstanceId, InstanceView, RouterHost, max_hit_blocks, prompt_block_hashes};
+use simctl_engine::spec::{PromptSplit, Role, RouterSpec, ValidSpec};
+use simctl_engine::time::{SimDuration, SimTime};
+use simctl_engine::units::{Blocks, Tokens};
+use simctl_engine::workload::WorkloadGen;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::client::{ClientConfig, ClientError, CompletionRequest, EngineClient, Prompt, StreamedCompletion};
+use crate::metrics::EngineMetrics;
+use crate::prompt::PromptMaker;
+
+/// Scrapes no more often than this by default (a vLLM `/metrics` answer costs the engine a
+/// few milliseconds of CPU).
+pub const DEFAULT_MIN_SCRAPE: Duration = Duration::from_millis(100);
+/// Time requests in flight get to finish after a stop, by default.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// A run whose send lag p95 passes this fell behind its schedule.
+pub const LAG_P95_LIMIT: Duration = Duration::from_millis(10);
+/// ... or whose largest send lag passes this.
+pub const LAG_MAX_LIMIT: Duration = Duration::from_millis(100);
+/// Sends are timed by sleeping to this much before their time, then yielding until it
+/// comes (tokio's timers have millisecond granularity).
+const SPIN: Duration = Duration::from_micros(1500);
+/// How often the loop checks the stop flag and reports progress.
+const TICK: Duration = Duration::from_millis(100);
+
+/// One engine a scenario instance is bound to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Engine {
+    /// The scenario's instance name.
+    pub instance: String,
+    /// Its base URL.
+    pub url: String,
+}
+
+/// How a live run behaves.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// The served model to ask for; `None`: the first one the first engine lists.
+    pub model: Option<String>,
+    /// Client timeouts.
+    pub client: ClientConfig,
+    /// Time requests in flight get to finish after a stop.
+    pub grace: Duration,
+    /// Shortest time between two scrapes of one engine.
+    pub min_scrape: Duration,
+    /// How prompts become token ids.
+    pub prompts: PromptMaker,
+    /// The run's seed (workload draws, the policies' draws).
+    pub seed: RunSeed,
+    /// Raised to stop sending (Ctrl-C).
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            model: None,
+            client: ClientConfig::default(),
+            grace: DEFAULT_GRACE,
+            min_scrape: DEFAULT_MIN_SCRAPE,
+            prompts: PromptMaker::default(),
+            seed: RunSeed(0),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// A progress report, about once a second.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// Since the start.
+    pub elapsed: Duration,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests finished.
+    pub finished: u64,
+    /// Requests failed.
+    pub failed: u64,
+    /// Requests in flight.
+    pub in_flight: usize,
+    /// TTFT p50 and p95 of the last requests to get a first token, ms.
+    pub ttft_p50_ms: Option<f64>,
+    /// See `ttft_p50_ms`.
+    pub ttft_p95_ms: Option<f64>,
+    /// Whether sending has stopped (the workload is done, or a stop was asked for).
+    pub stopping: bool,
+}
+
+/// What a live run adds to a summary, besides the records.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LiveFigures {
+    /// `aggregated`, or `dual_pool` (see the module docs).
+    pub mode: &'static str,
+    /// Prompt tokens from which a request went to the long-prompt pool.
+    pub split_at: Option<u32>,
+    /// The served model.
+    pub model: String,
+    /// Engine URL per instance name.
+    pub endpoints: BTreeMap<String, String>,
+    /// Send lag of every request, ms.
+    pub send_lag_ms: Vec<f64>,
+    /// Migrations planned and logged, not carried out.
+    pub advisory_migrations: u64,
+    /// Prompt tokens the router expected the prefix caches to serve.
+    pub expected_prefix_hit_tokens: u64,
+    /// `vllm:prefix_cache_hits_total` over the run, summed over engines.
+    pub engine_prefix_hit_tokens: Option<u64>,
+    /// `vllm:prefix_cache_queries_total` over the run.
+    pub engine_prefix_query_tokens: Option<u64>,
+    /// Scrapes done.
+    pub scrapes: u64,
+    /// Scrapes failed.
+    pub scrape_errors: u64,
+    /// The last scrape error.
+    pub last_scrape_error: Option<String>,
+    /// Whether a stop ended sending early.
+    pub interrupted: bool,
+    /// Requests still in flight when the grace period ran out.
+    pub abandoned: u64,
+    /// Every scrape the router used, in the order it used them.
+    pub gauges: Vec<GaugeRow>,
+}
+
+/// One engine's gauges as the router took them in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GaugeRow {
+    /// When the engine answered.
+    pub scraped: SimTime,
+    /// When the router put them in its view (the view decisions read from then on).
+    pub published: SimTime,
+    /// The instance.
+    pub instance: InstanceId,
+    /// `vllm:num_requests_waiting`.
+    pub waiting: u32,
+    /// `vllm:num_requests_running`.
+    pub running: u32,
+    /// `vllm:kv_cache_usage_perc` (a fraction).
+    pub kv_usage: f64,
+    /// Free KV blocks as the view holds them.
+    pub kv_free_blocks: u32,
+}
+
+/// A finished live run.
+#[derive(Clone, Debug)]
+pub struct LiveResult {
+    /// Totals in the simulator's shape (window, per-instance and per-pool statistics from
+    /// the scraped gauges, queue depth over time).
+    pub totals: RunTotals,
+    /// What only a live run has.
+    pub figures: LiveFigures,
+}
+
+/// Why a live run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// An engine did not answer as it should before the run.
+    #[error("engine of instance `{instance}`: {error}")]
+    Engine {
+        /// The instance.
+        instance: String,
+        /// What went wrong.
+        error: ClientError,
+    },
+    /// The scenario and the engines do not fit together.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How a request's stream ended, reported by its task.
+enum Msg {
+    Sent { id: u64, at: Instant },
+    First { id: u64, at: Instant },
+    Done { id: u64, result: Result<StreamedCompletion, ClientError> },
+    Scrape { i: usize, at: Instant, result: Result<EngineMetrics, ClientError> },
+}
+
+/// A request in flight.
+struct Flight {
+    req: Request,
+    inst: InstanceId,
+    sent: Option<SimTime>,
+    charged: Tokens,
+    first: Option<SimTime>,
+    user: u32,
+}
+
+/// What the loop keeps per engine from its scrapes.
+#[derive(Default, Clone)]
+struct EngineAcc {
+    block_size: u32,
+    blocks: u64,
+    base: Counters,
+    last: Counters,
+    depth: u32,
+    depth_at: SimTime,
+    depth_integral: f64,
+    depth_max: u32,
+    busy: SimDuration,
+    kv_peak: f64,
+    running: u32,
+    // The router's own record of what this engine caches: hash -> last use, and use -> hash.
+    cached: HashMap<BlockHash, u64>,
+    by_use: BTreeMap<u64, BlockHash>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    hits: Option<f64>,
+    queries: Option<f64>,
+    preemptions: Option<f64>,
+    steps: Option<f64>,
+}
+
+impl Counters {
+    fn of(m: &EngineMetrics) -> Self {
+        Counters {
+            hits: m.prefix_cache_hits(),
+            queries: m.prefix_cache_queries(),
+            preemptions: m.value("vllm:num_preemptions_total"),
+            steps: m.value("vllm:iteration_tokens_total_count"),
+        }
+    }
+}
+
+fn delta(now: Option<f64>, base: Option<f64>) -> Option<f64> {
+    Some((now? - base.unwrap_or(0.0)).max(0.0))
+}
+
+/// The instances of `spec` in id order: `(pool index, pool name, instance name, hardware
+/// name, tp, $/h)`.
+fn instances(spec: &ValidSpec) -> Vec<(usize, String, String, String, u32, f64)> {
+    let mut out = Vec::new();
+    for (pi, p) in spec.pools.iter().enumerate() {
+        for i in &p.instances {
+            let hw = &spec.hardware[i.hardware];
+            out.push((pi, p.name.clone(), i.name.clone(), hw.name.clone(), i.tp, hw.cost_per_hour * f64::from(i.tp)));
+        }
+    }
+    out
+}
+
+/// The router a live run uses: the scenario's, with the dual-pool split in place of KV
+/// transfer between engines for a disaggregated scenario.
+fn live_router(spec: &ValidSpec) -> Result<(RouterSpec, Option<u32>), LiveError> {
+    let prefill: Vec<usize> = spec.pools.iter().enumerate().filter(|(_, p)| p.role == Role::Prefill).map(|(i, _)| i).collect();
+    let decode: Vec<usize> = spec.pools.iter().enumerate().filter(|(_, p)| p.role == Role::Decode).map(|(i, _)| i).collect();
+    if prefill.is_empty() && decode.is_empty() {
+        let at = spec.router.split.map(|s| s.at);
+        return Ok((spec.router.clone(), at));
+    }
+    let ([p], [d]) = (prefill.as_slice(), decode.as_slice()) else {
+        return Err(LiveError::Setup(format!(
+            "live mode runs split pools as the original lab's dual pools, which needs one prefill and one decode pool; this scenario has {} prefill and {} decode pools",
+            prefill.len(),
+            decode.len()
+        )));
+    };
+    let Some(at) = spec.pools[*d].local_prefill_threshold else {
+        return Err(LiveError::Setup(format!(
+            "pool `{}` decodes what pool `{}` prefills, but vLLM engines cannot move KV between them here; give pool `{}` `local_prefill = true` (and `local_prefill_threshold`) to run as dual pools: prompts at or above the threshold served whole on `{}`, the rest on `{}`",
+            spec.pools[*d].name, spec.pools[*p].name, spec.pools[*d].name, spec.pools[*p].name, spec.pools[*d].name
+        )));
+    };
+    let mut r = spec.router.clone();
+    r.split = Some(PromptSplit { at, long_pool: *p, short_pool: *d });
+    Ok((r, Some(at)))
+}
+
+fn reason_of(e: &ClientError) -> Reason {
+    match e {
+        ClientError::Timeout { .. } | ClientError::Stalled { .. } => Reason::Timeout,
+        ClientError::Connect { .. } | ClientError::Dropped { .. } => Reason::Disconnected,
+        _ => Reason::HttpError,
+    }
+}
+
+fn at_of(start: Instant, t: Instant) -> SimTime {
+    SimTime(u64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn instant_of(start: Instant, t: SimTime) -> Instant {
+    start + Duration::from_nanos(t.0)
+}
+
+/// Runs `spec`'s workload against `engines` (one per instance, in instance order).
+pub async fn run_live<R: Recorder>(
+    spec: &ValidSpec,
+    engines: &[Engine],
+    opts: &LiveOptions,
+    rec: &mut R,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<LiveResult, LiveError> {
+    let insts = instances(spec);
+    if engines.len() != insts.len() {
+        return Err(LiveError::Setup(format!(
+            "the scenario has {} instances ({}) but {} engines were given; bind one engine to each",
+            insts.len(),
+            insts.iter().map(|i| i.2.as_str()).collect::<Vec<_>>().join(", "),
+            engines.len()
+        )));
+    }
+    let (router, split_at) = live_router(spec)?;
+    let engine_err = |k: usize, error: ClientError| LiveError::Engine { instance: engines[k].instance.clone(), error };
+
+    // Every engine answers, serves the model, and says how big its cache is.
+    let mut clients = Vec::new();
+    for (k, e) in engines.iter().enumerate() {
+        clients.push(Arc::new(EngineClient::new(&e.url, opts.client).map_err(|er| engine_err(k, er))?));
+    }
+    let mut model = opts.model.clone();
+    let mut accs = vec![EngineAcc::default(); engines.len()];
+    for (k, c) in clients.iter().enumerate() {
+        let models = c.models().await.map_err(|e| engine_err(k, e))?;
+        let served: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+        match &model {
+            None => model = served.first().map(|s| s.to_string()),
+            Some(m) if !served.contains(&m.as_str()) => {
+                return Err(LiveError::Setup(format!(
+                    "the engine of instance `{}` ({}) does not serve model `{m}`; it serves: {}",
+                    engines[k].instance,
+                    engines[k].url,
+                    served.join(", ")
+                )));
+            }
+            Some(_) => {}
+        }
+        let m = c.metrics().await.map_err(|e| engine_err(k, e))?;
+        let a = &mut accs[k];
+        a.block_size = m.block_size().unwrap_or(spec.pools[insts[k].0].engine.block_size);
+        a.blocks = m.num_gpu_blocks().unwrap_or(spec.kv_blocks()[k]);
+        a.base = Counters::of(&m);
+        a.last = a.base;
+    }
+    let Some(model) = model else {
+        return Err(LiveError::Setup(format!("the engine at {} lists no model", engines[0].url)));
+    };
+
+    // The view the policies read: the scenario's instances with the engines' caches. In dual
+    // pools every engine serves whole requests.
+    let views: Vec<InstanceView> = insts
+        .iter()
+        .enumerate()
+        .map(|(k, (pool, _, _, _, _, cost))| {
+            let blocks = Blocks(u32::try_from(accs[k].blocks).unwrap_or(u32::MAX));
+            InstanceView {
+                id: InstanceId(k as u32),
+                pool: *pool,
+                role: Role::Mixed,
+                hourly_cost: *cost,
+                block_size: accs[k].block_size,
+                waiting: 0,
+                running: 0,
+                queued_prefill_tokens: 0,
+                kv_free_blocks: blocks,
+                kv_total_blocks: blocks,
+                prefix_hit_rate: 0.0,
+                assigned: 0,
+            }
+        })
+        .collect();
+    let mut host = RouterHost::new(&router, &spec.telemetry, ClusterView::new(views), opts.seed);
+    host.use_index();
+    let mut workload = WorkloadGen::new(&spec.workload, opts.seed).map_err(|e| LiveError::Setup(e.to_string()))?;
+    let mut think_rng: StreamRng = opts.seed.stream(simctl_engine::rng::stream::THINK);
+    let closed = workload.closed_loop();
+
+    let start = Instant::now();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let mut tasks = JoinSet::new();
+    let interval = spec.telemetry.interval.as_nanos().max(u64::try_from(opts.min_scrape.as_nanos()).unwrap_or(u64::MAX));
+    let scrape_every = Duration::from_nanos(interval);
+    let scrapers_stop = Arc::new(AtomicBool::new(false));
+    for (i, c) in clients.iter().enumerate() {
+        let (c, tx, halt) = (c.clone(), tx.clone(), scrapers_stop.clone());
+        tokio::spawn(async move {
+            let mut next = Instant::now();
+            while !halt.load(Ordering::Relaxed) {
+                let result = c.metrics().await;
+                if tx.send(Msg::Scrape { i, at: Instant::now(), result }).is_err() {
+                    break;
+                }
+                next += scrape_every;
+                let now = Instant::now();
+                if next < now {
+                    next = now;
+                }
+                tokio::time::sleep_until(next.into()).await;
+            }
+        });
+    }
+
+    let mut figures = LiveFigures {
+        mode: if split_at.is_some() { "dual_pool" } else { "aggregated" },
+        split_at,
+        model: model.clone(),
+        endpoints: engines.iter().map(|e| (e.instance.clone(), e.url.clone())).collect(),
+        ..Default::default()
+    };
+    let mut depth_series: Vec<DepthSeries> = spec.pools.iter().map(|p| DepthSeries::new(p.name.clone())).collect();
+    let mut pool_depth_max = vec![0u32; spec.pools.len()];
+    let mut flights: HashMap<u64, Flight> = HashMap::new();
+    let mut use_clock = 0u64;
+    let mut recent_ttft: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
+    let (mut sent, mut finished, mut failed, mut arrived, mut events) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut first_arrival, mut last_departure): (Option<SimTime>, Option<SimTime>) = (None, None);
+    let mut peak = 0usize;
+    let mut stopping = false;
+    let mut grace_end: Option<Instant> = None;
+    let mut last_progress = Instant::now();
+    let migrate_every = host.migration_interval().map(|d| Duration::from_nanos(d.as_nanos()));
+    let mut next_migrate = migrate_every.map(|d| start + d);
+
+    // The next request of an open loop, or the closed-loop users' next sends.
+    let mut pending: Option<Request> = None;
+    let mut users: BinaryHeap<Reverse<(SimTime, u32)>> = BinaryHeap::new();
+    if let Some((n, _)) = closed {
+        for u in 0..n {
+            users.push(Reverse((SimTime::ZERO, u)));
+        }
+    }
+    let requests_cap = spec.run.requests;
+    let duration_cap = spec.run.duration;
+    let mut exhausted = false;
+    let next_open = |w: &mut WorkloadGen, arrived: u64| -> Option<Request> {
+        if requests_cap.is_some_and(|n| arrived >= n) {
+            return None;
+        }
+        let r = w.next_request()?;
+        if duration_cap.is_some_and(|d| r.arrival >= SimTime::ZERO + d) {
+            return None;
+        }
+        Some(r)
+    };
+    if closed.is_none() {
+        pending = next_open(&mut workload, 0);
+        exhausted = pending.is_none();
+    }
+
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let closed_open =
+            |arrived: u64, at: SimTime| requests_cap.is_none_or(|n| arrived < n) && duration_cap.is_none_or(|d| at < SimTime::ZERO + d);
+        // A closed loop sends while its users are within the run's bounds (a user in flight
+        // comes back when its request ends).
+        if closed.is_some() {
+            exhausted = !users
+                .peek()
+                .map_or(!flights.is_empty() && requests_cap.is_none_or(|n| arrived < n), |Reverse((t, _))| closed_open(arrived, *t));
+        }
+        let sending = !stopping && !exhausted;
+        if !sending && flights.is_empty() {
+            break;
+        }
+        let next_send: Option<SimTime> = if !sending {
+            None
+        } else if closed.is_some() {
+            users.peek().map(|Reverse((t, _))| *t)
+        } else {
+            pending.as_ref().map(|r| r.arrival)
+        };
+        // Timers fire at millisecond granularity: sleep to within `SPIN` of the send time, then
+        // go round the loop (serving messages) until it comes, so sends are not late by a
+        // timer tick.
+        let wake = next_send.map(|t| instant_of(start, t));
+        let sleep_to = wake.map(|w| w.checked_sub(SPIN).unwrap_or(w));
+        if let (Some(w), Some(s)) = (wake, sleep_to)
+            && (s..w).contains(&Instant::now())
+        {
+            // The last stretch: let the other tasks run, then look again.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            biased;
+            Some(msg) = rx.recv() => {
+                events += 1;
+                match msg {
+                    Msg::Sent { id, at } => {
+                        if let Some(f) = flights.get_mut(&id) {
+                            let t = at_of(start, at);
+                            figures.send_lag_ms.push((t.0.saturating_sub(f.req.arrival.0)) as f64 / 1e6);
+                            f.sent = Some(t);
+                            first_arrival = Some(first_arrival.map_or(t, |a| a.min(t)));
+                        }
+                    }
+                    Msg::First { id, at } => {
+                        let Some(f) = flights.get_mut(&id) else { continue };
+                        let t = at_of(start, at);
+                        f.first = Some(t);
+                        let ttft = t - f.sent.unwrap_or(t);
+                        host.prefill_done(f.inst, std::mem::take(&mut f.charged));
+                        host.on_first_token(f.inst, ttft);
+                        recent_ttft.push_back(ttft.as_millis_f64());
+                        if recent_ttft.len() > 200 {
+                            recent_ttft.pop_front();
+                        }
+                    }
+                    Msg::Done { id, result } => {
+                        let Some(f) = flights.remove(&id) else { continue };
+                        let now = at_of(start, Instant::now());
+                        last_departure = Some(now);
+                        if f.charged > Tokens::ZERO {
+                            host.prefill_done(f.inst, f.charged);
+                        }
+                        host.left(f.inst);
+                        let sent_at = f.sent.unwrap_or(now);
+                        let mut r = record(&f.req, f.inst);
+                        r.arrival = sent_at;
+                        match result {
+                            Ok(sc) => {
+                                r.generated_tokens = Tokens(sc.output_tokens);
+                                r.first_token = sc.ttft().map(|d| sent_at + d);
+                                r.finish = sc.e2e().map(|d| sent_at + d);
+                                r.max_itl = sc.timer.itl.iter().copied().max().unwrap_or(SimDuration::ZERO);
+                                for &g in &sc.timer.itl {
+                                    rec.on_token_gap(g);
+                                }
+                                if sc.output_tokens == 0 || r.first_token.is_none() {
+                                    r.outcome = Outcome::Failed;
+                                    r.reason = Some(Reason::HttpError);
+                                    failed += 1;
+                                    host.on_request_failed(f.inst);
+                                    rec.on_request_error(&r, "the stream ended without output tokens");
+                                } else {
+                                    r.outcome = Outcome::Finished;
+                                    finished += 1;
+                                    host.on_request_complete(f.inst, r.tpot());
+                                    rec.on_request(&r);
+                                }
+                            }
+                            Err(e) => {
+                                r.first_token = f.first;
+                                r.outcome = Outcome::Failed;
+                                r.reason = Some(reason_of(&e));
+                                failed += 1;
+                                host.on_request_failed(f.inst);
+                                rec.on_request_error(&r, &e.to_string());
+                            }
+                        }
+                        if f.user != u32::MAX {
+                            let think = closed.map_or(SimDuration::ZERO, |c| c.1);
+                            let wait = if think == SimDuration::ZERO {
+                                SimDuration::ZERO
+                            } else {
+                                let u: f64 = 1.0 - rand::RngExt::random::<f64>(&mut think_rng);
+                                SimDuration::from_secs_f64(-u.ln() * think.as_secs_f64())
+                            };
+                            users.push(Reverse((now + wait, f.user)));
+                        }
+                    }
+                    Msg::Scrape { i, at, result } => {
+                        figures.scrapes += 1;
+                        match result {
+                            Err(e) => {
+                                figures.scrape_errors += 1;
+                                figures.last_scrape_error = Some(format!("{}: {e}", engines[i].instance));
+                            }
+                            Ok(m) => {
+                                let t = at_of(start, at);
+                                let g = gauges(&mut accs[i], &m, t);
+                                host.publish(InstanceId(i as u32), g);
+                                figures.gauges.push(GaugeRow {
+                                    scraped: t,
+                                    published: at_of(start, Instant::now()),
+                                    instance: InstanceId(i as u32),
+                                    waiting: g.waiting,
+                                    running: g.running,
+                                    kv_usage: m.kv_cache_usage().unwrap_or(0.0),
+                                    kv_free_blocks: g.kv_free_blocks.get(),
+                                });
+                                let pool = insts[i].0;
+                                let depth: u32 = (0..insts.len()).filter(|k| insts[*k].0 == pool).map(|k| accs[k].depth).sum();
+                                depth_series[pool].note(t, depth);
+                                pool_depth_max[pool] = pool_depth_max[pool].max(depth);
+                            }
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(sleep_to.unwrap_or_else(Instant::now).into()), if wake.is_some() => {
+                if wake.is_some_and(|w| Instant::now() < w) {
+                    continue;
+                }
+                events += 1;
+                let (req, user) = if closed.is_some() {
+                    let Reverse((t, u)) = users.pop().expect("a user is ready");
+                    (workload.request_at(t), u)
+                } else {
+                    let r = pending.take().expect("a request is due");
+                    (r, u32::MAX)
+                };
+                arrived += 1;
+                let now = at_of(start, Instant::now());
+                match host.route_prefill(now, &req, None, rec) {
+                    Err(_) => {
+                        let mut r = record(&req, InstanceId(u32::MAX));
+                        (r.prefill_instance, r.decode_instance) = (None, None);
+                        r.outcome = Outcome::Rejected;
+                        r.reason = Some(Reason::NoRoute);
+                        rec.on_request(&r);
+                        if user != u32::MAX {
+                            users.push(Reverse((now, user)));
+                        }
+                    }
+                    Ok(inst) => {
+                        let bs = accs[inst.index()].block_size;
+                        let expected = host.cached_blocks(inst, &req).get().min(max_hit_blocks(&req, bs));
+                        figures.expected_prefix_hit_tokens += u64::from(expected) * u64::from(bs);
+                        let charged = host.dispatched(inst, &req, true);
+                        // From now on the engine holds (or is computing) the prompt's full blocks:
+                        // a later request it schedules after this one finds them cached.
+                        remember_prompt(&mut host, &mut accs[inst.index()], inst, &req, &mut use_clock);
+                        let id = req.id.0;
+                        let body = CompletionRequest {
+                            model: model.clone(),
+                            prompt: Prompt::Tokens(Vec::new()),
+                            max_tokens: req.output_tokens.get(),
+                            temperature: 0.0,
+                            ignore_eos: true,
+                        };
+                        let (client, tx, maker, r2) = (clients[inst.index()].clone(), tx.clone(), opts.prompts, req.clone());
+                        tasks.spawn(async move {
+                            // The prompt is built here, off the loop that keeps the schedule.
+                            let body = CompletionRequest { prompt: Prompt::Tokens(maker.prompt(&r2)), ..body };
+                            let _ = tx.send(Msg::Sent { id, at: Instant::now() });
+                            let first_tx = tx.clone();
+                            let result = client
+                                .complete_stream_observed(&body, move || {
+                                    let _ = first_tx.send(Msg::First { id, at: Instant::now() });
+                                })
+                                .await;
+                            let _ = tx.send(Msg::Done { id, result });
+                        });
+                        flights.insert(id, Flight { req, inst, sent: None, charged, first: None, user });
+                        sent += 1;
+                        peak = peak.max(flights.len());
+                    }
+                }
+                if closed.is_none() {
+                    pending = next_open(&mut workload, arrived);
+                    exhausted = pending.is_none();
+                }
+            }
+            _ = tick.tick() => {
+                let now_i = Instant::now();
+                if !stopping && opts.stop.load(Ordering::Relaxed) {
+                    stopping = true;
+                    figures.interrupted = true;
+                    grace_end = Some(now_i + opts.grace);
+                }
+                if let (Some(every), Some(due)) = (migrate_every, next_migrate)
+                    && now_i >= due
+                {
+                    next_migrate = Some(due + every);
+                    let now = at_of(start, now_i);
+                    let decoding: Vec<DecodingSeq> = flights
+                        .values()
+                        .filter(|f| f.first.is_some())
+                        .map(|f| DecodingSeq { request: f.req.id, instance: f.inst, priority: f.req.priority, tokens_remaining: f.req.output_tokens.get() })
+                        .collect();
+                    for m in host.plan_migrations(now, &decoding) {
+                        host.log_migration(now, m.request, m.to, rec);
+                        figures.advisory_migrations += 1;
+                    }
+                }
+                if grace_end.is_some_and(|g| now_i >= g) && !flights.is_empty() {
+                    // The grace period is over: what is still running stays unfinished.
+                    tasks.abort_all();
+                    let now = at_of(start, now_i);
+                    let mut left: Vec<Flight> = flights.drain().map(|(_, f)| f).collect();
+                    left.sort_by_key(|f| f.req.id.0);
+                    for f in left {
+                        figures.abandoned += 1;
+                        host.left(f.inst);
+                        let mut r = record(&f.req, f.inst);
+                        r.arrival = f.sent.unwrap_or(now);
+                        r.first_token = f.first;
+                        r.outcome = Outcome::Unfinished;
+                        rec.on_request(&r);
+                    }
+                }
+                if now_i.duration_since(last_progress) >= Duration::from_secs(1) {
+                    last_progress = now_i;
+                    let mut xs: Vec<f64> = recent_ttft.iter().copied().collect();
+                    xs.sort_by(f64::total_cmp);
+                    let q = |p: f64| (!xs.is_empty()).then(|| xs[((xs.len() - 1) as f64 * p).round() as usize]);
+                    progress(&Progress {
+                        elapsed: now_i - start,
+                        sent,
+                        finished,
+                        failed,
+                        in_flight: flights.len(),
+                        ttft_p50_ms: q(0.5),
+                        ttft_p95_ms: q(0.95),
+                        stopping: stopping || exhausted,
+                    });
+                }
+            }
+        }
+        // Reap finished tasks so the set does not grow with the run.
+        while tasks.try_join_next().is_some() {}
+    }
+    scrapers_stop.store(true, Ordering::Relaxed);
+    let end = at_of(start, Instant::now());
+
+    // One last scrape for the counters over the whole run.
+    let (mut hits, mut queries) = (None::<f64>, None::<f64>);
+    for (k, c) in clients.iter().enumerate() {
+        if let Ok(m) = c.metrics().await {
+            let g = gauges(&mut accs[k], &m, end);
+            host.publish(InstanceId(k as u32), g);
+        }
+        let a = &accs[k];
+        if let Some(h) = delta(a.last.hits, a.base.hits) {
+            hits = Some(hits.unwrap_or(0.0) + h);
+        }
+        if let Some(q) = delta(a.last.queries, a.base.queries) {
+            queries = Some(queries.unwrap_or(0.0) + q);
+        }
+    }
+    figures.engine_prefix_hit_tokens = hits.map(|h| h.round() as u64);
+    figures.engine_prefix_query_tokens = queries.map(|q| q.round() as u64);
+    for d in &mut depth_series {
+        d.close(end);
+    }
+    let secs = end.as_secs_f64().max(1e-9);
+    let instance_stats: Vec<InstanceStats> = insts
+        .iter()
+        .enumerate()
+        .map(|(k, (pool, pool_name, name, hw, tp, cost))| {
+            let a = &mut accs[k];
+            close_depth(a, end);
+            let hit = match (delta(a.last.hits, a.base.hits), delta(a.last.queries, a.base.queries)) {
+                (Some(h), Some(q)) if q > 0.0 => h / q,
+                _ => 0.0,
+            };
+            InstanceStats {
+                name: name.clone(),
+                pool: pool_name.clone(),
+                role: spec.pools[*pool].role,
+                hardware: hw.clone(),
+                gpus: *tp,
+                hourly_cost: *cost,
+                queue_depth_mean: a.depth_integral / secs,
+                queue_depth_max: a.depth_max,
+                utilization: a.busy.as_secs_f64() / secs,
+                steps: delta(a.last.steps, a.base.steps).map_or(0, |s| s.round() as u64),
+                preemptions: delta(a.last.preemptions, a.base.preemptions).map_or(0, |p| p.round() as u64),
+                kv_capacity_blocks: a.blocks,
+                kv_peak_usage: a.kv_peak,
+                prefix_hit_rate: hit,
+                migrations_out: 0,
+                migrations_in: 0,
+            }
+        })
+        .collect();
+    let pools: Vec<PoolStats> = spec
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(pi, p)| PoolStats {
+            name: p.name.clone(),
+            role: p.role,
+            instances: p.instances.len() as u32,
+            queue_depth_mean: instance_stats.iter().filter(|s| s.pool == p.name).map(|s| s.queue_depth_mean).sum(),
+            queue_depth_max: pool_depth_max[pi],
+        })
+        .collect();
+    let interrupted = figures.interrupted;
+    let totals = RunTotals {
+        complete: !interrupted && workload.error().is_none(),
+        stop_reason: interrupted
+            .then(|| format!("interrupted (Ctrl-C) after {:.1} s: sending stopped with {} requests sent", end.as_secs_f64(), sent)),
+        first_arrival,
+        last_departure,
+        end,
+        elapsed: end - SimTime::ZERO,
+        events,
+        arrived,
+        local_prefills: 0,
+        migrations: 0,
+        cancelled: 0,
+        trace_skipped_lines: workload.skipped(),
+        workload_error: workload.error().map(|e| e.to_string()),
+        peak_in_flight: peak,
+        instances: instance_stats,
+        pools,
+        depth_series,
+    };
+    Ok(LiveResult { totals, figures })
+}
+
+/// The record of `req` served by `inst`, before its outcome is known.
+fn record(req: &Request, inst: InstanceId) -> RequestRecord {
+    RequestRecord {
+        id: req.id,
+        arrival: req.arrival,
+        first_token: None,
+        finish: None,
+        prompt_tokens: req.prompt_tokens,
+        output_tokens: req.output_tokens,
+        generated_tokens: Tokens::ZERO,
+        priority: req.priority,
+        prefill_instance: Some(inst),
+        decode_instance: Some(inst),
+        preemptions: 0,
+        cached_tokens: Tokens::ZERO,
+        migrations: 0,
+        class: req.class,
+        max_itl: SimDuration::ZERO,
+        outcome: Outcome::Unfinished,
+        reason: None,
+    }
+}
+
+/// The router's record that `inst` caches the full prompt blocks of `req` now, evicting the
+/// least recently used beyond the engine's blocks.
+fn remember_prompt(host: &mut RouterHost, a: &mut EngineAcc, inst: InstanceId, req: &Request, clock: &mut u64) {
+    for h in prompt_block_hashes(req, a.block_size) {
+        *clock += 1;
+        match a.cached.insert(h, *clock) {
+            Some(old) => {
+                a.by_use.remove(&old);
+            }
+            None => host.kv_event(inst, KvEvent::Stored(h)),
+        }
+        a.by_use.insert(*clock, h);
+    }
+    while a.cached.len() as u64 > a.blocks.max(1) {
+        let Some((_, h)) = a.by_use.pop_first() else { break };
+        a.cached.remove(&h);
+        host.kv_event(inst, KvEvent::Removed(h));
+    }
+}
+
+fn close_depth(a: &mut EngineAcc, at: SimTime) {
+    let dt = (at - a.depth_at).as_secs_f64();
+    a.depth_integral += f64::from(a.depth) * dt;
+    if a.running > 0 {
+        a.busy += at - a.depth_at;
+    }
+    a.depth_at = at;
+}
+
+/// Gauges of one scrape, and the engine's statistics brought up to `at`.
+fn gauges(a: &mut EngineAcc, m: &EngineMetrics, at: SimTime) -> Gauges {
+    close_depth(a, at);
+    let running = m.requests_running().unwrap_or(0.0).max(0.0) as u32;
+    let waiting = m.requests_waiting().unwrap_or(0.0).max(0.0) as u32;
+    let usage = m.kv_cache_usage().unwrap_or(0.0).clamp(0.0, 1.0);
+    a.depth = running + waiting;
+    a.running = running;
+    a.depth_max = a.depth_max.max(a.depth);
+    a.kv_peak = a.kv_peak.max(usage);
+    a.last = Counters::of(m);
+    let hit_rate = match (delta(a.last.hits, a.base.hits), delta(a.last.queries, a.base.queries)) {
+        (Some(h), Some(q)) if q > 0.0 => h / q,
+        _ => 0.0,
+    };
+    let free = ((1.0 - usage) * a.blocks as f64).round() as u32;
+    Gauges { waiting, running, kv_free_blocks: Blocks(free), prefix_hit_rate: hit_rate }
+}
+
+/// [`run_live`] on a single-threaded runtime of its own (blocking).
+pub fn run_blocking<R: Recorder>(
+    spec: &ValidSpec,
+    engines: &[Engine],
+    opts: &LiveOptions,
+    rec: &mut R,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<LiveResult, LiveError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LiveError::Setup(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(run_live(spec, engines, opts, rec, progress))
+}
