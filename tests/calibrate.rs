@@ -4,12 +4,9 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use simctl_engine::cost::FittedCost;
-use simctl_engine::time::SimDuration;
-use simctl_live::fake::{Batching, FakeEngine, FakeSpec, Fault};
+use simctl_live::fake::{FakeEngine, Fault};
 
 use crate::{simctl, stderr, stdout, temp_dir};
 
@@ -20,87 +17,7 @@ fn simctl_guarded(args: &[&str]) -> Output {
     crate::simctl_guarded(args, HANG_GUARD)
 }
 
-/// The fake's known step model. Each term adds tens of milliseconds to some probe, to stand
-/// out of timing noise: an 80 ms frontend (HTTP overhead of a few hundred microseconds is well
-/// within 2% of it), 5 ms per step, chunks of at most 2048 tokens (prompts up to 4095 take
-/// two steps, so context attention shows without prefix probes too).
-const TRUTH: [f64; 6] = [5e-3, 50e-6, 40e-9, 80e-9, 0.5e-3, 1e-6];
-const FRONTEND_MS: u64 = 80;
-const BUDGET: u32 = 2048;
-const MAX_SEQS: u32 = 16;
-
-fn batched(max_seqs: u32, max_batch_tokens: u32, max_model_len: u32) -> FakeSpec {
-    let cost = FittedCost { c: TRUTH, frontend: SimDuration::from_millis(FRONTEND_MS) };
-    FakeSpec {
-        model: "fake-model".into(),
-        max_model_len,
-        block_size: 16,
-        num_blocks: 65536,
-        batching: Some(Batching { cost: Arc::new(cost), max_batch_tokens, max_seqs }),
-        ..FakeSpec::default()
-    }
-}
-
-fn profile(path: &Path) -> simctl_engine::profile::Profile {
-    simctl_calibration::read_profile(path).unwrap_or_else(|e| panic!("{e}"))
-}
-
-#[test]
-fn the_fit_recovers_the_fake_engines_step_model_within_two_percent() {
-    let e = FakeEngine::start(batched(MAX_SEQS, BUDGET, 4096)).unwrap();
-    let dir = temp_dir("calibrate-fake");
-    let out = dir.join("fake.yaml");
-    // The full plan: its repeats average out the timing noise of a busy test machine.
-    let o = simctl_guarded(&["calibrate", "--model", "fake-model", "--endpoint", &e.url(), "--out", out.to_str().unwrap(), "--seed", "7"]);
-    let (so, se) = (stdout(&o), stderr(&o));
-    assert!(o.status.success(), "{so}\n{se}");
-    let p = profile(&out);
-    // The limits were measured: the sequence cap by saturation, the budget by the jump of
-    // one step in TTFT past it.
-    assert_eq!((p.engine.max_seqs, p.engine.max_batch_tokens), (MAX_SEQS, BUDGET), "{so}");
-    assert_eq!((p.kv_capacity_blocks, p.engine.block_size), (65536, 16));
-    let got = p.coefficients.as_array();
-    for (k, (g, w)) in got.iter().zip(TRUTH).enumerate() {
-        assert!((g / w - 1.0).abs() < 0.02, "c{k}: fitted {g:e}, truth {w:e}\n{so}");
-    }
-    let fe = p.coefficients.frontend_s;
-    assert!((fe / (FRONTEND_MS as f64 / 1e3) - 1.0).abs() < 0.02, "frontend {fe}\n{so}");
-    // Fit quality per class, in the profile and on screen.
-    let classes: Vec<&str> = p.fit.classes.iter().map(|c| c.class.as_str()).collect();
-    assert_eq!(classes, ["prefill", "decode", "mixed", "prefix"]);
-    assert!(p.fit.classes.iter().all(|c| c.mape_pct < 5.0), "{:?}", p.fit.classes);
-    for line in [
-        "fit quality per probe class",
-        "self-check (held-out probes replayed in the simulator)",
-        "plan: ",
-        "prefill ",
-        "decode ",
-        "mixed ",
-        "prefix ",
-    ] {
-        assert!(so.contains(line), "missing `{line}` in\n{so}");
-    }
-    assert!(!p.fit.self_check.is_empty());
-    assert!(p.fit.self_check.iter().all(|s| s.error_pct.abs() < 10.0), "{:?}\n{se}", p.fit.self_check);
-    assert!(p.samples.iter().any(|s| s.held_out) && p.samples.len() >= 20);
-    let png = std::fs::read(dir.join("fake.residuals.png")).unwrap();
-    assert_eq!(&png[1..4], b"PNG");
-    // Every request kept prompt plus output within the context, and prompts never repeat
-    // except where a prefix probe wants a hit.
-    let reqs = e.requests();
-    assert!(reqs.iter().all(|r| r["prompt"].as_array().unwrap().len() as u64 + r["max_tokens"].as_u64().unwrap() <= 4096));
-    assert!(reqs.iter().all(|r| r["ignore_eos"] == true && r["stream"] == true));
-    let firsts: Vec<&[serde_json::Value]> = reqs.iter().map(|r| &r["prompt"].as_array().unwrap()[..16]).collect();
-    let mut distinct = firsts.clone();
-    distinct.sort_by_key(|v| serde_json::to_string(v).unwrap());
-    distinct.dedup();
-    let prefix_runs = p.samples.iter().filter(|s| s.class == simctl_engine::profile::ProbeClass::Prefix).count();
-    assert!(
-        firsts.len() - distinct.len() >= prefix_runs && firsts.len() - distinct.len() <= 3 * prefix_runs,
-        "{} repeats",
-        firsts.len() - distinct.len()
-    );
-}
+use crate::support::{BUDGET, MAX_SEQS, batched};
 
 #[test]
 fn samples_that_cannot_determine_the_model_are_refused_with_what_to_do() {
