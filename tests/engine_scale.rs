@@ -243,3 +243,34 @@ fn fast_forward_changes_no_byte_of_any_shipped_scenario_s_results() {
         }
     }
 }
+
+#[test]
+fn fast_forward_changes_no_itl_bucket_nor_summary_of_any_shipped_scenario() {
+    // The library path of `simctl run`: the recorder's pooled ITL histogram, bucket by bucket,
+    // and the summary, with fast-forward on and off (the files are compared above).
+    let mut taken = 0;
+    for entry in std::fs::read_dir(crate::repo_root().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "scn") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let run = |ff: bool| {
+            let sets = [("run.fast_forward".to_string(), ff.to_string()), ("run.requests".to_string(), "3000".to_string())];
+            let spec = simctl_dsl::load(path.to_str().unwrap(), &text, &sets).unwrap_or_else(|d| panic!("{d}"));
+            let mut rec = simctl_reports::RunRecorder::for_spec(&spec);
+            let mut sim = Simulation::new(&spec).unwrap();
+            sim.step_until(SimTime::MAX, &mut rec);
+            let taken = sim.fast_forwarded_steps();
+            let totals = sim.finish(&mut rec);
+            let summary = serde_json::to_string(&simctl_reports::Summary::build(&spec, spec.seed, &mut rec, &totals)).unwrap();
+            (rec.itl_buckets(), summary, taken)
+        };
+        let (on, off) = (run(true), run(false));
+        assert_eq!(off.2, 0, "{}: fast-forward off takes no step in bulk", path.display());
+        taken += usize::from(on.2 > 0);
+        assert!(on.0 == off.0, "{}: the ITL histogram differs with fast-forward", path.display());
+        assert!(on.1 == off.1, "{}: summary differs with fast-forward", path.display());
+    }
+    assert!(taken >= 8, "fast-forward taken in {taken} scenarios");
+}

@@ -305,8 +305,9 @@ fn observe(spec: &ValidSpec) -> Observed {
 /// chunked prefill or not, KV pressure (preemptions), prefix caching with shared prefixes,
 /// conditional disaggregation, exact or stale telemetry, migrations, open or closed loops
 /// (users with no think time send at the instant a request ends), and step costs that grow
-/// with the context (roofline) or do not (rates: equal batches take equal times, so step
-/// ends of different instances often fall on the same nanosecond).
+/// with the context (roofline, a calibration fit with a frontend latency) or do not (rates:
+/// equal batches take equal times, so step ends of different instances often fall on the
+/// same nanosecond).
 fn random_decode_spec(rng: &mut crate::rng::StreamRng) -> ScenarioSpec {
     let mut spec = random_prefix_spec(rng);
     spec.workload.output = LengthSpec::Uniform { lo: 1, hi: rng.random_range(2..400) };
@@ -321,16 +322,21 @@ fn random_decode_spec(rng: &mut crate::rng::StreamRng) -> ScenarioSpec {
         spec.pools[0].local_prefill_threshold = None;
         spec.links.clear();
     }
-    spec.hardware[0].perf = if rng.random_range(0..4) > 0 {
+    spec.hardware[0].perf = match rng.random_range(0..5) {
+        // Fixed rates: equal batches take equal times.
+        0 => PerfSpec::Rates { prefill_tok_s: 40_000.0, decode_tok_s: 4_000.0, step_overhead: SimDuration::from_micros(500) },
+        // A calibration fit, with a frontend latency on every first token (and finish).
+        1 => PerfSpec::Fitted {
+            cost: crate::cost::FittedCost { c: [4e-3, 5e-5, 1e-9, 2e-9, 2e-5, 3e-8], frontend: SimDuration::from_micros(1_700) },
+            tp: None,
+        },
         // A roofline GPU: decode steps grow with their context, so every step differs.
-        PerfSpec::Roofline {
+        _ => PerfSpec::Roofline {
             gpu: catalogue::gpu("h100-sxm").unwrap(),
             mfu: DEFAULT_MFU,
             mbu: DEFAULT_MBU,
             step_overhead: DEFAULT_STEP_OVERHEAD,
-        }
-    } else {
-        PerfSpec::Rates { prefill_tok_s: 40_000.0, decode_tok_s: 4_000.0, step_overhead: SimDuration::from_micros(500) }
+        },
     };
     spec.hardware[0].kv_capacity_tokens = Some(rng.random_range(2_000..40_000));
     spec.telemetry.interval = [SimDuration::ZERO, SimDuration::from_millis(10), SimDuration::from_millis(250)][rng.random_range(0..3)];
