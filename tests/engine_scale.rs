@@ -213,12 +213,10 @@ fn routing_decisions_are_pinned() {
 
 #[test]
 fn fast_forward_changes_no_byte_of_any_shipped_scenario_s_results() {
-    for entry in std::fs::read_dir(crate::repo_root().join("scenarios")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "scn") {
-            continue;
-        }
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+    for path in shipped_scenarios() {
+        // The validation set has a mooncake_slice too: the folder keeps the names apart.
+        let folder = path.parent().and_then(|p| p.parent()).and_then(|p| p.file_name()).unwrap().to_string_lossy().to_string();
+        let name = format!("{folder}-{}", path.file_stem().unwrap().to_string_lossy());
         let run = |ff: &str| {
             let dir = temp_dir(&format!("ff-{name}-{ff}"));
             let o = simctl(&[
@@ -249,11 +247,7 @@ fn fast_forward_changes_no_itl_bucket_nor_summary_of_any_shipped_scenario() {
     // The library path of `simctl run`: the recorder's pooled ITL histogram, bucket by bucket,
     // and the summary, with fast-forward on and off (the files are compared above).
     let mut taken = 0;
-    for entry in std::fs::read_dir(crate::repo_root().join("scenarios")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "scn") {
-            continue;
-        }
+    for path in shipped_scenarios() {
         let text = std::fs::read_to_string(&path).unwrap();
         let run = |ff: bool| {
             let sets = [("run.fast_forward".to_string(), ff.to_string()), ("run.requests".to_string(), "3000".to_string())];
@@ -273,4 +267,19 @@ fn fast_forward_changes_no_itl_bucket_nor_summary_of_any_shipped_scenario() {
         assert!(on.1 == off.1, "{}: summary differs with fast-forward", path.display());
     }
     assert!(taken >= 8, "fast-forward taken in {taken} scenarios");
+}
+
+/// The scenarios a checkout ships: `scenarios/` and the validation set's.
+fn shipped_scenarios() -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    for dir in ["scenarios", "validation/scenarios"] {
+        for entry in std::fs::read_dir(crate::repo_root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "scn") {
+                all.push(path);
+            }
+        }
+    }
+    all.sort();
+    all
 }
