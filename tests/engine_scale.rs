@@ -94,14 +94,16 @@ fn requests_that_can_never_fit_are_warned_about_and_counted_by_reason() {
     assert_eq!(v["rejected_reasons"]["exceeds_kv_capacity"].as_u64(), Some(rejected));
 }
 
+/// Request records in order; token gaps as a multiset (pooled ITL: fast-forward reports an
+/// instance's gaps when it catches up, not in their order among other instances').
 #[derive(Default)]
-struct Log(Vec<String>);
+struct Log(Vec<String>, Vec<u64>);
 impl Recorder for Log {
     fn on_request(&mut self, r: &RequestRecord) {
         self.0.push(format!("{r:?}"));
     }
     fn on_token_gap(&mut self, gap: SimDuration) {
-        self.0.push(gap.as_nanos().to_string());
+        self.1.push(gap.as_nanos());
     }
 }
 
@@ -131,6 +133,9 @@ fn stepping_every_shipped_scenario_in_chunks_gives_the_records_of_one_run() {
         }
         let t2 = format!("{:?}", sim.run(&mut chunked));
         assert_eq!(one.0, chunked.0, "{}", path.display());
+        one.1.sort_unstable();
+        chunked.1.sort_unstable();
+        assert_eq!(one.1, chunked.1, "{}", path.display());
         assert_eq!(t1, t2, "{}", path.display());
     }
 }
@@ -208,12 +213,10 @@ fn routing_decisions_are_pinned() {
 
 #[test]
 fn fast_forward_changes_no_byte_of_any_shipped_scenario_s_results() {
-    for entry in std::fs::read_dir(crate::repo_root().join("scenarios")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "scn") {
-            continue;
-        }
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+    for path in shipped_scenarios() {
+        // The validation set has a mooncake_slice too: the folder keeps the names apart.
+        let folder = path.parent().and_then(|p| p.parent()).and_then(|p| p.file_name()).unwrap().to_string_lossy().to_string();
+        let name = format!("{folder}-{}", path.file_stem().unwrap().to_string_lossy());
         let run = |ff: &str| {
             let dir = temp_dir(&format!("ff-{name}-{ff}"));
             let o = simctl(&[
@@ -237,4 +240,46 @@ fn fast_forward_changes_no_byte_of_any_shipped_scenario_s_results() {
             assert!(std::fs::read(on.join(f)).unwrap() == std::fs::read(off.join(f)).unwrap(), "{name}: {f} differs with fast-forward");
         }
     }
+}
+
+#[test]
+fn fast_forward_changes_no_itl_bucket_nor_summary_of_any_shipped_scenario() {
+    // The library path of `simctl run`: the recorder's pooled ITL histogram, bucket by bucket,
+    // and the summary, with fast-forward on and off (the files are compared above).
+    let mut taken = 0;
+    for path in shipped_scenarios() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let run = |ff: bool| {
+            let sets = [("run.fast_forward".to_string(), ff.to_string()), ("run.requests".to_string(), "3000".to_string())];
+            let spec = simctl_dsl::load(path.to_str().unwrap(), &text, &sets).unwrap_or_else(|d| panic!("{d}"));
+            let mut rec = simctl_reports::RunRecorder::for_spec(&spec);
+            let mut sim = Simulation::new(&spec).unwrap();
+            sim.step_until(SimTime::MAX, &mut rec);
+            let taken = sim.fast_forwarded_steps();
+            let totals = sim.finish(&mut rec);
+            let summary = serde_json::to_string(&simctl_reports::Summary::build(&spec, spec.seed, &mut rec, &totals)).unwrap();
+            (rec.itl_buckets(), summary, taken)
+        };
+        let (on, off) = (run(true), run(false));
+        assert_eq!(off.2, 0, "{}: fast-forward off takes no step in bulk", path.display());
+        taken += usize::from(on.2 > 0);
+        assert!(on.0 == off.0, "{}: the ITL histogram differs with fast-forward", path.display());
+        assert!(on.1 == off.1, "{}: summary differs with fast-forward", path.display());
+    }
+    assert!(taken >= 8, "fast-forward taken in {taken} scenarios");
+}
+
+/// The scenarios a checkout ships: `scenarios/` and the validation set's.
+fn shipped_scenarios() -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    for dir in ["scenarios", "validation/scenarios"] {
+        for entry in std::fs::read_dir(crate::repo_root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "scn") {
+                all.push(path);
+            }
+        }
+    }
+    all.sort();
+    all
 }

@@ -160,6 +160,10 @@ impl KvCache {
     pub fn free(&self) -> Blocks {
         Blocks(self.capacity - self.used)
     }
+    /// Blocks that hold no KV at all (free or never issued): taking them evicts nothing.
+    pub fn unclaimed(&self) -> Blocks {
+        Blocks(self.free.len() as u32 + (self.capacity - self.blocks.len() as u32))
+    }
     /// Whether released full blocks are kept for reuse.
     pub fn prefix_caching(&self) -> bool {
         self.prefix_caching

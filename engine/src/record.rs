@@ -191,7 +191,9 @@ pub trait Recorder {
     fn on_request_error(&mut self, rec: &RequestRecord, _error: &str) {
         self.on_request(rec)
     }
-    /// A gap between two consecutive output tokens of one request (pooled ITL).
+    /// A gap between two consecutive output tokens of one request (pooled ITL). Gaps are a
+    /// multiset: those of fast-forwarded steps come when their instance is next caught up,
+    /// not in time order among other instances' observations.
     fn on_token_gap(&mut self, _gap: SimDuration) {}
     /// `count` gaps of one length (the sequences of a batch fast-forwarded together).
     fn on_token_gaps(&mut self, gap: SimDuration, count: u64) {
@@ -199,7 +201,8 @@ pub trait Recorder {
             self.on_token_gap(gap);
         }
     }
-    /// An instance ran a step.
+    /// An instance ran a step (fast-forwarded steps come in bulk when their instance is next
+    /// caught up: steps are a multiset too).
     fn on_step(&mut self, _instance: InstanceId, _start: SimTime, _duration: SimDuration, _batch: &BatchShape) {}
     /// KV moved between instances.
     fn on_transfer(&mut self, _from: InstanceId, _to: InstanceId, _start: SimTime, _duration: SimDuration, _bytes: u64) {}

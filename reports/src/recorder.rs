@@ -194,6 +194,13 @@ impl RunRecorder {
         Ok(())
     }
 
+    /// The pooled ITL histogram, bucket by bucket: `(highest value of the bucket in ns, count)`
+    /// for every non-empty bucket, in value order (what its percentiles are read from).
+    pub fn itl_buckets(&mut self) -> Vec<(u64, u64)> {
+        self.flush_itl();
+        self.itl.iter_recorded().map(|v| (self.itl.highest_equivalent(v.value_iterated_to()), v.count_at_value())).collect()
+    }
+
     /// Moves the pending run of equal gaps into the histogram.
     pub(crate) fn flush_itl(&mut self) {
         if self.itl_run_count > 0 {

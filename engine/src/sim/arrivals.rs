@@ -49,7 +49,8 @@ impl Simulation {
     }
 
     /// A fresh request joins instance `i`'s waiting queue.
-    fn enqueue(&mut self, i: usize, sid: SeqId) {
+    fn enqueue<R: Recorder>(&mut self, i: usize, sid: SeqId, rec: &mut R) {
+        self.touch(i, rec);
         self.seqs[sid].holder = InstanceId(i as u32);
         let d0 = self.begin_change(i);
         self.cluster.instances[i].waiting.push_back(sid);
@@ -59,11 +60,11 @@ impl Simulation {
     }
 
     /// The router sends `sid` to `i`, where it prefills.
-    fn dispatch_prefill(&mut self, i: usize, sid: SeqId) {
+    fn dispatch_prefill<R: Recorder>(&mut self, i: usize, sid: SeqId, rec: &mut R) {
         let charged = self.host.dispatched(InstanceId(i as u32), &self.seqs[sid].req, true);
         self.seqs[sid].charged = charged;
         self.seqs[sid].assigned_to = InstanceId(i as u32);
-        self.enqueue(i, sid);
+        self.enqueue(i, sid, rec);
     }
 
     /// A closed-loop user's request left the system: the user thinks, then sends the next.
@@ -83,6 +84,8 @@ impl Simulation {
 
     /// A request enters: route it, or reject it if it can never fit.
     pub(super) fn admit<R: Recorder>(&mut self, req: Request, user: u32, rec: &mut R) {
+        // The router reads every instance (gauges, caches): fast-forwarded ones catch up.
+        self.catch_up_all(rec);
         self.arrived += 1;
         self.first_arrival.get_or_insert(self.now);
         let sid = self.seqs.insert(req.clone());
@@ -114,7 +117,7 @@ impl Simulation {
                     return self.reject(sid, Reason::ExceedsKvCapacity, rec);
                 }
                 self.local_prefills += 1;
-                return self.dispatch_prefill(di, sid);
+                return self.dispatch_prefill(di, sid, rec);
             }
         }
 
@@ -132,7 +135,7 @@ impl Simulation {
         if !self.fits(i, &req, role) {
             return self.reject(sid, Reason::ExceedsKvCapacity, rec);
         }
-        self.dispatch_prefill(i, sid);
+        self.dispatch_prefill(i, sid, rec);
     }
 
     /// With [`Simulation::with_index_check`]: the overlaps the router's prefix index gave

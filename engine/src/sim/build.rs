@@ -95,6 +95,7 @@ impl Simulation {
         let workload = WorkloadGen::new(&spec.workload, seed)
             .map_err(|e| vec![SpecError { path: "workload.trace".into(), message: e.to_string() }])?;
         let cutoff = if spec.run.drain { None } else { spec.run.duration.map(|d| SimTime::ZERO + d) };
+        let runs = (0..instances.len()).map(|_| super::fastforward::Run::default()).collect();
         let mut sim = Simulation {
             run: spec.run,
             now: SimTime::ZERO,
@@ -139,9 +140,10 @@ impl Simulation {
             depth_series: None,
             check_index: false,
             horizon: SimTime::MAX,
-            ff_durations: Vec::new(),
-            ff_allocations: Vec::new(),
+            runs,
+            cursor: super::fastforward::Cursor::after(SimTime::ZERO),
             ff_scratch: Vec::new(),
+            ff_sorted: Vec::new(),
             ff_counts: Vec::new(),
             fast_forwarded: 0,
         };

@@ -18,6 +18,8 @@ impl Simulation {
             self.cancelled += 1;
             return true;
         }
+        // Its record reads the sequence as it is now, wherever it runs.
+        self.catch_up_all(rec);
         let Some(sid) = self.seqs.live_ids().into_iter().find(|&s| self.seqs[s].req.id == id && !self.seqs[s].cancelled) else {
             return false;
         };
@@ -35,9 +37,9 @@ impl Simulation {
         if holder == NO_INSTANCE {
             self.seqs.remove(sid);
         } else if self.seqs[sid].decode_on != NO_INSTANCE && self.seqs[sid].decode_on != holder && self.in_handoff(sid) {
-            self.cancel_in_transfer(sid);
+            self.cancel_in_transfer(sid, rec);
         } else {
-            self.cancel_at(holder.index(), sid);
+            self.cancel_at(holder.index(), sid, rec);
         }
         self.user_done(user);
         true
@@ -52,7 +54,8 @@ impl Simulation {
     }
 
     /// `sid` is waiting or running on instance `i`.
-    fn cancel_at(&mut self, i: usize, sid: SeqId) {
+    fn cancel_at<R: Recorder>(&mut self, i: usize, sid: SeqId, rec: &mut R) {
+        self.touch(i, rec);
         let d0 = self.begin_change(i);
         let inst = &mut self.cluster.instances[i];
         inst.waiting.retain(|&x| x != sid);
@@ -72,8 +75,10 @@ impl Simulation {
     }
 
     /// `sid` moves its KV from its holder to its decode instance.
-    fn cancel_in_transfer(&mut self, sid: SeqId) {
+    fn cancel_in_transfer<R: Recorder>(&mut self, sid: SeqId, rec: &mut R) {
         let (from, to) = (self.seqs[sid].holder.index(), self.seqs[sid].decode_on.index());
+        self.touch(from, rec);
+        self.touch(to, rec);
         if let Some(k) = self.cluster.instances[to].inbound.iter().position(|&x| x == sid) {
             self.cluster.instances[to].inbound.remove(k);
         } else if self.seqs[sid].on_wire {
@@ -91,6 +96,6 @@ impl Simulation {
             self.publish(i);
             self.wake(i);
         }
-        self.drain_inbound(to);
+        self.drain_inbound(to, rec);
     }
 }

@@ -8,6 +8,8 @@ use crate::spec::Role;
 
 impl Simulation {
     pub(super) fn on_migrate<R: Recorder>(&mut self, rec: &mut R) {
+        // The planner reads every decoding sequence and the router's view.
+        self.catch_up_all(rec);
         let mut decoding = Vec::new();
         let mut sids = Vec::new();
         for &d in self.host.view().decode_candidates() {
@@ -39,18 +41,20 @@ impl Simulation {
                 continue;
             }
             self.host.log_migration(now, req.id, m.to, rec);
-            self.seqs[sid].migrate_to = Some(m.to);
             let from = m.from.index();
+            // The move happens at the end of the step in flight, which must be a real one.
+            self.touch(from, rec);
+            self.seqs[sid].migrate_to = Some(m.to);
             self.cluster.instances[from].migrations_pending += 1;
             if !self.cluster.instances[from].busy {
-                self.execute_migrations(from);
+                self.execute_migrations(from, rec);
             }
         }
     }
 
     /// Moves every sequence of instance `i` with a migration requested: out of the running
     /// set, then like a prefill handoff (reserve at the destination, move the uncached KV).
-    pub(super) fn execute_migrations(&mut self, i: usize) {
+    pub(super) fn execute_migrations<R: Recorder>(&mut self, i: usize, rec: &mut R) {
         let d0 = self.begin_change(i);
         let mut moving = Vec::new();
         let inst = &mut self.cluster.instances[i];
@@ -80,7 +84,8 @@ impl Simulation {
             self.cluster.instances[to.index()].stats.migrations_in += 1;
             self.host.moved(self.cluster.instances[i].id, to);
             self.seqs[sid].assigned_to = to;
-            if self.cluster.instances[to.index()].inbound.is_empty() && self.try_send(sid) {
+            self.touch(to.index(), rec);
+            if self.cluster.instances[to.index()].inbound.is_empty() && self.try_send(sid, rec) {
                 continue;
             }
             self.cluster.instances[to.index()].inbound.push_back(sid);

@@ -21,7 +21,7 @@ mod steps;
 mod transfer;
 
 use crate::cluster::Cluster;
-use crate::queue::{EventQueue, Phase};
+use crate::queue::{EventQueue, Phase, Popped};
 use crate::record::{DepthSeries, Recorder, RunTotals};
 use crate::request::Request;
 use crate::router::RouterHost;
@@ -37,8 +37,8 @@ enum Event {
     Arrival,
     /// A request given to [`Simulation::submit`] arrives (its slot).
     Submitted(u32),
+    /// Instance `i` decides its next batch (ranked by instance: see [`crate::queue`]).
     TryStep(u32),
-    StepFinished(u32),
     /// The live completion of a link is due (stale when the link expects another time).
     LinkDone(u32),
     /// The KV of a sequence landed at its decode instance.
@@ -121,11 +121,14 @@ pub struct Simulation {
     check_index: bool,
     /// The time the current `step_until` runs to (fast-forward stops there).
     horizon: SimTime,
-    /// Durations of the steps being fast-forwarded, and the KV blocks they take as
-    /// `(step, position in the batch)` (reused buffers).
-    ff_durations: Vec<SimDuration>,
-    ff_allocations: Vec<(u32, u32)>,
+    /// Per instance: its steady steps taken lazily, if any (see `fastforward`).
+    runs: Vec<fastforward::Run>,
+    /// Where the event in process sits in the event order.
+    cursor: fastforward::Cursor,
+    /// KV blocks fast-forwarded batches take, as `(step, position in the batch)`, and a
+    /// counting sort's buffers (reused).
     ff_scratch: Vec<(u32, u32)>,
+    ff_sorted: Vec<(u32, u32)>,
     ff_counts: Vec<usize>,
     /// Steps completed by fast-forward so far.
     fast_forwarded: u64,
@@ -143,6 +146,18 @@ impl Simulation {
             self.work_events += 1;
         }
         self.queue.push(at, phase, ev);
+    }
+
+    fn push_ranked(&mut self, at: SimTime, phase: Phase, rank: u32, ev: Event) {
+        if ev.is_work() {
+            self.work_events += 1;
+        }
+        self.queue.push_ranked(at, phase, rank, ev);
+    }
+
+    /// Whether work (not periodic control) is still pending: queued events or steps.
+    fn work_pending(&self) -> bool {
+        self.work_events > 0 || self.queue.keyed_live() > 0
     }
 
     /// The current simulated time: that of the last event processed.
@@ -208,20 +223,26 @@ impl Simulation {
     /// same records as stepping to `t2` at once.
     pub fn step_until<R: Recorder>(&mut self, until: SimTime, rec: &mut R) -> bool {
         self.horizon = until;
+        // Fast-forwarded steps are bounded by `until`, the stop time and `max_time`: when the
+        // loop stops at one of them, catching every instance up to it applies them all.
         while let Some(t) = self.queue.peek_time() {
             if self.stopped.is_some() {
                 return false;
             }
             if t > until {
+                self.settle(until, rec);
                 return true;
             }
             if let Some(c) = self.cutoff
                 && t > c
             {
                 self.cut = true;
+                self.settle(c, rec);
                 return false;
             }
-            if t > SimTime::ZERO + self.run.max_time {
+            let max_time = SimTime::ZERO + self.run.max_time;
+            if t > max_time {
+                self.settle(max_time, rec);
                 self.stopped = Some(format!(
                     "simulated time passed run.max_time ({}) with {} requests in flight; raise `max_time` in `run {{ }}` to go on",
                     self.run.max_time,
@@ -229,15 +250,41 @@ impl Simulation {
                 ));
                 return false;
             }
-            let (t, ev) = self.queue.pop().expect("peeked");
-            self.now = t;
-            if ev.is_work() {
-                self.work_events -= 1;
-                self.last_work = t;
+            if let Some((_, k)) = self.queue.peek_key()
+                && self.runs[k as usize].at_checkpoint()
+                && self.pass_checkpoint(k as usize)
+            {
+                continue;
             }
-            self.dispatch(ev, rec);
+            let (t, popped) = self.queue.pop().expect("peeked");
+            self.now = t;
+            match popped {
+                Popped::Key(i) => {
+                    self.last_work = t;
+                    self.cursor = fastforward::Cursor::step_end(t, i);
+                    self.end_run(i as usize, rec);
+                    self.on_step_finished(i as usize, rec);
+                }
+                Popped::Event(ev) => {
+                    if ev.is_work() {
+                        self.work_events -= 1;
+                        self.last_work = t;
+                    }
+                    self.cursor = match ev {
+                        Event::TryStep(i) => fastforward::Cursor::try_step(t, i),
+                        _ => fastforward::Cursor::event(t),
+                    };
+                    self.dispatch(ev, rec);
+                }
+            }
         }
         false
+    }
+
+    /// Catches every instance up to after the events at or before `t`.
+    fn settle<R: Recorder>(&mut self, t: SimTime, rec: &mut R) {
+        self.cursor = fastforward::Cursor::after(t);
+        self.catch_up_all(rec);
     }
 
     fn dispatch<R: Recorder>(&mut self, ev: Event, rec: &mut R) {
@@ -266,21 +313,21 @@ impl Simulation {
                 }
             }
             Event::TryStep(i) => self.on_try_step(i as usize, rec),
-            Event::StepFinished(i) => self.on_step_finished(i as usize, rec),
             Event::LinkDone(l) => self.on_link_done(l as usize),
             Event::TransferDone(s) => self.on_transfer_done(s, rec),
             Event::TelemetryTick => {
+                self.catch_up_all(rec);
                 self.publish_all();
                 self.telemetry_armed = false;
                 // Refreshes stop with the work; a later submission restarts them.
-                if self.work_events > 0 {
+                if self.work_pending() {
                     self.arm_telemetry(t);
                 }
             }
             Event::Migrate => {
                 self.on_migrate(rec);
                 self.migrate_armed = false;
-                if self.work_events > 0 {
+                if self.work_pending() {
                     self.arm_migrate(t);
                 }
             }

@@ -9,10 +9,11 @@ use crate::time::SimDuration;
 impl Simulation {
     /// Asks instance `i` to start a step now, unless it is busy or already asked.
     pub(super) fn wake(&mut self, i: usize) {
+        debug_assert!(!self.runs[i].active, "an instance is changed before it is caught up");
         let inst = &mut self.cluster.instances[i];
         if !inst.busy && !inst.wake_pending && inst.depth() > 0 {
             inst.wake_pending = true;
-            self.push(self.now, Phase::Schedule, Event::TryStep(i as u32));
+            self.push_ranked(self.now, Phase::Schedule, i as u32, Event::TryStep(i as u32));
         }
     }
 
@@ -49,7 +50,9 @@ impl Simulation {
         inst.stats.steps += 1;
         inst.stats.busy_ns += dur.as_nanos();
         rec.on_step(inst.id, now, dur, &shape);
-        self.push(now + dur, Phase::Completion, Event::StepFinished(i as u32));
+        // Its end, or (steady decode steps) the end of the run it starts.
+        let due = self.start_run(i, dur, &shape);
+        self.queue.schedule_key(i as u32, due);
         self.sync_kv(i);
         self.publish(i);
     }
@@ -149,16 +152,15 @@ impl Simulation {
         }
         self.handoffs.clear();
         if self.cluster.instances[i].migrations_pending > 0 {
-            self.execute_migrations(i);
+            self.execute_migrations(i, rec);
         }
-        self.drain_inbound(i);
+        self.drain_inbound(i, rec);
         self.publish(i);
         // The next step starts now. When nothing else happens at this instant it starts
-        // directly (same order as through the queue, one event fewer per step).
+        // directly (the same order as through the queue; counted as an event all the same).
         let inst = &self.cluster.instances[i];
         if !inst.wake_pending && inst.depth() > 0 && self.queue.peek_time().is_none_or(|t| t > now) {
-            // Steady decode steps until the next event are completed in bulk.
-            self.fast_forward(i, rec);
+            self.queue.count_virtual(1);
             self.on_try_step(i, rec);
         } else {
             self.wake(i);

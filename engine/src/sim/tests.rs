@@ -145,8 +145,9 @@ impl Recorder for Rows {
     fn on_request(&mut self, r: &RequestRecord) {
         self.0.push(*r);
     }
+    // Pooled gaps are a multiset: fast-forward reports an instance's when it catches up.
     fn on_token_gap(&mut self, gap: SimDuration) {
-        self.1 = self.1.wrapping_mul(31).wrapping_add(gap.as_nanos());
+        self.1 = self.1.wrapping_add(crate::rng::mix(gap.as_nanos()));
     }
 }
 
@@ -300,26 +301,62 @@ fn observe(spec: &ValidSpec) -> Observed {
     (rec.rows, rec.gaps, rec.steps, format!("{totals:?}"))
 }
 
-/// Random fleets for the fast-forward contract: mixed or split pools, chunked prefill or
-/// not, KV pressure (preemptions), conditional disaggregation, stale telemetry, migrations.
+/// Random fleets for the fast-forward contract: one to six instances, mixed or split pools,
+/// chunked prefill or not, KV pressure (preemptions), prefix caching with shared prefixes,
+/// conditional disaggregation, exact or stale telemetry, migrations, open or closed loops
+/// (users with no think time send at the instant a request ends), and step costs that grow
+/// with the context (roofline, a calibration fit with a frontend latency and a rate of its
+/// own for prefix-cached context) or do not (rates:
+/// equal batches take equal times, so step ends of different instances often fall on the
+/// same nanosecond).
 fn random_decode_spec(rng: &mut crate::rng::StreamRng) -> ScenarioSpec {
     let mut spec = random_prefix_spec(rng);
     spec.workload.output = LengthSpec::Uniform { lo: 1, hi: rng.random_range(2..400) };
     if rng.random() {
         spec.workload.prefix = None;
     }
-    // A roofline GPU: decode steps grow with their context, so every step differs.
-    spec.hardware[0].perf = PerfSpec::Roofline {
-        gpu: catalogue::gpu("h100-sxm").unwrap(),
-        mfu: DEFAULT_MFU,
-        mbu: DEFAULT_MBU,
-        step_overhead: DEFAULT_STEP_OVERHEAD,
+    if rng.random_range(0..4) == 0 {
+        // A single mixed instance.
+        spec.pools.truncate(1);
+        spec.pools[0].role = Role::Mixed;
+        spec.pools[0].instances.truncate(1);
+        spec.pools[0].local_prefill_threshold = None;
+        spec.links.clear();
+    }
+    spec.hardware[0].perf = match rng.random_range(0..5) {
+        // Fixed rates: equal batches take equal times.
+        0 => PerfSpec::Rates { prefill_tok_s: 40_000.0, decode_tok_s: 4_000.0, step_overhead: SimDuration::from_micros(500) },
+        // A calibration fit, with a frontend latency on every first token (and finish).
+        1 => PerfSpec::Fitted {
+            // Context in prefix-cached blocks at its own (lower) rate.
+            cost: crate::cost::FittedCost {
+                c: [4e-3, 5e-5, 1e-9, 2e-9, 2e-5, 3e-8],
+                frontend: SimDuration::from_micros(1_700),
+                cached_context: Some(7e-9),
+            },
+            tp: None,
+        },
+        // A roofline GPU: decode steps grow with their context, so every step differs.
+        _ => PerfSpec::Roofline {
+            gpu: catalogue::gpu("h100-sxm").unwrap(),
+            mfu: DEFAULT_MFU,
+            mbu: DEFAULT_MBU,
+            step_overhead: DEFAULT_STEP_OVERHEAD,
+        },
     };
     spec.hardware[0].kv_capacity_tokens = Some(rng.random_range(2_000..40_000));
     spec.telemetry.interval = [SimDuration::ZERO, SimDuration::from_millis(10), SimDuration::from_millis(250)][rng.random_range(0..3)];
-    if rng.random() {
-        let t = TelemetryPolicySpec { migration_interval: SimDuration::from_millis(rng.random_range(20..300)), ..Default::default() };
-        spec.router = RouterSpec::single(PolicySpec::Telemetry(t));
+    match rng.random_range(0..5) {
+        0 | 1 => {
+            let t = TelemetryPolicySpec { migration_interval: SimDuration::from_millis(rng.random_range(20..300)), ..Default::default() };
+            spec.router = RouterSpec::single(PolicySpec::Telemetry(t));
+        }
+        2 => spec.router = RouterSpec::single(if rng.random() { PolicySpec::RoundRobin } else { PolicySpec::LeastLoaded }),
+        _ => {}
+    }
+    if rng.random_range(0..4) == 0 {
+        let think = if rng.random() { SimDuration::ZERO } else { SimDuration::from_millis(rng.random_range(1..300)) };
+        spec.workload.arrivals = ArrivalSpec::ClosedLoop { users: rng.random_range(2..24), think };
     }
     spec.run.requests = Some(400);
     spec
@@ -348,6 +385,77 @@ fn fast_forward_gives_the_results_of_stepping_one_by_one() {
     }
     // The shortcut really was taken, under KV pressure and with migrations too.
     assert!(coverage.0 > 25 && coverage.1 > 3 && coverage.2 > 3, "fast-forward, with preemptions, with migrations: {coverage:?} of 40");
+}
+
+/// What a run driven through the stepping API shows: chunks of random length, requests
+/// submitted and cancelled between them (the same draws with fast-forward on and off).
+fn observe_stepped(spec: &ValidSpec, seed: u64) -> Observed {
+    let mut rng = crate::rng::StreamRng::seed_from_u64(seed);
+    let mut rec = Everything::default();
+    let mut sim = Simulation::new(spec).unwrap();
+    let mut t = SimTime::ZERO;
+    let mut extra = 0u64;
+    while sim.next_event_time().is_some() {
+        t += SimDuration::from_micros(rng.random_range(1..60_000));
+        sim.step_until(t, &mut rec);
+        // The stepping API sees the state at the end of each chunk: a gauge the router
+        // publishes is part of what it shows.
+        let view = sim.router().view();
+        rec.rows.push(format!(
+            "{} {:?}",
+            sim.now().as_nanos(),
+            view.instances.iter().map(|v| (v.kv_free_blocks, v.running, v.waiting)).collect::<Vec<_>>()
+        ));
+        match rng.random_range(0..4) {
+            0 => {
+                let id = RequestId(rng.random_range(0..400));
+                let hit = sim.cancel(id, &mut rec);
+                rec.rows.push(format!("cancel {} {hit}", id.0));
+            }
+            1 | 2 if extra < 80 => {
+                extra += 1;
+                let prompt = rng.random_range(10..600);
+                // Some share a prefix, longer than their prompt at times: the sequence then
+                // registers blocks as it decodes.
+                let (prefix_group, prefix_tokens) =
+                    if rng.random() { (rng.random_range(1..4), rng.random_range(1..2 * prompt)) } else { (0, 0) };
+                let req = Request {
+                    id: RequestId(1_000_000 + extra),
+                    arrival: sim.now() + SimDuration::from_micros(rng.random_range(0..5_000)),
+                    prompt_tokens: Tokens(prompt),
+                    output_tokens: Tokens(rng.random_range(1..200)),
+                    priority: 0,
+                    prefix_group,
+                    prefix_tokens: Tokens(prefix_tokens),
+                    class: 0,
+                    trace_blocks: None,
+                    trace_block_tokens: 0,
+                };
+                sim.submit(req).unwrap();
+            }
+            _ => {}
+        }
+    }
+    let totals = sim.run(&mut rec);
+    rec.gaps.sort_unstable();
+    rec.steps.sort_unstable();
+    (rec.rows, rec.gaps, rec.steps, format!("{totals:?}"))
+}
+
+#[test]
+fn fast_forward_under_the_stepping_api_gives_the_results_of_stepping_one_by_one() {
+    let mut rng = crate::rng::StreamRng::seed_from_u64(23);
+    let mut taken = 0;
+    for case in 0..16 {
+        let mut spec = random_decode_spec(&mut rng);
+        let Ok(on) = spec.validate() else { continue };
+        spec.run.fast_forward = false;
+        let off = spec.validate().unwrap();
+        let seed = rng.random();
+        assert_eq!(observe_stepped(&on, seed), observe_stepped(&off, seed), "case {case}");
+        taken += usize::from(sim_ff(&on) > 0);
+    }
+    assert!(taken > 8, "fast-forward taken in {taken} of 16");
 }
 
 fn sim_ff(spec: &ValidSpec) -> u64 {
@@ -384,4 +492,84 @@ fn fast_forward_stops_where_kv_blocks_run_out_and_the_step_preempts() {
     let totals = sim.finish(&mut crate::record::NullRecorder);
     assert!(totals.instances[0].preemptions >= 2, "{}", totals.instances[0].preemptions);
     assert!(ff > totals.instances[0].steps / 2, "most steps are fast-forwarded: {ff} of {}", totals.instances[0].steps);
+}
+
+#[test]
+fn fast_forward_keeps_the_order_of_events_that_share_a_nanosecond() {
+    // Token rates so high that every step lasts exactly its overhead: the instances tick on
+    // one 500 µs grid from t = 0, so every step end, arrival of a closed-loop user without
+    // think time, telemetry refresh and migration planning falls on the nanosecond of other
+    // instances' (fast-forwarded) step ends.
+    let mut rng = crate::rng::StreamRng::seed_from_u64(29);
+    let mut taken = 0;
+    for case in 0..12 {
+        let mut spec = random_decode_spec(&mut rng);
+        spec.hardware[0].perf = PerfSpec::Rates { prefill_tok_s: 1e13, decode_tok_s: 1e13, step_overhead: SimDuration::from_micros(500) };
+        spec.workload.arrivals = ArrivalSpec::ClosedLoop { users: rng.random_range(2..40), think: SimDuration::ZERO };
+        spec.telemetry.interval = [SimDuration::ZERO, SimDuration::from_millis(5)][rng.random_range(0..2)];
+        if case % 3 == 0 {
+            let t = TelemetryPolicySpec { migration_interval: SimDuration::from_millis(20), ..Default::default() };
+            spec.router = RouterSpec::single(PolicySpec::Telemetry(t));
+        }
+        let Ok(on) = spec.validate() else { continue };
+        spec.run.fast_forward = false;
+        let off = spec.validate().unwrap();
+        assert_eq!(observe(&on), observe(&off), "case {case}");
+        let seed = rng.random();
+        assert_eq!(observe_stepped(&on, seed), observe_stepped(&off, seed), "case {case}, stepped");
+        taken += usize::from(sim_ff(&on) > 0);
+    }
+    assert!(taken > 6, "fast-forward taken in {taken} of 12");
+}
+
+#[test]
+fn fast_forward_leaves_alone_sequences_whose_shared_prefix_outgrows_their_prompt() {
+    // Request 0 shares an 8,000-token prefix but has a prompt of 32: as it decodes, its blocks
+    // keep filling inside the prefix and are registered under the group's hashes. Request 1
+    // of the group, 4,000 tokens, arrives while it decodes: KV-aware routing weighs the blocks
+    // cached on request 0's instance against its load, and takes it only when the decoded
+    // blocks are there to see.
+    let mut spec = base_spec();
+    spec.hardware = vec![HardwareSpec {
+        perf: PerfSpec::Roofline {
+            gpu: catalogue::gpu("h100-sxm").unwrap(),
+            mfu: DEFAULT_MFU,
+            mbu: DEFAULT_MBU,
+            step_overhead: DEFAULT_STEP_OVERHEAD,
+        },
+        ..rates("g", 1.0, 1.0, 200_000)
+    }];
+    spec.pools = vec![pool("m", Role::Mixed, 0, 2, EngineSpec::default())];
+    spec.router = RouterSpec::single(PolicySpec::KvAware(KvAwarePolicySpec { prefill_load_scale: 10.0, temperature: 0.0 }));
+    let observed = |ff: bool| {
+        let mut spec = spec.clone();
+        spec.run.fast_forward = ff;
+        let spec = spec.validate().unwrap();
+        let mut sim = Simulation::new(&spec).unwrap().without_workload();
+        for (id, at_ms, prompt) in [(0u64, 0u64, 32u32), (1, 10_000, 4_000)] {
+            let req = Request {
+                id: RequestId(id),
+                arrival: SimTime(at_ms * 1_000_000),
+                prompt_tokens: Tokens(prompt),
+                output_tokens: Tokens(4_000),
+                priority: 0,
+                prefix_group: 1,
+                prefix_tokens: Tokens(8_000),
+                class: 0,
+                trace_blocks: None,
+                trace_block_tokens: 0,
+            };
+            sim.submit(req).unwrap();
+        }
+        let mut rec = Rows::default();
+        let totals = sim.run(&mut rec);
+        let rows: Vec<String> = rec.0.iter().map(|r| format!("{r:?}")).collect();
+        (rec.0.iter().map(|r| (r.id.0, r.prefill_instance)).collect::<Vec<_>>(), rows, rec.1, format!("{totals:?}"))
+    };
+    let off = observed(false);
+    let on = observed(true);
+    // Stepping one by one, request 1 follows request 0 for its decoded prefix blocks.
+    let instance_of = |id: u64| off.0.iter().find(|r| r.0 == id).map(|r| r.1);
+    assert_eq!(instance_of(0), instance_of(1), "{:?}", off.1);
+    assert_eq!(on, off);
 }

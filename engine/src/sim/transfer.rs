@@ -16,6 +16,10 @@ impl Simulation {
     /// then reserve its blocks and send the KV, or queue for blocks there.
     pub(super) fn start_handoff<R: Recorder>(&mut self, sid: SeqId, from: usize, rec: &mut R) {
         let req = self.seqs[sid].req.clone();
+        if self.seqs[sid].decode_on == NO_INSTANCE {
+            // The router reads every instance: fast-forwarded ones catch up.
+            self.catch_up_all(rec);
+        }
         let to = match self.seqs[sid].decode_on {
             NO_INSTANCE => match self.host.route_decode(self.now, &req, Some(InstanceId(from as u32)), Some(&self.cluster), rec) {
                 Ok(d) => {
@@ -39,12 +43,14 @@ impl Simulation {
             self.cluster.instances[from].kv.release(&mut s.blocks);
             self.reject(sid, Reason::ExceedsKvCapacity, rec);
             self.publish(from);
-            self.drain_inbound(from);
+            self.drain_inbound(from, rec);
             return;
         }
         self.host.dispatched(to, &req, false);
         self.seqs[sid].assigned_to = to;
-        if self.cluster.instances[t].inbound.is_empty() && self.try_send(sid) {
+        // Its inbound queue is retried at every step end: a change of the destination.
+        self.touch(t, rec);
+        if self.cluster.instances[t].inbound.is_empty() && self.try_send(sid, rec) {
             return;
         }
         self.cluster.instances[t].inbound.push_back(sid);
@@ -54,9 +60,11 @@ impl Simulation {
     /// Reserves blocks for `sid` at its decode instance (reusing what that instance has
     /// cached of the prompt) and puts the uncached part on the link. False if the decode
     /// instance lacks free blocks (back-pressure).
-    pub(super) fn try_send(&mut self, sid: SeqId) -> bool {
+    pub(super) fn try_send<R: Recorder>(&mut self, sid: SeqId, rec: &mut R) -> bool {
+        let to = self.seqs[sid].decode_on.index();
+        self.touch(to, rec);
         let s = &self.seqs[sid];
-        let (from, to) = (s.holder.index(), s.decode_on.index());
+        let from = s.holder.index();
         let dest = &mut self.cluster.instances[to];
         let bs = dest.kv.block_size();
         let tokens = Tokens(s.computed);
@@ -120,9 +128,12 @@ impl Simulation {
 
     pub(super) fn on_transfer_done<R: Recorder>(&mut self, sid: SeqId, rec: &mut R) {
         let now = self.now;
+        let (from, to) = (self.seqs[sid].holder.index(), self.seqs[sid].decode_on.index());
+        // Blocks go back at the source (a migration's may be fast-forwarding) and the
+        // sequence joins the destination.
+        self.touch(from, rec);
+        self.touch(to, rec);
         let s = &mut self.seqs[sid];
-        let from = s.holder.index();
-        let to = s.decode_on.index();
         rec.on_transfer(s.holder, s.decode_on, s.transfer_start, now - s.transfer_start, s.transfer_bytes.get());
         self.cluster.instances[from].kv.release(&mut s.blocks);
         if s.cancelled {
@@ -131,7 +142,7 @@ impl Simulation {
             self.publish(from);
             self.wake(from);
             self.publish(to);
-            self.drain_inbound(to);
+            self.drain_inbound(to, rec);
             return;
         }
         s.holder = s.decode_on;
@@ -162,9 +173,9 @@ impl Simulation {
     }
 
     /// Starts queued transfers into `i` while its blocks allow, in arrival order.
-    pub(super) fn drain_inbound(&mut self, i: usize) {
+    pub(super) fn drain_inbound<R: Recorder>(&mut self, i: usize, rec: &mut R) {
         while let Some(&sid) = self.cluster.instances[i].inbound.front() {
-            if !self.try_send(sid) {
+            if !self.try_send(sid, rec) {
                 break;
             }
             self.cluster.instances[i].inbound.pop_front();
