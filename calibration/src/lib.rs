@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod fit;
+pub mod silicon;
 
 pub use fit::{FitError, FittedCoefficients, StepSample, fit_step_costs};
 
