@@ -3,36 +3,21 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use simctl_live::eval::quality::builtin_items;
 use simctl_live::fake::{FakeEngine, FakeSpec, Fault};
 
-use crate::{repo_root, stderr, stdout, temp_dir};
+use crate::{stderr, stdout, temp_dir};
 
 /// A guard against hangs, not a timing assertion: a simctl that never returns fails the
 /// test instead of blocking the suite.
 const HANG_GUARD: Duration = Duration::from_secs(120);
 
 fn simctl_guarded(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_simctl"))
-        .args(args)
-        .current_dir(repo_root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("simctl starts");
-    let start = Instant::now();
-    while child.try_wait().expect("simctl can be waited on").is_none() {
-        if start.elapsed() > HANG_GUARD {
-            let _ = child.kill();
-            panic!("simctl {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("simctl output")
+    crate::simctl_guarded(args, HANG_GUARD)
 }
 
 fn json(path: &Path) -> serde_json::Value {

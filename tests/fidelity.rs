@@ -167,13 +167,23 @@ fn short_prompts_prefill_locally_on_the_decode_instance() {
 fn fitted_profiles_drive_step_times() {
     let dir = crate::temp_dir("profile");
     let profile = simctl_engine::profile::Profile {
-        format: 1,
+        format: simctl_engine::profile::PROFILE_FORMAT,
+        created: None,
         hardware: simctl_engine::profile::ProfileHardware {
             name: "NVIDIA H100 80GB HBM3".into(),
             gpus: 1,
             memory_bytes: Some(80_000_000_000),
+            driver_version: None,
+            cuda_version: None,
+            devices: vec![],
+            cpu: None,
+            note: None,
         },
-        model: simctl_engine::profile::ProfileModel { name: "meta-llama/Llama-3.1-8B".into(), dtype: Some("bfloat16".into()) },
+        model: simctl_engine::profile::ProfileModel {
+            name: "meta-llama/Llama-3.1-8B".into(),
+            dtype: Some("bfloat16".into()),
+            max_model_len: None,
+        },
         engine: simctl_engine::profile::ProfileEngine {
             name: "vllm".into(),
             version: None,
@@ -181,10 +191,15 @@ fn fitted_profiles_drive_step_times() {
             max_batch_tokens: 8192,
             max_seqs: 256,
             gpu_memory_utilization: 0.9,
+            chunked_prefill: true,
+            prefix_caching: true,
+            sources: None,
         },
         kv_capacity_blocks: 1000,
-        coefficients: simctl_engine::profile::ProfileCoefficients::from_array([0.005, 0.0001, 0.0, 0.0, 0.001, 0.0]),
-        fit: simctl_engine::profile::ProfileFit { r2: 1.0, rmse_s: 0.0, samples: 0 },
+        coefficients: simctl_engine::profile::ProfileCoefficients::of(&simctl_engine::cost::FittedCost::new([
+            0.005, 0.0001, 0.0, 0.0, 0.001, 0.0,
+        ])),
+        fit: simctl_engine::profile::ProfileFit { r2: 1.0, rmse_s: 0.0, samples: 0, classes: vec![], self_check: vec![] },
         samples: vec![],
     };
     std::fs::write(dir.join("p.yaml"), simctl_calibration::profile_to_yaml(&profile).unwrap()).unwrap();

@@ -311,3 +311,110 @@ fn routing_decisions_follow_the_scraped_gauges_exactly() {
     // The check means something only if the gauges showed load.
     assert!(busy_views > 10, "{busy_views} decisions saw load");
 }
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only probes whether the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn pids(dir: &Path, gpus: &[u32]) -> Vec<i32> {
+    gpus.iter()
+        .map(|g| {
+            let f = dir.join(format!("{g}.pid"));
+            let start = Instant::now();
+            loop {
+                if let Ok(t) = std::fs::read_to_string(&f)
+                    && let Ok(p) = t.trim().parse()
+                {
+                    return p;
+                }
+                assert!(start.elapsed() < HANG_GUARD, "no pid file {}", f.display());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn engines_started_on_gpus_are_stopped_at_the_end_and_on_ctrl_c() {
+    let dir = temp_dir("live-launch");
+    let launch = format!("echo $$ > {}/{{gpu}}.pid; exec {} fake-engine --port {{port}}", dir.display(), env!("CARGO_BIN_EXE_simctl"));
+    let out = dir.join("out");
+    let o = simctl_guarded(&[
+        "live",
+        "--decode-gpus",
+        "0,1",
+        "--launch",
+        &launch,
+        "--set",
+        "requests=20",
+        "--set",
+        "arrival_rate=40/s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let s = json(&out.join("summary.json"));
+    assert_eq!((s["completed"].as_u64(), s["live"]["endpoints"].as_object().map(|e| e.len())), (Some(20), Some(2)));
+    assert!(stderr(&o).contains("started an engine for pool `decode` on GPU 1"), "{}", stderr(&o));
+    assert!(out.join("engines/gpu0.log").exists());
+    for p in pids(&dir, &[0, 1]) {
+        assert!(!alive(p), "engine {p} still runs after the run");
+    }
+
+    // Ctrl-C in the middle of a long run: the engines go too.
+    for g in [0, 1] {
+        let _ = std::fs::remove_file(dir.join(format!("{g}.pid")));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simctl"))
+        .args([
+            "live",
+            "--decode-gpus",
+            "0,1",
+            "--launch",
+            &launch,
+            "--set",
+            "requests=100000",
+            "--set",
+            "arrival_rate=20/s",
+            "--grace",
+            "5",
+        ])
+        .current_dir(repo_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let engines = pids(&dir, &[0, 1]);
+    assert!(engines.iter().all(|&p| alive(p)));
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signals the simctl this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + HANG_GUARD;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "simctl live did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(stdout(&o).contains("INCOMPLETE") || stderr(&o).contains("interrupted"), "{}{}", stdout(&o), stderr(&o));
+    for p in engines {
+        assert!(!alive(p), "engine {p} still runs after Ctrl-C");
+    }
+
+    // An engine that dies while starting: an error with its log, and the other one stopped.
+    let dies = format!(
+        "echo $$ > {}/{{gpu}}.pid; if [ {{gpu}} = 1 ]; then echo no GPU >&2; exit 3; fi; exec {} fake-engine --port {{port}}",
+        dir.display(),
+        env!("CARGO_BIN_EXE_simctl")
+    );
+    for g in [0, 1] {
+        let _ = std::fs::remove_file(dir.join(format!("{g}.pid")));
+    }
+    let o = simctl_guarded(&["live", "--decode-gpus", "0,1", "--launch", &dies, "--set", "requests=5"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no GPU"), "{}", stderr(&o));
+    for p in pids(&dir, &[0, 1]) {
+        assert!(!alive(p), "engine {p} still runs after the failed start");
+    }
+}

@@ -352,6 +352,8 @@ fn scripts_get_one_json_document_and_people_get_help_that_fits() {
         vec!["compare", "--help"],
         vec!["eval", "--help"],
         vec!["scorecard", "--help"],
+        vec!["live", "--help"],
+        vec!["calibrate", "--help"],
     ] {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_simctl")).args(&cmd).env("COLUMNS", "1000").output().unwrap();
         let text = stdout(&o);

@@ -1,160 +1,519 @@
-//! Ordinary least squares over the six features of a step.
+//! Fitting the `fitted` step model ([`FittedCost`]) to measured probes.
+//!
+//! Each sample describes what was sent (prompt, cached prefix, decodes running) and what
+//! was measured: a TTFT on an idle engine (the frontend latency plus every step of the
+//! prefill, chunked at the token budget) or one step. The steps a sample spans are built
+//! with the engine's own [`BatchShape`] arithmetic and priced with [`FittedCost::features`],
+//! so the fit and the simulator share one model. The coefficients minimise the squared
+//! *relative* error (TTFTs of long prompts would otherwise drown the millisecond decode
+//! steps), subject to every coefficient being non-negative (a negative cost has no physical
+//! meaning and would make some step shapes free).
 
-use simctl_engine::cost::{BatchShape, StepCostModel};
+use simctl_engine::cost::{BatchShape, FITTED_TERM_NAMES, FITTED_TERMS, FittedCost};
+use simctl_engine::profile::{ClassFit, ProbeClass, ProfileSample, SampleMetric};
 use simctl_engine::time::SimDuration;
 
-/// One measured step: its shape and how long it took.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StepSample {
-    /// New prefill tokens in the step.
-    pub prefill_tokens: u32,
-    /// Cached context the prefill chunks attended to (Σ over chunks, tokens).
-    pub prefill_context_tokens: u64,
-    /// Sequences decoding one token.
-    pub decode_seqs: u32,
-    /// Σ context of the decoding sequences (tokens).
-    pub decode_context_tokens: u64,
-    /// Measured step time in seconds.
-    pub seconds: f64,
+/// Unknowns of the fit: the frontend latency, then the six step coefficients.
+pub const TERMS: usize = FITTED_TERMS + 1;
+
+/// Names of the unknowns, in order.
+pub fn term_name(k: usize) -> &'static str {
+    if k == 0 { "frontend latency" } else { FITTED_TERM_NAMES[k - 1] }
 }
 
-const FEATURES: usize = 6;
-
-fn features(s: &StepSample) -> [f64; FEATURES] {
-    let p = f64::from(s.prefill_tokens);
-    [1.0, p, p * p, p * s.prefill_context_tokens as f64, f64::from(s.decode_seqs), s.decode_context_tokens as f64]
-}
-
-/// Fitted coefficients, in seconds per unit of each feature, with the fit's quality.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FittedCoefficients {
-    /// `[c0, c1, c2, c3, c4, c5]`.
-    pub c: [f64; FEATURES],
-    /// Coefficient of determination on the samples.
-    pub r2: f64,
-    /// Root mean square error, seconds.
-    pub rmse_s: f64,
-    /// Samples used.
-    pub samples: usize,
+/// Which probes pin a term down, for refusals.
+fn term_hint(k: usize) -> &'static str {
+    match k {
+        0 => "prefill probes (TTFT on an idle engine) together with decode probes (steps without a frontend)",
+        1 => {
+            "steps of different sizes: decode probes at several batch sizes and prefill probes, or prompts longer than the token budget (several steps per TTFT)"
+        }
+        2 => "prefill probes at several prompt lengths",
+        3 => "prefill probes at long prompt lengths",
+        4 => "prefix probes (a cached prefix) or prompts longer than max_num_batched_tokens",
+        5 => "decode probes at more than one batch size (an engine with max_num_seqs > 1)",
+        _ => "decode probes at more than one context length",
+    }
 }
 
 /// Why a fit failed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum FitError {
-    /// Fewer samples than coefficients.
-    #[error("need at least {FEATURES} step samples to fit, got {0}")]
+    /// Fewer samples than unknowns.
+    #[error(
+        "need at least {TERMS} samples to fit the {TERMS} terms of the step model, got {0}; run the full plan (without --quick) or a larger --budget"
+    )]
     TooFewSamples(usize),
-    /// The samples do not vary enough to separate the terms.
-    #[error("the samples do not vary enough to separate the cost terms (vary prompt lengths, batch sizes and context lengths)")]
-    Singular,
+    /// Some term cannot be told apart from the others.
+    #[error("the samples cannot determine the step model: {term} cannot be told apart from {others}; it needs {hint}")]
+    Undetermined {
+        /// The term.
+        term: &'static str,
+        /// The terms it is confounded with (or `the rest: it never varies`).
+        others: String,
+        /// Which probes would pin it down.
+        hint: &'static str,
+    },
+    /// A sample is not a positive, finite time.
+    #[error("sample {index} ({class}) measured {seconds} s: times must be positive and finite")]
+    BadSample {
+        /// Index in the sample list.
+        index: usize,
+        /// Its class.
+        class: &'static str,
+        /// What it measured.
+        seconds: f64,
+    },
 }
 
-/// Fits the six coefficients by least squares (normal equations, Gaussian elimination with
-/// partial pivoting; features are scaled first so the system stays well conditioned).
-pub fn fit_step_costs(samples: &[StepSample]) -> Result<FittedCoefficients, FitError> {
-    if samples.len() < FEATURES {
-        return Err(FitError::TooFewSamples(samples.len()));
+/// The steps a sample spans when the step budget is `max_batch_tokens`: the prompt's
+/// uncached tokens in chunks (decodes take their tokens of the budget first, as vLLM
+/// schedules them), each step carrying the sample's decodes; a decode-only step when there
+/// is no prompt.
+pub fn sample_steps(s: &ProfileSample, max_batch_tokens: u32, chunked: bool) -> Vec<BatchShape> {
+    let decodes = |b: &mut BatchShape| {
+        b.decode_seqs = s.decode_seqs;
+        b.decode_context_tokens = s.decode_context_tokens;
+    };
+    if s.prompt_tokens == 0 {
+        let mut b = BatchShape::default();
+        decodes(&mut b);
+        return vec![b];
     }
-    let mut scale = [0.0f64; FEATURES];
-    for s in samples {
-        for (k, x) in features(s).iter().enumerate() {
-            scale[k] = scale[k].max(x.abs());
+    // vLLM recomputes at least the last prompt token, even when all of it is cached.
+    let cached = s.cached_tokens.min(s.prompt_tokens - 1);
+    let budget = if chunked { max_batch_tokens.saturating_sub(s.decode_seqs).max(1) } else { u32::MAX };
+    let (mut ctx, mut left) = (cached, s.prompt_tokens - cached);
+    let mut steps = Vec::new();
+    while left > 0 {
+        let chunk = left.min(budget);
+        let mut b = BatchShape::default();
+        decodes(&mut b);
+        b.add_prefill_chunk(chunk, ctx);
+        steps.push(b);
+        ctx += chunk;
+        left -= chunk;
+    }
+    steps
+}
+
+/// The features of a sample: `[frontend, c0..c5]`. A TTFT pays the frontend once and every
+/// step of the prefill; a step sample is the last of its steps.
+pub fn sample_features(s: &ProfileSample, max_batch_tokens: u32, chunked: bool) -> [f64; TERMS] {
+    let steps = sample_steps(s, max_batch_tokens, chunked);
+    let mut x = [0.0; TERMS];
+    let add = |x: &mut [f64; TERMS], b: &BatchShape| {
+        for (k, f) in FittedCost::features(b).iter().enumerate() {
+            x[k + 1] += f;
         }
-    }
-    // A feature that is zero in every sample gets coefficient 0 (kept out of the system).
-    let active: Vec<usize> = (0..FEATURES).filter(|&k| scale[k] > 0.0).collect();
-    let n = active.len();
-    let mut a = vec![vec![0.0; n + 1]; n];
-    for s in samples {
-        let f = features(s);
-        let x: Vec<f64> = active.iter().map(|&k| f[k] / scale[k]).collect();
-        for i in 0..n {
-            for j in 0..n {
-                a[i][j] += x[i] * x[j];
+    };
+    match s.metric {
+        SampleMetric::Ttft => {
+            x[0] = 1.0;
+            for b in &steps {
+                add(&mut x, b);
             }
-            a[i][n] += x[i] * s.seconds;
+        }
+        SampleMetric::Step => add(&mut x, steps.last().expect("at least one step")),
+    }
+    x
+}
+
+/// What the model predicts a sample measured, in seconds.
+pub fn predict(cost: &FittedCost, s: &ProfileSample, max_batch_tokens: u32, chunked: bool) -> f64 {
+    let x = sample_features(s, max_batch_tokens, chunked);
+    let mut c = [0.0; TERMS];
+    c[0] = cost.frontend.as_secs_f64();
+    c[1..].copy_from_slice(&cost.c);
+    x.iter().zip(c).map(|(x, c)| x * c).sum()
+}
+
+/// One sample against the fit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Residual {
+    /// Probe class.
+    pub class: ProbeClass,
+    /// Measured seconds.
+    pub measured_s: f64,
+    /// Predicted seconds.
+    pub predicted_s: f64,
+    /// Whether it was held out of the fit.
+    pub held_out: bool,
+}
+
+/// A fitted model and its quality.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fit {
+    /// The cost model.
+    pub cost: FittedCost,
+    /// The step budget the chunking assumed.
+    pub max_batch_tokens: u32,
+    /// Coefficient of determination over the fitted samples.
+    pub r2: f64,
+    /// Root mean square error, seconds.
+    pub rmse_s: f64,
+    /// Samples fitted.
+    pub samples: usize,
+    /// Sum of squared relative errors (what the fit minimises).
+    pub sse_rel: f64,
+    /// Quality per class, over the fitted samples.
+    pub classes: Vec<ClassFit>,
+    /// Every sample, fitted or held out, against the model.
+    pub residuals: Vec<Residual>,
+}
+
+/// Fits the model to the samples not held out, assuming a step budget of `max_batch_tokens`.
+pub fn fit(samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Result<Fit, FitError> {
+    for (index, s) in samples.iter().enumerate() {
+        if !(s.seconds > 0.0 && s.seconds.is_finite()) {
+            return Err(FitError::BadSample { index, class: s.class.as_str(), seconds: s.seconds });
         }
     }
+    let used: Vec<&ProfileSample> = samples.iter().filter(|s| !s.held_out).collect();
+    if used.len() < TERMS {
+        return Err(FitError::TooFewSamples(used.len()));
+    }
+    // Rows divided by the measurement: least squares on relative errors.
+    let rows: Vec<[f64; TERMS]> = used
+        .iter()
+        .map(|s| {
+            let mut x = sample_features(s, max_batch_tokens, chunked);
+            x.iter_mut().for_each(|v| *v /= s.seconds);
+            x
+        })
+        .collect();
+    let mut scale = [0.0f64; TERMS];
+    for r in &rows {
+        for k in 0..TERMS {
+            scale[k] = scale[k].max(r[k].abs());
+        }
+    }
+    let scaled: Vec<[f64; TERMS]> =
+        rows.iter().map(|r| std::array::from_fn(|k| if scale[k] > 0.0 { r[k] / scale[k] } else { 0.0 })).collect();
+    identifiable(&scaled)?;
+    let mut g = [[0.0; TERMS]; TERMS];
+    let mut b = [0.0; TERMS];
+    for r in &scaled {
+        for i in 0..TERMS {
+            for j in 0..TERMS {
+                g[i][j] += r[i] * r[j];
+            }
+            b[i] += r[i];
+        }
+    }
+    let beta = nnls(&g, &b, scaled.len() as f64);
+    let mut c = [0.0; TERMS];
+    for k in 0..TERMS {
+        c[k] = if scale[k] > 0.0 { beta[k] / scale[k] } else { 0.0 };
+    }
+    let cost = FittedCost { c: std::array::from_fn(|k| c[k + 1]), frontend: SimDuration::from_secs_f64(c[0]) };
+    Ok(quality(cost, samples, max_batch_tokens, chunked))
+}
+
+/// Share of a one-sequence decode step that one more step must add to a TTFT: a step
+/// costs at least its fixed overhead, which a one-sequence decode step is mostly made of.
+pub const BUDGET_JUMP: f64 = 0.5;
+/// Share of (run at `B + 1`, run at `B`) pairs in which the longer prompt must be the slower
+/// (a one-sided rank test: with 7 runs each, 80% happens by chance about once in a hundred).
+pub const BUDGET_PAIRS: f64 = 0.8;
+
+/// The engine's step budget from where prefill times jump by one step: the smallest
+/// candidate `B` whose prompts of `B + 1` tokens take at least [`BUDGET_JUMP`] ×
+/// `decode_step_s` longer (medians) than prompts of `B` tokens, consistently over the runs
+/// ([`BUDGET_PAIRS`]). `ttfts(p)` gives the TTFTs measured at prompt length `p`. `None` when
+/// no candidate shows a jump.
+pub fn detect_budget(ttfts: &dyn Fn(u32) -> Vec<f64>, candidates: &[u32], decode_step_s: f64) -> Option<u32> {
+    candidates.iter().copied().find(|&b| {
+        let (mut at, mut past) = (ttfts(b), ttfts(b + 1));
+        let (Some(m0), Some(m1)) = (crate::median(&mut at), crate::median(&mut past)) else { return false };
+        let pairs = at.len() * past.len();
+        let slower = past.iter().map(|y| at.iter().filter(|x| y > x).count()).sum::<usize>();
+        m1 - m0 >= BUDGET_JUMP * decode_step_s && slower as f64 >= BUDGET_PAIRS * pairs as f64
+    })
+}
+
+/// The TTFTs of single fresh prompts of each length, from samples.
+pub fn sample_ttfts(samples: &[ProfileSample]) -> impl Fn(u32) -> Vec<f64> + '_ {
+    move |p| {
+        samples
+            .iter()
+            .filter(|s| {
+                s.class == ProbeClass::Prefill
+                    && s.metric == SampleMetric::Ttft
+                    && s.prompt_tokens == p
+                    && s.cached_tokens == 0
+                    && s.decode_seqs == 0
+            })
+            .map(|s| s.seconds)
+            .collect()
+    }
+}
+
+/// Among candidate step budgets, the fit whose chunking explains the samples best (the
+/// budget shows as a jump in TTFT one token past it: one more step).
+pub fn fit_best_budget(samples: &[ProfileSample], candidates: &[u32], chunked: bool) -> Result<Fit, FitError> {
+    let mut best: Option<Fit> = None;
+    for &b in candidates {
+        let f = fit(samples, b, chunked)?;
+        // Ties (no prompt reached either budget) go to the larger budget.
+        if best.as_ref().is_none_or(|x| f.sse_rel < x.sse_rel * (1.0 - 1e-9) || (f.sse_rel <= x.sse_rel && b > x.max_batch_tokens)) {
+            best = Some(f);
+        }
+    }
+    best.ok_or(FitError::TooFewSamples(0))
+}
+
+/// Refuses when a column is (numerically) a combination of the others: modified
+/// Gram-Schmidt in term order.
+fn identifiable(rows: &[[f64; TERMS]]) -> Result<(), FitError> {
+    // Below this share of its own norm left after projecting out the other terms, a term is
+    // taken as determined by them (noise-free collinear columns leave ~1e-15).
+    const INDEPENDENT: f64 = 1e-6;
+    let n = rows.len();
+    let cols: Vec<Vec<f64>> = (0..TERMS).map(|k| rows.iter().map(|r| r[k]).collect()).collect();
+    let mut basis: Vec<(usize, Vec<f64>)> = Vec::new();
+    for (k, col) in cols.iter().enumerate() {
+        let norm = col.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return Err(FitError::Undetermined {
+                term: term_name(k),
+                others: "the rest: it is zero in every sample".into(),
+                hint: term_hint(k),
+            });
+        }
+        let mut v = col.clone();
+        let mut involved = Vec::new();
+        for (j, q) in &basis {
+            let d: f64 = (0..n).map(|i| v[i] * q[i]).sum();
+            if (d / norm).abs() > INDEPENDENT {
+                involved.push(*j);
+            }
+            for i in 0..n {
+                v[i] -= d * q[i];
+            }
+        }
+        let left = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if left / norm < INDEPENDENT {
+            let others: Vec<&str> = involved.iter().map(|&j| term_name(j)).collect();
+            return Err(FitError::Undetermined { term: term_name(k), others: others.join(", "), hint: term_hint(k) });
+        }
+        basis.push((k, v.iter().map(|x| x / left).collect()));
+    }
+    Ok(())
+}
+
+/// Non-negative least squares of `min Σ (1 − x·β)²` given the normal equations `g β = b`,
+/// by trying every set of free terms (2^7 small systems) and keeping the best feasible one:
+/// exact, and deterministic.
+fn nnls(g: &[[f64; TERMS]; TERMS], b: &[f64; TERMS], yy: f64) -> [f64; TERMS] {
+    let mut best = ([0.0; TERMS], yy);
+    for mask in 1u32..(1 << TERMS) {
+        let idx: Vec<usize> = (0..TERMS).filter(|k| mask & (1 << k) != 0).collect();
+        let Some(sol) = solve(g, b, &idx) else { continue };
+        if sol.iter().any(|&v| v < 0.0) {
+            continue;
+        }
+        let mut beta = [0.0; TERMS];
+        for (&k, &v) in idx.iter().zip(&sol) {
+            beta[k] = v;
+        }
+        // Σ(1 − xβ)² = yy − 2βb + βGβ
+        let mut sse = yy;
+        for i in 0..TERMS {
+            sse -= 2.0 * beta[i] * b[i];
+            for j in 0..TERMS {
+                sse += beta[i] * g[i][j] * beta[j];
+            }
+        }
+        if sse < best.1 - 1e-15 {
+            best = (beta, sse);
+        }
+    }
+    best.0
+}
+
+/// Solves the normal equations restricted to `idx` (Gaussian elimination with partial
+/// pivoting); `None` when singular.
+fn solve(g: &[[f64; TERMS]; TERMS], b: &[f64; TERMS], idx: &[usize]) -> Option<Vec<f64>> {
+    let n = idx.len();
+    let mut a: Vec<Vec<f64>> = idx.iter().map(|&i| idx.iter().map(|&j| g[i][j]).chain([b[i]]).collect()).collect();
     for col in 0..n {
-        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).expect("non-empty range");
-        if a[pivot][col].abs() < 1e-12 {
-            return Err(FitError::Singular);
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-13 {
+            return None;
         }
         a.swap(col, pivot);
         for row in 0..n {
             if row != col {
                 let f = a[row][col] / a[col][col];
-                let pivot_row = a[col].clone();
-                for (x, p) in a[row][col..].iter_mut().zip(&pivot_row[col..]) {
-                    *x -= f * p;
+                let p = a[col].clone();
+                for (x, y) in a[row][col..].iter_mut().zip(&p[col..]) {
+                    *x -= f * y;
                 }
             }
         }
     }
-    let mut c = [0.0; FEATURES];
-    for (i, &k) in active.iter().enumerate() {
-        c[k] = a[i][n] / a[i][i] / scale[k];
-    }
-    let mean = samples.iter().map(|s| s.seconds).sum::<f64>() / samples.len() as f64;
-    let (mut ss_res, mut ss_tot) = (0.0, 0.0);
-    for s in samples {
-        let pred: f64 = features(s).iter().zip(c).map(|(x, ck)| x * ck).sum();
-        ss_res += (s.seconds - pred).powi(2);
-        ss_tot += (s.seconds - mean).powi(2);
-    }
-    Ok(FittedCoefficients {
-        c,
-        r2: if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { 1.0 },
-        rmse_s: (ss_res / samples.len() as f64).sqrt(),
-        samples: samples.len(),
-    })
+    Some((0..n).map(|i| a[i][n] / a[i][i]).collect())
 }
 
-impl StepCostModel for FittedCoefficients {
-    fn step_time(&self, b: &BatchShape) -> SimDuration {
-        // Mean cached context per prefill token, from the attention pairs of the batch.
-        let p = f64::from(b.prefill_tokens);
-        let ctx = if b.prefill_tokens > 0 { (b.prefill_attention_pairs as f64 / p - p / 2.0).max(0.0) } else { 0.0 };
-        let x = [1.0, p, p * p, p * ctx, f64::from(b.decode_seqs), b.decode_context_tokens as f64];
-        SimDuration::from_secs_f64(x.iter().zip(self.c).map(|(x, c)| x * c).sum::<f64>())
+fn quality(cost: FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Fit {
+    let residuals: Vec<Residual> = samples
+        .iter()
+        .map(|s| Residual {
+            class: s.class,
+            measured_s: s.seconds,
+            predicted_s: predict(&cost, s, max_batch_tokens, chunked),
+            held_out: s.held_out,
+        })
+        .collect();
+    let fitted: Vec<&Residual> = residuals.iter().filter(|r| !r.held_out).collect();
+    let (r2, rmse_s) = r2_rmse(&fitted).unwrap_or((1.0, 0.0));
+    let sse_rel = fitted.iter().map(|r| ((r.predicted_s - r.measured_s) / r.measured_s).powi(2)).sum();
+    let classes = ProbeClass::ALL
+        .iter()
+        .filter_map(|&c| {
+            let rs: Vec<&Residual> = fitted.iter().copied().filter(|r| r.class == c).collect();
+            if rs.is_empty() {
+                return None;
+            }
+            let mape = 100.0 * rs.iter().map(|r| ((r.predicted_s - r.measured_s) / r.measured_s).abs()).sum::<f64>() / rs.len() as f64;
+            Some(ClassFit { class: c.as_str().into(), samples: rs.len() as u64, r2: r2_rmse(&rs).map(|x| x.0), mape_pct: mape })
+        })
+        .collect();
+    Fit { cost, max_batch_tokens, r2, rmse_s, samples: fitted.len(), sse_rel, classes, residuals }
+}
+
+/// R² and RMSE; `None` when fewer than two values or they do not vary.
+fn r2_rmse(rs: &[&Residual]) -> Option<(f64, f64)> {
+    if rs.len() < 2 {
+        return None;
     }
+    let mean = rs.iter().map(|r| r.measured_s).sum::<f64>() / rs.len() as f64;
+    let ss_res: f64 = rs.iter().map(|r| (r.measured_s - r.predicted_s).powi(2)).sum();
+    let ss_tot: f64 = rs.iter().map(|r| (r.measured_s - mean).powi(2)).sum();
+    (ss_tot > 0.0).then(|| (1.0 - ss_res / ss_tot, (ss_res / rs.len() as f64).sqrt()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use simctl_engine::cost::StepCostModel;
 
-    #[test]
-    fn recovers_known_coefficients_exactly() {
-        let truth = [2e-3, 5e-5, 1e-9, 2e-10, 3e-5, 4e-8];
-        let mut samples = Vec::new();
-        for &p in &[0u32, 128, 512, 1024, 2048, 4096] {
-            for &ctx in &[0u64, 1024, 8192] {
-                for (&d, &per_seq) in [0u32, 1, 8, 32, 128].iter().zip(&[0u64, 300, 2000, 900, 4000]) {
-                    let dctx = u64::from(d) * per_seq;
-                    let mut s = StepSample {
-                        prefill_tokens: p,
-                        prefill_context_tokens: ctx,
-                        decode_seqs: d,
-                        decode_context_tokens: dctx,
-                        seconds: 0.0,
-                    };
-                    s.seconds = features(&s).iter().zip(truth).map(|(x, c)| x * c).sum();
-                    samples.push(s);
-                }
+    const TRUTH: [f64; FITTED_TERMS] = [2e-3, 5e-5, 1e-9, 2e-9, 3e-4, 4e-8];
+
+    fn sample(class: ProbeClass, metric: SampleMetric, prompt: u32, cached: u32, d: u32, dctx: u64) -> ProfileSample {
+        ProfileSample::new(class, metric, prompt, cached, d, dctx, 0.0)
+    }
+
+    fn plan() -> Vec<ProfileSample> {
+        let mut v = Vec::new();
+        for p in [16, 100, 511, 512, 1000, 1024, 1025, 2048, 2049, 3001, 4095] {
+            v.push(sample(ProbeClass::Prefill, SampleMetric::Ttft, p, 0, 0, 0));
+        }
+        for n in [1, 4, 16, 64] {
+            for ctx in [32u64, 1500] {
+                v.push(sample(ProbeClass::Decode, SampleMetric::Step, 0, 0, n, u64::from(n) * ctx));
             }
         }
-        let fit = fit_step_costs(&samples).unwrap();
-        for (got, want) in fit.c.iter().zip(truth) {
-            assert!((got / want - 1.0).abs() < 1e-6, "{got} vs {want}");
+        for (n, p) in [(4, 300), (16, 1000)] {
+            v.push(sample(ProbeClass::Mixed, SampleMetric::Step, p, 0, n, u64::from(n) * 100));
         }
-        assert!(fit.r2 > 0.999_999);
+        for pre in [512, 2048] {
+            v.push(sample(ProbeClass::Prefix, SampleMetric::Ttft, pre + 64, pre, 0, 0));
+        }
+        v
+    }
+
+    /// Samples measured exactly by the simulator's own model (the one implementation).
+    fn measured(truth: &FittedCost, budget: u32) -> Vec<ProfileSample> {
+        plan()
+            .into_iter()
+            .map(|mut s| {
+                let steps = sample_steps(&s, budget, true);
+                s.seconds = match s.metric {
+                    SampleMetric::Ttft => {
+                        truth.request_latency().as_secs_f64() + steps.iter().map(|b| truth.step_time(b).as_secs_f64()).sum::<f64>()
+                    }
+                    SampleMetric::Step => truth.step_time(steps.last().unwrap()).as_secs_f64(),
+                };
+                s
+            })
+            .collect()
     }
 
     #[test]
-    fn too_few_or_degenerate_samples_are_errors() {
-        let s = StepSample { prefill_tokens: 1, prefill_context_tokens: 0, decode_seqs: 1, decode_context_tokens: 1, seconds: 1.0 };
-        assert_eq!(fit_step_costs(&[s; 3]), Err(FitError::TooFewSamples(3)));
-        assert_eq!(fit_step_costs(&[s; 10]), Err(FitError::Singular));
+    fn recovers_known_coefficients_and_the_budget() {
+        let truth = FittedCost { c: TRUTH, frontend: SimDuration::from_micros(7500) };
+        let samples = measured(&truth, 2048);
+        let fit = fit_best_budget(&samples, &[512, 1024, 2048, 4096], true).unwrap();
+        assert_eq!(fit.max_batch_tokens, 2048);
+        // The step that prompt 2049 needs more than 2048 shows: a budget of 2048.
+        let one_seq_step = truth.c[0] + truth.c[4];
+        assert_eq!(detect_budget(&sample_ttfts(&samples), &[512, 1024, 2048], one_seq_step), Some(2048));
+        assert_eq!(detect_budget(&sample_ttfts(&samples), &[512, 1024], one_seq_step), None);
+        // A jump in the medians that the runs do not bear out is noise.
+        let noisy = |p: u32| match p {
+            512 => vec![10.0, 11.0, 12.0, 13.0, 14.0],
+            513 => vec![9.0, 12.9, 13.0, 13.1, 20.0],
+            _ => vec![],
+        };
+        assert_eq!(detect_budget(&noisy, &[512], 0.001), None);
+        let clear = |p: u32| if p == 512 { vec![10.0, 10.1, 10.2] } else { vec![11.0, 11.1, 11.2] };
+        assert_eq!(detect_budget(&clear, &[512], 1.0), Some(512));
+        for (got, want) in fit.cost.c.iter().zip(TRUTH) {
+            assert!((got / want - 1.0).abs() < 1e-4, "{got} vs {want}");
+        }
+        assert!((fit.cost.frontend.as_secs_f64() / 7.5e-3 - 1.0).abs() < 1e-4);
+        assert!(fit.r2 > 0.999_999);
+        let classes: Vec<&str> = fit.classes.iter().map(|c| c.class.as_str()).collect();
+        assert_eq!(classes, ["prefill", "decode", "mixed", "prefix"]);
+        assert!(fit.classes.iter().all(|c| c.mape_pct < 1e-3));
+    }
+
+    #[test]
+    fn the_fit_prices_steps_exactly_as_the_simulator_does() {
+        // Odd chunks, a cached prefix and decodes in one step: the fit's prediction of a step
+        // sample is the engine's step time of the same shape.
+        let truth = FittedCost::new(TRUTH);
+        let s = ProfileSample { seconds: 1.0, ..sample(ProbeClass::Mixed, SampleMetric::Step, 777, 129, 3, 901) };
+        let mut b = BatchShape::default();
+        b.add_decode(300);
+        b.add_decode(300);
+        b.add_decode(301);
+        b.add_prefill_chunk(777 - 129, 129);
+        assert_eq!(sample_steps(&s, 8192, true), vec![b]);
+        assert_eq!(predict(&truth, &s, 8192, true), truth.step_secs(&b));
+    }
+
+    #[test]
+    fn negative_coefficients_are_not_fitted() {
+        let truth = FittedCost { c: [2e-3, 5e-5, 0.0, 2e-9, 3e-4, 4e-8], frontend: SimDuration::from_millis(3) };
+        let mut samples = measured(&truth, 2048);
+        // Noise that pulls the quadratic term below zero in plain least squares.
+        for (i, s) in samples.iter_mut().enumerate() {
+            if s.class == ProbeClass::Prefill {
+                s.seconds *= if i % 2 == 0 { 0.99 } else { 1.0 };
+            }
+        }
+        let fit = fit(&samples, 2048, true).unwrap();
+        assert!(fit.cost.c.iter().all(|&c| c >= 0.0), "{:?}", fit.cost.c);
+    }
+
+    #[test]
+    fn samples_that_cannot_determine_the_model_are_refused() {
+        let truth = FittedCost::new(TRUTH);
+        let mut samples = measured(&truth, 8192);
+        // One batch size only (max_num_seqs 1), no mixed steps: the per-sequence cost merges
+        // with the step cost and the frontend.
+        samples.retain(|s| {
+            matches!(s.class, ProbeClass::Prefill | ProbeClass::Prefix) || (s.class == ProbeClass::Decode && s.decode_seqs == 1)
+        });
+        let err = fit(&samples, 8192, true).unwrap_err();
+        assert!(matches!(err, FitError::Undetermined { term: "c4 per decode sequence", .. }), "{err}");
+        assert!(err.to_string().contains("decode probes at more than one batch size"), "{err}");
+        assert_eq!(fit(&samples[..3], 8192, true).unwrap_err(), FitError::TooFewSamples(3));
+        let mut bad = samples.clone();
+        bad[0].seconds = f64::NAN;
+        assert!(matches!(fit(&bad, 8192, true), Err(FitError::BadSample { index: 0, .. })));
     }
 }

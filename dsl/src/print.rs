@@ -124,9 +124,15 @@ pub fn print(spec: &ScenarioSpec) -> String {
                     ns(p.frontend)
                 );
             }
-            PerfSpec::Fitted { coefficients } => {
-                let c: Vec<String> = coefficients.iter().map(|x| x.to_string()).collect();
+            PerfSpec::Fitted { cost, tp } => {
+                let c: Vec<String> = cost.c.iter().map(|x| x.to_string()).collect();
                 let _ = writeln!(o, "  fitted = [{}]", c.join(", "));
+                if cost.frontend > SimDuration::ZERO {
+                    let _ = writeln!(o, "  frontend = {}", ns(cost.frontend));
+                }
+                if let Some(tp) = tp {
+                    let _ = writeln!(o, "  calibrated_tp = {tp}");
+                }
             }
         }
         let _ = writeln!(o, "  cost = {} $/h", h.cost_per_hour);

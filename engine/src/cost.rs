@@ -16,6 +16,11 @@ pub struct BatchShape {
     /// Attention work of the prefill chunks: Σ chunk × (cached context + (chunk + 1) / 2),
     /// the number of (query, key) pairs, causal.
     pub prefill_attention_pairs: u64,
+    /// Σ chunk² over the prefill chunks: attention within a chunk grows with its square.
+    pub prefill_chunk_sq: u64,
+    /// Σ chunk × context over the prefill chunks, the context being the tokens of that
+    /// sequence already in KV (a cached prefix, earlier chunks).
+    pub prefill_context_pairs: u64,
     /// Sequences decoding one token this step.
     pub decode_seqs: u32,
     /// Σ context length (tokens in KV) over decoding sequences.
@@ -27,12 +32,37 @@ impl BatchShape {
     pub fn is_empty(&self) -> bool {
         self.prefill_tokens == 0 && self.decode_seqs == 0
     }
+
+    /// Adds a prefill chunk of `chunk` new tokens to a sequence with `context` tokens in KV
+    /// already. The scheduler, the fake engine and calibration all build shapes this way.
+    pub fn add_prefill_chunk(&mut self, chunk: u32, context: u32) {
+        let (c, ctx) = (u64::from(chunk), u64::from(context));
+        self.prefill_seqs += 1;
+        self.prefill_tokens += chunk;
+        self.prefill_attention_pairs += c * (ctx + c.div_ceil(2));
+        self.prefill_chunk_sq += c * c;
+        self.prefill_context_pairs += c * ctx;
+    }
+
+    /// Adds a sequence decoding one token with `context` tokens in KV.
+    pub fn add_decode(&mut self, context: u32) {
+        self.decode_seqs += 1;
+        self.decode_context_tokens += u64::from(context);
+    }
 }
 
 /// Turns a batch into a step duration.
 pub trait StepCostModel: Debug + Send + Sync {
     /// Duration of one step computing `batch`.
     fn step_time(&self, batch: &BatchShape) -> SimDuration;
+
+    /// Latency every request pays once, on its first token, outside the steps: the
+    /// engine's frontend (HTTP, input processing, streaming the output back). The output
+    /// path is pipelined, so later tokens are shifted by the same amount and inter-token
+    /// gaps do not change.
+    fn request_latency(&self) -> SimDuration {
+        SimDuration::ZERO
+    }
 }
 
 /// Fixed token rates: prefill tokens at one rate, decode tokens at another, plus an overhead.
@@ -178,34 +208,73 @@ impl StepCostModel for RooflineCost {
         let comm = self.allreduce_sec_per_token * tokens;
         SimDuration::from_secs_f64(compute.max(memory) + comm + self.seq_overhead_s * seqs + self.layer_overhead_s) + self.overhead
     }
+    fn request_latency(&self) -> SimDuration {
+        self.frontend
+    }
 }
 
-/// Coefficients fitted from measured steps (DESIGN §2):
-/// `t = c0 + c1·p + c2·p² + c3·p·ctx + c4·decode_seqs + c5·decode_context_tokens`, where `p` is
-/// the prefill tokens of the step and `ctx` the mean cached context they attend to.
+/// Number of step terms of the `fitted` model.
+pub const FITTED_TERMS: usize = 6;
+
+/// What each coefficient of [`FittedCost::c`] multiplies, in order.
+pub const FITTED_TERM_NAMES: [&str; FITTED_TERMS] = [
+    "c0 per step",
+    "c1 per prefill token",
+    "c2 per prefill token²",
+    "c3 per prefill token × context",
+    "c4 per decode sequence",
+    "c5 per decode context token",
+];
+
+/// The `fitted` step cost model (DESIGN §2), coefficients from `simctl calibrate`:
+///
+/// `t = c0 + c1·p + c2·Σchunk² + c3·Σchunk·ctx + c4·d + c5·dctx`
+///
+/// where `p` is the prefill tokens of the step, `chunk` each sequence's prefill chunk and
+/// `ctx` the tokens it already has in KV (for one sequence: `p²` and `p·ctx`), `d` the
+/// decoding sequences and `dctx` their summed context. A request also pays
+/// [`FittedCost::frontend`] once, on its first token.
+///
+/// This is the one implementation: the simulator steps with it and calibration fits its
+/// [`FittedCost::features`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FittedCost {
-    /// The six coefficients, in seconds per unit of their feature.
-    pub c: [f64; 6],
+    /// The six step coefficients, in seconds per unit of their feature.
+    pub c: [f64; FITTED_TERMS],
+    /// Per-request latency outside the steps, paid once on the first token.
+    pub frontend: SimDuration,
 }
 
 impl FittedCost {
-    /// The six features of a batch, in coefficient order.
-    pub fn features(b: &BatchShape) -> [f64; 6] {
-        let p = f64::from(b.prefill_tokens);
-        let ctx = if b.prefill_tokens > 0 {
-            (b.prefill_attention_pairs as f64 / p - f64::from(b.prefill_tokens.div_ceil(2))).max(0.0)
-        } else {
-            0.0
-        };
-        [1.0, p, p * p, p * ctx, f64::from(b.decode_seqs), b.decode_context_tokens as f64]
+    /// A model with these step coefficients and no frontend latency.
+    pub fn new(c: [f64; FITTED_TERMS]) -> Self {
+        FittedCost { c, frontend: SimDuration::ZERO }
+    }
+
+    /// The features of a step, in coefficient order.
+    pub fn features(b: &BatchShape) -> [f64; FITTED_TERMS] {
+        [
+            1.0,
+            f64::from(b.prefill_tokens),
+            b.prefill_chunk_sq as f64,
+            b.prefill_context_pairs as f64,
+            f64::from(b.decode_seqs),
+            b.decode_context_tokens as f64,
+        ]
+    }
+
+    /// The step time in seconds, before clamping at zero.
+    pub fn step_secs(&self, b: &BatchShape) -> f64 {
+        Self::features(b).iter().zip(self.c).map(|(x, c)| x * c).sum()
     }
 }
 
 impl StepCostModel for FittedCost {
     fn step_time(&self, b: &BatchShape) -> SimDuration {
-        let t: f64 = Self::features(b).iter().zip(self.c).map(|(x, c)| x * c).sum();
-        SimDuration::from_secs_f64(t.max(0.0))
+        SimDuration::from_secs_f64(self.step_secs(b).max(0.0))
+    }
+    fn request_latency(&self) -> SimDuration {
+        self.frontend
     }
 }
 
@@ -218,7 +287,7 @@ pub fn build(perf: &PerfSpec, model: &ModelSpec, tp: u32) -> Box<dyn StepCostMod
             overhead: *step_overhead,
         }),
         PerfSpec::Roofline { gpu, params } => Box::new(RooflineCost::with_defaults(model, gpu, tp, params)),
-        PerfSpec::Fitted { coefficients } => Box::new(FittedCost { c: *coefficients }),
+        PerfSpec::Fitted { cost, .. } => Box::new(*cost),
     }
 }
 
@@ -226,6 +295,22 @@ pub fn build(perf: &PerfSpec, model: &ModelSpec, tp: u32) -> Box<dyn StepCostMod
 mod tests {
     use super::*;
     use crate::catalogue;
+
+    #[test]
+    fn fitted_features_are_exact_for_odd_chunks_and_several_sequences() {
+        let mut b = BatchShape::default();
+        b.add_prefill_chunk(7, 100);
+        b.add_prefill_chunk(3, 0);
+        b.add_decode(50);
+        b.add_decode(10);
+        assert_eq!(FittedCost::features(&b), [1.0, 10.0, 49.0 + 9.0, 700.0, 2.0, 60.0]);
+        assert_eq!(b.prefill_attention_pairs, 7 * (100 + 4) + 3 * 2);
+        let m = FittedCost { c: [1e-3, 1e-5, 1e-8, 1e-9, 1e-4, 1e-7], frontend: SimDuration::from_millis(3) };
+        let want = 1e-3 + 10.0 * 1e-5 + 58.0 * 1e-8 + 700.0 * 1e-9 + 2.0 * 1e-4 + 60.0 * 1e-7;
+        assert_eq!(m.step_time(&b), SimDuration::from_secs_f64(want));
+        assert_eq!(m.request_latency(), SimDuration::from_millis(3));
+        assert_eq!(FittedCost::new([-1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).step_time(&b), SimDuration::ZERO, "never negative");
+    }
 
     #[test]
     fn rates_add_prefill_and_decode_time() {

@@ -218,12 +218,9 @@ impl Instance {
     fn add_to_batch(&mut self, seqs: &SeqSlab, sid: SeqId, chunk: u32, shape: &mut BatchShape) {
         let s = &seqs[sid];
         if s.is_decoding() {
-            shape.decode_seqs += 1;
-            shape.decode_context_tokens += u64::from(s.computed);
+            shape.add_decode(s.computed);
         } else {
-            shape.prefill_seqs += 1;
-            shape.prefill_tokens += chunk;
-            shape.prefill_attention_pairs += u64::from(chunk) * (u64::from(s.computed) + u64::from(chunk).div_ceil(2));
+            shape.add_prefill_chunk(chunk, s.computed);
         }
         self.batch.push((sid, chunk));
     }

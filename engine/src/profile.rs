@@ -1,14 +1,20 @@
 //! Calibration profiles: what `simctl calibrate` writes and scenarios reference by path
-//! (`hardware h100 { profile = "profiles/h100_llama8b.yaml" }`).
+//! (`hardware h100 { profile = "profiles/h100_llama8b.yaml" }`). The format is described
+//! in docs/profile.md.
 //!
 //! A profile pins the identity of what was measured (hardware, model, engine and its
-//! settings), the KV capacity the engine reported, the fitted step cost coefficients with
-//! their fit quality, and the raw samples, so a fit can be audited and redone.
+//! settings), the KV capacity the engine reported, the fitted step cost model with its fit
+//! quality per probe class, and the raw samples, so a fit can be audited and redone.
 
 use serde::{Deserialize, Serialize};
 
-/// Current profile format version.
-pub const PROFILE_FORMAT: u32 = 1;
+use crate::cost::{FITTED_TERMS, FittedCost};
+use crate::spec::EngineSpec;
+use crate::time::SimDuration;
+
+/// Current profile format version. Format 1 (before `simctl calibrate` existed) had no
+/// frontend latency and step-level samples; it is not read.
+pub const PROFILE_FORMAT: u32 = 2;
 
 /// A calibration profile (YAML on disk).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -16,6 +22,9 @@ pub const PROFILE_FORMAT: u32 = 1;
 pub struct Profile {
     /// Format version ([`PROFILE_FORMAT`]).
     pub format: u32,
+    /// When it was measured (RFC 3339, UTC), and by what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
     /// What was measured on.
     pub hardware: ProfileHardware,
     /// The model served.
@@ -29,22 +38,112 @@ pub struct Profile {
     pub coefficients: ProfileCoefficients,
     /// How well the model fits the samples.
     pub fit: ProfileFit,
-    /// The measured steps the fit used.
+    /// The measurements the fit used (and those it held out for the self-check).
     #[serde(default)]
     pub samples: Vec<ProfileSample>,
 }
 
-/// Hardware identity, as NVML reports it.
+impl Profile {
+    /// The fitted cost model.
+    pub fn cost(&self) -> FittedCost {
+        self.coefficients.cost()
+    }
+
+    /// The engine settings, as the simulator's scheduler takes them.
+    pub fn engine_spec(&self) -> EngineSpec {
+        let e = &self.engine;
+        EngineSpec {
+            max_batch_tokens: e.max_batch_tokens,
+            max_seqs: e.max_seqs,
+            chunked_prefill: e.chunked_prefill,
+            block_size: e.block_size,
+            gpu_memory_utilization: e.gpu_memory_utilization,
+            prefix_caching: e.prefix_caching,
+        }
+    }
+}
+
+/// Hardware identity: NVML's view of the GPUs, or the CPU when there are none.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileHardware {
-    /// Device name, e.g. `NVIDIA H100 80GB HBM3`.
+    /// Device name, e.g. `NVIDIA H100 80GB HBM3`, or `cpu: MODEL` without GPUs.
     pub name: String,
-    /// GPUs the engine spanned (tensor parallelism).
+    /// GPUs the engine spanned (its tensor-parallel degree; 1 for a CPU engine).
     pub gpus: u32,
     /// Memory per GPU in bytes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// NVIDIA driver version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_version: Option<String>,
+    /// CUDA version the driver supports, e.g. `12.4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_version: Option<String>,
+    /// Each GPU used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<ProfileGpu>,
+    /// The host CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<ProfileCpu>,
+    /// Why there is no GPU identity, when there is none (`NVML: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One GPU, as NVML reports it; fields NVML could not read are absent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileGpu {
+    /// NVML index.
+    pub index: u32,
+    /// Device name.
+    pub name: String,
+    /// UUID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// PCI bus id, e.g. `00000000:18:00.0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
+    /// Total memory in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Largest SM clock, MHz.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sm_clock_mhz: Option<u32>,
+    /// Largest memory clock, MHz.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory_clock_mhz: Option<u32>,
+    /// Enforced power limit, watts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_limit_w: Option<f64>,
+    /// PCIe generation of the link (the device's maximum).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcie_generation: Option<u32>,
+    /// PCIe lanes (the device's maximum).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcie_width: Option<u32>,
+    /// NUMA node the GPU is attached to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<u32>,
+    /// CPUs close to the GPU, as a list (`0-15,32-47`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_affinity: Option<String>,
+    /// PCI bus ids at the far end of the GPU's active NVLinks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nvlink_peers: Vec<String>,
+}
+
+/// The host CPU.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileCpu {
+    /// Model name (`/proc/cpuinfo`).
+    pub model: String,
+    /// Logical CPUs online.
+    pub cores: u32,
+    /// NUMA nodes (`/sys/devices/system/node`).
+    pub numa_nodes: u32,
 }
 
 /// Model identity.
@@ -54,8 +153,25 @@ pub struct ProfileModel {
     /// Model name as served, e.g. `meta-llama/Llama-3.1-8B-Instruct`.
     pub name: String,
     /// Weight dtype, e.g. `bfloat16`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
+    /// Prompt plus output tokens the engine accepts (`/v1/models`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_model_len: Option<u32>,
+}
+
+/// Where a setting of the profile came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingSource {
+    /// Read from the engine (`/metrics`, `/v1/models`).
+    Reported,
+    /// Measured by probes (saturation, a chunk boundary in the fit).
+    Measured,
+    /// Given on the command line (`simctl calibrate --max-seqs`, the launch command).
+    Given,
+    /// Not determined: vLLM's default is assumed.
+    Assumed,
 }
 
 /// Engine identity and settings.
@@ -64,20 +180,46 @@ pub struct ProfileModel {
 pub struct ProfileEngine {
     /// Engine name, e.g. `vllm`.
     pub name: String,
-    /// Engine version.
-    #[serde(default)]
+    /// Engine version (`/version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Tokens per KV block.
     pub block_size: u32,
-    /// `--max-num-batched-tokens`.
+    /// `--max-num-batched-tokens`: the token budget of one step.
     pub max_batch_tokens: u32,
-    /// `--max-num-seqs`.
+    /// `--max-num-seqs`: sequences in one step at most.
     pub max_seqs: u32,
     /// `--gpu-memory-utilization`.
     pub gpu_memory_utilization: f64,
+    /// Whether long prompts are split across steps at `max_batch_tokens`.
+    #[serde(default = "yes")]
+    pub chunked_prefill: bool,
+    /// Whether the prefix cache is on.
+    #[serde(default = "yes")]
+    pub prefix_caching: bool,
+    /// Where `max_batch_tokens`, `max_seqs` and the KV figures came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<ProfileSources>,
 }
 
-/// Coefficients of `t = c0 + c1·p + c2·p² + c3·p·ctx + c4·d + c5·dctx` in seconds.
+fn yes() -> bool {
+    true
+}
+
+/// Where the engine settings of a profile came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSources {
+    /// Of `max_batch_tokens`.
+    pub max_batch_tokens: SettingSource,
+    /// Of `max_seqs`.
+    pub max_seqs: SettingSource,
+    /// Of `block_size` and `kv_capacity_blocks`.
+    pub kv_cache: SettingSource,
+}
+
+/// The fitted model: `t = c0 + c1·p + c2·Σchunk² + c3·Σchunk·ctx + c4·d + c5·dctx` seconds
+/// per step ([`FittedCost`]), plus a frontend latency per request.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileCoefficients {
@@ -85,19 +227,22 @@ pub struct ProfileCoefficients {
     pub c0_step_s: f64,
     /// Seconds per prefill token.
     pub c1_prefill_token_s: f64,
-    /// Seconds per squared prefill token (attention within the chunk).
+    /// Seconds per squared prefill chunk token (attention within the chunk).
     pub c2_prefill_token_sq_s: f64,
-    /// Seconds per prefill token × cached context token.
+    /// Seconds per prefill token × context token already in KV.
     pub c3_prefill_context_s: f64,
     /// Seconds per decoding sequence.
     pub c4_decode_seq_s: f64,
     /// Seconds per context token of decoding sequences.
     pub c5_decode_context_s: f64,
+    /// Seconds a request pays once, on its first token, outside the steps.
+    #[serde(default)]
+    pub frontend_s: f64,
 }
 
 impl ProfileCoefficients {
-    /// As the array the `fitted` cost model takes.
-    pub fn as_array(&self) -> [f64; 6] {
+    /// The step coefficients as the array [`FittedCost::c`] takes.
+    pub fn as_array(&self) -> [f64; FITTED_TERMS] {
         [
             self.c0_step_s,
             self.c1_prefill_token_s,
@@ -107,8 +252,15 @@ impl ProfileCoefficients {
             self.c5_decode_context_s,
         ]
     }
-    /// From that array.
-    pub fn from_array(c: [f64; 6]) -> Self {
+
+    /// The cost model.
+    pub fn cost(&self) -> FittedCost {
+        FittedCost { c: self.as_array(), frontend: SimDuration::from_secs_f64(self.frontend_s.max(0.0)) }
+    }
+
+    /// From a cost model.
+    pub fn of(cost: &FittedCost) -> Self {
+        let c = cost.c;
         ProfileCoefficients {
             c0_step_s: c[0],
             c1_prefill_token_s: c[1],
@@ -116,34 +268,148 @@ impl ProfileCoefficients {
             c3_prefill_context_s: c[3],
             c4_decode_seq_s: c[4],
             c5_decode_context_s: c[5],
+            frontend_s: cost.frontend.as_secs_f64(),
         }
     }
 }
 
-/// Fit quality.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// Fit quality over all samples used, per probe class, and the self-check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileFit {
-    /// Coefficient of determination.
+    /// Coefficient of determination over the samples fitted.
     pub r2: f64,
     /// Root mean square error in seconds.
     pub rmse_s: f64,
     /// Samples used.
     pub samples: u64,
+    /// Per probe class (`prefill`, `decode`, `mixed`, `prefix`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<ClassFit>,
+    /// Held-out probes replayed in the simulator with this profile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_check: Vec<SelfCheck>,
 }
 
-/// One measured step.
+/// Fit quality of one probe class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassFit {
+    /// Probe class.
+    pub class: String,
+    /// Samples of the class fitted.
+    pub samples: u64,
+    /// Coefficient of determination within the class (`null` when its values do not vary).
+    pub r2: Option<f64>,
+    /// Mean absolute percentage error, in percent.
+    pub mape_pct: f64,
+}
+
+/// One held-out probe replayed in the simulator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfCheck {
+    /// Probe class.
+    pub class: String,
+    /// The probe (`prefill p=1000`, `decode n=8 ctx=512`).
+    pub probe: String,
+    /// What is compared: `ttft` or `tpot`.
+    pub metric: String,
+    /// Measured on the engine, seconds (mean over the probe's requests).
+    pub measured_s: f64,
+    /// Simulated with the profile, seconds.
+    pub simulated_s: f64,
+    /// (simulated − measured) / measured, percent.
+    pub error_pct: f64,
+}
+
+/// What a sample's `seconds` measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleMetric {
+    /// Time to first token of a request that arrived at an idle engine: the frontend
+    /// latency plus every step of its prefill (chunked at `max_batch_tokens`).
+    Ttft,
+    /// One step: the last step of the sample's prefill (if any) with its decodes.
+    Step,
+}
+
+/// One measurement, described by what was sent so the steps it spans can be recomputed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileSample {
-    /// New prefill tokens.
-    pub prefill_tokens: u32,
-    /// Cached context those prefill tokens attended to.
-    pub prefill_context_tokens: u64,
-    /// Sequences decoding.
+    /// Probe class: `prefill`, `decode`, `mixed` or `prefix`.
+    pub class: ProbeClass,
+    /// What `seconds` measured.
+    pub metric: SampleMetric,
+    /// Prompt tokens of the request prefilling (0: none).
+    pub prompt_tokens: u32,
+    /// Of which served from the prefix cache.
+    pub cached_tokens: u32,
+    /// Sequences decoding in the measured step(s).
     pub decode_seqs: u32,
     /// Σ context of the decoding sequences.
     pub decode_context_tokens: u64,
-    /// Measured seconds.
+    /// Measured seconds (the median of the probe's repeats).
     pub seconds: f64,
+    /// Held out of the fit for the self-check.
+    #[serde(default)]
+    pub held_out: bool,
+}
+
+impl ProfileSample {
+    /// A sample not held out.
+    pub fn new(
+        class: ProbeClass,
+        metric: SampleMetric,
+        prompt_tokens: u32,
+        cached_tokens: u32,
+        decode_seqs: u32,
+        decode_context_tokens: u64,
+        seconds: f64,
+    ) -> Self {
+        ProfileSample { class, metric, prompt_tokens, cached_tokens, decode_seqs, decode_context_tokens, seconds, held_out: false }
+    }
+}
+
+/// The kinds of probes a calibration runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeClass {
+    /// A single request on an idle engine: TTFT against the prompt length.
+    Prefill,
+    /// N concurrent streams: step time against batch size and context.
+    Decode,
+    /// A prefill arriving while N streams decode: the step that carries both.
+    Mixed,
+    /// A prompt whose prefix an earlier one left in the cache: the price of a hit.
+    Prefix,
+}
+
+impl ProbeClass {
+    /// Every class, in plan order.
+    pub const ALL: [ProbeClass; 4] = [ProbeClass::Prefill, ProbeClass::Decode, ProbeClass::Mixed, ProbeClass::Prefix];
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeClass::Prefill => "prefill",
+            ProbeClass::Decode => "decode",
+            ProbeClass::Mixed => "mixed",
+            ProbeClass::Prefix => "prefix",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coefficients_round_trip_through_the_cost_model() {
+        let cost = FittedCost { c: [1e-3, 2e-5, 3e-9, 4e-10, 5e-5, 6e-8], frontend: SimDuration::from_micros(4500) };
+        let p = ProfileCoefficients::of(&cost);
+        assert_eq!(p.cost(), cost);
+        assert_eq!(p.frontend_s, 0.0045);
+    }
 }

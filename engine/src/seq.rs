@@ -101,8 +101,13 @@ pub(crate) struct Seq {
     pub hashed: u32,
     /// Hash of the last registered block (the chain so far).
     pub chain: BlockHash,
+    /// When the client sees the first token: the engine's time plus `frontend`.
     pub first_token: Option<SimTime>,
+    /// When the engine produced the last token (engine time, without `frontend`).
     pub last_token: SimTime,
+    /// Frontend latency of the instance that produced the first token, which shifts every
+    /// token the client sees ([`crate::cost::StepCostModel::request_latency`]).
+    pub frontend: SimDuration,
     pub prefill_on: InstanceId,
     pub decode_on: InstanceId,
     /// The instance whose cache holds this sequence's KV now (the source of a transfer).
@@ -146,6 +151,7 @@ impl Seq {
             chain: BlockHash(HASH_SEED),
             first_token: None,
             last_token: arrival,
+            frontend: SimDuration::ZERO,
             prefill_on: NO_INSTANCE,
             decode_on: NO_INSTANCE,
             holder: NO_INSTANCE,

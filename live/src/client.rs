@@ -214,6 +214,9 @@ pub struct StreamedCompletion {
     pub finish_reason: Option<String>,
     /// Chunk arrival times: TTFT, ITL and E2E.
     pub timer: StreamTimer,
+    /// Output tokens of each chunk with output, in order (from token ids; 1 per chunk
+    /// without them), so per-token arrival times can be told even when chunks carry several.
+    pub chunk_tokens: Vec<u32>,
 }
 
 impl StreamedCompletion {
@@ -373,6 +376,18 @@ impl EngineClient {
         self.get_text("/health").await.map(|_| ())
     }
 
+    /// `GET /version` (vLLM's): the engine's version, `None` when it has no such endpoint
+    /// or the answer carries none.
+    pub async fn version(&self) -> Result<Option<String>, ClientError> {
+        match self.get_text("/version").await {
+            Ok(text) => {
+                Ok(serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("version")?.as_str().map(str::to_string)))
+            }
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /v1/models`: the served models.
     pub async fn models(&self) -> Result<Vec<ModelInfo>, ClientError> {
         let url = self.url("/v1/models");
@@ -428,12 +443,14 @@ impl EngineClient {
     ) -> Result<StreamedCompletion, ClientError> {
         let mut on_first = Some(on_first);
         let url = self.url("/v1/completions");
+        let http_req = self.http.post(&url).header("content-type", "application/json").body(req.body(true).to_string());
+        // Timed from the send: building the body (long token-id prompts) is the client's work.
         let started = Instant::now();
         let at = || SimTime(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let http_req = self.http.post(&url).header("content-type", "application/json").body(req.body(true).to_string());
         let mut resp = self.send(&url, http_req, self.cfg.stall_timeout).await?;
         let mut timer = StreamTimer::new(SimTime::ZERO);
         let (mut text, mut ids, mut saw_ids, mut reported, mut finish) = (String::new(), 0u32, false, None, None);
+        let mut chunk_tokens = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         let tokens = |ids: u32, saw_ids: bool, timer: &StreamTimer| if saw_ids { ids } else { timer.chunks() };
         loop {
@@ -476,6 +493,7 @@ impl EngineClient {
                             reported_tokens: reported,
                             finish_reason: finish,
                             timer,
+                            chunk_tokens,
                         });
                     }
                     SseData::Chunk(c) => {
@@ -484,6 +502,7 @@ impl EngineClient {
                                 f();
                             }
                             timer.on_output(now);
+                            chunk_tokens.push(c.token_ids.as_ref().map_or(1, |t| u32::try_from(t.len()).unwrap_or(u32::MAX)));
                         }
                         if let Some(t) = &c.token_ids {
                             saw_ids = true;

@@ -8,6 +8,11 @@
 //! repeated prefixes cheaper, as in vLLM. Faults can be injected: HTTP errors, streams that
 //! stall, connections that drop midway.
 //!
+//! By default each request is timed on its own ([`FakeSpec::step_cost`]). With
+//! [`FakeSpec::batching`], concurrent requests share steps as in a real engine, priced by a
+//! step cost model of the batch shape ([`Batching`]): what calibration and live-mode tests
+//! need.
+//!
 //! ```
 //! use simctl_live::fake::{FakeEngine, FakeSpec};
 //! let engine = FakeEngine::start(FakeSpec::default()).unwrap();
@@ -28,6 +33,11 @@ use http_body_util::BodyExt;
 use hyper::{Method, Request, Response, StatusCode};
 use simctl_engine::rng::{fnv1a, mix};
 use tokio::sync::{mpsc, oneshot};
+
+mod batched;
+
+pub use batched::Batching;
+use batched::{Gauges, Job};
 
 /// What a step costs: the fake sleeps this long before emitting the next output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +107,9 @@ pub struct FakeSpec {
     pub step_cost: StepCost,
     /// Answers for text prompts.
     pub answer: Answerer,
+    /// Batch concurrent requests into shared steps priced by a step cost model (`None`:
+    /// time each request alone with `step_cost`).
+    pub batching: Option<Batching>,
 }
 
 impl Default for FakeSpec {
@@ -111,6 +124,7 @@ impl Default for FakeSpec {
             returns_usage: true,
             step_cost: Arc::new(|_| Duration::ZERO),
             answer: Arc::new(|_| None),
+            batching: None,
         }
     }
 }
@@ -122,6 +136,7 @@ impl std::fmt::Debug for FakeSpec {
             .field("max_model_len", &self.max_model_len)
             .field("block_size", &self.block_size)
             .field("tokens_per_chunk", &self.tokens_per_chunk)
+            .field("batching", &self.batching)
             .finish_non_exhaustive()
     }
 }
@@ -137,7 +152,9 @@ struct State {
     faults: Mutex<Faults>,
     requests: Mutex<Vec<serde_json::Value>>,
     cache: Mutex<HashSet<u64>>,
-    running: AtomicU64,
+    gauges: Arc<Gauges>,
+    /// The batched mode's scheduler (dropped to stop it).
+    scheduler: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     queries: AtomicU64,
     hits: AtomicU64,
 }
@@ -153,6 +170,7 @@ pub struct FakeEngine {
     state: Arc<State>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    scheduler: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for FakeEngine {
@@ -164,15 +182,31 @@ impl std::fmt::Debug for FakeEngine {
 impl FakeEngine {
     /// Starts serving on `127.0.0.1` at a free port.
     pub fn start(spec: FakeSpec) -> std::io::Result<FakeEngine> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        Self::start_on(spec, 0)
+    }
+
+    /// Starts serving on `127.0.0.1:port` (0: a free port).
+    pub fn start_on(spec: FakeSpec, port: u16) -> std::io::Result<FakeEngine> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let gauges = Arc::new(Gauges::default());
+        let (jobs, scheduler) = match &spec.batching {
+            Some(b) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (b, g) = (b.clone(), gauges.clone());
+                let t = std::thread::Builder::new().name("fake-engine-scheduler".into()).spawn(move || batched::run(b, rx, g))?;
+                (Some(tx), Some(t))
+            }
+            None => (None, None),
+        };
         let state = Arc::new(State {
             spec,
             faults: Mutex::default(),
             requests: Mutex::default(),
             cache: Mutex::default(),
-            running: AtomicU64::new(0),
+            gauges,
+            scheduler: Mutex::new(jobs),
             queries: AtomicU64::new(0),
             hits: AtomicU64::new(0),
         });
@@ -183,7 +217,7 @@ impl FakeEngine {
             rt.block_on(serve(listener, st, stopped));
             // Dropping the runtime here cancels streams still running (stalled ones too).
         })?;
-        Ok(FakeEngine { addr, state, stop: Some(stop), thread: Some(thread) })
+        Ok(FakeEngine { addr, state, stop: Some(stop), thread: Some(thread), scheduler })
     }
 
     /// Base URL, `http://127.0.0.1:PORT`.
@@ -202,6 +236,11 @@ impl FakeEngine {
         lock(&self.state.faults).queue.clear();
     }
 
+    /// The steps the batched mode ran so far, in order (empty without batching).
+    pub fn steps(&self) -> Vec<simctl_engine::cost::BatchShape> {
+        lock(&self.state.gauges.steps).clone()
+    }
+
     /// The JSON bodies of the completion requests received so far.
     pub fn requests(&self) -> Vec<serde_json::Value> {
         lock(&self.state.requests).clone()
@@ -214,6 +253,11 @@ impl Drop for FakeEngine {
             let _ = s.send(());
         }
         if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // With the server gone no stream is left; closing the queue ends the scheduler.
+        lock(&self.state.scheduler).take();
+        if let Some(t) = self.scheduler.take() {
             let _ = t.join();
         }
     }
@@ -268,6 +312,9 @@ fn error(status: StatusCode, message: &str) -> Response<FakeBody> {
 }
 
 async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Response<FakeBody>, Infallible> {
+    // The batched mode's frontend latency runs from here: reading and parsing a long
+    // token-id body is part of it, as in a real engine's frontend.
+    let received = std::time::Instant::now();
     let spec = &state.spec;
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => reply(StatusCode::OK, "text/plain", String::new()),
@@ -275,6 +322,7 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
             StatusCode::OK,
             &serde_json::json!({"object": "list", "data": [{"id": spec.model, "object": "model", "max_model_len": spec.max_model_len}]}),
         ),
+        (&Method::GET, "/version") => json(StatusCode::OK, &serde_json::json!({"version": "fake"})),
         (&Method::GET, "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics_text(&state)),
         (&Method::POST, "/v1/completions") => {
             let body = match req.into_body().collect().await {
@@ -282,7 +330,7 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
                 Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}"))),
             };
             match serde_json::from_slice::<serde_json::Value>(&body) {
-                Ok(v) => complete(state.clone(), v),
+                Ok(v) => complete(state.clone(), v, received),
                 Err(e) => error(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
             }
         }
@@ -292,12 +340,13 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
 
 fn metrics_text(state: &State) -> String {
     let spec = &state.spec;
-    let running = state.running.load(Ordering::Relaxed);
+    let running = state.gauges.running.load(Ordering::Relaxed);
+    let waiting = state.gauges.waiting.load(Ordering::Relaxed);
     let labels = format!("engine=\"0\",model_name=\"{}\"", spec.model);
     let usage = (running as f64 * 4.0 / spec.num_blocks.max(1) as f64).min(1.0);
     format!(
         "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{{labels}}} {running}.0\n\
-         vllm:num_requests_waiting{{{labels}}} 0.0\n\
+         vllm:num_requests_waiting{{{labels}}} {waiting}.0\n\
          vllm:kv_cache_usage_perc{{{labels}}} {usage}\n\
          vllm:prefix_cache_queries_total{{{labels}}} {}.0\n\
          vllm:prefix_cache_hits_total{{{labels}}} {}.0\n\
@@ -352,7 +401,7 @@ fn take_fault(state: &State) -> Option<Fault> {
     Some(fault.clone()).filter(|f| *f != Fault::Healthy)
 }
 
-fn complete(state: Arc<State>, body: serde_json::Value) -> Response<FakeBody> {
+fn complete(state: Arc<State>, body: serde_json::Value, received: std::time::Instant) -> Response<FakeBody> {
     lock(&state.requests).push(body.clone());
     let spec = &state.spec;
     if body.get("model").and_then(|m| m.as_str()).is_some_and(|m| m != spec.model) {
@@ -380,6 +429,27 @@ fn complete(state: Arc<State>, body: serde_json::Value) -> Response<FakeBody> {
     state.queries.fetch_add(u64::from(prompt_len), Ordering::Relaxed);
     state.hits.fetch_add(u64::from(cached), Ordering::Relaxed);
     let stream = body.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
+    let with_ids = spec.returns_token_ids && body.get("return_token_ids").and_then(|b| b.as_bool()).unwrap_or(false);
+    let usage =
+        spec.returns_usage && body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(|b| b.as_bool()).unwrap_or(false);
+    if let Some(jobs) = lock(&state.scheduler).as_ref() {
+        let (tokens, rx) = mpsc::unbounded_channel();
+        let job = Job { prompt_tokens: prompt_len, cached_tokens: cached, max_tokens: outputs.len() as u32, received, tokens };
+        if outputs.is_empty() || jobs.send(job).is_err() {
+            drop(rx);
+        } else {
+            let (tx, body_rx) = mpsc::channel(16);
+            let st = state.clone();
+            let session = Session { outputs, max_tokens, prompt_tokens: prompt_len, with_ids, usage, fault, stream };
+            tokio::spawn(async move {
+                let _ = stream_batched(&st, &tx, rx, session).await;
+            });
+            let mut r = Response::new(FakeBody::Stream(body_rx));
+            let kind = if stream { "text/event-stream" } else { "application/json" };
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, kind.parse().expect("a valid header value"));
+            return r;
+        }
+    }
     if !stream && let Some(f @ (Fault::StallAfter { .. } | Fault::DropAfter { .. })) = &fault {
         // A plain answer sends nothing until it is done: stall or drop before any byte.
         let (tx, rx) = mpsc::channel(1);
@@ -406,15 +476,12 @@ fn complete(state: Arc<State>, body: serde_json::Value) -> Response<FakeBody> {
             }),
         );
     }
-    let with_ids = spec.returns_token_ids && body.get("return_token_ids").and_then(|b| b.as_bool()).unwrap_or(false);
-    let usage =
-        spec.returns_usage && body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(|b| b.as_bool()).unwrap_or(false);
     let (tx, rx) = mpsc::channel(16);
     let st = state.clone();
     tokio::spawn(async move {
-        st.running.fetch_add(1, Ordering::Relaxed);
+        st.gauges.running.fetch_add(1, Ordering::Relaxed);
         let _ = stream_tokens(&st, &tx, outputs, max_tokens, prompt_len, cached, with_ids, usage, fault).await;
-        st.running.fetch_sub(1, Ordering::Relaxed);
+        st.gauges.running.fetch_sub(1, Ordering::Relaxed);
     });
     let mut r = Response::new(FakeBody::Stream(rx));
     r.headers_mut().insert(hyper::header::CONTENT_TYPE, "text/event-stream".parse().expect("a valid header value"));
@@ -485,6 +552,75 @@ async fn stream_tokens(
     }
     if usage {
         let u = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n});
+        tx.send(send(serde_json::json!({"id": "cmpl-fake", "object": "text_completion", "choices": [], "usage": u}))).await?;
+    }
+    tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await
+}
+
+/// One batched request's response settings.
+struct Session {
+    outputs: Vec<(u32, String)>,
+    max_tokens: u32,
+    prompt_tokens: u32,
+    with_ids: bool,
+    usage: bool,
+    fault: Option<Fault>,
+    stream: bool,
+}
+
+/// Forwards the tokens the scheduler produces for one request: as SSE chunks (the tokens
+/// that arrived together in one chunk, as vLLM coalesces them), or as one JSON answer.
+async fn stream_batched(
+    st: &State,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    mut tokens: mpsc::UnboundedReceiver<u32>,
+    s: Session,
+) -> Result<(), mpsc::error::SendError<Result<Bytes, std::io::Error>>> {
+    let model = &st.spec.model;
+    let n = s.outputs.len();
+    let send = |v: serde_json::Value| Ok(Bytes::from(format!("data: {v}\n\n")));
+    let finish_reason = if (n as u32) < s.max_tokens { "stop" } else { "length" };
+    let mut sent = 0usize;
+    while sent < n {
+        let Some(first) = tokens.recv().await else { break };
+        let mut got = vec![first];
+        while let Ok(i) = tokens.try_recv() {
+            got.push(i);
+        }
+        let limit = match &s.fault {
+            Some(Fault::StallAfter { tokens: t } | Fault::DropAfter { tokens: t }) => Some(*t as usize),
+            _ => None,
+        };
+        let take = limit.map_or(got.len(), |l| got.len().min(l.saturating_sub(sent)));
+        let group = &s.outputs[sent..sent + take];
+        sent += take;
+        if s.stream && !group.is_empty() {
+            let finish = (sent == n).then_some(finish_reason);
+            let mut choice =
+                serde_json::json!({"index": 0, "text": group.iter().map(|g| g.1.as_str()).collect::<String>(), "finish_reason": finish});
+            if s.with_ids {
+                choice["token_ids"] = group.iter().map(|g| g.0).collect::<Vec<u32>>().into();
+            }
+            tx.send(send(serde_json::json!({"id": "cmpl-fake", "object": "text_completion", "model": model, "choices": [choice]}))).await?;
+        }
+        if take < got.len() {
+            match s.fault {
+                Some(Fault::DropAfter { .. }) => return tx.send(Err(std::io::Error::other("fault: connection dropped"))).await,
+                _ => std::future::pending::<()>().await,
+            }
+        }
+    }
+    if !s.stream {
+        let text: String = s.outputs.iter().map(|o| o.1.as_str()).collect();
+        let v = serde_json::json!({
+            "id": "cmpl-fake", "object": "text_completion", "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": s.prompt_tokens, "completion_tokens": n, "total_tokens": s.prompt_tokens as usize + n},
+        });
+        return tx.send(Ok(Bytes::from(v.to_string()))).await;
+    }
+    if s.usage {
+        let u = serde_json::json!({"prompt_tokens": s.prompt_tokens, "completion_tokens": n, "total_tokens": s.prompt_tokens as usize + n});
         tx.send(send(serde_json::json!({"id": "cmpl-fake", "object": "text_completion", "choices": [], "usage": u}))).await?;
     }
     tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await
@@ -663,6 +799,82 @@ mod tests {
         let err = block_on(c.complete_stream(&tokens_request(10))).unwrap_err();
         assert!(matches!(err, ClientError::Dropped { tokens: 2, .. }), "{err}");
         assert!(err.to_string().contains("broke off after 2 output tokens, before `[DONE]`"), "{err}");
+    }
+
+    fn batched(max_batch_tokens: u32, c: [f64; 6], frontend_ms: u64) -> FakeSpec {
+        let cost = simctl_engine::cost::FittedCost { c, frontend: simctl_engine::time::SimDuration::from_millis(frontend_ms) };
+        FakeSpec { batching: Some(Batching { cost: Arc::new(cost), max_batch_tokens, max_seqs: 8 }), ..FakeSpec::default() }
+    }
+
+    #[test]
+    fn batched_mode_chunks_long_prompts_at_the_token_budget() {
+        let e = FakeEngine::start(batched(32, [1e-3, 0.0, 0.0, 0.0, 0.0, 0.0], 0)).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let req = CompletionRequest { prompt: Prompt::Tokens((0..100).collect()), ..tokens_request(3) };
+        let out = block_on(c.complete_stream(&req)).unwrap();
+        assert_eq!((out.output_tokens, out.counted_by), (3, TokenCounting::TokenIds));
+        let mut want = Vec::new();
+        for (chunk, ctx) in [(32, 0), (32, 32), (32, 64), (4, 96)] {
+            let mut b = simctl_engine::cost::BatchShape::default();
+            b.add_prefill_chunk(chunk, ctx);
+            want.push(b);
+        }
+        for ctx in [100, 101] {
+            let mut b = simctl_engine::cost::BatchShape::default();
+            b.add_decode(ctx);
+            want.push(b);
+        }
+        assert_eq!(e.steps(), want);
+    }
+
+    #[test]
+    fn batched_mode_shares_steps_between_concurrent_requests() {
+        // A 30 ms frontend lets all four requests reach the scheduler before its first step.
+        let e = FakeEngine::start(batched(2048, [5e-3, 0.0, 0.0, 0.0, 0.0, 0.0], 30)).unwrap();
+        let c = EngineClient::new(&e.url(), quick()).unwrap();
+        let outs = block_on(async {
+            let reqs: Vec<CompletionRequest> = (0..4u32)
+                .map(|k| CompletionRequest { prompt: Prompt::Tokens((k * 1000..k * 1000 + 64).collect()), ..tokens_request(5) })
+                .collect();
+            let futs: Vec<_> = reqs.iter().map(|r| c.complete_stream(r)).collect();
+            let mut outs = Vec::new();
+            for f in futs {
+                outs.push(f);
+            }
+            let mut done = Vec::new();
+            for o in tokio_join_all(outs).await {
+                done.push(o.unwrap());
+            }
+            done
+        });
+        assert!(outs.iter().all(|o| o.output_tokens == 5));
+        let steps = e.steps();
+        let decodes: u32 = steps.iter().map(|s| s.decode_seqs).sum();
+        let prefills: u32 = steps.iter().map(|s| s.prefill_tokens).sum();
+        assert_eq!((decodes, prefills), (4 * 4, 4 * 64), "{steps:?}");
+        assert!(steps.iter().any(|s| s.decode_seqs == 4), "the streams decode in shared steps: {steps:?}");
+        let m = block_on(c.metrics()).unwrap();
+        assert_eq!((m.requests_running(), m.requests_waiting()), (Some(0.0), Some(0.0)));
+    }
+
+    /// Polls futures together on one task (no extra dependency for `join_all`).
+    async fn tokio_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+        let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+        let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+                if o.is_none() {
+                    match f.as_mut().poll(cx) {
+                        Poll::Ready(v) => *o = Some(v),
+                        Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending { Poll::Pending } else { Poll::Ready(()) }
+        })
+        .await;
+        out.into_iter().map(|o| o.expect("ready")).collect()
     }
 
     #[test]

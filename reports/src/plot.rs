@@ -26,7 +26,7 @@ const COLOURS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-fn colour(i: usize) -> RGBColor {
+pub(crate) fn colour(i: usize) -> RGBColor {
     COLOURS[i % COLOURS.len()]
 }
 
@@ -142,7 +142,7 @@ fn both(stem: &Path, size: (u32, u32), fig: Figure<'_>) -> Res<Vec<PathBuf>> {
     Ok(vec![png, svg])
 }
 
-fn span(lo: f64, hi: f64, from_zero: bool) -> (f64, f64) {
+pub(crate) fn span(lo: f64, hi: f64, from_zero: bool) -> (f64, f64) {
     let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     if from_zero {
         lo = lo.min(0.0);

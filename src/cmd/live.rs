@@ -42,7 +42,7 @@ pub const DEFAULT_TEXT: &str = include_str!("../../scenarios/dynamic_router.scn"
 /// scenario with one engine per --endpoint.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  simctl live --endpoint http://127.0.0.1:8011 --endpoint http://127.0.0.1:8012\n  simctl live scenarios/dual_pool.scn --endpoint prefill=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/live/split\n  simctl live scenarios/dynamic_router.scn --set router.policy=round_robin \\\n      --endpoint decode=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/live/rr\n  simctl compare out/sim/rr out/live/rr"
+    after_help = "Examples:\n  simctl live --endpoint http://127.0.0.1:8011 \\\n      --endpoint http://127.0.0.1:8012\n  simctl live scenarios/dual_pool.scn \\\n      --endpoint prefill=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/live/split\n  simctl live scenarios/dynamic_router.scn --set router.policy=round_robin \\\n      --endpoint decode=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/live/rr\n  simctl compare out/sim/rr out/live/rr"
 )]
 pub struct LiveArgs {
     /// Scenario file; omit for the embedded dynamic_router scenario.
@@ -52,7 +52,24 @@ pub struct LiveArgs {
     /// scenario has one pool; repeat for every instance.
     #[arg(long = "endpoint", value_name = "POOL=URL")]
     endpoints: Vec<String>,
-    /// Served model to ask for (default: the first one the first engine lists).
+    /// GPUs to start one engine each on with --launch, for the decode pool (the pool named
+    /// `decode`, else the only decode or only pool): `--decode-gpus 0,1`.
+    #[arg(long, value_name = "GPUS", value_delimiter = ',')]
+    decode_gpus: Vec<u32>,
+    /// The same for the prefill pool (named `prefill`, else the only prefill pool).
+    #[arg(long, value_name = "GPUS", value_delimiter = ',')]
+    prefill_gpus: Vec<u32>,
+    /// Command starting one engine for --decode-gpus / --prefill-gpus: `{port}` (required, a
+    /// free port), `{model}`, `{gpu}`; CUDA_VISIBLE_DEVICES is set to the GPU and the engine
+    /// pinned to the CPUs of the GPU's NUMA node. Engines are stopped at the end, on error
+    /// and on Ctrl-C.
+    #[arg(long, value_name = "CMD", default_value = "vllm serve {model} --port {port}")]
+    launch: String,
+    /// Seconds a launched engine may take to answer /health.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    launch_timeout: u64,
+    /// Served model to ask for (default: the first one the first engine lists); `{model}` of
+    /// --launch.
     #[arg(long)]
     model: Option<String>,
     /// Override a parameter or a setting: `arrival_rate=4/s`, `router.policy=round_robin`.
@@ -115,16 +132,24 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
             Loaded::Invalid => return Ok(ExitCode::from(crate::EXIT_BAD_INPUT)),
         },
     };
-    if a.endpoints.is_empty() {
-        bad!("give the engines to run against: `--endpoint POOL=URL` for each instance (e.g. `--endpoint decode=http://127.0.0.1:8011`)");
+    if a.endpoints.is_empty() && a.decode_gpus.is_empty() && a.prefill_gpus.is_empty() {
+        bad!(
+            "give the engines to run against: `--endpoint POOL=URL` for each instance (e.g. `--endpoint decode=http://127.0.0.1:8011`), or GPUs to start them on (`--decode-gpus 0,1 --launch 'CMD'`)"
+        );
     }
-    let (spec, engines) = bind(spec, &a.endpoints, default)?;
+    crate::interrupt::install();
+    if let Some(dir) = &a.out {
+        crate::out::prepare(dir, a.force)?;
+    }
+    // Engines started here live as long as this function: dropped, they are stopped.
+    let (launched, launched_endpoints) = launch_engines(&a, &spec)?;
+    let endpoints: Vec<String> = a.endpoints.iter().cloned().chain(launched_endpoints).collect();
+    let (spec, engines) = bind(spec, &endpoints, default)?;
     let seed = a.seed.unwrap_or(spec.seed);
 
     let mut rec = RunRecorder::for_spec(&spec);
     let mut streamed = Vec::new();
     if let Some(dir) = &a.out {
-        crate::out::prepare(dir, a.force)?;
         let create = |name: &str, streamed: &mut Vec<PathBuf>| -> Result<BufWriter<File>> {
             let path = dir.join(name);
             let f = File::create(crate::out::partial(&path)).with_context(|| format!("cannot create `{}`", path.display()))?;
@@ -139,7 +164,6 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
     }
 
     // Ctrl-C raises the stop flag; the run stops sending and waits for what is in flight.
-    crate::interrupt::install();
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -296,7 +320,132 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
             println!("wrote {} files under {}/ ({})", written.len(), dir.display(), crate::cmd::sweep::list(dir, &written));
         }
     }
+    drop(launched);
     Ok(if summary.complete && summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The pool `--decode-gpus` (`role` decode) or `--prefill-gpus` binds: the pool of that name,
+/// else the only pool of that role, else (decode) the only pool.
+fn pool_for(spec: &ValidSpec, name: &str, role: simctl_engine::spec::Role) -> Result<String> {
+    if let Some(p) = spec.pools.iter().find(|p| p.name == name) {
+        return Ok(p.name.clone());
+    }
+    let of_role: Vec<&str> = spec.pools.iter().filter(|p| p.role == role).map(|p| p.name.as_str()).collect();
+    match (of_role.as_slice(), spec.pools.len()) {
+        ([one], _) => Ok(one.to_string()),
+        (_, 1) if role == simctl_engine::spec::Role::Decode => Ok(spec.pools[0].name.clone()),
+        _ => bad!(
+            "`--{name}-gpus`: the scenario has no pool named `{name}` and {} {} pools; bind engines with `--endpoint POOL=URL` instead",
+            of_role.len(),
+            role.as_str()
+        ),
+    }
+}
+
+/// CPUs of a list such as `0-7,16-23`.
+fn cpu_list(text: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    out.extend(a..=b);
+                }
+            }
+            None => out.extend(part.parse::<u32>().ok()),
+        }
+    }
+    out
+}
+
+/// Starts one engine per GPU of --decode-gpus and --prefill-gpus from --launch, waits for
+/// each to answer /health, and returns them with their `POOL=URL` bindings.
+fn launch_engines(a: &LiveArgs, spec: &ValidSpec) -> Result<(Vec<simctl_calibration::launch::LaunchedEngine>, Vec<String>)> {
+    use simctl_calibration::launch::{LaunchSpec, LaunchedEngine, free_port};
+    use simctl_engine::spec::Role;
+    let mut wanted = Vec::new();
+    if !a.decode_gpus.is_empty() {
+        let pool = pool_for(spec, "decode", Role::Decode)?;
+        wanted.extend(a.decode_gpus.iter().map(|&g| (pool.clone(), g)));
+    }
+    if !a.prefill_gpus.is_empty() {
+        let pool = pool_for(spec, "prefill", Role::Prefill)?;
+        wanted.extend(a.prefill_gpus.iter().map(|&g| (pool.clone(), g)));
+    }
+    if wanted.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    if a.launch.contains("{model}") && a.model.is_none() {
+        bad!("--launch `{}` needs `{{model}}`: give the model to serve with --model", a.launch);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some((_, g)) = wanted.iter().find(|(_, g)| !seen.insert(*g)) {
+        bad!("GPU {g} is listed twice; give each engine a GPU of its own");
+    }
+    // Each engine on its GPU's NUMA node, when the topology says where that is.
+    let topo = simctl_calibration::hardware::topology(String::new());
+    let logs = match &a.out {
+        Some(d) => d.join("engines"),
+        None => std::env::temp_dir().join(format!("simctl-live-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create `{}`", logs.display()))?;
+    let mut engines = Vec::new();
+    let mut endpoints = Vec::new();
+    for (pool, gpu) in &wanted {
+        let cpus = topo
+            .gpu_numa
+            .get(*gpu as usize)
+            .copied()
+            .flatten()
+            .and_then(|n| topo.numa_nodes.iter().find(|x| x.node == n))
+            .map(|n| cpu_list(&n.cpus))
+            .unwrap_or_default();
+        let spec = LaunchSpec {
+            template: a.launch.replace("{gpu}", "{gpus}"),
+            model: a.model.clone().unwrap_or_default(),
+            gpus: vec![*gpu],
+            port: free_port().context("cannot find a free port for an engine")?,
+            log: logs.join(format!("gpu{gpu}.log")),
+            cpus: cpus.clone(),
+        };
+        let e = LaunchedEngine::start(&spec).map_err(|e| anyhow::anyhow!("--launch: {e}"))?;
+        let pinned =
+            if cpus.is_empty() { "not pinned: no NUMA node known for it".to_string() } else { format!("CPUs {}", cpu_ranges(&cpus)) };
+        if !a.quiet {
+            eprintln!("started an engine for pool `{pool}` on GPU {gpu} at {} ({pinned}; log {})", e.url(), e.log().display());
+        }
+        endpoints.push(format!("{pool}={}", e.url()));
+        engines.push(e);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let timeout = Duration::from_secs(a.launch_timeout.max(1));
+    for e in &mut engines {
+        let client = simctl_live::client::EngineClient::new(e.url(), ClientConfig::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ready = rt.block_on(async {
+            tokio::select! {
+                r = e.wait_healthy(&client, timeout) => Some(r),
+                _ = async { while !crate::interrupt::interrupted() { tokio::time::sleep(Duration::from_millis(50)).await } } => None,
+            }
+        });
+        match ready {
+            None => {
+                drop(engines);
+                eprintln!("interrupted while the engines started; they were stopped");
+                std::process::exit(130);
+            }
+            Some(Err(err)) => return Err(anyhow::anyhow!("{err}")),
+            Some(Ok(())) => {}
+        }
+    }
+    Ok((engines, endpoints))
+}
+
+fn cpu_ranges(cpus: &[u32]) -> String {
+    let mut mask = vec![0u64; cpus.iter().max().map_or(1, |&m| m as usize / 64 + 1)];
+    for &c in cpus {
+        mask[c as usize / 64] |= 1 << (c % 64);
+    }
+    simctl_calibration::hardware::cpu_list(&mask)
 }
 
 /// `scraped_s,published_s,instance,waiting,running,kv_usage,kv_free_blocks`: every scrape the

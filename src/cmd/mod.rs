@@ -1,13 +1,16 @@
 //! One module per subcommand.
 
+pub mod calibrate;
 pub mod check;
 pub mod compare;
 pub mod eval;
+pub mod fake_engine;
 pub mod live;
 pub mod report;
 pub mod run;
 pub mod scorecard;
 pub mod sweep;
+pub mod topology;
 pub mod trace;
 
 /// Parquet copies of `DIR/NAME.csv` for each name, when built with the `parquet` feature;

@@ -20,6 +20,15 @@ impl Cx {
         std::path::Path::new(&self.diags.sources[src].0).parent().map(|p| p.to_path_buf()).unwrap_or_default()
     }
 
+    /// Where a relative path in `v` is resolved, for error help.
+    pub(crate) fn path_help(&self, v: &Val) -> String {
+        if v.src != 0 {
+            "paths given with `--set` are relative to the working directory".into()
+        } else {
+            "paths are relative to the scenario file".into()
+        }
+    }
+
     /// Replaces `include "file"` items by the file's items (recursively), each file's spans
     /// shifted to its own range of offsets.
     pub(crate) fn expand_includes(&mut self, items: Vec<Item>, src: usize, chain: &mut Vec<std::path::PathBuf>) -> Vec<Item> {

@@ -27,6 +27,7 @@ use overrides::set_path;
 pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Result<ValidSpec, Diagnostics> {
     let mut cx = Cx {
         generated: Default::default(),
+        broken_hardware: Default::default(),
         diags: Diagnostics::default(),
         params: BTreeMap::new(),
         spans: BTreeMap::new(),
@@ -53,7 +54,9 @@ pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Resul
         // needed on a shell command line.
         let string_param =
             items.iter().any(|i| matches!(i, Item::Param { name, value } if &name.name == k && matches!(value.kind, ExprKind::Str(_))));
-        if string_param && !v.trim_start().starts_with('"') {
+        // So does a profile (`--set hardware.gpu.profile=profiles/tiny.yaml`).
+        let path_setting = k.rsplit('.').next() == Some("profile");
+        if (string_param || path_setting) && !v.trim_start().starts_with('"') {
             override_vals.push((k.clone(), Expr { kind: ExprKind::Str(v.trim().to_string()), span: Span::new(0, v.len()) }, idx));
             continue;
         }
@@ -81,6 +84,13 @@ pub fn load(file_name: &str, src: &str, overrides: &[(String, String)]) -> Resul
         }
         let Some(v) = cx.eval(e, *idx) else { continue };
         let path: Vec<&str> = k.split('.').collect();
+        // A profile given on the command line replaces the file's performance model of that
+        // hardware (as a policy switched there leaves the other policy's settings unused).
+        if let [hw, name, "profile"] = path.as_slice()
+            && (*hw == "hardware" || *hw == "hardwares")
+        {
+            overrides::clear_perf(&mut tree, name);
+        }
         if !set_path(&mut tree, &path, v.clone(), true) {
             let params: Vec<&str> = cx.params.keys().map(String::as_str).collect();
             cx.error(
@@ -128,6 +138,8 @@ pub(crate) struct Cx {
     pub(crate) files: Vec<(usize, usize)>,
     /// Instance names made by `N x NAME` replication.
     pub(crate) generated: std::collections::BTreeSet<String>,
+    /// Hardware blocks that failed to lower (already reported): pools naming them say nothing more.
+    pub(crate) broken_hardware: std::collections::BTreeSet<String>,
     pub(crate) diags: Diagnostics,
     pub(crate) params: BTreeMap<String, Val>,
     pub(crate) spans: BTreeMap<String, Span>,

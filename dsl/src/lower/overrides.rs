@@ -61,3 +61,20 @@ pub(super) fn set_path(items: &mut Vec<VItem>, path: &[&str], v: Val, top: bool)
         }
     }
 }
+
+/// Settings of a hardware block that choose its performance model.
+const PERF_KEYS: &[&str] =
+    &["prefill_rate", "decode_rate", "profile", "fitted", "frontend", "calibrated_tp", "mfu", "mbu", "step_overhead"];
+
+/// Removes the performance-model settings of hardware `name`, before `--set hardware.NAME.profile`
+/// puts a profile in their place (a `gpu` stays, to price the hardware).
+pub(super) fn clear_perf(items: &mut [VItem], name: &str) {
+    for it in items.iter_mut() {
+        if let VItem::Block { kind, name: Some(n), items: inner, .. } = it
+            && kind.name == "hardware"
+            && n.name == name
+        {
+            inner.retain(|i| !matches!(i, VItem::Setting { key, .. } if PERF_KEYS.contains(&key.name.as_str())));
+        }
+    }
+}

@@ -63,7 +63,7 @@ impl Simulation {
             id: s.req.id,
             arrival: s.req.arrival,
             first_token: s.first_token,
-            finish: (outcome == Outcome::Finished).then_some(s.last_token),
+            finish: (outcome == Outcome::Finished).then_some(s.last_token + s.frontend),
             prompt_tokens: s.req.prompt_tokens,
             output_tokens: s.req.output_tokens,
             generated_tokens: Tokens(s.generated),

@@ -61,6 +61,7 @@ impl Simulation {
         inst.busy = false;
         let role = inst.role;
         let id = inst.id;
+        let frontend = inst.cost.request_latency();
         let mut cancelled = false;
         // Gaps come in runs of one length (every sequence of the last step has the same): they
         // go to the recorder as value × count.
@@ -80,8 +81,10 @@ impl Simulation {
             }
             s.generated += 1;
             if s.generated == 1 {
-                s.first_token = Some(now);
-                let ttft = now - s.req.arrival;
+                // The frontend latency shifts what the client sees, not the engine's steps.
+                s.frontend = frontend;
+                s.first_token = Some(now + frontend);
+                let ttft = now + frontend - s.req.arrival;
                 let charged = std::mem::take(&mut s.charged);
                 self.host.prefill_done(s.prefill_on, charged);
                 self.host.on_first_token(id, ttft);

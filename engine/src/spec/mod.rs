@@ -111,9 +111,11 @@ pub enum PerfSpec {
     },
     /// Coefficients fitted from measurements (a calibration profile).
     Fitted {
-        /// Seconds: `[c0, c1·prefill_tokens, c2·prefill_tokens², c3·prefill_tokens·context,
-        /// c4·decode_seqs, c5·decode_context_tokens]`.
-        coefficients: [f64; 6],
+        /// The fitted step cost model and its per-request frontend latency.
+        cost: crate::cost::FittedCost,
+        /// Tensor-parallel degree the coefficients were measured at (a profile's
+        /// `hardware.gpus`); instances at another degree are an error. `None`: any.
+        tp: Option<u32>,
     },
 }
 

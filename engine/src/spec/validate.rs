@@ -134,6 +134,18 @@ impl ScenarioSpec {
                         if let Err(m) = self.kv_capacity_blocks(hw, inst.tp, eng) {
                             e(format!("{pp}.instances.{}", inst.name), m);
                         }
+                        if let PerfSpec::Fitted { tp: Some(measured), .. } = hw.perf
+                            && measured != inst.tp
+                        {
+                            e(
+                                format!("{pp}.instances.{}.tp", inst.name),
+                                format!(
+                                    "hardware `{}` was calibrated at tp {measured} (its profile's hardware.gpus), but instance `{}` runs at tp {}; \
+                                     a fitted step model does not carry over to another tensor-parallel degree: calibrate at tp {} (simctl calibrate --gpus with {} GPUs) or set `tp = {measured}`",
+                                    hw.name, inst.name, inst.tp, inst.tp, inst.tp
+                                ),
+                            );
+                        }
                     }
                 }
             }
@@ -162,8 +174,8 @@ impl ScenarioSpec {
                         e(format!("{hp}.decode_rate"), "must be a positive rate such as `3400 tok/s`".into());
                     }
                 }
-                PerfSpec::Fitted { coefficients } => {
-                    if coefficients.iter().any(|c| !c.is_finite()) || coefficients[0] < 0.0 {
+                PerfSpec::Fitted { cost, .. } => {
+                    if cost.c.iter().any(|c| !c.is_finite()) || cost.c[0] < 0.0 {
                         e(format!("{hp}.profile"), "the profile's coefficients must be finite, with c0 >= 0".into());
                     }
                 }

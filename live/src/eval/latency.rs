@@ -81,7 +81,9 @@ pub struct Schedule {
     pub notes: Vec<String>,
 }
 
-fn tokens(seed: u64, n: u32) -> Vec<u32> {
+/// `n` prompt token ids drawn from `seed`: a new seed gives a prompt that shares no block
+/// with earlier ones (the engine's prefix cache outlives runs). Calibration uses them too.
+pub fn prompt_token_ids(seed: u64, n: u32) -> Vec<u32> {
     let span = u64::from(TOKEN_IDS.end - TOKEN_IDS.start);
     (0..u64::from(n)).map(|i| TOKEN_IDS.start + (mix(seed ^ mix(i)) % span) as u32).collect()
 }
@@ -100,9 +102,9 @@ impl LatencyPlan {
             }
         }
         let tail = WARM_TAIL_TOKENS.min(prompt_len / 2);
-        let shared = tokens(mix(self.nonce ^ 0x5741_524d), prompt_len - tail);
-        let warm_prompt = |k: u64| [shared.clone(), tokens(mix(self.nonce ^ mix(k) ^ 0x7461_696c), tail)].concat();
-        let cold_prompt = |k: u64| tokens(mix(self.nonce ^ mix(k) ^ 0x636f_6c64), prompt_len);
+        let shared = prompt_token_ids(mix(self.nonce ^ 0x5741_524d), prompt_len - tail);
+        let warm_prompt = |k: u64| [shared.clone(), prompt_token_ids(mix(self.nonce ^ mix(k) ^ 0x7461_696c), tail)].concat();
+        let cold_prompt = |k: u64| prompt_token_ids(mix(self.nonce ^ mix(k) ^ 0x636f_6c64), prompt_len);
         let mut requests = Vec::new();
         let mut k = 0u64;
         for &target in &self.decode_lengths {

@@ -1,6 +1,7 @@
 //! `hardware NAME { ... }` blocks, their `engine { ... }` settings and calibration profiles.
 
 use simctl_engine::catalogue;
+use simctl_engine::cost::FittedCost;
 use simctl_engine::spec::*;
 use simctl_engine::time::SimDuration;
 
@@ -9,35 +10,56 @@ use crate::value::{Dim, Val, ValKind};
 
 use crate::lower::{Cx, VItem};
 
+/// The settings an `engine { ... }` block gives; the rest keep the value from below (a
+/// profile, the scenario's `engine` block, vLLM's defaults).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct EngineOverrides {
+    max_batch_tokens: Option<u32>,
+    max_seqs: Option<u32>,
+    chunked_prefill: Option<bool>,
+    block_size: Option<u32>,
+    gpu_memory_utilization: Option<f64>,
+    prefix_caching: Option<bool>,
+}
+
+impl EngineOverrides {
+    /// `base` with the settings given here.
+    pub(crate) fn apply(&self, mut e: EngineSpec) -> EngineSpec {
+        e.max_batch_tokens = self.max_batch_tokens.unwrap_or(e.max_batch_tokens);
+        e.max_seqs = self.max_seqs.unwrap_or(e.max_seqs);
+        e.chunked_prefill = self.chunked_prefill.unwrap_or(e.chunked_prefill);
+        e.block_size = self.block_size.unwrap_or(e.block_size);
+        e.gpu_memory_utilization = self.gpu_memory_utilization.unwrap_or(e.gpu_memory_utilization);
+        e.prefix_caching = self.prefix_caching.unwrap_or(e.prefix_caching);
+        e
+    }
+}
+
+/// A hardware kind, and the engine settings of its profile when it has one: they are the
+/// defaults of the pools that run it.
+pub(crate) struct LoweredHardware {
+    pub(crate) spec: HardwareSpec,
+    pub(crate) profile_engine: Option<EngineSpec>,
+}
+
 impl Cx {
-    pub(crate) fn engine(&mut self, items: &[VItem], mut e: EngineSpec) -> EngineSpec {
+    pub(crate) fn engine_overrides(&mut self, items: &[VItem]) -> EngineOverrides {
         let s = self.settings(
             "engine",
             items,
             &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization", "prefix_caching"],
         );
-        if let Some(v) = s.get("max_batch_tokens").and_then(|v| self.count_u32(v, "max_batch_tokens")) {
-            e.max_batch_tokens = v;
+        EngineOverrides {
+            max_batch_tokens: s.get("max_batch_tokens").and_then(|v| self.count_u32(v, "max_batch_tokens")),
+            max_seqs: s.get("max_seqs").and_then(|v| self.count_u32(v, "max_seqs")),
+            chunked_prefill: s.get("chunked_prefill").and_then(|v| self.boolean(v, "chunked_prefill")),
+            block_size: s.get("block_size").and_then(|v| self.count_u32(v, "block_size")),
+            gpu_memory_utilization: s.get("gpu_memory_utilization").and_then(|v| self.fraction(v, "gpu_memory_utilization")),
+            prefix_caching: s.get("prefix_caching").and_then(|v| self.boolean(v, "prefix_caching")),
         }
-        if let Some(v) = s.get("max_seqs").and_then(|v| self.count_u32(v, "max_seqs")) {
-            e.max_seqs = v;
-        }
-        if let Some(v) = s.get("chunked_prefill").and_then(|v| self.boolean(v, "chunked_prefill")) {
-            e.chunked_prefill = v;
-        }
-        if let Some(v) = s.get("block_size").and_then(|v| self.count_u32(v, "block_size")) {
-            e.block_size = v;
-        }
-        if let Some(v) = s.get("gpu_memory_utilization").and_then(|v| self.fraction(v, "gpu_memory_utilization")) {
-            e.gpu_memory_utilization = v;
-        }
-        if let Some(v) = s.get("prefix_caching").and_then(|v| self.boolean(v, "prefix_caching")) {
-            e.prefix_caching = v;
-        }
-        e
     }
 
-    pub(crate) fn hardware(&mut self, name: &str, items: &[VItem], span: Span) -> Option<HardwareSpec> {
+    pub(crate) fn hardware(&mut self, name: &str, items: &[VItem], span: Span) -> Option<LoweredHardware> {
         let what = format!("hardware `{name}`");
         let s = self.settings(
             &what,
@@ -48,6 +70,8 @@ impl Cx {
                 "decode_rate",
                 "profile",
                 "fitted",
+                "frontend",
+                "calibrated_tp",
                 "cost",
                 "memory",
                 "kv_capacity",
@@ -59,7 +83,6 @@ impl Cx {
                 "seq_overhead",
                 "layer_overhead",
                 "moe_efficiency",
-                "frontend",
             ],
         );
         let gpu = match s.get("gpu") {
@@ -68,7 +91,7 @@ impl Cx {
                 match catalogue::gpu(&n) {
                     Some(g) => Some(g),
                     None => {
-                        let names: Vec<String> = catalogue::gpus().into_iter().map(|g| g.name).collect();
+                        let names: Vec<String> = catalogue::gpus().into_iter().map(|g| g.name.replace(['-', '.'], "_")).collect();
                         self.error(
                             v.src,
                             v.span,
@@ -89,6 +112,7 @@ impl Cx {
         // also gives defaults for the memory and the KV capacity.
         let mut mem_default = None;
         let mut kv_default = None;
+        let mut profile_engine = None;
         let fitted = if let Some(v) = s.get("fitted") {
             let coefficients: Option<[f64; 6]> = match &v.kind {
                 ValKind::List(xs) if xs.len() == 6 => {
@@ -110,17 +134,45 @@ impl Cx {
                 );
                 return None;
             };
-            Some(PerfSpec::Fitted { coefficients })
+            let frontend = match s.get("frontend") {
+                Some(f) => self.duration(f, "frontend")?,
+                None => SimDuration::ZERO,
+            };
+            let tp = match s.get("calibrated_tp") {
+                Some(t) => Some(self.count_u32(t, "calibrated_tp")?),
+                None => None,
+            };
+            Some(PerfSpec::Fitted { cost: FittedCost { c: coefficients, frontend }, tp })
         } else if let Some(v) = s.get("profile") {
             let path = self.name(v, "profile")?;
             let profile = self.load_profile(&path, v)?;
             kv_default = Some(profile.kv_capacity_blocks * u64::from(profile.engine.block_size));
             mem_default = profile.hardware.memory_bytes;
-            Some(PerfSpec::Fitted { coefficients: profile.coefficients.as_array() })
+            profile_engine = Some(profile.engine_spec());
+            Some(PerfSpec::Fitted { cost: profile.cost(), tp: Some(profile.hardware.gpus) })
         } else {
             None
         };
-        if fitted.is_some() && (gpu.is_some() || prefill.is_some() || decode.is_some()) {
+        // `frontend` goes with a written-out fitted model or a catalogue GPU (whose roofline
+        // has one); `calibrated_tp` only with `fitted`.
+        let stray = |k: &&&str| match **k {
+            "frontend" => !s.contains_key("fitted") && !s.contains_key("gpu"),
+            _ => !s.contains_key("fitted"),
+        };
+        if let Some((k, f)) = ["frontend", "calibrated_tp"].iter().filter(stray).find_map(|k| s.get(k).map(|v| (k, v))) {
+            self.error(
+                f.src,
+                f.span,
+                format!("`{k}` in {what} belongs with {}", if *k == "frontend" { "`fitted` or `gpu`" } else { "`fitted`" }),
+                "no fitted or roofline model here",
+                Some("a profile carries its own frontend latency; rate models have none".into()),
+            );
+            return None;
+        }
+        // A profile given on the command line stands in for the file's GPU, which then only
+        // prices the hardware (`--set hardware.NAME.profile=FILE`).
+        let cli_profile = s.get("profile").is_some_and(|v| v.src != 0) && s.get("gpu").is_some_and(|v| v.src == 0);
+        if fitted.is_some() && !cli_profile && (gpu.is_some() || prefill.is_some() || decode.is_some()) {
             self.error(
                 0,
                 span,
@@ -210,14 +262,15 @@ impl Cx {
             Some(v) => Some(self.duration(v, "kv_transfer")?),
             None => None,
         };
-        Some(HardwareSpec {
+        let spec = HardwareSpec {
             name: name.into(),
             cost_per_hour: cost,
             memory_bytes: memory,
             kv_capacity_tokens: kv_capacity,
             kv_transfer_latency: kv_transfer,
             perf,
-        })
+        };
+        Some(LoweredHardware { spec, profile_engine })
     }
 
     pub(crate) fn load_profile(&mut self, path: &str, v: &Val) -> Option<simctl_engine::profile::Profile> {
@@ -231,7 +284,7 @@ impl Cx {
                     v.span,
                     format!("cannot read profile `{}`: {e}", full.display()),
                     "profile not readable",
-                    Some("paths are relative to the scenario file".into()),
+                    Some(self.path_help(v)),
                 );
                 return None;
             }
@@ -249,7 +302,7 @@ impl Cx {
                         simctl_engine::profile::PROFILE_FORMAT
                     ),
                     "unsupported format",
-                    None,
+                    Some("measure it again with `simctl calibrate` (the format is described in docs/profile.md)".into()),
                 );
                 None
             }

@@ -6,10 +6,21 @@ use simctl_engine::spec::*;
 
 use crate::value::{Val, ValKind};
 
+use super::hardware::EngineOverrides;
 use crate::lower::{Cx, VItem, closest};
 
 impl Cx {
-    pub(crate) fn pool(&mut self, name: &str, items: &[VItem], base: EngineSpec, hw: &BTreeMap<String, usize>) -> Option<PoolSpec> {
+    /// Lowers a pool. Its engine settings are, from strongest: its own `engine { }` block,
+    /// the scenario's (`global`), the profile of the hardware it runs (`profile_engines`,
+    /// by hardware index), vLLM's defaults.
+    pub(crate) fn pool(
+        &mut self,
+        name: &str,
+        items: &[VItem],
+        global: &EngineOverrides,
+        hw: &BTreeMap<String, usize>,
+        profile_engines: &[Option<EngineSpec>],
+    ) -> Option<PoolSpec> {
         let what = format!("pool `{name}`");
         let s = self.settings(&what, items, &["role", "instances", "tp", "local_prefill", "local_prefill_threshold"]);
         for it in items {
@@ -31,13 +42,16 @@ impl Cx {
             None => Role::Mixed,
         };
         let tp = s.get("tp").map_or(Some(1), |v| self.count_u32(v, "tp"))?;
-        let engine = match Self::blocks(items, "engine").next() {
-            Some((_, _, e, _)) => self.engine(e, base),
-            None => base,
+        let own = match Self::blocks(items, "engine").next() {
+            Some((_, _, e, _)) => self.engine_overrides(e),
+            None => EngineOverrides::default(),
         };
         let mut instances = Vec::new();
         let hw_ref = |cx: &mut Self, n: &str, v: &Val| -> Option<usize> {
             hw.get(n).copied().or_else(|| {
+                if cx.broken_hardware.contains(n) {
+                    return None;
+                }
                 let names: Vec<&str> = hw.keys().map(String::as_str).collect();
                 let help = closest(n, &names)
                     .map(|c| format!("did you mean `{c}`?"))
@@ -122,6 +136,18 @@ impl Cx {
             None if local => Some(DEFAULT_LOCAL_PREFILL_THRESHOLD),
             None => None,
         };
+        let mut profiled = instances.iter().filter_map(|i| profile_engines.get(i.hardware).copied().flatten());
+        let base = profiled.next().unwrap_or_default();
+        if profiled.any(|p| p != base) {
+            self.error(
+                0,
+                self.spans.get(&format!("pools.{name}")).copied().unwrap_or_default(),
+                format!("{what} runs hardware whose profiles were measured with different engine settings"),
+                "which profile's settings apply is unclear",
+                Some("give the pool an `engine { ... }` block, or put each profile's hardware in its own pool".into()),
+            );
+        }
+        let engine = own.apply(global.apply(base));
         Some(PoolSpec { name: name.into(), role, engine, instances, local_prefill_threshold })
     }
 }

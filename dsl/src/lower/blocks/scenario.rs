@@ -88,12 +88,13 @@ impl Cx {
         };
 
         let global_engine = Self::blocks(tree, "engine").next().map(|(_, _, items, _)| items);
-        let base_engine = match global_engine {
-            Some(items) => self.engine(items, EngineSpec::default()),
-            None => EngineSpec::default(),
+        let global_engine = match global_engine {
+            Some(items) => self.engine_overrides(items),
+            None => Default::default(),
         };
 
         let mut hardware = Vec::new();
+        let mut profile_engines = Vec::new();
         let mut hw_index = BTreeMap::new();
         for (_, name, items, span) in Self::blocks(tree, "hardware") {
             let Some(n) = name else {
@@ -105,7 +106,10 @@ impl Cx {
                 if hw_index.insert(n.name.clone(), hardware.len()).is_some() {
                     self.error(0, n.span, format!("hardware `{}` is declared twice", n.name), "declared again", None);
                 }
-                hardware.push(hw);
+                hardware.push(hw.spec);
+                profile_engines.push(hw.profile_engine);
+            } else {
+                self.broken_hardware.insert(n.name.clone());
             }
         }
 
@@ -116,7 +120,7 @@ impl Cx {
                 continue;
             };
             self.spans.insert(format!("pools.{}", n.name), span);
-            if let Some(p) = self.pool(&n.name, items, base_engine, &hw_index) {
+            if let Some(p) = self.pool(&n.name, items, &global_engine, &hw_index, &profile_engines) {
                 pools.push(p);
             }
         }

@@ -339,7 +339,7 @@ impl Cx {
                     pos[0].span,
                     format!("cannot read `{}`: {e}", path.display()),
                     "not readable",
-                    Some("paths are relative to the scenario file".into()),
+                    Some(self.path_help(pos[0])),
                 );
                 return None;
             }
