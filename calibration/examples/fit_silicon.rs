@@ -9,7 +9,7 @@
 //!   --lomo             also leave one model out per engine and GPU: fit on the others
 //!   --ramp MODE        burst-then-steady (default), staggered or burst
 //!   --per-user N       requests per user the measured means cover (default 8)
-//!   --constants MFU,MBU,STEP_US,SEQ_US,FRONTEND_MS,LAYER_US,MOE_EFF   score these constants, no fit
+//!   --constants MFU,MBU,STEP_US,SEQ_US,FRONTEND_MS,LAYER_US,MOE_EFF,MOE_EFF_FP4   score these constants, no fit
 //!   --model NAME, --gpu NAME   only rows of this catalogue model / GPU
 //!   --evals N          simulations per group fit (default 80)
 //!   --search-rows N    the search simulates at most N of a group's fit rows (default 120,
@@ -86,8 +86,8 @@ fn args() -> Result<Args, String> {
                     .split(',')
                     .map(|x| x.trim().parse::<f64>())
                     .collect::<Result<_, _>>()
-                    .map_err(|_| "--constants takes MFU,MBU,STEP_US,SEQ_US,FRONTEND_MS,LAYER_US,MOE_EFF")?;
-                let [mfu, mbu, o, q, f, l, moe] = x[..] else { return Err("--constants takes seven numbers".into()) };
+                    .map_err(|_| "--constants takes MFU,MBU,STEP_US,SEQ_US,FRONTEND_MS,LAYER_US,MOE_EFF,MOE_EFF_FP4")?;
+                let [mfu, mbu, o, q, f, l, moe, moe4] = x[..] else { return Err("--constants takes eight numbers".into()) };
                 a.constants = Some(RooflineParams {
                     mfu,
                     mbu,
@@ -96,6 +96,7 @@ fn args() -> Result<Args, String> {
                     frontend: simctl_engine::time::SimDuration::from_secs_f64(f * 1e-3),
                     layer_overhead: simctl_engine::time::SimDuration::from_secs_f64(l * 1e-6),
                     moe_efficiency: moe,
+                    moe_efficiency_fp4: moe4,
                 });
             }
             _ if x.starts_with("--") => return Err(format!("unknown option `{x}`")),
@@ -213,14 +214,15 @@ fn main() {
 
 fn show(d: &RooflineParams) -> String {
     format!(
-        "mfu {:.3}, mbu {:.3}, step_overhead {:.0} us, seq_overhead {:.1} us, frontend {:.1} ms, layer_overhead {:.1} us, moe_efficiency {:.3}",
+        "mfu {:.3}, mbu {:.3}, step_overhead {:.0} us, seq_overhead {:.1} us, frontend {:.1} ms, layer_overhead {:.1} us, moe_efficiency {:.3}, fp4 {:.3}",
         d.mfu,
         d.mbu,
         d.step_overhead.as_secs_f64() * 1e6,
         d.seq_overhead.as_secs_f64() * 1e6,
         d.frontend.as_secs_f64() * 1e3,
         d.layer_overhead.as_secs_f64() * 1e6,
-        d.moe_efficiency
+        d.moe_efficiency,
+        d.moe_efficiency_fp4
     )
 }
 

@@ -113,7 +113,7 @@ pub fn print(spec: &ScenarioSpec) -> String {
             PerfSpec::Roofline { gpu, params: p } => {
                 let _ = writeln!(
                     o,
-                    "  gpu = {}\n  mfu = {}\n  mbu = {}\n  step_overhead = {}\n  seq_overhead = {}\n  layer_overhead = {}\n  moe_efficiency = {}\n  frontend = {}",
+                    "  gpu = {}\n  mfu = {}\n  mbu = {}\n  step_overhead = {}\n  seq_overhead = {}\n  layer_overhead = {}\n  moe_efficiency = {}\n  moe_efficiency_fp4 = {}\n  frontend = {}",
                     q(&gpu.name),
                     p.mfu,
                     p.mbu,
@@ -121,6 +121,7 @@ pub fn print(spec: &ScenarioSpec) -> String {
                     ns(p.seq_overhead),
                     ns(p.layer_overhead),
                     p.moe_efficiency,
+                    p.moe_efficiency_fp4,
                     ns(p.frontend)
                 );
             }

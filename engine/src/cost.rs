@@ -116,6 +116,7 @@ pub struct RooflineCost {
     expert_slowdown: f64,
     frontend: SimDuration,
     layers: f64,
+    four_bit_experts: bool,
 }
 
 impl RooflineCost {
@@ -158,6 +159,7 @@ impl RooflineCost {
             expert_slowdown: 1.0,
             frontend: SimDuration::ZERO,
             layers: f64::from(model.layers),
+            four_bit_experts: model.expert_weights.bytes() < 1.0,
         }
     }
 
@@ -166,7 +168,8 @@ impl RooflineCost {
     pub fn with_overheads(mut self, d: &RooflineParams) -> Self {
         self.seq_overhead_s = d.seq_overhead.as_secs_f64();
         self.layer_overhead_s = d.layer_overhead.as_secs_f64() * self.layers;
-        self.expert_slowdown = 1.0 / d.moe_efficiency.clamp(1e-3, 1.0);
+        let eff = if self.four_bit_experts { d.moe_efficiency_fp4 } else { d.moe_efficiency };
+        self.expert_slowdown = 1.0 / eff.clamp(1e-3, 1.0);
         self.frontend = d.frontend;
         self
     }

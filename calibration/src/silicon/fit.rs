@@ -60,7 +60,7 @@ const SEQ_OVERHEAD_S: (f64, f64) = (1e-6, 2e-3);
 const FRONTEND_S: (f64, f64) = (0.1e-3, 0.5);
 const LAYER_OVERHEAD_S: (f64, f64) = (0.1e-6, 1e-3);
 const MOE_EFFICIENCY: (f64, f64) = (0.05, 1.0);
-const DIMS: usize = 7;
+const DIMS: usize = 8;
 // Share of the worst errors the loss ignores: rows whose queueing the model gets wrong
 // (KV capacity, preemption) should not pull every other row's constants.
 const TRIM: f64 = 0.1;
@@ -78,6 +78,7 @@ fn decode(x: &[f64; DIMS]) -> RooflineParams {
         frontend: SimDuration::from_secs_f64(clamp_exp(x[4], FRONTEND_S)),
         layer_overhead: SimDuration::from_secs_f64(clamp_exp(x[5], LAYER_OVERHEAD_S)),
         moe_efficiency: clamp_exp(x[6], MOE_EFFICIENCY),
+        moe_efficiency_fp4: clamp_exp(x[7], MOE_EFFICIENCY),
     }
 }
 
@@ -90,6 +91,7 @@ fn encode(d: &RooflineParams) -> [f64; DIMS] {
         d.frontend.as_secs_f64().max(FRONTEND_S.0).ln(),
         d.layer_overhead.as_secs_f64().max(LAYER_OVERHEAD_S.0).ln(),
         d.moe_efficiency.clamp(MOE_EFFICIENCY.0, MOE_EFFICIENCY.1).ln(),
+        d.moe_efficiency_fp4.clamp(MOE_EFFICIENCY.0, MOE_EFFICIENCY.1).ln(),
     ]
 }
 
@@ -101,7 +103,8 @@ pub const START: RooflineParams = RooflineParams {
     step_overhead: SimDuration::from_micros(1000),
     seq_overhead: SimDuration::from_micros(30),
     layer_overhead: SimDuration::from_micros(20),
-    moe_efficiency: 0.7,
+    moe_efficiency: 0.5,
+    moe_efficiency_fp4: 0.8,
     frontend: SimDuration::from_millis(20),
 };
 

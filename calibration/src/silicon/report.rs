@@ -1,4 +1,4 @@
-//! Error tables: median absolute percentage error and signed bias per group.
+//! Error tables: median and 90th-percentile absolute percentage error and signed bias per group.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,10 +42,23 @@ pub struct ErrorStats {
     pub ttft_mdape: f64,
     /// Median absolute percentage error of TPOT.
     pub tpot_mdape: f64,
+    /// 90th percentile of the absolute error of TTFT.
+    pub ttft_p90: f64,
+    /// 90th percentile of the absolute error of TPOT.
+    pub tpot_p90: f64,
     /// Median signed error of TTFT (positive: the simulator predicts too slow).
     pub ttft_bias: f64,
     /// Median signed error of TPOT.
     pub tpot_bias: f64,
+}
+
+/// The `q` quantile (nearest rank) of `x`.
+fn quantile(mut x: Vec<f64>, q: f64) -> f64 {
+    if x.is_empty() {
+        return f64::NAN;
+    }
+    x.sort_by(f64::total_cmp);
+    x[((q * x.len() as f64).ceil() as usize).clamp(1, x.len()) - 1]
 }
 
 fn median(mut x: Vec<f64>) -> f64 {
@@ -65,6 +78,8 @@ pub fn error_stats<'a>(rows: impl IntoIterator<Item = &'a Scored>) -> ErrorStats
         n: rows.len(),
         ttft_mdape: e(Scored::ttft_error, true),
         tpot_mdape: e(Scored::tpot_error, true),
+        ttft_p90: quantile(rows.iter().map(|r| r.ttft_error().abs()).collect(), 0.9),
+        tpot_p90: quantile(rows.iter().map(|r| r.tpot_error().abs()).collect(), 0.9),
         ttft_bias: e(Scored::ttft_error, false),
         tpot_bias: e(Scored::tpot_error, false),
     }
@@ -82,22 +97,24 @@ pub fn table(scored: &[Scored]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<7} {:<9} {:<16} {:<5} {:>4}  {:>10} {:>10}  {:>10} {:>10}",
-        "engine", "gpu", "model", "split", "rows", "TTFT MdAPE", "TTFT bias", "TPOT MdAPE", "TPOT bias"
+        "{:<7} {:<9} {:<16} {:<5} {:>4}  {:>10} {:>8} {:>9}  {:>10} {:>8} {:>9}",
+        "engine", "gpu", "model", "split", "rows", "TTFT MdAPE", "p90", "bias", "TPOT MdAPE", "p90", "bias"
     );
     for ((engine, gpu, model, split), rows) in &groups {
         let st = error_stats(rows.iter().copied());
         let _ = writeln!(
             o,
-            "{:<7} {:<9} {:<16} {:<5} {:>4}  {:>9.1}% {:>+9.1}%  {:>9.1}% {:>+9.1}%",
+            "{:<7} {:<9} {:<16} {:<5} {:>4}  {:>9.1}% {:>7.1}% {:>+8.1}%  {:>9.1}% {:>7.1}% {:>+8.1}%",
             engine,
             gpu,
             model,
             split.as_str(),
             st.n,
             st.ttft_mdape * 100.0,
+            st.ttft_p90 * 100.0,
             st.ttft_bias * 100.0,
             st.tpot_mdape * 100.0,
+            st.tpot_p90 * 100.0,
             st.tpot_bias * 100.0
         );
     }

@@ -189,6 +189,9 @@ impl ScenarioSpec {
                     if !(params.moe_efficiency > 0.0 && params.moe_efficiency <= 1.0) {
                         e(format!("{hp}.moe_efficiency"), "must be in (0%, 100%]".into());
                     }
+                    if !(params.moe_efficiency_fp4 > 0.0 && params.moe_efficiency_fp4 <= 1.0) {
+                        e(format!("{hp}.moe_efficiency_fp4"), "must be in (0%, 100%]".into());
+                    }
                 }
             }
         }

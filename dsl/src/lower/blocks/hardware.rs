@@ -83,6 +83,7 @@ impl Cx {
                 "seq_overhead",
                 "layer_overhead",
                 "moe_efficiency",
+                "moe_efficiency_fp4",
             ],
         );
         let gpu = match s.get("gpu") {
@@ -214,6 +215,7 @@ impl Cx {
                     seq_overhead: dur(self, "seq_overhead", d.seq_overhead)?,
                     layer_overhead: dur(self, "layer_overhead", d.layer_overhead)?,
                     moe_efficiency: frac(self, "moe_efficiency", d.moe_efficiency)?,
+                    moe_efficiency_fp4: frac(self, "moe_efficiency_fp4", d.moe_efficiency_fp4)?,
                     frontend: dur(self, "frontend", d.frontend)?,
                 };
                 PerfSpec::Roofline { gpu: g.clone(), params }
