@@ -156,7 +156,7 @@ fn main() {
             f.defaults
         };
         let _ = writeln!(constants, "{:<7} {:<9} {} (fitted on {} rows)", backend.as_str(), gpu, show(&d), fit_rows.len());
-        scored.extend(score(rows, &d, a.client, |r| silicon::split_of(r)));
+        scored.extend(score(rows, &d, a.client, silicon::split_of));
     }
     println!("{}", silicon::table(&scored));
     println!("constants:\n{constants}");

@@ -33,7 +33,7 @@ pub fn split_of(row: &SiliconRow) -> Split {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    if h % 4 == 0 { Split::Held } else { Split::Fit }
+    if h.is_multiple_of(4) { Split::Held } else { Split::Fit }
 }
 
 /// The group a row's constants belong to: its engine and catalogue GPU.
@@ -206,8 +206,8 @@ pub fn fit_group(rows: &[(SiliconRow, Deployment)], start: RooflineParams, clien
             } else {
                 let best = simplex[0].0;
                 for s in simplex.iter_mut().skip(1) {
-                    for k in 0..DIMS {
-                        s.0[k] = best[k] + 0.5 * (s.0[k] - best[k]);
+                    for (x, b) in s.0.iter_mut().zip(best) {
+                        *x = b + 0.5 * (*x - b);
                     }
                     s.1 = f(&s.0);
                     evaluations += 1;
