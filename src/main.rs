@@ -38,6 +38,7 @@ enum Command {
     Scorecard(cmd::scorecard::ScorecardArgs),
     Calibrate(cmd::calibrate::CalibrateArgs),
     Topology(cmd::topology::TopologyArgs),
+    Validate(cmd::validate::ValidateArgs),
 }
 
 /// Exit status for bad input: a scenario or an override that does not check.
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
         Command::Scorecard(a) => cmd::scorecard::run(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Topology(a) => cmd::topology::run(a),
+        Command::Validate(a) => cmd::validate::run(a),
     };
     match result {
         Ok(code) => code,

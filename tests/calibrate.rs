@@ -149,7 +149,7 @@ fn topology_without_a_gpu_says_so_in_one_line_and_shows_numa() {
     assert!(v["distance"].as_array().is_some());
 }
 
-const PROFILE: &str = r#"format: 2
+pub(crate) const PROFILE: &str = r#"format: 2
 hardware: {name: "cpu: test", gpus: 1}
 model: {name: tiny-llama, max_model_len: 4096}
 engine: {name: vllm, version: 0.32.0, block_size: 128, max_batch_tokens: 2048, max_seqs: 128, gpu_memory_utilization: 0.92, chunked_prefill: true, prefix_caching: true}

@@ -14,6 +14,8 @@ mod routing;
 mod scenarios;
 mod scorecard;
 mod sweep;
+mod validate;
+mod validation;
 mod workloads;
 
 #[path = "support.rs"]

@@ -213,6 +213,9 @@ pub fn print(spec: &ScenarioSpec) -> String {
             if let Some(n) = t.max_prompt {
                 let _ = write!(a, ", max_prompt = {n}");
             }
+            if let Some(n) = t.max_output {
+                let _ = write!(a, ", max_output = {n}");
+            }
             a + ")"
         }
         (None, ArrivalSpec::Poisson { rate_per_s, burst: None }) => format!("poisson({rate_per_s}/s)"),

@@ -473,6 +473,8 @@ pub struct TraceSpec {
     /// Prompts longer than this are cut to it, and their block ids with them (to replay a
     /// trace against a model with a shorter context); `None`: as the trace says.
     pub max_prompt: Option<u32>,
+    /// Outputs longer than this are cut to it; `None`: as the trace says.
+    pub max_output: Option<u32>,
 }
 
 /// Latest arrival a trace may carry, in nanoseconds from its first (about 317 years: far

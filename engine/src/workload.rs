@@ -364,7 +364,8 @@ impl TraceReplay {
                 let keep = max.div_ceil(self.block_tokens.max(1)) as usize;
                 ids = ids.map(|v| std::sync::Arc::from(&v[..keep.min(v.len())]));
             }
-            return Some((SimTime(self.offset_ns + rel), prompt, row.output, ids));
+            let output = self.spec.max_output.map_or(row.output, |m| row.output.min(m));
+            return Some((SimTime(self.offset_ns + rel), prompt, output, ids));
         }
     }
 

@@ -271,6 +271,9 @@ async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stopped: 
             c = listener.accept() => c,
         };
         let Ok((stream, _)) = conn else { continue };
+        // As uvicorn (asyncio sets TCP_NODELAY on every TCP transport): without it, Nagle's
+        // algorithm holds a stream's first token back until the client's delayed ACK, 40 ms.
+        let _ = stream.set_nodelay(true);
         let st = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));

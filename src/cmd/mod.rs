@@ -12,6 +12,7 @@ pub mod scorecard;
 pub mod sweep;
 pub mod topology;
 pub mod trace;
+pub mod validate;
 
 /// Parquet copies of `DIR/NAME.csv` for each name, when built with the `parquet` feature;
 /// returns the files written.
@@ -30,6 +31,11 @@ pub fn parquet_copies(dir: &std::path::Path, names: &[&str]) -> anyhow::Result<V
     #[cfg(not(feature = "parquet"))]
     {
         let _ = (dir, names);
+        // Once per process (validate writes many run folders).
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
         eprintln!("note: no Parquet files: this simctl was built without the `parquet` feature (cargo build --release --features parquet)");
         Ok(Vec::new())
     }

@@ -106,7 +106,10 @@ impl Cx {
                 ("mmpp", &["low", "high", "low_for", "high_for"]),
                 ("ramp", &[]),
                 ("closed_loop", &["users", "think"]),
-                ("trace", &["format", "speedup", "start", "end", "limit", "loop", "skip_invalid", "block_tokens", "max_prompt"]),
+                (
+                    "trace",
+                    &["format", "speedup", "start", "end", "limit", "loop", "skip_invalid", "block_tokens", "max_prompt", "max_output"],
+                ),
             ],
         )?;
         let rate = |cx: &mut Self, x: &Val| cx.expect_dim(x, Dim::PER_TIME, "arrival rate");
@@ -228,6 +231,7 @@ impl Cx {
             skip_invalid: false,
             block_tokens: MOONCAKE_BLOCK_TOKENS,
             max_prompt: None,
+            max_output: None,
         };
         if let Some(x) = named.get("speedup") {
             spec.speedup = self.number(x, "speedup")?;
@@ -252,6 +256,9 @@ impl Cx {
         }
         if let Some(x) = named.get("max_prompt") {
             spec.max_prompt = Some(self.token_count(x, "max_prompt")?.max(1));
+        }
+        if let Some(x) = named.get("max_output") {
+            spec.max_output = Some(self.token_count(x, "max_output")?.max(1));
         }
         if let Err(e) = TraceReader::open(&spec.path, spec.format, spec.skip_invalid) {
             self.error(
