@@ -12,7 +12,9 @@
 //! - [`fit`]: the fit (relative least squares, non-negative, with a refusal when the
 //!   samples cannot determine the model) and its quality per probe class;
 //! - [`selfcheck`]: held-out probes replayed in the simulator;
-//! - [`calibrate()`]: all of it, giving a [`Profile`].
+//! - [`calibrate()`]: all of it, giving a [`Profile`];
+//! - [`silicon`]: the catalogue's zero-shot roofline params, fitted to public measured
+//!   serving rows (AIConfigurator's, Apache-2.0) and scored on rows held out.
 //!
 //! ```
 //! use simctl_calibration::fit::{fit, sample_steps};
@@ -34,6 +36,7 @@ pub mod launch;
 pub mod plan;
 pub mod run;
 pub mod selfcheck;
+pub mod silicon;
 
 pub use calibrate::{CalibrateError, CalibrateSpec, Calibration, Event, Target, calibrate};
 pub use simctl_engine::profile::Profile;

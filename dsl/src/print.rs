@@ -82,7 +82,7 @@ pub fn print(spec: &ScenarioSpec) -> String {
     let m = &spec.model;
     let _ = writeln!(
         o,
-        "model {} {{\n  layers = {}; hidden = {}; heads = {}; kv_heads = {}; head_dim = {}\n  intermediate = {}; vocab = {}; experts = {}; active_experts = {}\n  dtype_bytes = {}; tied_embeddings = {}\n}}\n",
+        "model {} {{\n  layers = {}; hidden = {}; heads = {}; kv_heads = {}; head_dim = {}\n  intermediate = {}; vocab = {}; experts = {}; active_experts = {}\n  dtype_bytes = {}; tied_embeddings = {}\n  weights = {}; expert_weights = {}; kv_cache = {}{}\n}}\n",
         q(&m.name),
         m.layers,
         m.hidden,
@@ -94,7 +94,11 @@ pub fn print(spec: &ScenarioSpec) -> String {
         m.experts,
         m.active_experts,
         m.dtype_bytes,
-        m.tied_embeddings
+        m.tied_embeddings,
+        m.weights.as_str(),
+        m.expert_weights.as_str(),
+        m.kv_cache.as_str(),
+        m.sliding_window.map_or(String::new(), |(w, l)| format!("\n  sliding_window = {w}; sliding_window_layers = {l}"))
     );
     for h in &spec.hardware {
         let _ = writeln!(o, "hardware {} {{", h.name);
@@ -106,8 +110,20 @@ pub fn print(spec: &ScenarioSpec) -> String {
                     ns(*step_overhead)
                 );
             }
-            PerfSpec::Roofline { gpu, mfu, mbu, step_overhead } => {
-                let _ = writeln!(o, "  gpu = {}\n  mfu = {mfu}\n  mbu = {mbu}\n  step_overhead = {}", q(&gpu.name), ns(*step_overhead));
+            PerfSpec::Roofline { gpu, params: p } => {
+                let _ = writeln!(
+                    o,
+                    "  gpu = {}\n  mfu = {}\n  mbu = {}\n  step_overhead = {}\n  seq_overhead = {}\n  layer_overhead = {}\n  moe_efficiency = {}\n  moe_efficiency_fp4 = {}\n  frontend = {}",
+                    q(&gpu.name),
+                    p.mfu,
+                    p.mbu,
+                    ns(p.step_overhead),
+                    ns(p.seq_overhead),
+                    ns(p.layer_overhead),
+                    p.moe_efficiency,
+                    p.moe_efficiency_fp4,
+                    ns(p.frontend)
+                );
             }
             PerfSpec::Fitted { cost, tp } => {
                 let c: Vec<String> = cost.c.iter().map(|x| x.to_string()).collect();

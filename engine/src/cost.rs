@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use crate::catalogue::{GpuSpec, ModelSpec};
+use crate::catalogue::{GpuSpec, ModelSpec, NumberFormat, RooflineParams};
 use crate::spec::PerfSpec;
 use crate::time::SimDuration;
 
@@ -94,26 +94,40 @@ impl StepCostModel for RatesCost {
 }
 
 /// Roofline: max(FLOPs / achieved FLOP/s, bytes / achieved bandwidth) + TP all-reduce + overhead.
+///
+/// Each matrix multiply runs at the tensor-core rate of its weights' format
+/// ([`GpuSpec::peak_for`]: FP8 at twice BF16, FP4 on Blackwell at four times); attention and
+/// the LM head run in BF16. Weights and KV cost the bytes of their formats.
 #[derive(Clone, Debug)]
 pub struct RooflineCost {
-    flops_per_token: f64,
-    logits_flops_per_seq: f64,
-    attn_flops_per_pair: f64,
+    /// Seconds of compute per token, per sequence and per attended (query, key) pair, at
+    /// the efficiency given (the layers' and the experts' multiplies at their formats' rates).
+    dense_sec_per_token: f64,
+    expert_sec_per_token: f64,
+    sec_per_seq: f64,
+    sec_per_pair: f64,
+    /// Sliding-window layers' attention: seconds per pair, and the window.
+    window: Option<(f64, f64)>,
     /// Weights every step reads (all of a dense model; all but the experts of a MoE model).
     fixed_weight_bytes: f64,
     /// A MoE model's experts: `(experts, active per token, bytes of one across layers)`.
     moe: Option<(u32, u32, f64)>,
+    /// KV bytes per token over the full-attention layers, and over the sliding ones.
     kv_bytes_per_token: f64,
-    flops_s: f64,
+    window_kv_bytes_per_token: f64,
     bytes_s: f64,
     allreduce_sec_per_token: f64,
-    allreduce_fixed: f64,
     overhead: SimDuration,
+    seq_overhead_s: f64,
+    /// Fixed cost per layer per step (see [`RooflineParams::layer_overhead`]), × layers.
+    layer_overhead_s: f64,
+    /// 1 / [`RooflineParams::moe_efficiency`]: how much slower experts' GEMMs run than
+    /// the dense ones at the same mfu and mbu.
+    expert_slowdown: f64,
+    frontend: SimDuration,
+    layers: f64,
+    four_bit_experts: bool,
 }
-
-// Latency of one NCCL all-reduce on NVLink for small messages, in seconds (order of
-// magnitude from nccl-tests on H100 nodes: 10-20 us; assumed, calibrate to replace).
-const ALLREDUCE_LATENCY_S: f64 = 10e-6;
 
 impl RooflineCost {
     /// Builds the cost model of `model` on `tp` GPUs of kind `gpu`.
@@ -122,27 +136,57 @@ impl RooflineCost {
         let q_dim = f64::from(model.heads * model.head_dim);
         let hidden = f64::from(model.hidden);
         // Two all-reduces per layer (after attention and after the MLP) of hidden × dtype bytes
-        // per token; a ring moves 2 (tp − 1) / tp of the message per GPU.
-        let (ar_tok, ar_fixed) = if tp > 1 && gpu.interconnect_bytes_s > 0.0 {
+        // per token; a ring moves 2 (tp − 1) / tp of the message per GPU. Their latency is
+        // part of the per-layer overhead ([`RooflineParams::layer_overhead`]).
+        let ar_tok = if tp > 1 && gpu.interconnect_bytes_s > 0.0 {
             let per_token_bytes = 2.0 * f64::from(model.layers) * hidden * f64::from(model.dtype_bytes);
-            (per_token_bytes * 2.0 * (tp_f - 1.0) / tp_f / gpu.interconnect_bytes_s, 2.0 * f64::from(model.layers) * ALLREDUCE_LATENCY_S)
+            per_token_bytes * 2.0 * (tp_f - 1.0) / tp_f / gpu.interconnect_bytes_s
         } else {
-            (0.0, 0.0)
+            0.0
         };
+        let achieved = |f: NumberFormat| gpu.peak_for(f) * mfu * tp_f;
+        let bf16 = achieved(NumberFormat::Bf16);
+        let expert_flops = 2.0 * f64::from(model.active_experts.min(model.experts)) * model.expert_params() as f64;
+        // QKᵀ and AV: 2 matmuls × 2 FLOPs per multiply-add × q_dim, per layer and pair.
+        let pair_flops = 4.0 * q_dim;
+        let window = model.sliding_window.filter(|&(w, l)| w > 0 && l > 0);
+        let kv_layer = model.kv_bytes_per_token_layer();
         RooflineCost {
-            flops_per_token: 2.0 * model.active_layer_params() as f64,
-            logits_flops_per_seq: 2.0 * f64::from(model.vocab) * hidden,
-            // QKᵀ and AV: 2 matmuls × 2 FLOPs per multiply-add × q_dim, per layer and pair.
-            attn_flops_per_pair: 4.0 * q_dim * f64::from(model.layers),
+            dense_sec_per_token: 2.0 * model.dense_layer_params() as f64 / achieved(model.weights),
+            expert_sec_per_token: if model.experts > 1 { expert_flops / achieved(model.expert_weights) } else { 0.0 },
+            sec_per_seq: 2.0 * f64::from(model.vocab) * hidden / bf16,
+            sec_per_pair: pair_flops * f64::from(model.full_attention_layers()) / bf16,
+            window: window.map(|(w, l)| (pair_flops * f64::from(l.min(model.layers)) / bf16, f64::from(w))),
             fixed_weight_bytes: model.weight_bytes() as f64 - f64::from(model.experts) * model.expert_bytes() as f64,
             moe: (model.experts > 1).then(|| (model.experts, model.active_experts, model.expert_bytes() as f64)),
             kv_bytes_per_token: model.kv_bytes_per_token() as f64,
-            flops_s: gpu.peak_flops * mfu * tp_f,
+            window_kv_bytes_per_token: window.map_or(0.0, |(_, l)| f64::from(l.min(model.layers)) * kv_layer),
             bytes_s: gpu.hbm_bytes_s * mbu * tp_f,
             allreduce_sec_per_token: ar_tok,
-            allreduce_fixed: ar_fixed,
             overhead,
+            seq_overhead_s: 0.0,
+            layer_overhead_s: 0.0,
+            expert_slowdown: 1.0,
+            frontend: SimDuration::ZERO,
+            layers: f64::from(model.layers),
+            four_bit_experts: model.expert_weights.bytes() < 1.0,
         }
+    }
+
+    /// The same model with the overheads and MoE efficiency of `d` (its mfu, mbu and step
+    /// overhead are the ones given to [`RooflineCost::new`]).
+    pub fn with_overheads(mut self, d: &RooflineParams) -> Self {
+        self.seq_overhead_s = d.seq_overhead.as_secs_f64();
+        self.layer_overhead_s = d.layer_overhead.as_secs_f64() * self.layers;
+        let eff = if self.four_bit_experts { d.moe_efficiency_fp4 } else { d.moe_efficiency };
+        self.expert_slowdown = 1.0 / eff.clamp(1e-3, 1.0);
+        self.frontend = d.frontend;
+        self
+    }
+
+    /// The cost model of `model` on `tp` GPUs of kind `gpu` with a set of catalogue defaults.
+    pub fn with_defaults(model: &ModelSpec, gpu: &GpuSpec, tp: u32, d: &RooflineParams) -> Self {
+        RooflineCost::new(model, gpu, tp, d.mfu, d.mbu, d.step_overhead).with_overheads(d)
     }
 }
 
@@ -154,18 +198,31 @@ impl StepCostModel for RooflineCost {
         let tokens = f64::from(b.prefill_tokens) + f64::from(b.decode_seqs);
         let seqs = f64::from(b.prefill_seqs) + f64::from(b.decode_seqs);
         let pairs = b.prefill_attention_pairs as f64 + b.decode_context_tokens as f64;
-        let flops = self.flops_per_token * tokens + self.logits_flops_per_seq * seqs + self.attn_flops_per_pair * pairs;
+        let mut compute = self.dense_sec_per_token * tokens
+            + self.expert_sec_per_token * self.expert_slowdown * tokens
+            + self.sec_per_seq * seqs
+            + self.sec_per_pair * pairs;
         // Weights once per step (of a MoE model, only the experts its tokens touch); KV read
         // for every attended context token of decodes, and written once for every new token.
         let weights = match self.moe {
             None => self.fixed_weight_bytes,
-            Some((e, k, per_expert)) => self.fixed_weight_bytes + crate::catalogue::experts_touched(e, k, tokens) * per_expert,
+            Some((e, k, per_expert)) => {
+                self.fixed_weight_bytes + crate::catalogue::experts_touched(e, k, tokens) * per_expert * self.expert_slowdown
+            }
         };
-        let bytes = weights + self.kv_bytes_per_token * (b.decode_context_tokens as f64 + tokens);
-        let compute = flops / self.flops_s;
+        let mut bytes = weights + self.kv_bytes_per_token * (b.decode_context_tokens as f64 + tokens);
+        if let Some((sec_per_pair, w)) = self.window {
+            // A windowed layer attends to at most `w` keys per query.
+            compute += sec_per_pair * pairs.min(tokens * w);
+            let read = (b.decode_context_tokens as f64).min(f64::from(b.decode_seqs) * w);
+            bytes += self.window_kv_bytes_per_token * (read + tokens);
+        }
         let memory = bytes / self.bytes_s;
-        let comm = if self.allreduce_fixed > 0.0 { self.allreduce_fixed + self.allreduce_sec_per_token * tokens } else { 0.0 };
-        SimDuration::from_secs_f64(compute.max(memory) + comm) + self.overhead
+        let comm = self.allreduce_sec_per_token * tokens;
+        SimDuration::from_secs_f64(compute.max(memory) + comm + self.seq_overhead_s * seqs + self.layer_overhead_s) + self.overhead
+    }
+    fn request_latency(&self) -> SimDuration {
+        self.frontend
     }
 }
 
@@ -251,7 +308,7 @@ pub fn build(perf: &PerfSpec, model: &ModelSpec, tp: u32) -> Box<dyn StepCostMod
             sec_per_decode_token: 1.0 / decode_tok_s,
             overhead: *step_overhead,
         }),
-        PerfSpec::Roofline { gpu, mfu, mbu, step_overhead } => Box::new(RooflineCost::new(model, gpu, tp, *mfu, *mbu, *step_overhead)),
+        PerfSpec::Roofline { gpu, params } => Box::new(RooflineCost::with_defaults(model, gpu, tp, params)),
         PerfSpec::Fitted { cost, .. } => Box::new(*cost),
     }
 }

@@ -139,7 +139,18 @@ fn describe_plan(plan: &simctl_calibration::plan::Plan) -> Vec<String> {
                     .collect();
                 ctx.sort_unstable();
                 ctx.dedup();
-                format!("concurrent streams n = {ns:?} × contexts {ctx:?} tokens")
+                let shared: Vec<(u32, u32)> = probes
+                    .iter()
+                    .filter_map(
+                        |p| if let ProbeKind::SharedDecode { streams, prefix, .. } = p.kind { Some((streams, prefix)) } else { None },
+                    )
+                    .collect();
+                let mut what = format!("concurrent streams n = {ns:?} × contexts {ctx:?} tokens");
+                if let Some(&(_, prefix)) = shared.first() {
+                    let sn: Vec<u32> = shared.iter().map(|s| s.0).collect();
+                    what += &format!("; n = {sn:?} behind one cached {prefix}-token prefix");
+                }
+                what
             }
             ProbeClass::Mixed => probes.iter().map(|p| p.label()).collect::<Vec<_>>().join(", "),
             ProbeClass::Prefix => probes.iter().map(|p| p.label()).collect::<Vec<_>>().join(", "),

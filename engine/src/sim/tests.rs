@@ -337,12 +337,7 @@ fn random_decode_spec(rng: &mut crate::rng::StreamRng) -> ScenarioSpec {
             tp: None,
         },
         // A roofline GPU: decode steps grow with their context, so every step differs.
-        _ => PerfSpec::Roofline {
-            gpu: catalogue::gpu("h100-sxm").unwrap(),
-            mfu: DEFAULT_MFU,
-            mbu: DEFAULT_MBU,
-            step_overhead: DEFAULT_STEP_OVERHEAD,
-        },
+        _ => PerfSpec::Roofline { gpu: catalogue::gpu("h100-sxm").unwrap(), params: catalogue::RooflineParams::GENERIC },
     };
     spec.hardware[0].kv_capacity_tokens = Some(rng.random_range(2_000..40_000));
     spec.telemetry.interval = [SimDuration::ZERO, SimDuration::from_millis(10), SimDuration::from_millis(250)][rng.random_range(0..3)];
@@ -469,12 +464,7 @@ fn fast_forward_stops_where_kv_blocks_run_out_and_the_step_preempts() {
     // Eight long decodes that cannot all fit: the cache runs out mid-decode, repeatedly.
     let mut spec = base_spec();
     spec.hardware = vec![HardwareSpec {
-        perf: PerfSpec::Roofline {
-            gpu: catalogue::gpu("h100-sxm").unwrap(),
-            mfu: DEFAULT_MFU,
-            mbu: DEFAULT_MBU,
-            step_overhead: DEFAULT_STEP_OVERHEAD,
-        },
+        perf: PerfSpec::Roofline { gpu: catalogue::gpu("h100-sxm").unwrap(), params: catalogue::RooflineParams::GENERIC },
         ..rates("g", 1.0, 1.0, 4_000)
     }];
     spec.pools = vec![pool("m", Role::Mixed, 0, 1, EngineSpec::default())];
@@ -531,12 +521,7 @@ fn fast_forward_leaves_alone_sequences_whose_shared_prefix_outgrows_their_prompt
     // blocks are there to see.
     let mut spec = base_spec();
     spec.hardware = vec![HardwareSpec {
-        perf: PerfSpec::Roofline {
-            gpu: catalogue::gpu("h100-sxm").unwrap(),
-            mfu: DEFAULT_MFU,
-            mbu: DEFAULT_MBU,
-            step_overhead: DEFAULT_STEP_OVERHEAD,
-        },
+        perf: PerfSpec::Roofline { gpu: catalogue::gpu("h100-sxm").unwrap(), params: catalogue::RooflineParams::GENERIC },
         ..rates("g", 1.0, 1.0, 200_000)
     }];
     spec.pools = vec![pool("m", Role::Mixed, 0, 2, EngineSpec::default())];

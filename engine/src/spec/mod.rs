@@ -105,12 +105,9 @@ pub enum PerfSpec {
     Roofline {
         /// The GPU.
         gpu: GpuSpec,
-        /// Fraction of peak FLOP/s achieved (model FLOPs utilisation).
-        mfu: f64,
-        /// Fraction of HBM bandwidth achieved (memory bandwidth utilisation).
-        mbu: f64,
-        /// Fixed cost of every step (scheduling, kernel launches, sampling).
-        step_overhead: SimDuration,
+        /// Efficiencies and overheads (the catalogue's for the GPU and engine unless the
+        /// scenario sets them).
+        params: crate::catalogue::RooflineParams,
     },
     /// Coefficients fitted from measurements (a calibration profile).
     Fitted {

@@ -179,12 +179,18 @@ impl ScenarioSpec {
                         e(format!("{hp}.profile"), "the profile's coefficients must be finite, with c0 >= 0".into());
                     }
                 }
-                PerfSpec::Roofline { mfu, mbu, .. } => {
-                    if !(*mfu > 0.0 && *mfu <= 1.0) {
+                PerfSpec::Roofline { params, .. } => {
+                    if !(params.mfu > 0.0 && params.mfu <= 1.0) {
                         e(format!("{hp}.mfu"), "must be in (0%, 100%]".into());
                     }
-                    if !(*mbu > 0.0 && *mbu <= 1.0) {
+                    if !(params.mbu > 0.0 && params.mbu <= 1.0) {
                         e(format!("{hp}.mbu"), "must be in (0%, 100%]".into());
+                    }
+                    if !(params.moe_efficiency > 0.0 && params.moe_efficiency <= 1.0) {
+                        e(format!("{hp}.moe_efficiency"), "must be in (0%, 100%]".into());
+                    }
+                    if !(params.moe_efficiency_fp4 > 0.0 && params.moe_efficiency_fp4 <= 1.0) {
+                        e(format!("{hp}.moe_efficiency_fp4"), "must be in (0%, 100%]".into());
                     }
                 }
             }

@@ -80,6 +80,11 @@ impl Cx {
                 "mfu",
                 "mbu",
                 "step_overhead",
+                "backend",
+                "seq_overhead",
+                "layer_overhead",
+                "moe_efficiency",
+                "moe_efficiency_fp4",
             ],
         );
         let gpu = match s.get("gpu") {
@@ -154,15 +159,19 @@ impl Cx {
         } else {
             None
         };
-        if let Some((k, f)) = ["frontend", "cached_context", "calibrated_tp"].iter().find_map(|k| s.get(k).map(|v| (k, v)))
-            && !s.contains_key("fitted")
-        {
+        // `frontend` goes with a written-out fitted model or a catalogue GPU (whose roofline
+        // has one); `calibrated_tp` only with `fitted`.
+        let stray = |k: &&&str| match **k {
+            "frontend" => !s.contains_key("fitted") && !s.contains_key("gpu"),
+            _ => !s.contains_key("fitted"),
+        };
+        if let Some((k, f)) = ["frontend", "cached_context", "calibrated_tp"].iter().filter(stray).find_map(|k| s.get(k).map(|v| (k, v))) {
             self.error(
                 f.src,
                 f.span,
-                format!("`{k}` in {what} belongs with `fitted`"),
-                "no fitted model here",
-                Some("a profile carries its own frontend latency; roofline and rate models have none".into()),
+                format!("`{k}` in {what} belongs with {}", if *k == "frontend" { "`fitted` or `gpu`" } else { "`fitted`" }),
+                "no fitted or roofline model here",
+                Some("a profile carries its own frontend latency; rate models have none".into()),
             );
             return None;
         }
@@ -182,9 +191,39 @@ impl Cx {
         let perf = match (&gpu, prefill, decode) {
             _ if fitted.is_some() => fitted.expect("checked"),
             (Some(g), None, None) => {
-                let mfu = s.get("mfu").map_or(Some(DEFAULT_MFU), |v| self.fraction(v, "mfu"))?;
-                let mbu = s.get("mbu").map_or(Some(DEFAULT_MBU), |v| self.fraction(v, "mbu"))?;
-                PerfSpec::Roofline { gpu: g.clone(), mfu, mbu, step_overhead: overhead.unwrap_or(Some(DEFAULT_STEP_OVERHEAD))? }
+                // The catalogue's efficiencies for this GPU under the serving engine named by
+                // `backend` (vLLM, whose scheduler the simulator follows, by default).
+                let backend = match s.get("backend") {
+                    Some(v) => {
+                        let n = self.name(v, "backend")?;
+                        let Some(b) = catalogue::Backend::parse(&n) else {
+                            self.error(
+                                v.src,
+                                v.span,
+                                format!("unknown backend `{n}`"),
+                                "not a serving engine",
+                                Some("backends: vllm, sglang, trtllm".into()),
+                            );
+                            return None;
+                        };
+                        b
+                    }
+                    None => catalogue::Backend::Vllm,
+                };
+                let d = catalogue::roofline_defaults(&g.name, backend);
+                let frac = |cx: &mut Self, k: &str, def: f64| s.get(k).map_or(Some(def), |v| cx.fraction(v, k));
+                let dur = |cx: &mut Self, k: &str, def: SimDuration| s.get(k).map_or(Some(def), |v| cx.duration(v, k));
+                let params = catalogue::RooflineParams {
+                    mfu: frac(self, "mfu", d.mfu)?,
+                    mbu: frac(self, "mbu", d.mbu)?,
+                    step_overhead: overhead.unwrap_or(Some(d.step_overhead))?,
+                    seq_overhead: dur(self, "seq_overhead", d.seq_overhead)?,
+                    layer_overhead: dur(self, "layer_overhead", d.layer_overhead)?,
+                    moe_efficiency: frac(self, "moe_efficiency", d.moe_efficiency)?,
+                    moe_efficiency_fp4: frac(self, "moe_efficiency_fp4", d.moe_efficiency_fp4)?,
+                    frontend: dur(self, "frontend", d.frontend)?,
+                };
+                PerfSpec::Roofline { gpu: g.clone(), params }
             }
             (None, Some(p), Some(d)) => {
                 PerfSpec::Rates { prefill_tok_s: p?, decode_tok_s: d?, step_overhead: overhead.unwrap_or(Some(SimDuration::ZERO))? }

@@ -1,10 +1,12 @@
 //! `model = NAME` and `model NAME { ... }` blocks.
 
-use simctl_engine::catalogue;
+use simctl_engine::catalogue::{self, NumberFormat};
 
 use crate::ast::{Ident, Span};
 
 use crate::lower::{Cx, VItem};
+
+const FORMAT_HINT: &str = "number formats: bf16, fp8, nvfp4, mxfp4, int4, fp32";
 
 impl Cx {
     /// `model NAME { base = CATALOGUE_MODEL; ... }` or a full architecture.
@@ -22,6 +24,11 @@ impl Cx {
             "active_experts",
             "dtype_bytes",
             "tied_embeddings",
+            "weights",
+            "expert_weights",
+            "kv_cache",
+            "sliding_window",
+            "sliding_window_layers",
         ];
         let s = self.settings("the model", items, KEYS);
         let mut m = match s.get("base") {
@@ -68,6 +75,10 @@ impl Cx {
                     active_experts: 1,
                     dtype_bytes: 2,
                     tied_embeddings: false,
+                    weights: NumberFormat::Bf16,
+                    expert_weights: NumberFormat::Bf16,
+                    kv_cache: NumberFormat::Bf16,
+                    sliding_window: None,
                 }
             }
         };
@@ -93,6 +104,32 @@ impl Cx {
         set(self, "experts", &mut m.experts)?;
         set(self, "active_experts", &mut m.active_experts)?;
         set(self, "dtype_bytes", &mut m.dtype_bytes)?;
+        if let Some(v) = s.get("dtype_bytes") {
+            // `dtype_bytes` alone sets every format (the model's weights and KV in that width).
+            let Some(f) = NumberFormat::of_bytes(m.dtype_bytes) else {
+                self.error(v.src, v.span, "`dtype_bytes` must be 1, 2 or 4".into(), "no such format", Some(FORMAT_HINT.into()));
+                return None;
+            };
+            (m.weights, m.expert_weights, m.kv_cache) = (f, f, f);
+        }
+        for (k, into) in [("weights", &mut m.weights), ("expert_weights", &mut m.expert_weights), ("kv_cache", &mut m.kv_cache)] {
+            if let Some(v) = s.get(k) {
+                let n = self.name(v, k)?;
+                let Some(f) = NumberFormat::parse(&n) else {
+                    self.error(v.src, v.span, format!("unknown number format `{n}`"), "not a format", Some(FORMAT_HINT.into()));
+                    return None;
+                };
+                *into = f;
+            }
+        }
+        if let Some(v) = s.get("sliding_window") {
+            let window = self.count_u32(v, "sliding_window")?;
+            let layers = match s.get("sliding_window_layers") {
+                Some(l) => self.count_u32(l, "sliding_window_layers")?,
+                None => m.sliding_window.map_or(m.layers, |(_, l)| l),
+            };
+            m.sliding_window = (window > 0 && layers > 0).then_some((window, layers.min(m.layers)));
+        }
         if s.contains_key("head_dim") {
             set(self, "head_dim", &mut m.head_dim)?;
         } else if m.head_dim == 0 {
