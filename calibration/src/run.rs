@@ -389,7 +389,9 @@ impl Driver {
                 };
                 let sample = decode_window(&t2).map(|(s, ctx)| {
                     let mut x = ProfileSample::new(p.class, SampleMetric::Step, 0, 0, streams, ctx, s);
-                    x.decode_cached_tokens = cached.min(ctx);
+                    // One stream reads the prefix as any context (from memory); the others
+                    // read blocks it brought in: the engine's rule (Instance::build_batch).
+                    x.decode_cached_tokens = (cached - cached / u64::from(streams.max(1))).min(ctx);
                     x
                 });
                 t.append(&mut t2);

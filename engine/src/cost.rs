@@ -25,8 +25,9 @@ pub struct BatchShape {
     pub decode_seqs: u32,
     /// Σ context length (tokens in KV) over decoding sequences.
     pub decode_context_tokens: u64,
-    /// Of `decode_context_tokens`, those in blocks the sequences found in the prefix cache
-    /// (blocks another request computed, which several sequences read).
+    /// Of `decode_context_tokens`, those in prefix-cached blocks that another decode of the
+    /// step reads too: of the sequences sharing a prefix, all but the one with the most cached
+    /// tokens (which reads the blocks from memory, as any context).
     pub decode_cached_tokens: u64,
 }
 
@@ -54,7 +55,7 @@ impl BatchShape {
     }
 
     /// Adds a decoding sequence with `context` tokens in KV, `cached` of them found in the
-    /// prefix cache.
+    /// prefix cache (the batch builder then takes back one sharer's per prefix).
     pub fn add_decode_cached(&mut self, context: u32, cached: u32) {
         self.add_decode(context);
         self.decode_cached_tokens += u64::from(cached.min(context));

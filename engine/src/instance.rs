@@ -32,6 +32,9 @@ pub(crate) struct Instance {
     pub inbound: VecDeque<SeqId>,
     /// The batch of the step in flight: sequence and tokens computed for it.
     pub batch: Vec<(SeqId, u32)>,
+    /// Scratch of [`Instance::build_batch`]: (sharing key, cached tokens) of the step's
+    /// decodes that read prefix-cached blocks.
+    pub sharing: Vec<(u64, u32)>,
     pub busy: bool,
     pub wake_pending: bool,
     /// Sequences here with a migration requested.
@@ -179,7 +182,34 @@ impl Instance {
             }
         }
         self.stats.kv_peak_used = self.stats.kv_peak_used.max(self.kv.used().as_u64());
+        if shape.decode_cached_tokens > 0 {
+            self.first_readers_pay_in_full(seqs, &mut shape);
+        }
         shape
+    }
+
+    /// Cached context is cheap only when another sequence of the step reads the same blocks:
+    /// of the decodes sharing a prefix (a prefix group, or a trace's first block), the one
+    /// with the most cached tokens pays for them as for any context (the blocks come from
+    /// memory once), the others at the cached rate ([`BatchShape::decode_cached_tokens`]).
+    fn first_readers_pay_in_full(&mut self, seqs: &SeqSlab, shape: &mut BatchShape) {
+        self.sharing.clear();
+        for &(sid, _) in &self.batch {
+            let s = &seqs[sid];
+            let cached = s.cached_tokens.min(s.computed);
+            if s.is_decoding() && cached > 0 {
+                self.sharing.push((sharing_key(s, sid), cached));
+            }
+        }
+        self.sharing.sort_unstable();
+        let mut first = 0u64;
+        for (k, w) in self.sharing.iter().enumerate() {
+            // Sorted by key, then cached tokens: the last of each key has the most.
+            if self.sharing.get(k + 1).is_none_or(|n| n.0 != w.0) {
+                first += u64::from(w.1);
+            }
+        }
+        shape.decode_cached_tokens -= first;
     }
 
     /// How waiting sequence `sid` would join a batch with `budget` tokens left: its cached
@@ -280,5 +310,17 @@ impl Instance {
                 );
             }
         }
+    }
+}
+
+/// What a sequence's cached prefix is shared under: its prefix group, else its trace's first
+/// block id, else nothing (a key of its own).
+pub(crate) fn sharing_key(s: &crate::seq::Seq, sid: SeqId) -> u64 {
+    if s.req.prefix_group != 0 {
+        u64::from(s.req.prefix_group)
+    } else if let Some(first) = s.req.trace_blocks.as_ref().and_then(|b| b.first()) {
+        (1 << 62) | (first & ((1 << 62) - 1))
+    } else {
+        (1 << 63) | sid.0 as u64
     }
 }

@@ -424,6 +424,10 @@ impl ProbeClass {
     }
 }
 
+fn is_zero(x: &u64) -> bool {
+    *x == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,8 +440,4 @@ mod tests {
         assert_eq!(p.cost(), cost);
         assert_eq!(p.frontend_s, 0.0045);
     }
-}
-
-fn is_zero(x: &u64) -> bool {
-    *x == 0
 }

@@ -437,7 +437,9 @@ fn complete(state: Arc<State>, body: serde_json::Value, received: std::time::Ins
         spec.returns_usage && body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(|b| b.as_bool()).unwrap_or(false);
     if let Some(jobs) = lock(&state.scheduler).as_ref() {
         let (tokens, rx) = mpsc::unbounded_channel();
-        let job = Job { prompt_tokens: prompt_len, cached_tokens: cached, max_tokens: outputs.len() as u32, received, tokens };
+        let bs = spec.block_size.max(1) as usize;
+        let share_key = ids.iter().take(bs).fold(0u64, |h, &t| mix(h ^ t));
+        let job = Job { prompt_tokens: prompt_len, cached_tokens: cached, share_key, max_tokens: outputs.len() as u32, received, tokens };
         if outputs.is_empty() || jobs.send(job).is_err() {
             drop(rx);
         } else {

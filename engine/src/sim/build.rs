@@ -70,6 +70,7 @@ impl Simulation {
                     running: Vec::new(),
                     inbound: VecDeque::new(),
                     batch: Vec::new(),
+                    sharing: Vec::new(),
                     busy: false,
                     wake_pending: false,
                     migrations_pending: 0,

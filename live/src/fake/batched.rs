@@ -33,6 +33,8 @@ pub struct Batching {
 pub(super) struct Job {
     pub prompt_tokens: u32,
     pub cached_tokens: u32,
+    /// What its cached prefix is shared under (the hash of its first block).
+    pub share_key: u64,
     pub max_tokens: u32,
     pub received: Instant,
     /// Output token indices, sent at the end of the step that produced them.
@@ -152,6 +154,23 @@ pub(super) fn run(b: Batching, jobs: mpsc::Receiver<Job>, gauges: Arc<Gauges>) {
             work.push((running.len(), chunk));
             budget -= chunk;
             running.push(s);
+        }
+        // Cached context is cheap for all but one reader of each shared prefix (the engine's
+        // rule: Instance::build_batch).
+        if shape.decode_cached_tokens > 0 {
+            let mut sharing: Vec<(u64, u32)> = running
+                .iter()
+                .filter(|s| !s.prefilling() && s.job.cached_tokens.min(s.computed) > 0)
+                .map(|s| (s.job.share_key, s.job.cached_tokens.min(s.computed)))
+                .collect();
+            sharing.sort_unstable();
+            let first: u64 = sharing
+                .iter()
+                .enumerate()
+                .filter(|(k, w)| sharing.get(k + 1).is_none_or(|n| n.0 != w.0))
+                .map(|(_, w)| u64::from(w.1))
+                .sum();
+            shape.decode_cached_tokens -= first;
         }
         // As vLLM's gauges: requests still in the frontend count in neither.
         gauges.running.store(running.len() as u64, Ordering::Relaxed);
