@@ -354,6 +354,7 @@ fn scripts_get_one_json_document_and_people_get_help_that_fits() {
         vec!["scorecard", "--help"],
         vec!["live", "--help"],
         vec!["calibrate", "--help"],
+        vec!["validate", "--help"],
     ] {
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_simctl")).args(&cmd).env("COLUMNS", "1000").output().unwrap();
         let text = stdout(&o);

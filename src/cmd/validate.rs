@@ -33,7 +33,7 @@ pub const EXIT_OUTSIDE_TARGET: u8 = 3;
 /// records: the check that keeps the model from regressing.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  simctl validate scenarios/dynamic_router.scn --profile profiles/tiny.yaml \\\n      --endpoint decode=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/validate\n  simctl validate scenarios/dynamic_router.scn --profile p.yaml \\\n      --endpoint http://127.0.0.1:8011 --endpoint http://127.0.0.1:8012 \\\n      --loads 50%,90% --capacity 20/s --out out/v2\n  simctl validate --replay validation/tiny-dynamic_router --strict\n\nExit status: 0 done, 3 an error outside its target (with --strict), 2 bad input,\n1 other errors."
+    after_help = "Examples:\n  simctl validate scenarios/dynamic_router.scn --profile profiles/tiny.yaml \\\n      --endpoint decode=http://127.0.0.1:8011 \\\n      --endpoint decode=http://127.0.0.1:8012 --out out/validate\n  simctl validate scenarios/dynamic_router.scn --profile p.yaml \\\n      --endpoint http://127.0.0.1:8011 --endpoint http://127.0.0.1:8012 \\\n      --loads 50%,90% --capacity 20/s --out out/v2\n  simctl validate --replay validation/tiny-dynamic_router --strict\n\nExit status: 0 done, 3 an error outside its target (with --strict),\n2 bad input, 1 other errors."
 )]
 pub struct ValidateArgs {
     /// Scenario file; omit for the embedded dynamic_router scenario.
