@@ -150,17 +150,7 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
     let mut rec = RunRecorder::for_spec(&spec);
     let mut streamed = Vec::new();
     if let Some(dir) = &a.out {
-        let create = |name: &str, streamed: &mut Vec<PathBuf>| -> Result<BufWriter<File>> {
-            let path = dir.join(name);
-            let f = File::create(crate::out::partial(&path)).with_context(|| format!("cannot create `{}`", path.display()))?;
-            streamed.push(path);
-            Ok(BufWriter::new(f))
-        };
-        rec = rec.with_csv(Box::new(create("requests.csv", &mut streamed)?)).context("cannot write requests.csv")?;
-        rec = rec.with_latency_rows(Box::new(create(simctl_reports::scorecard::folder::LATENCY, &mut streamed)?));
-        if a.decisions {
-            rec = rec.with_decisions(Box::new(create("decisions.csv", &mut streamed)?)).context("cannot write decisions.csv")?;
-        }
+        (rec, streamed) = super::run::open_streams(rec, dir, a.decisions)?;
     }
 
     // Ctrl-C raises the stop flag; the run stops sending and waits for what is in flight.
@@ -212,18 +202,7 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         Err(e) => return Err(anyhow::anyhow!("{e}")),
     };
     let totals = result.totals;
-    rec.finish_csv().context("cannot write requests.csv")?;
-    if let Some(dir) = &a.out {
-        let empty = rec.empty_float_columns();
-        if !empty.is_empty() {
-            let (path, tmp) = (crate::out::partial(&dir.join("requests.csv")), dir.join(".requests.csv.fill"));
-            simctl_reports::frame::fill_empty_columns(&path, &tmp, &empty).context("cannot write requests.csv")?;
-            std::fs::rename(&tmp, &path).context("cannot write requests.csv")?;
-        }
-    }
-    for path in &streamed {
-        crate::out::commit(path)?;
-    }
+    super::run::finish_streams(&mut rec, a.out.as_deref(), &streamed)?;
     let samples = a.out.as_ref().map(|_| RunSamples {
         scenario: spec.name.clone(),
         ttft_ms: rec.ttft_samples().to_vec(),

@@ -74,17 +74,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let mut streamed = Vec::new();
     if let Some(dir) = &a.out {
         crate::out::prepare(dir, a.force)?;
-        let create = |name: &str, streamed: &mut Vec<PathBuf>| -> Result<BufWriter<File>> {
-            let path = dir.join(name);
-            let f = File::create(crate::out::partial(&path)).with_context(|| format!("cannot create `{}`", path.display()))?;
-            streamed.push(path);
-            Ok(BufWriter::new(f))
-        };
-        rec = rec.with_csv(Box::new(create("requests.csv", &mut streamed)?)).context("cannot write requests.csv")?;
-        rec = rec.with_latency_rows(Box::new(create(simctl_reports::scorecard::folder::LATENCY, &mut streamed)?));
-        if a.decisions {
-            rec = rec.with_decisions(Box::new(create("decisions.csv", &mut streamed)?)).context("cannot write decisions.csv")?;
-        }
+        (rec, streamed) = open_streams(rec, dir, a.decisions)?;
     }
     let mut sim = Simulation::with_seed(&spec, RunSeed(seed))
         .map_err(|errs| anyhow::anyhow!(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
@@ -95,20 +85,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let interrupted = step_with_progress(&mut sim, &mut rec, a.quiet);
     let totals = sim.finish(&mut rec);
     let wall = started.elapsed();
-    rec.finish_csv().context("cannot write requests.csv")?;
-    if let Some(dir) = &a.out {
-        // Latency columns without a single value (every request rejected) read back as text
-        // when empty: fill them so requests.csv has one type per column whatever happened.
-        let empty = rec.empty_float_columns();
-        if !empty.is_empty() {
-            let (path, tmp) = (crate::out::partial(&dir.join("requests.csv")), dir.join(".requests.csv.fill"));
-            simctl_reports::frame::fill_empty_columns(&path, &tmp, &empty).context("cannot write requests.csv")?;
-            std::fs::rename(&tmp, &path).context("cannot write requests.csv")?;
-        }
-    }
-    for path in &streamed {
-        crate::out::commit(path)?;
-    }
+    finish_streams(&mut rec, a.out.as_deref(), &streamed)?;
     let samples = a.out.as_ref().map(|_| RunSamples {
         scenario: spec.name.clone(),
         ttft_ms: rec.ttft_samples().to_vec(),
@@ -159,6 +136,44 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
     }
     Ok(if summary.complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Streams a run's per-request files into `dir` as the run goes (under temporary names until
+/// [`finish_streams`]): requests.csv, latency.jsonl and, with `decisions`, decisions.csv.
+/// Returns the recorder writing them and the files' final paths.
+pub(crate) fn open_streams(mut rec: RunRecorder, dir: &std::path::Path, decisions: bool) -> Result<(RunRecorder, Vec<PathBuf>)> {
+    let mut streamed = Vec::new();
+    let create = |name: &str, streamed: &mut Vec<PathBuf>| -> Result<BufWriter<File>> {
+        let path = dir.join(name);
+        let f = File::create(crate::out::partial(&path)).with_context(|| format!("cannot create `{}`", path.display()))?;
+        streamed.push(path);
+        Ok(BufWriter::new(f))
+    };
+    rec = rec.with_csv(Box::new(create("requests.csv", &mut streamed)?)).context("cannot write requests.csv")?;
+    rec = rec.with_latency_rows(Box::new(create(simctl_reports::scorecard::folder::LATENCY, &mut streamed)?));
+    if decisions {
+        rec = rec.with_decisions(Box::new(create("decisions.csv", &mut streamed)?)).context("cannot write decisions.csv")?;
+    }
+    Ok((rec, streamed))
+}
+
+/// Ends the files of [`open_streams`]: requests.csv is finished (latency columns without a
+/// single value, every request rejected or failed, are filled so that each column keeps one
+/// type whatever happened) and every file takes its final name.
+pub(crate) fn finish_streams(rec: &mut RunRecorder, out: Option<&std::path::Path>, streamed: &[PathBuf]) -> Result<()> {
+    rec.finish_csv().context("cannot write requests.csv")?;
+    if let Some(dir) = out {
+        let empty = rec.empty_float_columns();
+        if !empty.is_empty() {
+            let (path, tmp) = (crate::out::partial(&dir.join("requests.csv")), dir.join(".requests.csv.fill"));
+            simctl_reports::frame::fill_empty_columns(&path, &tmp, &empty).context("cannot write requests.csv")?;
+            std::fs::rename(&tmp, &path).context("cannot write requests.csv")?;
+        }
+    }
+    for path in streamed {
+        crate::out::commit(path)?;
+    }
+    Ok(())
 }
 
 /// Wall time before `simctl run` shows progress on a terminal.

@@ -441,11 +441,10 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
 fn finish(out: &Path, m: &Manifest, a: &ValidateArgs) -> Result<ExitCode> {
     crate::out::write(&out.join(MANIFEST), serde_json::to_string_pretty(m)? + "\n")?;
     write_csv(&out.join("validation.csv"), &m.errors)?;
-    let outside: Vec<&ErrorRow> = m.errors.iter().filter(|r| r.within == Some(false)).collect();
+    let (judged, outside) = tally(m);
     if a.json {
         println!("{}", serde_json::to_string_pretty(m)?);
     } else if !a.quiet {
-        let judged = m.errors.iter().filter(|r| r.within.is_some()).count();
         println!(
             "{} of {judged} errors within target (p50 {}%, p90/p95 {}%, throughput {}%); wrote {}/validation.csv and validation.json",
             judged - outside.len(),
@@ -459,7 +458,18 @@ fn finish(out: &Path, m: &Manifest, a: &ValidateArgs) -> Result<ExitCode> {
         eprintln!("interrupted: the loads not run are missing from validation.json");
         return Ok(ExitCode::FAILURE);
     }
-    Ok(if a.strict && !outside.is_empty() { ExitCode::from(EXIT_OUTSIDE_TARGET) } else { ExitCode::SUCCESS })
+    Ok(verdict(a, &outside))
+}
+
+/// Errors judged against a target, and those outside it.
+fn tally(m: &Manifest) -> (usize, Vec<&ErrorRow>) {
+    let judged = m.errors.iter().filter(|r| r.within.is_some()).count();
+    (judged, m.errors.iter().filter(|r| r.within == Some(false)).collect())
+}
+
+/// Status 3 with --strict when an error is outside its target.
+fn verdict(a: &ValidateArgs, outside: &[&ErrorRow]) -> ExitCode {
+    if a.strict && !outside.is_empty() { ExitCode::from(EXIT_OUTSIDE_TARGET) } else { ExitCode::SUCCESS }
 }
 
 /// The user's --set plus, with a profile, `hardware.NAME.profile=PATH` for every hardware
@@ -581,11 +591,10 @@ fn replay(dir: &Path, a: &ValidateArgs) -> Result<ExitCode> {
     }
     let _ = std::fs::remove_dir_all(&work);
     m.errors = rows;
-    let outside: Vec<&ErrorRow> = m.errors.iter().filter(|r| r.within == Some(false)).collect();
+    let (judged, outside) = tally(&m);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&m)?);
     } else if !a.quiet {
-        let judged = m.errors.iter().filter(|r| r.within.is_some()).count();
         println!("replayed {}: {} of {judged} errors within the record's targets", dir.display(), judged - outside.len());
         if let Some(n) = &m.targets.note {
             println!("targets: {n}");
@@ -601,7 +610,7 @@ fn replay(dir: &Path, a: &ValidateArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(if a.strict && !outside.is_empty() { ExitCode::from(EXIT_OUTSIDE_TARGET) } else { ExitCode::SUCCESS })
+    Ok(verdict(a, &outside))
 }
 
 /// A scratch folder for replayed simulations (the record itself is left as it is).
