@@ -47,6 +47,11 @@ fn the_fit_recovers_the_fake_engines_step_model_within_two_percent() {
         if (fe / (FRONTEND_MS as f64 / 1e3) - 1.0).abs() >= 0.02 {
             miss.push(format!("frontend {fe}"));
         }
+        // The limits are measured too: the sequence cap by saturation, the budget by how
+        // the longest prompt is chunked beside decoding streams.
+        if (p.engine.max_seqs, p.engine.max_batch_tokens) != (MAX_SEQS, BUDGET) {
+            miss.push(format!("limits: measured {:?}, truth {:?}", (p.engine.max_seqs, p.engine.max_batch_tokens), (MAX_SEQS, BUDGET)));
+        }
         if miss.is_empty() {
             break (e, dir, out, so, p);
         }
@@ -54,9 +59,7 @@ fn the_fit_recovers_the_fake_engines_step_model_within_two_percent() {
         assert!(misses.len() < 2, "two attempts missed the truth by 2% or more:\n{}", misses.join("\n---\n"));
     };
     let _ = out;
-    // The limits were measured: the sequence cap by saturation, the budget by the jump of
-    // one step in TTFT past it.
-    assert_eq!((p.engine.max_seqs, p.engine.max_batch_tokens), (MAX_SEQS, BUDGET), "{so}");
+    assert!(so.contains(&format!("max_num_batched_tokens {BUDGET} (measured)")), "{so}");
     assert_eq!((p.kv_capacity_blocks, p.engine.block_size), (65536, 16));
     // Fit quality per class, in the profile and on screen.
     let classes: Vec<&str> = p.fit.classes.iter().map(|c| c.class.as_str()).collect();
