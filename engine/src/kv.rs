@@ -50,12 +50,15 @@ impl Hasher for IdentityHasher {
 
 const NIL: u32 = u32::MAX;
 
-// 24 bytes: one of these per KV block of every instance, so its size is the engine's memory.
+// What each KV block of every instance costs, so the engine's memory: 4 bytes of reference
+// count, touched by every allocation and release, and 20 bytes of hash and list links,
+// touched only for blocks whose content is hashed. Kept apart, releasing a sequence that
+// holds nothing shareable reads 4 bytes a block instead of 24 (with many sequences in
+// flight their blocks are long out of the CPU's caches when they are released).
 #[derive(Clone, Copy, Debug)]
-struct Block {
-    /// Content hash; `NO_HASH` when the block holds none (yet).
-    hash: u64,
-    refs: u32,
+struct Meta {
+    /// Content hash, as two halves (so the struct is 20 bytes); `NO_HASH` when none (yet).
+    hash: [u32; 2],
     // The LRU list of cached blocks.
     prev: u32,
     next: u32,
@@ -65,11 +68,16 @@ struct Block {
 
 // Chained block hashes are never 0 (see `seq::block_hash`), so 0 means "no hash".
 const NO_HASH: u64 = 0;
+/// The reference-count bit that says the block's content is hashed (its `Meta` holds it).
+const HASHED: u32 = 1 << 31;
 
-impl Block {
-    const FRESH: Block = Block { hash: NO_HASH, refs: 0, prev: NIL, next: NIL, dup_next: NIL };
-    fn has_hash(&self) -> bool {
-        self.hash != NO_HASH
+impl Meta {
+    const FRESH: Meta = Meta { hash: [0, 0], prev: NIL, next: NIL, dup_next: NIL };
+    fn hash(&self) -> u64 {
+        u64::from(self.hash[0]) | (u64::from(self.hash[1]) << 32)
+    }
+    fn set_hash(&mut self, h: u64) {
+        self.hash = [h as u32, (h >> 32) as u32];
     }
 }
 
@@ -87,13 +95,18 @@ pub enum KvEvent {
 pub struct KvCache {
     block_size: u32,
     capacity: u32,
-    blocks: Vec<Block>,
+    /// Per block: its reference count, with [`HASHED`] set while it holds a content hash.
+    refs: Vec<u32>,
+    /// Per block: hash and links (see [`Meta`]).
+    meta: Vec<Meta>,
     free: Vec<u32>,
     index: HashMap<BlockHash, u32, BuildHasherDefault<IdentityHasher>>,
     lru_head: u32,
     lru_tail: u32,
     used: u32,
     cached: u32,
+    /// Blocks counted in `used` that no id stands for yet ([`KvCache::reserve`]).
+    reserved: u32,
     prefix_caching: bool,
     track_events: bool,
     events: Vec<KvEvent>,
@@ -106,13 +119,15 @@ impl KvCache {
         KvCache {
             block_size: block_size.max(1),
             capacity: capacity.0,
-            blocks: Vec::new(),
+            refs: Vec::new(),
+            meta: Vec::new(),
             free: Vec::new(),
             index: HashMap::default(),
             lru_head: NIL,
             lru_tail: NIL,
             used: 0,
             cached: 0,
+            reserved: 0,
             prefix_caching,
             track_events: false,
             events: Vec::new(),
@@ -162,7 +177,7 @@ impl KvCache {
     }
     /// Blocks that hold no KV at all (free or never issued): taking them evicts nothing.
     pub fn unclaimed(&self) -> Blocks {
-        Blocks(self.free.len() as u32 + (self.capacity - self.blocks.len() as u32))
+        Blocks(self.idle_ids() - self.reserved)
     }
     /// Whether released full blocks are kept for reuse.
     pub fn prefix_caching(&self) -> bool {
@@ -180,7 +195,7 @@ impl KvCache {
             match self.index.get(&h) {
                 Some(&b) => {
                     hits.0 += 1;
-                    if self.blocks[b as usize].refs == 0 {
+                    if self.refs[b as usize] & !HASHED == 0 {
                         idle.0 += 1;
                     }
                 }
@@ -194,13 +209,12 @@ impl KvCache {
     /// appends it to `out`.
     pub fn reuse(&mut self, hash: BlockHash, out: &mut Vec<BlockId>) {
         let b = *self.index.get(&hash).expect("probe found this block");
-        let blk = &mut self.blocks[b as usize];
-        if blk.refs == 0 {
+        if self.refs[b as usize] & !HASHED == 0 {
             self.lru_unlink(b);
             self.cached -= 1;
             self.used += 1;
         }
-        self.blocks[b as usize].refs += 1;
+        self.refs[b as usize] += 1;
         out.push(BlockId(b));
     }
 
@@ -219,22 +233,95 @@ impl KvCache {
             return false;
         }
         for _ in 0..n {
-            let b = if let Some(b) = self.free.pop() {
-                b
-            } else if (self.blocks.len() as u32) < self.capacity {
-                // Never-used ids are created lazily, so a large cache costs nothing upfront.
-                self.blocks.push(Block::FRESH);
-                (self.blocks.len() - 1) as u32
-            } else {
-                self.evict_lru()
-            };
-            let blk = &mut self.blocks[b as usize];
-            debug_assert!(!blk.has_hash() && blk.dup_next == NIL);
-            blk.refs = 1;
+            // Free and never-issued ids first, short of those that reservations will take;
+            // then the least recently released cached block.
+            let b = if self.idle_ids() > self.reserved { self.idle_id() } else { self.evict_lru() };
+            debug_assert!(self.refs[b as usize] == 0 && self.meta[b as usize].hash() == NO_HASH && self.meta[b as usize].dup_next == NIL);
+            self.refs[b as usize] = 1;
             self.used += 1;
             out.push(BlockId(b));
         }
         true
+    }
+
+    /// Ids that hold no KV: free ones and never-issued ones.
+    fn idle_ids(&self) -> u32 {
+        self.free.len() as u32 + (self.capacity - self.refs.len() as u32)
+    }
+
+    /// A free id, else a never-issued one (there must be one).
+    fn idle_id(&mut self) -> u32 {
+        if let Some(b) = self.free.pop() {
+            b
+        } else {
+            // Never-used ids are created lazily, so a large cache costs nothing upfront.
+            debug_assert!((self.refs.len() as u32) < self.capacity);
+            self.refs.push(0);
+            self.meta.push(Meta::FRESH);
+            (self.refs.len() - 1) as u32
+        }
+    }
+
+    /// Counts `n` blocks as used without naming them yet: a KV transfer's destination
+    /// holds its blocks from the transfer's start, and [`KvCache::take_reserved`] issues
+    /// them when the KV lands. What the cache evicts, and when, is what
+    /// [`KvCache::allocate`] would have evicted now; only no id is touched until then (a
+    /// saturated link holds thousands of transfers, whose blocks would otherwise sit cold
+    /// in memory for seconds of simulated time). Returns false (and reserves nothing) if
+    /// fewer than `n` can be had.
+    pub fn reserve(&mut self, n: Blocks) -> bool {
+        if n.0 > self.capacity - self.used {
+            return false;
+        }
+        while self.idle_ids() < self.reserved + n.0 {
+            let b = self.evict_lru();
+            self.free.push(b);
+        }
+        self.used += n.0;
+        self.reserved += n.0;
+        true
+    }
+
+    /// Issues `n` blocks of an earlier [`KvCache::reserve`], appending them to `out`.
+    pub fn take_reserved(&mut self, n: Blocks, out: &mut Vec<BlockId>) {
+        assert!(n.0 <= self.reserved, "taking more blocks than were reserved");
+        self.reserved -= n.0;
+        for _ in 0..n.0 {
+            let b = self.idle_id();
+            debug_assert!(self.refs[b as usize] == 0 && self.meta[b as usize].hash() == NO_HASH);
+            self.refs[b as usize] = 1;
+            out.push(BlockId(b));
+        }
+    }
+
+    /// Turns the blocks of `blocks` that hold no hash and that nothing else references into
+    /// a reservation of as many blocks, which [`KvCache::unreserve`] gives back; the rest
+    /// stay in `blocks`, in order. The source of a KV transfer holds its blocks until the KV
+    /// has landed, but only the hashed ones (which go to the LRU when released) need their
+    /// ids: the others are counted, not named, while the transfer is on the wire. Counts,
+    /// evictions and the LRU are as if every block were held.
+    pub fn hold(&mut self, blocks: &mut Vec<BlockId>) -> Blocks {
+        let before = blocks.len();
+        blocks.retain(|&BlockId(b)| {
+            let r = &mut self.refs[b as usize];
+            if *r == 1 {
+                *r = 0;
+                self.free.push(b);
+                false
+            } else {
+                true
+            }
+        });
+        let n = (before - blocks.len()) as u32;
+        self.reserved += n;
+        Blocks(n)
+    }
+
+    /// Gives back `n` blocks of an earlier [`KvCache::reserve`] or [`KvCache::hold`].
+    pub fn unreserve(&mut self, n: Blocks) {
+        assert!(n.0 <= self.reserved, "giving back more blocks than were reserved");
+        self.reserved -= n.0;
+        self.used -= n.0;
     }
 
     fn evict_lru(&mut self) -> u32 {
@@ -248,11 +335,14 @@ impl KvCache {
 
     // Takes block `b` out of its hash's list; the hash leaves the cache with its last block.
     fn forget_hash(&mut self, b: u32) {
-        let raw = std::mem::replace(&mut self.blocks[b as usize].hash, NO_HASH);
+        let m = &mut self.meta[b as usize];
+        let raw = m.hash();
         if raw == NO_HASH {
             return;
         }
-        let next = std::mem::replace(&mut self.blocks[b as usize].dup_next, NIL);
+        m.set_hash(NO_HASH);
+        let next = std::mem::replace(&mut m.dup_next, NIL);
+        self.refs[b as usize] &= !HASHED;
         let key = BlockHash(raw);
         // One lookup: the entry holds the head of the hash's blocks.
         let std::collections::hash_map::Entry::Occupied(mut e) = self.index.entry(key) else { unreachable!("a hashed block is indexed") };
@@ -269,10 +359,10 @@ impl KvCache {
         } else {
             // Duplicates are rare and their lists short: walk to the predecessor.
             let mut p = head;
-            while self.blocks[p as usize].dup_next != b {
-                p = self.blocks[p as usize].dup_next;
+            while self.meta[p as usize].dup_next != b {
+                p = self.meta[p as usize].dup_next;
             }
-            self.blocks[p as usize].dup_next = next;
+            self.meta[p as usize].dup_next = next;
         }
     }
 
@@ -283,11 +373,12 @@ impl KvCache {
             return;
         }
         let b = block.0;
-        if self.blocks[b as usize].has_hash() {
+        if self.refs[b as usize] & HASHED != 0 {
             return;
         }
         debug_assert!(hash.0 != NO_HASH, "block hashes are never 0");
-        self.blocks[b as usize].hash = hash.0;
+        self.meta[b as usize].set_hash(hash.0);
+        self.refs[b as usize] |= HASHED;
         match self.index.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(b);
@@ -298,8 +389,8 @@ impl KvCache {
             std::collections::hash_map::Entry::Occupied(e) => {
                 // Second in the list: the head stays the block reuse takes.
                 let head = *e.get();
-                self.blocks[b as usize].dup_next = self.blocks[head as usize].dup_next;
-                self.blocks[head as usize].dup_next = b;
+                self.meta[b as usize].dup_next = self.meta[head as usize].dup_next;
+                self.meta[head as usize].dup_next = b;
             }
         }
     }
@@ -308,12 +399,12 @@ impl KvCache {
     /// before its shared prefix, as vLLM does), and clears `blocks`.
     pub fn release(&mut self, blocks: &mut Vec<BlockId>) {
         while let Some(BlockId(b)) = blocks.pop() {
-            let blk = &mut self.blocks[b as usize];
-            debug_assert!(blk.refs > 0, "releasing a block that is not in use");
-            blk.refs -= 1;
-            if blk.refs == 0 {
+            let r = &mut self.refs[b as usize];
+            debug_assert!(*r & !HASHED > 0, "releasing a block that is not in use");
+            *r -= 1;
+            if *r & !HASHED == 0 {
                 self.used -= 1;
-                if blk.has_hash() {
+                if *r & HASHED != 0 {
                     self.cached += 1;
                     self.lru_push_back(b);
                 } else {
@@ -324,33 +415,33 @@ impl KvCache {
     }
 
     fn lru_unlink(&mut self, b: u32) {
-        let Block { prev, next, .. } = self.blocks[b as usize];
+        let Meta { prev, next, .. } = self.meta[b as usize];
         if prev == NIL {
             self.lru_head = next
         } else {
-            self.blocks[prev as usize].next = next
+            self.meta[prev as usize].next = next
         }
         if next == NIL {
             self.lru_tail = prev
         } else {
-            self.blocks[next as usize].prev = prev
+            self.meta[next as usize].prev = prev
         }
-        let blk = &mut self.blocks[b as usize];
-        blk.prev = NIL;
-        blk.next = NIL;
+        let m = &mut self.meta[b as usize];
+        m.prev = NIL;
+        m.next = NIL;
     }
 
     fn lru_push_back(&mut self, b: u32) {
         let tail = self.lru_tail;
         {
-            let blk = &mut self.blocks[b as usize];
-            blk.prev = tail;
-            blk.next = NIL;
+            let m = &mut self.meta[b as usize];
+            m.prev = tail;
+            m.next = NIL;
         }
         if tail == NIL {
             self.lru_head = b
         } else {
-            self.blocks[tail as usize].next = b
+            self.meta[tail as usize].next = b
         }
         self.lru_tail = b;
     }
@@ -358,24 +449,26 @@ impl KvCache {
     /// Debug check: free + used + cached = capacity, and the LRU holds exactly the cached
     /// blocks.
     pub fn check_conservation(&self) {
-        let never_issued = self.capacity as usize - self.blocks.len();
+        let never_issued = self.capacity as usize - self.refs.len();
+        debug_assert!(self.idle_ids() >= self.reserved, "reservations exceed the idle ids");
         debug_assert_eq!(
-            self.free.len() + never_issued + self.used as usize + self.cached as usize,
+            self.free.len() + never_issued - self.reserved as usize + self.used as usize + self.cached as usize,
             self.capacity as usize,
-            "KV blocks not conserved: free {} + unissued {} + used {} + cached {} != capacity {}",
+            "KV blocks not conserved: free {} + unissued {} - reserved {} + used {} + cached {} != capacity {}",
             self.free.len(),
             never_issued,
+            self.reserved,
             self.used,
             self.cached,
             self.capacity
         );
-        if cfg!(debug_assertions) && self.blocks.len() <= 4096 {
+        if cfg!(debug_assertions) && self.refs.len() <= 4096 {
             let mut n = 0;
             let mut b = self.lru_head;
             while b != NIL {
-                debug_assert_eq!(self.blocks[b as usize].refs, 0);
+                debug_assert_eq!(self.refs[b as usize], HASHED, "a block in the LRU is unreferenced and hashed");
                 n += 1;
-                b = self.blocks[b as usize].next;
+                b = self.meta[b as usize].next;
             }
             debug_assert_eq!(n, self.cached as usize, "LRU length differs from the cached count");
         }
@@ -389,6 +482,117 @@ mod tests {
     // Block hashes are never 0.
     fn h(x: u64) -> BlockHash {
         BlockHash(x + 1)
+    }
+
+    /// A transfer's blocks handled two ways on twin caches: named at its start (allocate
+    /// at the destination, keep every source block) or counted (reserve and hold, named
+    /// when it lands). Random transfers, sequences and shared prefixes on small caches, so
+    /// that evictions happen; every count and every probe must agree after every operation.
+    #[test]
+    #[allow(clippy::needless_range_loop)] // k indexes twin caches and their block lists together
+    fn reserved_and_held_blocks_evict_and_count_as_named_ones() {
+        use crate::rng::mix;
+        struct Xfer {
+            src: [Vec<BlockId>; 2],
+            dst: [Vec<BlockId>; 2],
+            need: Blocks,
+            held: Blocks,
+        }
+        for seed in 0..200u64 {
+            let mut r = mix(seed + 1);
+            let mut next = |n: u64| {
+                r = mix(r);
+                r % n
+            };
+            // [named, counted] × [source, destination]
+            let mut src = [KvCache::new(1, Blocks(24), true), KvCache::new(1, Blocks(24), true)];
+            let mut dst = [KvCache::new(1, Blocks(24), true), KvCache::new(1, Blocks(24), true)];
+            let mut flights: Vec<Xfer> = Vec::new();
+            for step in 0..300 {
+                match next(4) {
+                    // A prefilled sequence starts a transfer: blocks at the source, some hashed
+                    // (a prefix from a small set of groups), then reserved at the destination.
+                    0 | 1 => {
+                        let (group, len, hashed) = (next(3), 1 + next(6) as u32, next(4) as u32);
+                        let hashes: Vec<BlockHash> = (0..len.min(hashed)).map(|j| h(group * 100 + u64::from(j))).collect();
+                        let (hits, _) = dst[0].probe(hashes.iter().copied());
+                        assert_eq!((hits, dst[0].free()), (dst[1].probe(hashes.iter().copied()).0, dst[1].free()));
+                        let need = Blocks(len - hits.0);
+                        if src[0].free() < Blocks(len) || dst[0].free() < need + Blocks(hits.0) {
+                            continue;
+                        }
+                        let mut x = Xfer { src: [Vec::new(), Vec::new()], dst: [Vec::new(), Vec::new()], need, held: Blocks::ZERO };
+                        for k in 0..2 {
+                            assert!(src[k].allocate(Blocks(len), &mut x.src[k]));
+                            for (j, &hh) in hashes.iter().enumerate() {
+                                src[k].register(x.src[k][j], hh);
+                            }
+                            for &hh in &hashes[..hits.0 as usize] {
+                                dst[k].reuse(hh, &mut x.dst[k]);
+                            }
+                        }
+                        assert!(dst[0].allocate(need, &mut x.dst[0]));
+                        assert!(dst[1].reserve(need));
+                        x.held = src[1].hold(&mut x.src[1]);
+                        flights.push(x);
+                    }
+                    // A transfer lands (or is cancelled): the source lets go, the destination
+                    // names its blocks and the sequence later finishes there.
+                    2 if !flights.is_empty() => {
+                        let mut x = flights.swap_remove(next(flights.len() as u64) as usize);
+                        let cancelled = next(5) == 0;
+                        for k in 0..2 {
+                            src[k].release(&mut x.src[k]);
+                        }
+                        src[1].unreserve(x.held);
+                        if cancelled {
+                            dst[1].unreserve(x.need);
+                        } else {
+                            dst[1].take_reserved(x.need, &mut x.dst[1]);
+                            for k in 0..2 {
+                                if let Some(&b) = x.dst[k].last() {
+                                    dst[k].register(b, h(10_000 + seed * 1000 + step));
+                                }
+                            }
+                        }
+                        for k in 0..2 {
+                            dst[k].release(&mut x.dst[k]);
+                        }
+                    }
+                    // Other work on either cache: a sequence that comes and goes.
+                    _ => {
+                        let n = Blocks(1 + next(5) as u32);
+                        let c = next(2) as usize;
+                        for pair in [&mut src, &mut dst] {
+                            let mut v = [Vec::new(), Vec::new()];
+                            let ok = [pair[0].allocate(n, &mut v[0]), pair[1].allocate(n, &mut v[1])];
+                            assert_eq!(ok[0], ok[1], "seed {seed} step {step}");
+                            for k in 0..2 {
+                                if c == 1 && !v[k].is_empty() {
+                                    pair[k].register(v[k][0], h(50 + step));
+                                }
+                                pair[k].release(&mut v[k]);
+                            }
+                        }
+                    }
+                }
+                for pair in [&src, &dst] {
+                    let probe: Vec<BlockHash> = (0..300).map(h).collect();
+                    assert_eq!(
+                        (pair[0].used(), pair[0].cached(), pair[0].unclaimed()),
+                        (pair[1].used(), pair[1].cached(), pair[1].unclaimed()),
+                        "seed {seed} step {step}"
+                    );
+                    for g in 0..3 {
+                        assert_eq!(
+                            pair[0].probe(probe[g * 100..g * 100 + 4].iter().copied()),
+                            pair[1].probe(probe[g * 100..g * 100 + 4].iter().copied())
+                        );
+                    }
+                    pair[1].check_conservation();
+                }
+            }
+        }
     }
 
     #[test]

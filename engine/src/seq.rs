@@ -8,7 +8,7 @@ use crate::request::Request;
 use crate::rng::mix;
 use crate::router::InstanceId;
 use crate::time::{SimDuration, SimTime};
-use crate::units::{Bytes, Tokens};
+use crate::units::{Blocks, Bytes, Tokens};
 
 /// Slot of an in-flight sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,8 +95,15 @@ pub(crate) struct Seq {
     pub generated: u32,
     /// KV blocks held on the instance that holds this sequence's KV.
     pub blocks: Vec<BlockId>,
-    /// Blocks reserved at the destination of a KV transfer in flight.
+    /// Blocks held at the destination of a KV transfer in flight: the cached ones it
+    /// reuses there, then (when the KV lands) the `reserved` ones.
     pub staged: Vec<BlockId>,
+    /// Blocks reserved at the destination of a KV transfer in flight and not issued yet
+    /// ([`crate::kv::KvCache::reserve`]).
+    pub reserved: Blocks,
+    /// Blocks still counted as used on the holder while its KV is on the way to the
+    /// destination, whose ids went back ([`crate::kv::KvCache::hold`]).
+    pub held: Blocks,
     /// Leading blocks whose hashes are registered in the holder's cache.
     pub hashed: u32,
     /// Hash of the last registered block (the chain so far).
@@ -147,6 +154,8 @@ impl Seq {
             generated: 0,
             blocks,
             staged,
+            reserved: Blocks::ZERO,
+            held: Blocks::ZERO,
             hashed: 0,
             chain: BlockHash(HASH_SEED),
             first_token: None,
@@ -225,7 +234,7 @@ impl SeqSlab {
         self.free.push(id.0);
         let mut s = self.slots[id.0 as usize].take().expect("removing a live sequence");
         for mut v in [std::mem::take(&mut s.blocks), std::mem::take(&mut s.staged)] {
-            debug_assert!(v.is_empty(), "a leaving sequence still holds KV blocks");
+            debug_assert!(v.is_empty() && s.reserved == Blocks::ZERO && s.held == Blocks::ZERO, "a leaving sequence still holds KV blocks");
             v.clear();
             self.spare_vecs.push(v);
         }

@@ -90,7 +90,9 @@ impl Simulation {
         }
         let s = &mut self.seqs[sid];
         self.cluster.instances[from].kv.release(&mut s.blocks);
+        self.cluster.instances[from].kv.unreserve(std::mem::take(&mut s.held));
         self.cluster.instances[to].kv.release(&mut s.staged);
+        self.cluster.instances[to].kv.unreserve(std::mem::take(&mut s.reserved));
         self.seqs.remove(sid);
         for i in [from, to] {
             self.publish(i);

@@ -77,8 +77,10 @@ impl Simulation {
         for h in seq::block_hashes(&s.req, hits.get(), bs) {
             dest.kv.reuse(h, &mut s.staged);
         }
-        let ok = dest.kv.allocate(need, &mut s.staged);
+        let ok = dest.kv.reserve(need);
         debug_assert!(ok, "checked above");
+        s.reserved = need;
+        s.held = self.cluster.instances[from].kv.hold(&mut s.blocks);
         let bytes = Bytes::of_kv(tokens.saturating_sub(hits.tokens(bs)), self.cluster.kv_bytes_per_token);
         s.transfer_bytes = bytes;
         s.transfer_start = self.now;
@@ -136,8 +138,11 @@ impl Simulation {
         let s = &mut self.seqs[sid];
         rec.on_transfer(s.holder, s.decode_on, s.transfer_start, now - s.transfer_start, s.transfer_bytes.get());
         self.cluster.instances[from].kv.release(&mut s.blocks);
+        self.cluster.instances[from].kv.unreserve(std::mem::take(&mut s.held));
+        let reserved = std::mem::take(&mut s.reserved);
         if s.cancelled {
             self.cluster.instances[to].kv.release(&mut s.staged);
+            self.cluster.instances[to].kv.unreserve(reserved);
             self.seqs.remove(sid);
             self.publish(from);
             self.wake(from);
@@ -146,6 +151,7 @@ impl Simulation {
             return;
         }
         s.holder = s.decode_on;
+        self.cluster.instances[to].kv.take_reserved(reserved, &mut s.staged);
         std::mem::swap(&mut s.blocks, &mut s.staged);
         s.reset_chain();
         s.leaving = false;
