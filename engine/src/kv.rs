@@ -50,15 +50,12 @@ impl Hasher for IdentityHasher {
 
 const NIL: u32 = u32::MAX;
 
-// What each KV block of every instance costs, so the engine's memory: 4 bytes of reference
-// count, touched by every allocation and release, and 20 bytes of hash and list links,
-// touched only for blocks whose content is hashed. Kept apart, releasing a sequence that
-// holds nothing shareable reads 4 bytes a block instead of 24 (with many sequences in
-// flight their blocks are long out of the CPU's caches when they are released).
+// 24 bytes: one of these per KV block of every instance, so its size is the engine's memory.
 #[derive(Clone, Copy, Debug)]
-struct Meta {
-    /// Content hash, as two halves (so the struct is 20 bytes); `NO_HASH` when none (yet).
-    hash: [u32; 2],
+struct Block {
+    /// Content hash; `NO_HASH` when the block holds none (yet).
+    hash: u64,
+    refs: u32,
     // The LRU list of cached blocks.
     prev: u32,
     next: u32,
@@ -68,16 +65,11 @@ struct Meta {
 
 // Chained block hashes are never 0 (see `seq::block_hash`), so 0 means "no hash".
 const NO_HASH: u64 = 0;
-/// The reference-count bit that says the block's content is hashed (its `Meta` holds it).
-const HASHED: u32 = 1 << 31;
 
-impl Meta {
-    const FRESH: Meta = Meta { hash: [0, 0], prev: NIL, next: NIL, dup_next: NIL };
-    fn hash(&self) -> u64 {
-        u64::from(self.hash[0]) | (u64::from(self.hash[1]) << 32)
-    }
-    fn set_hash(&mut self, h: u64) {
-        self.hash = [h as u32, (h >> 32) as u32];
+impl Block {
+    const FRESH: Block = Block { hash: NO_HASH, refs: 0, prev: NIL, next: NIL, dup_next: NIL };
+    fn has_hash(&self) -> bool {
+        self.hash != NO_HASH
     }
 }
 
@@ -95,10 +87,7 @@ pub enum KvEvent {
 pub struct KvCache {
     block_size: u32,
     capacity: u32,
-    /// Per block: its reference count, with [`HASHED`] set while it holds a content hash.
-    refs: Vec<u32>,
-    /// Per block: hash and links (see [`Meta`]).
-    meta: Vec<Meta>,
+    blocks: Vec<Block>,
     free: Vec<u32>,
     index: HashMap<BlockHash, u32, BuildHasherDefault<IdentityHasher>>,
     lru_head: u32,
@@ -119,8 +108,7 @@ impl KvCache {
         KvCache {
             block_size: block_size.max(1),
             capacity: capacity.0,
-            refs: Vec::new(),
-            meta: Vec::new(),
+            blocks: Vec::new(),
             free: Vec::new(),
             index: HashMap::default(),
             lru_head: NIL,
@@ -195,7 +183,7 @@ impl KvCache {
             match self.index.get(&h) {
                 Some(&b) => {
                     hits.0 += 1;
-                    if self.refs[b as usize] & !HASHED == 0 {
+                    if self.blocks[b as usize].refs == 0 {
                         idle.0 += 1;
                     }
                 }
@@ -209,12 +197,13 @@ impl KvCache {
     /// appends it to `out`.
     pub fn reuse(&mut self, hash: BlockHash, out: &mut Vec<BlockId>) {
         let b = *self.index.get(&hash).expect("probe found this block");
-        if self.refs[b as usize] & !HASHED == 0 {
+        let blk = &mut self.blocks[b as usize];
+        if blk.refs == 0 {
             self.lru_unlink(b);
             self.cached -= 1;
             self.used += 1;
         }
-        self.refs[b as usize] += 1;
+        self.blocks[b as usize].refs += 1;
         out.push(BlockId(b));
     }
 
@@ -236,8 +225,9 @@ impl KvCache {
             // Free and never-issued ids first, short of those that reservations will take;
             // then the least recently released cached block.
             let b = if self.idle_ids() > self.reserved { self.idle_id() } else { self.evict_lru() };
-            debug_assert!(self.refs[b as usize] == 0 && self.meta[b as usize].hash() == NO_HASH && self.meta[b as usize].dup_next == NIL);
-            self.refs[b as usize] = 1;
+            let blk = &mut self.blocks[b as usize];
+            debug_assert!(!blk.has_hash() && blk.dup_next == NIL);
+            blk.refs = 1;
             self.used += 1;
             out.push(BlockId(b));
         }
@@ -246,7 +236,7 @@ impl KvCache {
 
     /// Ids that hold no KV: free ones and never-issued ones.
     fn idle_ids(&self) -> u32 {
-        self.free.len() as u32 + (self.capacity - self.refs.len() as u32)
+        self.free.len() as u32 + (self.capacity - self.blocks.len() as u32)
     }
 
     /// A free id, else a never-issued one (there must be one).
@@ -255,10 +245,9 @@ impl KvCache {
             b
         } else {
             // Never-used ids are created lazily, so a large cache costs nothing upfront.
-            debug_assert!((self.refs.len() as u32) < self.capacity);
-            self.refs.push(0);
-            self.meta.push(Meta::FRESH);
-            (self.refs.len() - 1) as u32
+            debug_assert!((self.blocks.len() as u32) < self.capacity);
+            self.blocks.push(Block::FRESH);
+            (self.blocks.len() - 1) as u32
         }
     }
 
@@ -288,8 +277,9 @@ impl KvCache {
         self.reserved -= n.0;
         for _ in 0..n.0 {
             let b = self.idle_id();
-            debug_assert!(self.refs[b as usize] == 0 && self.meta[b as usize].hash() == NO_HASH);
-            self.refs[b as usize] = 1;
+            let blk = &mut self.blocks[b as usize];
+            debug_assert!(blk.refs == 0 && !blk.has_hash() && blk.dup_next == NIL);
+            blk.refs = 1;
             out.push(BlockId(b));
         }
     }
@@ -300,19 +290,24 @@ impl KvCache {
     /// has landed, but only the hashed ones (which go to the LRU when released) need their
     /// ids: the others are counted, not named, while the transfer is on the wire. Counts,
     /// evictions and the LRU are as if every block were held.
-    pub fn hold(&mut self, blocks: &mut Vec<BlockId>) -> Blocks {
-        let before = blocks.len();
-        blocks.retain(|&BlockId(b)| {
-            let r = &mut self.refs[b as usize];
-            if *r == 1 {
-                *r = 0;
-                self.free.push(b);
-                false
+    /// The first `skip` blocks are known to be hashed (the sequence's registered prefix)
+    /// and are kept without a look.
+    pub fn hold(&mut self, blocks: &mut Vec<BlockId>, skip: usize) -> Blocks {
+        let start = skip.min(blocks.len());
+        let mut kept = start;
+        for i in start..blocks.len() {
+            let b = blocks[i];
+            let blk = &mut self.blocks[b.0 as usize];
+            if blk.refs == 1 && !blk.has_hash() {
+                blk.refs = 0;
+                self.free.push(b.0);
             } else {
-                true
+                blocks[kept] = b;
+                kept += 1;
             }
-        });
-        let n = (before - blocks.len()) as u32;
+        }
+        let n = (blocks.len() - kept) as u32;
+        blocks.truncate(kept);
         self.reserved += n;
         Blocks(n)
     }
@@ -335,14 +330,11 @@ impl KvCache {
 
     // Takes block `b` out of its hash's list; the hash leaves the cache with its last block.
     fn forget_hash(&mut self, b: u32) {
-        let m = &mut self.meta[b as usize];
-        let raw = m.hash();
+        let raw = std::mem::replace(&mut self.blocks[b as usize].hash, NO_HASH);
         if raw == NO_HASH {
             return;
         }
-        m.set_hash(NO_HASH);
-        let next = std::mem::replace(&mut m.dup_next, NIL);
-        self.refs[b as usize] &= !HASHED;
+        let next = std::mem::replace(&mut self.blocks[b as usize].dup_next, NIL);
         let key = BlockHash(raw);
         // One lookup: the entry holds the head of the hash's blocks.
         let std::collections::hash_map::Entry::Occupied(mut e) = self.index.entry(key) else { unreachable!("a hashed block is indexed") };
@@ -359,10 +351,10 @@ impl KvCache {
         } else {
             // Duplicates are rare and their lists short: walk to the predecessor.
             let mut p = head;
-            while self.meta[p as usize].dup_next != b {
-                p = self.meta[p as usize].dup_next;
+            while self.blocks[p as usize].dup_next != b {
+                p = self.blocks[p as usize].dup_next;
             }
-            self.meta[p as usize].dup_next = next;
+            self.blocks[p as usize].dup_next = next;
         }
     }
 
@@ -373,12 +365,11 @@ impl KvCache {
             return;
         }
         let b = block.0;
-        if self.refs[b as usize] & HASHED != 0 {
+        if self.blocks[b as usize].has_hash() {
             return;
         }
         debug_assert!(hash.0 != NO_HASH, "block hashes are never 0");
-        self.meta[b as usize].set_hash(hash.0);
-        self.refs[b as usize] |= HASHED;
+        self.blocks[b as usize].hash = hash.0;
         match self.index.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(b);
@@ -389,8 +380,8 @@ impl KvCache {
             std::collections::hash_map::Entry::Occupied(e) => {
                 // Second in the list: the head stays the block reuse takes.
                 let head = *e.get();
-                self.meta[b as usize].dup_next = self.meta[head as usize].dup_next;
-                self.meta[head as usize].dup_next = b;
+                self.blocks[b as usize].dup_next = self.blocks[head as usize].dup_next;
+                self.blocks[head as usize].dup_next = b;
             }
         }
     }
@@ -399,12 +390,12 @@ impl KvCache {
     /// before its shared prefix, as vLLM does), and clears `blocks`.
     pub fn release(&mut self, blocks: &mut Vec<BlockId>) {
         while let Some(BlockId(b)) = blocks.pop() {
-            let r = &mut self.refs[b as usize];
-            debug_assert!(*r & !HASHED > 0, "releasing a block that is not in use");
-            *r -= 1;
-            if *r & !HASHED == 0 {
+            let blk = &mut self.blocks[b as usize];
+            debug_assert!(blk.refs > 0, "releasing a block that is not in use");
+            blk.refs -= 1;
+            if blk.refs == 0 {
                 self.used -= 1;
-                if *r & HASHED != 0 {
+                if blk.has_hash() {
                     self.cached += 1;
                     self.lru_push_back(b);
                 } else {
@@ -415,33 +406,33 @@ impl KvCache {
     }
 
     fn lru_unlink(&mut self, b: u32) {
-        let Meta { prev, next, .. } = self.meta[b as usize];
+        let Block { prev, next, .. } = self.blocks[b as usize];
         if prev == NIL {
             self.lru_head = next
         } else {
-            self.meta[prev as usize].next = next
+            self.blocks[prev as usize].next = next
         }
         if next == NIL {
             self.lru_tail = prev
         } else {
-            self.meta[next as usize].prev = prev
+            self.blocks[next as usize].prev = prev
         }
-        let m = &mut self.meta[b as usize];
-        m.prev = NIL;
-        m.next = NIL;
+        let blk = &mut self.blocks[b as usize];
+        blk.prev = NIL;
+        blk.next = NIL;
     }
 
     fn lru_push_back(&mut self, b: u32) {
         let tail = self.lru_tail;
         {
-            let m = &mut self.meta[b as usize];
-            m.prev = tail;
-            m.next = NIL;
+            let blk = &mut self.blocks[b as usize];
+            blk.prev = tail;
+            blk.next = NIL;
         }
         if tail == NIL {
             self.lru_head = b
         } else {
-            self.meta[tail as usize].next = b
+            self.blocks[tail as usize].next = b
         }
         self.lru_tail = b;
     }
@@ -449,7 +440,7 @@ impl KvCache {
     /// Debug check: free + used + cached = capacity, and the LRU holds exactly the cached
     /// blocks.
     pub fn check_conservation(&self) {
-        let never_issued = self.capacity as usize - self.refs.len();
+        let never_issued = self.capacity as usize - self.blocks.len();
         debug_assert!(self.idle_ids() >= self.reserved, "reservations exceed the idle ids");
         debug_assert_eq!(
             self.free.len() + never_issued - self.reserved as usize + self.used as usize + self.cached as usize,
@@ -462,13 +453,13 @@ impl KvCache {
             self.cached,
             self.capacity
         );
-        if cfg!(debug_assertions) && self.refs.len() <= 4096 {
+        if cfg!(debug_assertions) && self.blocks.len() <= 4096 {
             let mut n = 0;
             let mut b = self.lru_head;
             while b != NIL {
-                debug_assert_eq!(self.refs[b as usize], HASHED, "a block in the LRU is unreferenced and hashed");
+                debug_assert_eq!(self.blocks[b as usize].refs, 0);
                 n += 1;
-                b = self.meta[b as usize].next;
+                b = self.blocks[b as usize].next;
             }
             debug_assert_eq!(n, self.cached as usize, "LRU length differs from the cached count");
         }
@@ -533,7 +524,7 @@ mod tests {
                         }
                         assert!(dst[0].allocate(need, &mut x.dst[0]));
                         assert!(dst[1].reserve(need));
-                        x.held = src[1].hold(&mut x.src[1]);
+                        x.held = src[1].hold(&mut x.src[1], next(2) as usize * hashed.min(len) as usize);
                         flights.push(x);
                     }
                     // A transfer lands (or is cancelled): the source lets go, the destination

@@ -80,7 +80,7 @@ impl Simulation {
         let ok = dest.kv.reserve(need);
         debug_assert!(ok, "checked above");
         s.reserved = need;
-        s.held = self.cluster.instances[from].kv.hold(&mut s.blocks);
+        s.held = self.cluster.instances[from].kv.hold(&mut s.blocks, s.hashed as usize);
         let bytes = Bytes::of_kv(tokens.saturating_sub(hits.tokens(bs)), self.cluster.kv_bytes_per_token);
         s.transfer_bytes = bytes;
         s.transfer_start = self.now;
