@@ -74,6 +74,13 @@ pub trait StepCostModel: Debug + Send + Sync {
     fn request_latency(&self) -> SimDuration {
         SimDuration::ZERO
     }
+
+    /// Whether [`BatchShape::decode_cached_tokens`] changes what a step costs. When it
+    /// does not, the batch builder does not count it (nor work out, per step, which
+    /// decode of each shared prefix reads it first).
+    fn prices_cached_context(&self) -> bool {
+        false
+    }
 }
 
 /// Fixed token rates: prefill tokens at one rate, decode tokens at another, plus an overhead.
@@ -295,6 +302,9 @@ impl FittedCost {
 impl StepCostModel for FittedCost {
     fn step_time(&self, b: &BatchShape) -> SimDuration {
         SimDuration::from_secs_f64(self.step_secs(b).max(0.0))
+    }
+    fn prices_cached_context(&self) -> bool {
+        self.cached_context.is_some()
     }
     fn request_latency(&self) -> SimDuration {
         self.frontend

@@ -35,6 +35,9 @@ pub(crate) struct Instance {
     /// Scratch of [`Instance::build_batch`]: (sharing key, cached tokens) of the step's
     /// decodes that read prefix-cached blocks.
     pub sharing: Vec<(u64, u32)>,
+    /// Whether its cost model prices decode context in prefix-cached blocks apart
+    /// ([`StepCostModel::prices_cached_context`]): otherwise the batch builder skips it.
+    pub prices_cached: bool,
     pub busy: bool,
     pub wake_pending: bool,
     /// Sequences here with a migration requested.
@@ -248,7 +251,11 @@ impl Instance {
     fn add_to_batch(&mut self, seqs: &SeqSlab, sid: SeqId, chunk: u32, shape: &mut BatchShape) {
         let s = &seqs[sid];
         if s.is_decoding() {
-            shape.add_decode_cached(s.computed, s.cached_tokens);
+            if self.prices_cached {
+                shape.add_decode_cached(s.computed, s.cached_tokens);
+            } else {
+                shape.add_decode(s.computed);
+            }
         } else {
             shape.add_prefill_chunk(chunk, s.computed);
         }

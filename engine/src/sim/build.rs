@@ -55,6 +55,8 @@ impl Simulation {
                 });
                 kv_latency_override.push(hw.kv_transfer_latency);
                 local_prefill_threshold.push(pool.local_prefill_threshold.unwrap_or(0));
+                let cost = cost::build(&hw.perf, &spec.model, inst.tp);
+                let prices_cached = cost.prices_cached_context();
                 instances.push(Instance {
                     id,
                     name: inst.name.clone(),
@@ -64,13 +66,14 @@ impl Simulation {
                     tp: inst.tp,
                     hourly_cost,
                     engine: pool.engine,
-                    cost: cost::build(&hw.perf, &spec.model, inst.tp),
+                    cost,
                     kv: KvCache::new(pool.engine.block_size, blocks, pool.engine.prefix_caching),
                     waiting: VecDeque::new(),
                     running: Vec::new(),
                     inbound: VecDeque::new(),
                     batch: Vec::new(),
                     sharing: Vec::new(),
+                    prices_cached,
                     busy: false,
                     wake_pending: false,
                     migrations_pending: 0,
