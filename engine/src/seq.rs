@@ -136,6 +136,8 @@ pub(crate) struct Seq {
     pub transfer_start: SimTime,
     /// Whether its bytes are crossing a link now (it is in that link's active set).
     pub on_wire: bool,
+    /// Its transfer's ticket on that link (to cancel it with).
+    pub link_ticket: u64,
     /// Prefill tokens the router counted for it on its prefill instance, until its first token.
     pub charged: Tokens,
     /// The instance the router counts it on (its in-flight counter).
@@ -174,6 +176,7 @@ impl Seq {
             transfer_bytes: Bytes::ZERO,
             transfer_start: arrival,
             on_wire: false,
+            link_ticket: 0,
             charged: Tokens::ZERO,
             assigned_to: NO_INSTANCE,
             cancelled: false,

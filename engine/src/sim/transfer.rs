@@ -91,7 +91,9 @@ impl Simulation {
             Some(_) if bytes > Bytes::ZERO => {
                 self.seqs[sid].on_wire = true;
                 let now = self.now;
-                if let Some(at) = self.cluster.links[link].start(now, sid, bytes) {
+                let (ticket, due) = self.cluster.links[link].start(now, sid, bytes);
+                self.seqs[sid].link_ticket = ticket;
+                if let Some(at) = due {
                     self.push(at, Phase::Completion, Event::LinkDone(link as u32));
                 }
             }
@@ -193,7 +195,7 @@ impl Simulation {
         let s = &self.seqs[sid];
         let link = self.link_between(s.holder.index(), s.decode_on.index());
         let now = self.now;
-        if let Some(at) = self.cluster.links[link].remove(now, sid) {
+        if let Some(at) = self.cluster.links[link].remove(now, s.link_ticket) {
             self.push(at, Phase::Completion, Event::LinkDone(link as u32));
         }
         self.seqs[sid].on_wire = false;
