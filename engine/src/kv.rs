@@ -275,6 +275,7 @@ impl KvCache {
     pub fn take_reserved(&mut self, n: Blocks, out: &mut Vec<BlockId>) {
         assert!(n.0 <= self.reserved, "taking more blocks than were reserved");
         self.reserved -= n.0;
+        out.reserve(n.0 as usize);
         for _ in 0..n.0 {
             let b = self.idle_id();
             let blk = &mut self.blocks[b as usize];

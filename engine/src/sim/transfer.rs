@@ -81,6 +81,12 @@ impl Simulation {
         debug_assert!(ok, "checked above");
         s.reserved = need;
         s.held = self.cluster.instances[from].kv.hold(&mut s.blocks, s.hashed as usize);
+        if s.blocks.is_empty() {
+            // Nothing named is left at the source: give the list's memory back now, for the
+            // prompts admitted while this KV is on the wire (a saturated link holds
+            // thousands), rather than hold it for the transfer's whole length.
+            s.blocks = Vec::new();
+        }
         let bytes = Bytes::of_kv(tokens.saturating_sub(hits.tokens(bs)), self.cluster.kv_bytes_per_token);
         s.transfer_bytes = bytes;
         s.transfer_start = self.now;
