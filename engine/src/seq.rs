@@ -218,9 +218,10 @@ pub(crate) struct SeqSlab {
 impl SeqSlab {
     /// A fresh sequence for `req`, reusing spare block vectors.
     pub fn insert(&mut self, req: Request) -> SeqId {
+        // A spare list (with its memory) for the blocks it takes at admission; the list of a
+        // transfer's destination is sized when the KV lands, so it starts empty.
         let blocks = self.spare_vecs.pop().unwrap_or_default();
-        let staged = self.spare_vecs.pop().unwrap_or_default();
-        let s = Seq::new(req, blocks, staged);
+        let s = Seq::new(req, blocks, Vec::new());
         self.live += 1;
         self.peak = self.peak.max(self.live);
         if let Some(i) = self.free.pop() {
@@ -231,15 +232,19 @@ impl SeqSlab {
             SeqId((self.slots.len() - 1) as u32)
         }
     }
-    /// Frees a slot; its (emptied) block vectors are kept for reuse.
+    /// Frees a slot; its (emptied) block vectors are kept for reuse, up to one per live
+    /// sequence.
     pub fn remove(&mut self, id: SeqId) -> Seq {
         self.live -= 1;
         self.free.push(id.0);
         let mut s = self.slots[id.0 as usize].take().expect("removing a live sequence");
-        for mut v in [std::mem::take(&mut s.blocks), std::mem::take(&mut s.staged)] {
+        for v in [std::mem::take(&mut s.blocks), std::mem::take(&mut s.staged)] {
             debug_assert!(v.is_empty() && s.reserved == Blocks::ZERO && s.held == Blocks::ZERO, "a leaving sequence still holds KV blocks");
-            v.clear();
-            self.spare_vecs.push(v);
+            // Spares are for the sequences to come: no more than there are live ones (a
+            // drain after a saturated link would otherwise keep every finished list).
+            if v.capacity() > 0 && self.spare_vecs.len() < self.live {
+                self.spare_vecs.push(v);
+            }
         }
         s
     }
