@@ -240,13 +240,28 @@ impl SeqSlab {
         let mut s = self.slots[id.0 as usize].take().expect("removing a live sequence");
         for v in [std::mem::take(&mut s.blocks), std::mem::take(&mut s.staged)] {
             debug_assert!(v.is_empty() && s.reserved == Blocks::ZERO && s.held == Blocks::ZERO, "a leaving sequence still holds KV blocks");
-            // Spares are for the sequences to come: no more than there are live ones (a
-            // drain after a saturated link would otherwise keep every finished list).
-            if v.capacity() > 0 && self.spare_vecs.len() < self.live {
-                self.spare_vecs.push(v);
-            }
+            self.give_spare(v);
         }
         s
+    }
+    /// Keeps an emptied block list for the sequences to come: no more spares than there
+    /// are live sequences (a drain after a saturated link would otherwise keep every
+    /// finished list).
+    pub fn give_spare(&mut self, mut v: Vec<BlockId>) {
+        if v.capacity() > 0 && self.spare_vecs.len() < self.live {
+            v.clear();
+            self.spare_vecs.push(v);
+        }
+    }
+    /// Gives `sid` a list for the blocks of its transfer's destination, a spare one if there
+    /// is one, when it has none with room yet.
+    pub fn ensure_staged(&mut self, sid: SeqId) {
+        if self[sid].staged.capacity() == 0
+            && let Some(v) = self.spare_vecs.pop()
+        {
+            let old = std::mem::replace(&mut self[sid].staged, v);
+            debug_assert!(old.is_empty());
+        }
     }
     /// The sequence in slot `id`, if the slot is live.
     pub fn get(&self, id: SeqId) -> Option<&Seq> {

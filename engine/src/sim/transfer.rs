@@ -81,15 +81,16 @@ impl Simulation {
         debug_assert!(ok, "checked above");
         s.reserved = need;
         s.held = self.cluster.instances[from].kv.hold(&mut s.blocks, s.hashed as usize);
-        if s.blocks.is_empty() {
-            // Nothing named is left at the source: give the list's memory back now, for the
-            // prompts admitted while this KV is on the wire (a saturated link holds
-            // thousands), rather than hold it for the transfer's whole length.
-            s.blocks = Vec::new();
-        }
         let bytes = Bytes::of_kv(tokens.saturating_sub(hits.tokens(bs)), self.cluster.kv_bytes_per_token);
         s.transfer_bytes = bytes;
         s.transfer_start = self.now;
+        if s.blocks.is_empty() {
+            // Nothing named is left at the source: the list goes back to the spares now, for
+            // the prompts admitted while this KV is on the wire (a saturated link holds
+            // thousands), rather than being held for the transfer's whole length.
+            let v = std::mem::take(&mut s.blocks);
+            self.seqs.give_spare(v);
+        }
         self.sync_kv(to);
         let link = self.link_between(from, to);
         self.publish(to);
@@ -159,6 +160,8 @@ impl Simulation {
             return;
         }
         s.holder = s.decode_on;
+        self.seqs.ensure_staged(sid);
+        let s = &mut self.seqs[sid];
         self.cluster.instances[to].kv.take_reserved(reserved, &mut s.staged);
         std::mem::swap(&mut s.blocks, &mut s.staged);
         s.reset_chain();
