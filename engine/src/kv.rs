@@ -15,8 +15,16 @@
 //! closed under prefixes — a block's parent is always released after it, so it is evicted
 //! after it — which the router's prefix index relies on.
 //!
-//! With events on ([`KvCache::with_events`]), the cache reports each hash that enters or
+//! With events on ([`KvCache::track_events`]), the cache reports each hash that enters or
 //! leaves it ([`KvEvent`]), as vLLM's KV-cache events feed Dynamo's indexer.
+//!
+//! Blocks can also be held as a count rather than by id, which is how KV transfers hold
+//! them: the destination [`KvCache::reserve`]s its blocks when the transfer starts and
+//! [`KvCache::take_reserved`] issues them when the KV lands; the source [`KvCache::hold`]s
+//! the blocks nothing can reuse as a count until then. A reservation counts as used and
+//! evicts, when it is made, exactly what an allocation would; only no block record is
+//! touched until the blocks are needed, which keeps thousands of transfers on a saturated
+//! link out of the CPU's caches and out of memory.
 
 pub use crate::seq::trace_block_hashes;
 use crate::units::{Blocks, Tokens};
