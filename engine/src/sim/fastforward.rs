@@ -338,26 +338,17 @@ impl Simulation {
         }
         // The first gap is each sequence's own (from its last token) in the run's first step;
         // after that, every sequence's is the step's duration.
-        let mut gaps = (SimDuration::ZERO, 0u64);
+        let mut gaps = super::steps::GapRun::default();
         for &sid in &inst.running {
             let s = &mut self.seqs[sid];
             let gap = first_end - s.last_token;
-            if gap == gaps.0 {
-                gaps.1 += 1;
-            } else {
-                if gaps.1 > 0 {
-                    rec.on_token_gaps(gaps.0, gaps.1);
-                }
-                gaps = (gap, 1);
-            }
+            gaps.push(gap, rec);
             s.max_gap = s.max_gap.max(gap).max(later_max);
             s.computed += k;
             s.generated += k;
             s.last_token = end;
         }
-        if gaps.1 > 0 {
-            rec.on_token_gaps(gaps.0, gaps.1);
-        }
+        gaps.flush(rec);
         let n = u64::from(run.n);
         for j in from + 2..=to {
             rec.on_token_gaps(run.duration(j), n);

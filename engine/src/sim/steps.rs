@@ -6,6 +6,32 @@ use crate::record::{Outcome, Recorder};
 use crate::spec::Role;
 use crate::time::SimDuration;
 
+/// Token gaps on their way to the recorder, a run of equal ones as one value × count.
+#[derive(Default)]
+pub(super) struct GapRun {
+    gap: SimDuration,
+    count: u64,
+}
+
+impl GapRun {
+    /// Adds one gap; a different one first hands the run so far to `rec`.
+    pub(super) fn push<R: Recorder>(&mut self, gap: SimDuration, rec: &mut R) {
+        if gap == self.gap {
+            self.count += 1;
+        } else {
+            self.flush(rec);
+            *self = GapRun { gap, count: 1 };
+        }
+    }
+    /// Hands the run so far to `rec`.
+    pub(super) fn flush<R: Recorder>(&mut self, rec: &mut R) {
+        if self.count > 0 {
+            rec.on_token_gaps(self.gap, self.count);
+            self.count = 0;
+        }
+    }
+}
+
 impl Simulation {
     /// Asks instance `i` to start a step now, unless it is busy or already asked.
     pub(super) fn wake(&mut self, i: usize) {
@@ -68,7 +94,7 @@ impl Simulation {
         let mut cancelled = false;
         // Gaps come in runs of one length (every sequence of the last step has the same): they
         // go to the recorder as value × count.
-        let mut gaps = (SimDuration::ZERO, 0u64);
+        let mut gaps = GapRun::default();
         // With many instances interleaved, the batch's sequences are rarely in the CPU's
         // caches: one tight pass that reads each first lets their memory loads overlap,
         // where the work below would take them one after another.
@@ -102,14 +128,7 @@ impl Simulation {
             } else {
                 let gap = now - s.last_token;
                 s.max_gap = s.max_gap.max(gap);
-                if gap == gaps.0 {
-                    gaps.1 += 1;
-                } else {
-                    if gaps.1 > 0 {
-                        rec.on_token_gaps(gaps.0, gaps.1);
-                    }
-                    gaps = (gap, 1);
-                }
+                gaps.push(gap, rec);
             }
             s.last_token = now;
             if s.generated >= s.req.output_tokens.get() {
@@ -121,9 +140,7 @@ impl Simulation {
                 self.handoffs.push(sid);
             }
         }
-        if gaps.1 > 0 {
-            rec.on_token_gaps(gaps.0, gaps.1);
-        }
+        gaps.flush(rec);
         if cancelled {
             // Sequences cancelled during the step: recorded already; free them now.
             for k in 0..inst.batch.len() {
