@@ -4,7 +4,7 @@
 use simctl_engine::prelude::*;
 use simctl_engine::profile::{ProbeClass, Profile, SelfCheck};
 use simctl_engine::record::Recorder;
-use simctl_engine::request::{Request, RequestId};
+use simctl_engine::request::Request;
 use simctl_engine::spec::*;
 use simctl_engine::units::Tokens;
 
@@ -47,17 +47,11 @@ fn simulate(spec: &ValidSpec, reqs: &[RequestTiming]) -> Result<Vec<RequestRecor
         } else {
             0
         };
+        let arrival = SimTime::ZERO + SimDuration::from_secs_f64(r.sent_s.max(0.0));
         sim.submit(Request {
-            id: RequestId(i as u64),
-            arrival: SimTime::ZERO + SimDuration::from_secs_f64(r.sent_s.max(0.0)),
-            prompt_tokens: Tokens(r.prompt),
-            output_tokens: Tokens(r.output.max(1)),
-            priority: 0,
             prefix_group: u32::from(shared > 0),
             prefix_tokens: Tokens(shared.min(r.prompt)),
-            class: 0,
-            trace_blocks: None,
-            trace_block_tokens: 0,
+            ..Request::plain(i as u64, arrival, r.prompt, r.output.max(1))
         })
         .map_err(|e| e.to_string())?;
     }

@@ -33,3 +33,22 @@ pub struct Request {
     /// Tokens per trace block (Mooncake: 512).
     pub trace_block_tokens: u32,
 }
+
+impl Request {
+    /// A request of `prompt` and `output` tokens arriving at `arrival`: priority 0, class 0,
+    /// no shared prefix, no trace blocks (set those with struct update syntax).
+    pub fn plain(id: u64, arrival: SimTime, prompt: u32, output: u32) -> Self {
+        Request {
+            id: RequestId(id),
+            arrival,
+            prompt_tokens: Tokens(prompt),
+            output_tokens: Tokens(output),
+            priority: 0,
+            prefix_group: 0,
+            prefix_tokens: Tokens::ZERO,
+            class: 0,
+            trace_blocks: None,
+            trace_block_tokens: 0,
+        }
+    }
+}

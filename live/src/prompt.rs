@@ -96,24 +96,12 @@ impl PromptMaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use simctl_engine::request::RequestId;
     use simctl_engine::time::SimTime;
     use simctl_engine::units::Tokens;
     use std::sync::Arc;
 
     fn req(id: u64, prompt: u32) -> Request {
-        Request {
-            id: RequestId(id),
-            arrival: SimTime::ZERO,
-            prompt_tokens: Tokens(prompt),
-            output_tokens: Tokens(8),
-            priority: 1,
-            prefix_group: 0,
-            prefix_tokens: Tokens::ZERO,
-            class: 0,
-            trace_blocks: None,
-            trace_block_tokens: 0,
-        }
+        Request { priority: 1, ..Request::plain(id, SimTime::ZERO, prompt, 8) }
     }
 
     #[test]

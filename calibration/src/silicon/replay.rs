@@ -5,10 +5,9 @@ use simctl_engine::catalogue::{self, GpuSpec, ModelSpec, NumberFormat, RooflineP
 use simctl_engine::cost::{BatchShape, RooflineCost, StepCostModel};
 use simctl_engine::examples;
 use simctl_engine::record::{Outcome, Recorder, RequestRecord};
-use simctl_engine::request::{Request, RequestId};
+use simctl_engine::request::Request;
 use simctl_engine::spec::{ArrivalSpec, EngineSpec, LengthSpec, PerfSpec, RunSpec, ScenarioSpec};
 use simctl_engine::time::{SimDuration, SimTime};
-use simctl_engine::units::Tokens;
 
 use super::row::{Mode, SiliconRow};
 
@@ -233,18 +232,7 @@ fn simulate(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams, ramp: Ramp
     let users = u64::from(row.concurrency);
     let spread = if ramp == Ramp::Staggered { latency_estimate(row, dep, eff) } else { SimDuration::ZERO };
     let frontend = eff.frontend;
-    let request = |id: u64, sent: SimTime| Request {
-        id: RequestId(id),
-        arrival: sent + frontend,
-        prompt_tokens: Tokens(row.isl),
-        output_tokens: Tokens(row.osl.max(1)),
-        priority: 0,
-        prefix_group: 0,
-        prefix_tokens: Tokens::ZERO,
-        class: 0,
-        trace_blocks: None,
-        trace_block_tokens: 0,
-    };
+    let request = |id: u64, sent: SimTime| Request::plain(id, sent + frontend, row.isl, row.osl.max(1));
     let submit = |sim: &mut Simulation, id: u64, sent: SimTime| sim.submit(request(id, sent)).map_err(|e| e.to_string());
     for u in 0..users {
         submit(&mut sim, u, SimTime::ZERO + SimDuration::from_nanos(spread.as_nanos() * u / users))?;

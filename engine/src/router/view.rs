@@ -115,8 +115,7 @@ impl ClusterView {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::request::{Request, RequestId};
-    use crate::units::Tokens;
+    use crate::request::Request;
 
     pub(crate) fn view(roles: &[Role]) -> ClusterView {
         ClusterView::new(
@@ -142,17 +141,6 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn request() -> Request {
-        Request {
-            id: RequestId(0),
-            arrival: SimTime::ZERO,
-            prompt_tokens: Tokens(100),
-            output_tokens: Tokens(10),
-            priority: 1,
-            prefix_group: 0,
-            prefix_tokens: Tokens::ZERO,
-            class: 0,
-            trace_blocks: None,
-            trace_block_tokens: 0,
-        }
+        Request { priority: 1, ..Request::plain(0, SimTime::ZERO, 100, 10) }
     }
 }

@@ -238,18 +238,7 @@ fn submitted_requests_run_and_cancelled_ones_free_everything() {
     spec.links = vec![LinkSpec { from: 0, to: 1, latency: SimDuration::from_millis(1), bandwidth_bytes_s: Some(1e9) }];
     let spec = spec.validate().unwrap();
     let mut sim = Simulation::new(&spec).unwrap().without_workload();
-    let req = |id: u64, at_ms: u64| Request {
-        id: RequestId(id),
-        arrival: SimTime(at_ms * 1_000_000),
-        prompt_tokens: Tokens(2000),
-        output_tokens: Tokens(50),
-        priority: 0,
-        prefix_group: 0,
-        prefix_tokens: Tokens::ZERO,
-        class: 0,
-        trace_blocks: None,
-        trace_block_tokens: 0,
-    };
+    let req = |id: u64, at_ms: u64| Request::plain(id, SimTime(at_ms * 1_000_000), 2000, 50);
     for id in 0..6 {
         sim.submit(req(id, id * 5)).unwrap();
     }
@@ -414,17 +403,11 @@ fn observe_stepped(spec: &ValidSpec, seed: u64) -> Observed {
                 // registers blocks as it decodes.
                 let (prefix_group, prefix_tokens) =
                     if rng.random() { (rng.random_range(1..4), rng.random_range(1..2 * prompt)) } else { (0, 0) };
+                let arrival = sim.now() + SimDuration::from_micros(rng.random_range(0..5_000));
                 let req = Request {
-                    id: RequestId(1_000_000 + extra),
-                    arrival: sim.now() + SimDuration::from_micros(rng.random_range(0..5_000)),
-                    prompt_tokens: Tokens(prompt),
-                    output_tokens: Tokens(rng.random_range(1..200)),
-                    priority: 0,
                     prefix_group,
                     prefix_tokens: Tokens(prefix_tokens),
-                    class: 0,
-                    trace_blocks: None,
-                    trace_block_tokens: 0,
+                    ..Request::plain(1_000_000 + extra, arrival, prompt, rng.random_range(1..200))
                 };
                 sim.submit(req).unwrap();
             }
@@ -532,18 +515,8 @@ fn fast_forward_leaves_alone_sequences_whose_shared_prefix_outgrows_their_prompt
         let spec = spec.validate().unwrap();
         let mut sim = Simulation::new(&spec).unwrap().without_workload();
         for (id, at_ms, prompt) in [(0u64, 0u64, 32u32), (1, 10_000, 4_000)] {
-            let req = Request {
-                id: RequestId(id),
-                arrival: SimTime(at_ms * 1_000_000),
-                prompt_tokens: Tokens(prompt),
-                output_tokens: Tokens(4_000),
-                priority: 0,
-                prefix_group: 1,
-                prefix_tokens: Tokens(8_000),
-                class: 0,
-                trace_blocks: None,
-                trace_block_tokens: 0,
-            };
+            let req =
+                Request { prefix_group: 1, prefix_tokens: Tokens(8_000), ..Request::plain(id, SimTime(at_ms * 1_000_000), prompt, 4_000) };
             sim.submit(req).unwrap();
         }
         let mut rec = Rows::default();
