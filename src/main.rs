@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "simctl", version, about, long_about = None, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl sweep --grid arrival_rate=12/s..36/s:6/s \\\n      --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep\n  simctl sweep --find-max arrival_rate --slo-attainment 0.9 \\\n      --grid router.policy=round_robin,least_loaded\n  simctl report out/sweep --html out/sweep/report.html\n  simctl compare out/base out/new --fail-if 'ttft_ms.p95>+10%'\n  simctl check scenarios/*.scn\n  simctl calibrate --model tiny-llama --endpoint http://127.0.0.1:8011 \\\n      --out profiles/tiny.yaml\n  simctl live --endpoint http://127.0.0.1:8011 \\\n      --endpoint http://127.0.0.1:8012\n  simctl topology\n  simctl eval --endpoint http://127.0.0.1:8000 --allow-missing-metrics \\\n      --out out/eval/dense\n  simctl scorecard out/eval/dense --plot score.png"
+    after_help = "Examples:\n  simctl run\n  simctl run scenarios/mig_slices.scn --set arrival_rate=36/s --out out/mig\n  simctl sweep --grid arrival_rate=12/s..36/s:6/s \\\n      --grid router.policy=round_robin,telemetry --seeds 3 --out out/sweep\n  simctl sweep --find-max arrival_rate --slo-attainment 0.9 \\\n      --grid router.policy=round_robin,least_loaded\n  simctl report out/sweep --html out/sweep/report.html\n  simctl compare out/base out/new --fail-if 'ttft_ms.p95>+10%'\n  simctl check scenarios/*.scn\n  simctl calibrate --model tiny-llama --endpoint http://127.0.0.1:8011 \\\n      --out profiles/tiny.yaml\n  simctl live --endpoint http://127.0.0.1:8011 \\\n      --endpoint http://127.0.0.1:8012\n  simctl topology\n  simctl catalogue\n  simctl eval --endpoint http://127.0.0.1:8000 --allow-missing-metrics \\\n      --out out/eval/dense\n  simctl scorecard out/eval/dense --plot score.png"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +38,7 @@ enum Command {
     Scorecard(cmd::scorecard::ScorecardArgs),
     Calibrate(cmd::calibrate::CalibrateArgs),
     Topology(cmd::topology::TopologyArgs),
+    Catalogue(cmd::catalogue::CatalogueArgs),
     Validate(cmd::validate::ValidateArgs),
 }
 
@@ -86,6 +87,7 @@ fn main() -> ExitCode {
         Command::Scorecard(a) => cmd::scorecard::run(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Topology(a) => cmd::topology::run(a),
+        Command::Catalogue(a) => cmd::catalogue::run(a),
         Command::Validate(a) => cmd::validate::run(a),
     };
     match result {

@@ -228,7 +228,7 @@ fn show(d: &RooflineParams) -> String {
 
 fn score(rows: &[(SiliconRow, Deployment)], d: &RooflineParams, client: Client, split: impl Fn(&SiliconRow) -> Split) -> Vec<Scored> {
     rows.iter()
-        .filter_map(|(r, dep)| match silicon::predict(r, dep, d, client) {
+        .filter_map(|(r, dep)| match silicon::predict(r, dep, &silicon::GpuModel::Roofline(*d), client) {
             Ok(p) => {
                 Some(Scored { row: r.clone(), gpu: dep.gpu.name.clone(), model: dep.model.name.clone(), split: split(r), prediction: p })
             }

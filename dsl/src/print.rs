@@ -125,6 +125,17 @@ pub fn print(spec: &ScenarioSpec) -> String {
                     ns(p.frontend)
                 );
             }
+            PerfSpec::Kernels { gpu, backend, overheads, expert_parallel } => {
+                let _ = writeln!(
+                    o,
+                    "  gpu = {}\n  backend = {}\n  perf_model = kernels\n  step_overhead = {}\n  seq_overhead = {}\n  prefill_layer_overhead = {}\n  expert_parallel = {expert_parallel}",
+                    q(&gpu.name),
+                    backend.as_str(),
+                    ns(overheads.step),
+                    ns(overheads.per_seq),
+                    ns(overheads.prefill_per_layer)
+                );
+            }
             PerfSpec::Fitted { cost, tp } => {
                 let c: Vec<String> = cost.c.iter().map(|x| x.to_string()).collect();
                 let _ = writeln!(o, "  fitted = [{}]", c.join(", "));

@@ -20,8 +20,11 @@ pub enum NumberFormat {
     Fp32,
     /// BF16 or FP16 (the native format of the catalogue's checkpoints).
     Bf16,
-    /// FP8 (E4M3), per-tensor or block scales (one FP32 per 128×128 block: negligible).
+    /// FP8 (E4M3) with per-tensor scales.
     Fp8,
+    /// FP8 (E4M3) with block scales (one FP32 per 128×128 block: negligible bytes), as the
+    /// DeepSeek-style checkpoints (Qwen3 FP8, MiniMax-M2) ship; their GEMMs run other kernels.
+    Fp8Block,
     /// NVFP4: 4-bit values and one FP8 scale per 16 (NVIDIA Blackwell).
     Nvfp4,
     /// MXFP4 (OCP microscaling): 4-bit values and one 8-bit scale per 32 (gpt-oss checkpoints).
@@ -36,7 +39,7 @@ impl NumberFormat {
         match self {
             NumberFormat::Fp32 => 4.0,
             NumberFormat::Bf16 => 2.0,
-            NumberFormat::Fp8 => 1.0,
+            NumberFormat::Fp8 | NumberFormat::Fp8Block => 1.0,
             NumberFormat::Nvfp4 => 0.5 + 1.0 / 16.0,
             NumberFormat::Mxfp4 => 0.5 + 1.0 / 32.0,
             NumberFormat::Int4 => 0.5 + 2.0 / 128.0,
@@ -48,21 +51,30 @@ impl NumberFormat {
             NumberFormat::Fp32 => "fp32",
             NumberFormat::Bf16 => "bf16",
             NumberFormat::Fp8 => "fp8",
+            NumberFormat::Fp8Block => "fp8_block",
             NumberFormat::Nvfp4 => "nvfp4",
             NumberFormat::Mxfp4 => "mxfp4",
             NumberFormat::Int4 => "int4",
         }
     }
     /// Every format, for help texts.
-    pub const ALL: [NumberFormat; 6] =
-        [NumberFormat::Fp32, NumberFormat::Bf16, NumberFormat::Fp8, NumberFormat::Nvfp4, NumberFormat::Mxfp4, NumberFormat::Int4];
+    pub const ALL: [NumberFormat; 7] = [
+        NumberFormat::Fp32,
+        NumberFormat::Bf16,
+        NumberFormat::Fp8,
+        NumberFormat::Fp8Block,
+        NumberFormat::Nvfp4,
+        NumberFormat::Mxfp4,
+        NumberFormat::Int4,
+    ];
     /// Parses a format name; also the spellings of AIConfigurator's quant modes (`fp8_block`,
     /// `int4_wo`, `fp16`; an empty name is the native BF16).
     pub fn parse(s: &str) -> Option<NumberFormat> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
             "fp32" | "float32" => NumberFormat::Fp32,
             "" | "bf16" | "fp16" | "float16" | "bfloat16" => NumberFormat::Bf16,
-            "fp8" | "fp8_block" | "fp8_e4m3" => NumberFormat::Fp8,
+            "fp8" | "fp8_e4m3" => NumberFormat::Fp8,
+            "fp8_block" | "fp8block" => NumberFormat::Fp8Block,
             "nvfp4" | "fp4" => NumberFormat::Nvfp4,
             "mxfp4" => NumberFormat::Mxfp4,
             "int4" | "int4_wo" | "w4a16" => NumberFormat::Int4,
@@ -109,7 +121,7 @@ impl GpuSpec {
     pub fn peak_for(&self, f: NumberFormat) -> f64 {
         let or_bf16 = |x: f64| if x > 0.0 { x } else { self.peak_flops };
         match f {
-            NumberFormat::Fp8 => or_bf16(self.fp8_flops),
+            NumberFormat::Fp8 | NumberFormat::Fp8Block => or_bf16(self.fp8_flops),
             NumberFormat::Nvfp4 | NumberFormat::Mxfp4 => or_bf16(self.fp4_flops),
             NumberFormat::Fp32 | NumberFormat::Bf16 | NumberFormat::Int4 => self.peak_flops,
         }
@@ -171,6 +183,11 @@ pub fn gpus() -> Vec<GpuSpec> {
         // dense (1,080 PFLOPS per rack); 8 TB/s HBM3e, 279 GB (20.1 TB / 72); NVLink 5 1.8 TB/s.
         // Price: approximate.
         g("gb300", [2500.0 * TFLOPS, 5000.0 * TFLOPS, 15000.0 * TFLOPS], 8.0 * TB_S, 279 * GB, 900.0 * GB_S, 7.50),
+        // RTX PRO 6000 Blackwell Server Edition, NVIDIA datasheet: 96 GB GDDR7 at 1,597 GB/s,
+        // PCIe Gen5 x16 (64 GB/s per direction), no NVLink; dense tensor rates as
+        // AIConfigurator's system file gives them (467.8 TFLOPS BF16, 935.6 FP8, 1,871 FP4 at
+        // 2,430 MHz). Price: approximate.
+        g("rtx-pro-6000", [467.8 * TFLOPS, 935.6 * TFLOPS, 1871.2 * TFLOPS], 1.597 * TB_S, 96 * GB, 64.0 * GB_S, 1.80),
         mig("h100-mig-1g", 16.0, 1.0, 10 * GB, 1.0),
         mig("h100-mig-2g", 32.0, 2.0, 20 * GB, 2.0),
         mig("h100-mig-3g", 60.0, 4.0, 40 * GB, 3.0),
@@ -383,8 +400,8 @@ pub fn models() -> Vec<ModelSpec> {
         // of intermediate 1536, 8 active, no shared expert, vocab 200064, untied (229 B total,
         // 10 B active). The shipped checkpoint is FP8 (block scales).
         m("minimax-m2.5", 62, 3072, 48, 8, 128, 1536, 200064, 256, 8, false).with_formats(
-            NumberFormat::Fp8,
-            NumberFormat::Fp8,
+            NumberFormat::Fp8Block,
+            NumberFormat::Fp8Block,
             NumberFormat::Bf16,
         ),
     ]

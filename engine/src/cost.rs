@@ -320,6 +320,11 @@ pub fn build(perf: &PerfSpec, model: &ModelSpec, tp: u32) -> Box<dyn StepCostMod
             overhead: *step_overhead,
         }),
         PerfSpec::Roofline { gpu, params } => Box::new(RooflineCost::with_defaults(model, gpu, tp, params)),
+        PerfSpec::Kernels { gpu, backend, overheads, expert_parallel } => match crate::kernels::tables(&gpu.name, *backend) {
+            Some(t) => Box::new(crate::kernels::KernelCost::new(model, gpu, tp, t, *overheads, *expert_parallel)),
+            // Validation refuses kernel models without tables; the datasheet roofline else.
+            None => Box::new(RooflineCost::with_defaults(model, gpu, tp, &crate::catalogue::RooflineParams::GENERIC)),
+        },
         PerfSpec::Fitted { cost, .. } => Box::new(*cost),
     }
 }

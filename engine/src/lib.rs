@@ -55,6 +55,8 @@ mod cluster;
 pub mod cost;
 pub mod examples;
 mod instance;
+pub mod inventory;
+pub mod kernels;
 pub mod kv;
 pub mod profile;
 pub mod queue;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod calibrate;
+pub mod catalogue;
 pub mod check;
 pub mod compare;
 pub mod eval;

@@ -1,9 +1,10 @@
 //! Fitting one group's roofline efficiencies to its rows.
 
 use simctl_engine::catalogue::{Backend, RooflineParams};
+use simctl_engine::kernels::KernelOverheads;
 use simctl_engine::time::SimDuration;
 
-use super::replay::{Client, Deployment, predict};
+use super::replay::{Client, Deployment, GpuModel, predict};
 use super::row::SiliconRow;
 
 /// Which side of the deterministic split a row is on.
@@ -119,7 +120,7 @@ pub fn search_subset(rows: &[(SiliconRow, Deployment)], n: usize) -> Vec<(Silico
 
 /// Log errors of every row under `d` (TTFT then TPOT per row); a row that cannot run
 /// counts as a large error.
-pub fn log_errors(rows: &[(SiliconRow, Deployment)], d: &RooflineParams, client: Client) -> Vec<f64> {
+pub fn log_errors(rows: &[(SiliconRow, Deployment)], d: &GpuModel, client: Client) -> Vec<f64> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(rows.len().max(1));
     let chunk = rows.len().div_ceil(threads.max(1)).max(1);
     let mut out = Vec::with_capacity(rows.len() * 2);
@@ -159,31 +160,76 @@ fn loss(errors: &[f64]) -> f64 {
 /// Fits a group's constants to `rows` from `start` by a Nelder-Mead search over their
 /// logarithms (at most `max_evaluations` simulations of the group).
 pub fn fit_group(rows: &[(SiliconRow, Deployment)], start: RooflineParams, client: Client, max_evaluations: u32) -> FitResult {
-    let f = |x: &[f64; DIMS]| loss(&log_errors(rows, &decode(x), client));
-    let x0 = encode(&start);
-    // Initial simplex: each coordinate moved by a factor of about 2.
-    let mut simplex: Vec<([f64; DIMS], f64)> = vec![(x0, f(&x0))];
-    for k in 0..DIMS {
+    let f = |x: &[f64; DIMS]| loss(&log_errors(rows, &GpuModel::Roofline(decode(x)), client));
+    let (x, loss, evaluations) = nelder_mead(f, encode(&start), max_evaluations);
+    FitResult { defaults: decode(&x), loss, evaluations }
+}
+
+/// Bounds of the kernel model's two engine overheads: at most a few milliseconds a step and
+/// a few hundred microseconds a sequence (their physical range: an engine's CPU work).
+const KERNEL_STEP_S: (f64, f64) = (1e-6, 5e-3);
+const KERNEL_SEQ_S: (f64, f64) = (0.1e-6, 200e-6);
+/// Launching one layer's kernels from the CPU: a fraction of a microsecond to a millisecond
+/// (AIConfigurator's own vLLM figure is 0.8 ms a layer per request).
+const KERNEL_PREFILL_LAYER_S: (f64, f64) = (0.1e-6, 1e-3);
+
+/// Where the overhead search starts: a tenth of a millisecond a step, tens of microseconds a
+/// sequence, a few hundred microseconds a prefill layer (the order engine profiles show).
+pub const KERNEL_START: KernelOverheads = KernelOverheads {
+    step: SimDuration::from_micros(100),
+    per_seq: SimDuration::from_micros(20),
+    prefill_per_layer: SimDuration::from_micros(300),
+};
+
+/// The kernel model's engine overheads fitted to `rows` (a Nelder-Mead search over their
+/// logarithms from `start`, at most `max_evaluations` simulations of the rows), and the
+/// loss at them.
+pub fn fit_overheads(
+    rows: &[(SiliconRow, Deployment)],
+    start: KernelOverheads,
+    client: Client,
+    max_evaluations: u32,
+) -> (KernelOverheads, f64, u32) {
+    let decode = |x: &[f64; 3]| KernelOverheads {
+        step: SimDuration::from_secs_f64(clamp_exp(x[0], KERNEL_STEP_S)),
+        per_seq: SimDuration::from_secs_f64(clamp_exp(x[1], KERNEL_SEQ_S)),
+        prefill_per_layer: SimDuration::from_secs_f64(clamp_exp(x[2], KERNEL_PREFILL_LAYER_S)),
+    };
+    let x0 = [
+        start.step.as_secs_f64().max(KERNEL_STEP_S.0).ln(),
+        start.per_seq.as_secs_f64().max(KERNEL_SEQ_S.0).ln(),
+        start.prefill_per_layer.as_secs_f64().max(KERNEL_PREFILL_LAYER_S.0).ln(),
+    ];
+    let f = |x: &[f64; 3]| loss(&log_errors(rows, &GpuModel::Kernels(decode(x)), client));
+    let (x, l, n) = nelder_mead(f, x0, max_evaluations);
+    (decode(&x), l, n)
+}
+
+/// Minimises `f` from `x0` (Nelder-Mead, a first simplex a factor of 2 along each axis in log
+/// space) with at most `max_evaluations` calls; the best point, its value and the calls made.
+fn nelder_mead<const D: usize>(f: impl Fn(&[f64; D]) -> f64, x0: [f64; D], max_evaluations: u32) -> ([f64; D], f64, u32) {
+    let mut simplex: Vec<([f64; D], f64)> = vec![(x0, f(&x0))];
+    for k in 0..D {
         let mut x = x0;
         x[k] += 0.7;
         simplex.push((x, f(&x)));
     }
-    let mut evaluations = DIMS as u32 + 1;
+    let mut evaluations = D as u32 + 1;
     while evaluations < max_evaluations {
         simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-        if simplex[DIMS].1 - simplex[0].1 < 1e-4 {
+        if simplex[D].1 - simplex[0].1 < 1e-4 {
             break;
         }
-        let mut centroid = [0.0; DIMS];
-        for (x, _) in &simplex[..DIMS] {
-            for k in 0..DIMS {
-                centroid[k] += x[k] / DIMS as f64;
+        let mut centroid = [0.0; D];
+        for (x, _) in &simplex[..D] {
+            for k in 0..D {
+                centroid[k] += x[k] / D as f64;
             }
         }
-        let towards = |t: f64| -> [f64; DIMS] {
-            let mut x = [0.0; DIMS];
-            for k in 0..DIMS {
-                x[k] = centroid[k] + t * (simplex[DIMS].0[k] - centroid[k]);
+        let towards = |t: f64| -> [f64; D] {
+            let mut x = [0.0; D];
+            for k in 0..D {
+                x[k] = centroid[k] + t * (simplex[D].0[k] - centroid[k]);
             }
             x
         };
@@ -194,15 +240,15 @@ pub fn fit_group(rows: &[(SiliconRow, Deployment)], start: RooflineParams, clien
             let xe = towards(-2.0);
             let fe = f(&xe);
             evaluations += 1;
-            simplex[DIMS] = if fe < fr { (xe, fe) } else { (xr, fr) };
-        } else if fr < simplex[DIMS - 1].1 {
-            simplex[DIMS] = (xr, fr);
+            simplex[D] = if fe < fr { (xe, fe) } else { (xr, fr) };
+        } else if fr < simplex[D - 1].1 {
+            simplex[D] = (xr, fr);
         } else {
             let xc = towards(0.5);
             let fc = f(&xc);
             evaluations += 1;
-            if fc < simplex[DIMS].1 {
-                simplex[DIMS] = (xc, fc);
+            if fc < simplex[D].1 {
+                simplex[D] = (xc, fc);
             } else {
                 let best = simplex[0].0;
                 for s in simplex.iter_mut().skip(1) {
@@ -216,5 +262,5 @@ pub fn fit_group(rows: &[(SiliconRow, Deployment)], start: RooflineParams, clien
         }
     }
     simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-    FitResult { defaults: decode(&simplex[0].0), loss: simplex[0].1, evaluations }
+    (simplex[0].0, simplex[0].1, evaluations)
 }

@@ -2,8 +2,9 @@
 
 use simctl_engine::Simulation;
 use simctl_engine::catalogue::{self, GpuSpec, ModelSpec, NumberFormat, RooflineParams};
-use simctl_engine::cost::{BatchShape, RooflineCost, StepCostModel};
+use simctl_engine::cost::{self, BatchShape};
 use simctl_engine::examples;
+use simctl_engine::kernels::KernelOverheads;
 use simctl_engine::record::{Outcome, Recorder, RequestRecord};
 use simctl_engine::request::Request;
 use simctl_engine::spec::{ArrivalSpec, EngineSpec, LengthSpec, PerfSpec, RunSpec, ScenarioSpec};
@@ -131,10 +132,64 @@ pub fn deployment(row: &SiliconRow) -> Result<Deployment, String> {
     if row.parallel.pp > 1 {
         return Err("pipeline parallelism is not modelled".into());
     }
-    let (w, e, kv) = formats(row)?;
-    let model = catalogue::model(name).expect("mapped name is in the catalogue").with_formats(w, e, kv);
+    let (mut w, e, kv) = formats(row)?;
+    let base = catalogue::model(name).expect("mapped name is in the catalogue");
+    // gpt-oss checkpoints ship MXFP4 experts and BF16 attention, whatever the row's quant
+    // modes call them (`nvfp4`).
+    let mut e = e;
+    if name.starts_with("gpt-oss") {
+        w = base.weights;
+        e = base.expert_weights;
+    }
+    // FP8 checkpoints with block scales (MiniMax-M2.5's; Qwen3's `-FP8` releases, "fine-grained
+    // FP8 with block size 128" per their model cards) run block-scaled FP8 kernels, whichever
+    // name the row gives the quant mode.
+    let block = name == "minimax-m2.5" || (name.starts_with("qwen3") && row.model_path.to_ascii_uppercase().ends_with("-FP8"));
+    if block {
+        let blockwise = |f: NumberFormat| if f == NumberFormat::Fp8 { NumberFormat::Fp8Block } else { f };
+        w = blockwise(w);
+        e = blockwise(e);
+    }
+    let model = base.with_formats(w, e, kv);
     let gpu = catalogue::gpu(gpu).expect("mapped GPU is in the catalogue");
     Ok(Deployment { model, gpu, gpus: row.parallel.gpus() })
+}
+
+/// The GPU model a replay runs: the datasheet roofline with its constants, or the measured
+/// kernel tables of the row's GPU and engine with the engine's overheads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GpuModel {
+    /// [`PerfSpec::Roofline`] with these constants.
+    Roofline(RooflineParams),
+    /// [`PerfSpec::Kernels`] with these overheads.
+    Kernels(KernelOverheads),
+}
+
+impl GpuModel {
+    /// Latency each request pays before it reaches the engine (the roofline's fitted
+    /// `frontend`; the kernel model has none).
+    fn frontend(&self) -> SimDuration {
+        match self {
+            GpuModel::Roofline(p) => p.frontend,
+            GpuModel::Kernels(_) => SimDuration::ZERO,
+        }
+    }
+
+    /// The hardware's performance model for `row` on `dep`.
+    pub fn perf(&self, row: &SiliconRow, dep: &Deployment) -> PerfSpec {
+        match self {
+            // The replay adds the frontend latency itself (it delays the arrival at the engine).
+            GpuModel::Roofline(eff) => {
+                PerfSpec::Roofline { gpu: dep.gpu.clone(), params: RooflineParams { frontend: SimDuration::ZERO, ..*eff } }
+            }
+            GpuModel::Kernels(o) => PerfSpec::Kernels {
+                gpu: dep.gpu.clone(),
+                backend: row.backend,
+                overheads: *o,
+                expert_parallel: row.parallel.moe_ep > 1 && row.parallel.moe_tp <= 1,
+            },
+        }
+    }
 }
 
 /// Predicted means of one row.
@@ -156,7 +211,7 @@ impl Recorder for Collect {
 }
 
 /// The scenario of one instance of `dep` with `eff`, serving `row`'s lengths.
-pub fn scenario(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams) -> ScenarioSpec {
+pub fn scenario(row: &SiliconRow, dep: &Deployment, model: &GpuModel) -> ScenarioSpec {
     let mut spec = examples::single_server(0.5, 1.0, true, 1);
     spec.name = row.id.clone();
     spec.model = dep.model.clone();
@@ -164,8 +219,7 @@ pub fn scenario(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams) -> Sce
     hw.name = dep.gpu.name.clone();
     hw.cost_per_hour = dep.gpu.cost_per_hour;
     hw.kv_capacity_tokens = None;
-    // The replay adds the frontend latency itself (it delays the arrival at the engine).
-    hw.perf = PerfSpec::Roofline { gpu: dep.gpu.clone(), params: RooflineParams { frontend: SimDuration::ZERO, ..*eff } };
+    hw.perf = model.perf(row, dep);
     let pool = &mut spec.pools[0];
     pool.engine = EngineSpec {
         max_batch_tokens: MAX_BATCH_TOKENS,
@@ -185,8 +239,8 @@ pub fn scenario(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams) -> Sce
 
 /// Unloaded latency of one request while `users` decode together: its prefill alone, then
 /// `osl` decode steps of `users` sequences at mid context. Only spreads the ramp.
-fn latency_estimate(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams) -> SimDuration {
-    let c = RooflineCost::with_defaults(&dep.model, &dep.gpu, dep.gpus, eff);
+fn latency_estimate(row: &SiliconRow, dep: &Deployment, model: &GpuModel) -> SimDuration {
+    let c = cost::build(&model.perf(row, dep), &dep.model, dep.gpus);
     let isl = u64::from(row.isl);
     let prefill = c.step_time(&BatchShape {
         prefill_tokens: row.isl,
@@ -209,7 +263,7 @@ fn latency_estimate(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams) ->
 /// The frontend latency delays each request's arrival at the engine (the API server takes
 /// it in first) and counts in its TTFT; the next request of a user leaves when the last
 /// token of the previous one arrives.
-pub fn predict(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams, client: Client) -> Result<Prediction, String> {
+pub fn predict(row: &SiliconRow, dep: &Deployment, eff: &GpuModel, client: Client) -> Result<Prediction, String> {
     match client.ramp {
         Ramp::Burst | Ramp::Staggered => simulate(row, dep, eff, client.ramp, client.rounds, client.warmup),
         Ramp::BurstThenSteady => {
@@ -226,12 +280,12 @@ pub fn predict(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams, client:
     }
 }
 
-fn simulate(row: &SiliconRow, dep: &Deployment, eff: &RooflineParams, ramp: Ramp, rounds: u32, warmup: u32) -> Result<Prediction, String> {
+fn simulate(row: &SiliconRow, dep: &Deployment, eff: &GpuModel, ramp: Ramp, rounds: u32, warmup: u32) -> Result<Prediction, String> {
     let valid = scenario(row, dep, eff).validate().map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
     let mut sim = Simulation::new(&valid).map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?.without_workload();
     let users = u64::from(row.concurrency);
     let spread = if ramp == Ramp::Staggered { latency_estimate(row, dep, eff) } else { SimDuration::ZERO };
-    let frontend = eff.frontend;
+    let frontend = eff.frontend();
     let request = |id: u64, sent: SimTime| Request::plain(id, sent + frontend, row.isl, row.osl.max(1));
     let submit = |sim: &mut Simulation, id: u64, sent: SimTime| sim.submit(request(id, sent)).map_err(|e| e.to_string());
     for u in 0..users {

@@ -77,45 +77,15 @@ impl RooflineParams {
     };
 }
 
-/// Constants fitted to measured serving rows, per engine and catalogue GPU.
+/// The roofline's defaults for `gpu` (a catalogue name) served by `backend`:
+/// [`RooflineParams::GENERIC`] for every GPU and engine.
 ///
-/// Source: NVIDIA AIConfigurator's `silicon_sample.csv` (github.com/ai-dynamo/aiconfigurator,
-/// commit 095f58a51c4ca8e61b66ec108d86f223f8d559ce, Apache-2.0), the `agg` rows whose model
-/// the catalogue has, fitted on three quarters of each group's deployments by
-/// `cargo run --release -p simctl-calibration --example fit_silicon` (see
-/// `docs/zero-shot.md`, which also lists the errors on the quarter held out).
-/// The search and its residuals: `docs/zero-shot.md`. An `mbu` of 1 is the search's bound:
-/// the decode steps of these deployments read at the datasheet bandwidth or the model
-/// counts more bytes than they read (see the doc's caveats).
-const FITTED: &[(Backend, &str, RooflineParams)] = &[
-    // vLLM on b200: fitted on 377 rows.
-    (Backend::Vllm, "b200", fitted(0.228, 1.0, 960, 27.9, 69.5, 0.58, 0.919, 52.6)),
-    // vLLM on b300: fitted on 74 rows.
-    (Backend::Vllm, "b300", fitted(0.263, 1.0, 191, 52.2, 94.9, 0.772, 1.0, 61.3)),
-    // vLLM on h100-sxm: fitted on 96 rows.
-    (Backend::Vllm, "h100-sxm", fitted(0.581, 0.92, 705, 94.2, 61.5, 0.387, 0.675, 34.1)),
-    // vLLM on h200: fitted on 243 rows.
-    (Backend::Vllm, "h200", fitted(0.469, 1.0, 938, 21.1, 63.8, 0.263, 0.617, 41.6)),
-];
-
-/// `(mfu, mbu, step µs, per-sequence µs, per-layer µs, MoE efficiency, 4-bit MoE
-/// efficiency, frontend ms)` as `fit_silicon` prints them.
-#[allow(clippy::too_many_arguments)]
-const fn fitted(mfu: f64, mbu: f64, step_us: u64, seq_us: f64, layer_us: f64, moe: f64, moe_fp4: f64, frontend_ms: f64) -> RooflineParams {
-    RooflineParams {
-        mfu,
-        mbu,
-        step_overhead: SimDuration::from_micros(step_us),
-        seq_overhead: SimDuration::from_nanos((seq_us * 1e3) as u64),
-        layer_overhead: SimDuration::from_nanos((layer_us * 1e3) as u64),
-        moe_efficiency: moe,
-        moe_efficiency_fp4: moe_fp4,
-        frontend: SimDuration::from_nanos((frontend_ms * 1e6) as u64),
-    }
-}
-
-/// The defaults for `gpu` (a catalogue name) served by `backend`: the fitted constants
-/// where the data has that engine on that GPU, [`RooflineParams::GENERIC`] otherwise.
-pub fn roofline_defaults(gpu: &str, backend: Backend) -> RooflineParams {
-    FITTED.iter().find(|(b, g, _)| *b == backend && *g == gpu).map_or(RooflineParams::GENERIC, |(_, _, p)| *p)
+/// The roofline is the fallback for GPUs and engines without measured kernel tables (MIG
+/// slices, TensorRT-LLM) and what `perf_model = roofline` asks for. Per-GPU constants fitted
+/// to serving measurements used to be the defaults here; they fitted their own rows and
+/// missed independent runs badly (issue 22), so the zero-shot model is now composed from
+/// measured kernel times ([`crate::kernels`]) and the roofline keeps datasheet-level
+/// efficiencies.
+pub fn roofline_defaults(_gpu: &str, _backend: Backend) -> RooflineParams {
+    RooflineParams::GENERIC
 }

@@ -109,6 +109,19 @@ pub enum PerfSpec {
         /// scenario sets them).
         params: crate::catalogue::RooflineParams,
     },
+    /// Step times composed from measured kernel times (the catalogue's zero-shot model
+    /// where the GPU has tables for the backend, [`crate::kernels`]).
+    Kernels {
+        /// The GPU.
+        gpu: GpuSpec,
+        /// The serving engine whose tables are read.
+        backend: crate::catalogue::Backend,
+        /// The engine's time outside the kernels.
+        overheads: crate::kernels::KernelOverheads,
+        /// Experts spread over the instance's GPUs (expert parallelism, vLLM's
+        /// `--enable-expert-parallel`) rather than split by tensor parallelism.
+        expert_parallel: bool,
+    },
     /// Coefficients fitted from measurements (a calibration profile).
     Fitted {
         /// The fitted step cost model and its per-request frontend latency.
@@ -294,7 +307,7 @@ impl ScenarioSpec {
         }
         let mem = match (&hw.perf, hw.memory_bytes) {
             (_, Some(m)) => m,
-            (PerfSpec::Roofline { gpu, .. }, None) => gpu.memory_bytes,
+            (PerfSpec::Roofline { gpu, .. } | PerfSpec::Kernels { gpu, .. }, None) => gpu.memory_bytes,
             (PerfSpec::Rates { .. } | PerfSpec::Fitted { .. }, None) => {
                 return Err(format!("hardware `{}` has neither `memory` nor `kv_capacity`; give one so the KV cache has a size", hw.name));
             }

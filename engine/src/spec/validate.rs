@@ -80,7 +80,8 @@ impl ScenarioSpec {
                 kv_blocks.push(self.kv_capacity_blocks(hw, inst.tp, &pool.engine).expect("checked by problems()"));
             }
         }
-        let warnings = self.kv_fit_warnings(&kv_blocks);
+        let mut warnings = self.kv_fit_warnings(&kv_blocks);
+        warnings.extend(self.kernel_warnings());
         Ok(ValidSpec { spec: self, kv_blocks, warnings })
     }
 
@@ -177,6 +178,11 @@ impl ScenarioSpec {
                 PerfSpec::Fitted { cost, .. } => {
                     if cost.c.iter().any(|c| !c.is_finite()) || cost.c[0] < 0.0 {
                         e(format!("{hp}.profile"), "the profile's coefficients must be finite, with c0 >= 0".into());
+                    }
+                }
+                PerfSpec::Kernels { gpu, backend, .. } => {
+                    if crate::kernels::tables(&gpu.name, *backend).is_none() {
+                        e(format!("{hp}.backend"), format!("no kernel tables for {} under {}", gpu.name, backend.as_str()));
                     }
                 }
                 PerfSpec::Roofline { params, .. } => {
@@ -411,6 +417,72 @@ impl ScenarioSpec {
             && let Err(e) = TraceReader::open(&t.path, t.format, t.skip_invalid)
         {
             errs.push(SpecError::new("workload.trace", e.to_string()));
+        }
+    }
+
+    /// Where instances on the kernel-table model lean on extrapolation: shapes the tables do
+    /// not hold, and steps or contexts beyond the measured ranges (one warning per hardware,
+    /// parallelism and engine limits).
+    fn kernel_warnings(&self) -> Vec<SpecWarning> {
+        let mut seen: Vec<(usize, u32, u32, u32)> = Vec::new();
+        let mut out = Vec::new();
+        let longest = self.longest_request();
+        for pool in &self.pools {
+            for inst in &pool.instances {
+                let hw = &self.hardware[inst.hardware];
+                let PerfSpec::Kernels { gpu, backend, overheads, expert_parallel } = &hw.perf else { continue };
+                let key = (inst.hardware, inst.tp, pool.engine.max_batch_tokens, pool.engine.max_seqs);
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key);
+                let Some(t) = crate::kernels::tables(&gpu.name, *backend) else { continue };
+                let c = crate::kernels::KernelCost::new(&self.model, gpu, inst.tp, t, *overheads, *expert_parallel);
+                let max_context = longest.map_or(0, |n| n.min(u64::from(u32::MAX)) as u32);
+                let notes = c.extrapolations().iter().cloned().chain(c.range_extrapolations(
+                    pool.engine.max_batch_tokens,
+                    pool.engine.max_seqs,
+                    max_context,
+                ));
+                for n in notes {
+                    out.push(SpecWarning {
+                        path: format!("hardware.{}", hw.name),
+                        message: format!(
+                            "{} (tp {}, pool {}): {}; zero-shot times there are extrapolated",
+                            n.kernel, inst.tp, pool.name, n.detail
+                        ),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The longest prompt plus output the workload can send, when its lengths are bounded.
+    fn longest_request(&self) -> Option<u64> {
+        fn bound(l: &LengthSpec) -> Option<u64> {
+            match l {
+                LengthSpec::Constant(n) => Some(u64::from(*n)),
+                LengthSpec::Uniform { hi, .. } => Some(u64::from(*hi)),
+                LengthSpec::Empirical(v) => v.iter().copied().max().map(u64::from),
+                LengthSpec::Clamped { max, .. } => Some(u64::from(*max)),
+                _ => None,
+            }
+        }
+        let w = &self.workload;
+        if w.trace.is_some() {
+            return None;
+        }
+        let one = |p: &LengthSpec, o: &LengthSpec, prefix: Option<u64>| Some(bound(p)? + bound(o)? + prefix.unwrap_or(0));
+        if w.classes.is_empty() {
+            one(&w.prompt, &w.output, w.prefix.map(|x| u64::from(x.tokens)))
+        } else {
+            w.classes
+                .iter()
+                .map(|c| one(&c.prompt, &c.output, c.prefix.map(|x| u64::from(x.tokens))))
+                .collect::<Option<Vec<_>>>()?
+                .into_iter()
+                .max()
         }
     }
 

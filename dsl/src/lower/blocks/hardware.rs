@@ -85,6 +85,9 @@ impl Cx {
                 "layer_overhead",
                 "moe_efficiency",
                 "moe_efficiency_fp4",
+                "perf_model",
+                "expert_parallel",
+                "prefill_layer_overhead",
             ],
         );
         let gpu = match s.get("gpu") {
@@ -210,20 +213,99 @@ impl Cx {
                     }
                     None => catalogue::Backend::Vllm,
                 };
-                let d = catalogue::roofline_defaults(&g.name, backend);
-                let frac = |cx: &mut Self, k: &str, def: f64| s.get(k).map_or(Some(def), |v| cx.fraction(v, k));
-                let dur = |cx: &mut Self, k: &str, def: SimDuration| s.get(k).map_or(Some(def), |v| cx.duration(v, k));
-                let params = catalogue::RooflineParams {
-                    mfu: frac(self, "mfu", d.mfu)?,
-                    mbu: frac(self, "mbu", d.mbu)?,
-                    step_overhead: overhead.unwrap_or(Some(d.step_overhead))?,
-                    seq_overhead: dur(self, "seq_overhead", d.seq_overhead)?,
-                    layer_overhead: dur(self, "layer_overhead", d.layer_overhead)?,
-                    moe_efficiency: frac(self, "moe_efficiency", d.moe_efficiency)?,
-                    moe_efficiency_fp4: frac(self, "moe_efficiency_fp4", d.moe_efficiency_fp4)?,
-                    frontend: dur(self, "frontend", d.frontend)?,
+                // The kernel-table model where the GPU has tables for the backend, unless
+                // `perf_model = roofline` or a roofline-only key asks for the datasheet model.
+                let roofline_keys = ["mfu", "mbu", "layer_overhead", "moe_efficiency", "moe_efficiency_fp4", "frontend"];
+                let has_tables = simctl_engine::kernels::tables(&g.name, backend).is_some();
+                let model = match s.get("perf_model") {
+                    Some(v) => {
+                        let n = self.name(v, "perf_model")?;
+                        match n.as_str() {
+                            "kernels" if !has_tables => {
+                                let with: Vec<String> = simctl_engine::kernels::all()
+                                    .iter()
+                                    .filter(|t| t.backend == backend)
+                                    .map(|t| t.gpu.replace('-', "_"))
+                                    .collect();
+                                self.error(
+                                    v.src,
+                                    v.span,
+                                    format!("no kernel tables for `{}` under {}", g.name, backend.as_str()),
+                                    "not measured",
+                                    Some(format!("GPUs with {} tables: {}; or `perf_model = roofline`", backend.as_str(), with.join(", "))),
+                                );
+                                return None;
+                            }
+                            "kernels" | "roofline" => n,
+                            _ => {
+                                self.error(
+                                    v.src,
+                                    v.span,
+                                    format!("unknown perf_model `{n}`"),
+                                    "not a model",
+                                    Some("`kernels` (measured kernel tables) or `roofline` (datasheet)".into()),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    None if has_tables && !roofline_keys.iter().any(|k| s.contains_key(*k)) => "kernels".into(),
+                    None => "roofline".into(),
                 };
-                PerfSpec::Roofline { gpu: g.clone(), params }
+                if model == "kernels" {
+                    if let Some((k, v)) = roofline_keys.iter().find_map(|k| s.get(*k).map(|v| (k, v))) {
+                        self.error(
+                            v.src,
+                            v.span,
+                            format!("`{k}` belongs to the roofline model, and {what} uses the measured kernel tables"),
+                            "roofline only",
+                            Some("add `perf_model = roofline` to use the datasheet roofline with this setting".into()),
+                        );
+                        return None;
+                    }
+                    let d = simctl_engine::kernels::default_overheads(backend);
+                    let dur = |cx: &mut Self, k: &str, def: SimDuration| s.get(k).map_or(Some(def), |v| cx.duration(v, k));
+                    let overheads = simctl_engine::kernels::KernelOverheads {
+                        step: overhead.unwrap_or(Some(d.step))?,
+                        per_seq: dur(self, "seq_overhead", d.per_seq)?,
+                        prefill_per_layer: dur(self, "prefill_layer_overhead", d.prefill_per_layer)?,
+                    };
+                    let expert_parallel = match s.get("expert_parallel") {
+                        Some(v) => self.boolean(v, "expert_parallel")?,
+                        None => false,
+                    };
+                    PerfSpec::Kernels { gpu: g.clone(), backend, overheads, expert_parallel }
+                } else {
+                    if let Some((k, v)) = ["prefill_layer_overhead", "expert_parallel"].iter().find_map(|k| s.get(*k).map(|v| (k, v))) {
+                        let why = if has_tables {
+                            "`perf_model = roofline` is set".to_string()
+                        } else {
+                            format!("{} has no kernel tables under {}", g.name, backend.as_str())
+                        };
+                        self.error(
+                            v.src,
+                            v.span,
+                            format!("`{k}` belongs to the kernel-table model, and {what} uses the datasheet roofline"),
+                            "kernel model only",
+                            Some(format!("{why}; `simctl catalogue` lists which GPUs have tables")),
+                        );
+                        return None;
+                    }
+                    let d = catalogue::roofline_defaults(&g.name, backend);
+                    let frac = |cx: &mut Self, k: &str, def: f64| s.get(k).map_or(Some(def), |v| cx.fraction(v, k));
+                    let dur = |cx: &mut Self, k: &str, def: SimDuration| s.get(k).map_or(Some(def), |v| cx.duration(v, k));
+                    let params = catalogue::RooflineParams {
+                        mfu: frac(self, "mfu", d.mfu)?,
+                        mbu: frac(self, "mbu", d.mbu)?,
+                        step_overhead: overhead.unwrap_or(Some(d.step_overhead))?,
+                        seq_overhead: dur(self, "seq_overhead", d.seq_overhead)?,
+                        layer_overhead: dur(self, "layer_overhead", d.layer_overhead)?,
+                        moe_efficiency: frac(self, "moe_efficiency", d.moe_efficiency)?,
+                        moe_efficiency_fp4: frac(self, "moe_efficiency_fp4", d.moe_efficiency_fp4)?,
+                        frontend: dur(self, "frontend", d.frontend)?,
+                    };
+                    PerfSpec::Roofline { gpu: g.clone(), params }
+                }
             }
             (None, Some(p), Some(d)) => {
                 PerfSpec::Rates { prefill_tok_s: p?, decode_tok_s: d?, step_overhead: overhead.unwrap_or(Some(SimDuration::ZERO))? }
