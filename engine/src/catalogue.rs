@@ -454,7 +454,8 @@ mod tests {
         assert_eq!(h.peak_for(NumberFormat::Nvfp4), h.peak_flops);
         let b = gpu("b200").unwrap();
         assert_eq!(b.peak_for(NumberFormat::Nvfp4), 4.0 * b.peak_flops);
-        assert_eq!(NumberFormat::parse("fp8_block"), Some(NumberFormat::Fp8));
+        assert_eq!(NumberFormat::parse("fp8_block"), Some(NumberFormat::Fp8Block));
+        assert_eq!(NumberFormat::Fp8Block.bytes(), NumberFormat::Fp8.bytes());
         assert_eq!(NumberFormat::parse(""), Some(NumberFormat::Bf16));
         assert_eq!(NumberFormat::parse("int4_wo"), Some(NumberFormat::Int4));
     }
