@@ -183,32 +183,11 @@ fn main() {
             println!("  {n:>5}  {why}");
         }
     }
-    if let Some(path) = &a.rows {
-        let mut o = String::from("id,engine,gpu,model,split,isl,osl,concurrency,gpus,ttft_ms,ttft_pred_ms,tpot_ms,tpot_pred_ms\n");
-        for s in &scored {
-            let r = &s.row;
-            let _ = writeln!(
-                o,
-                "{},{},{},{},{},{},{},{},{},{:.3},{:.3},{:.4},{:.4}",
-                r.id,
-                r.backend.as_str(),
-                s.gpu,
-                s.model,
-                s.split.as_str(),
-                r.isl,
-                r.osl,
-                r.concurrency,
-                r.parallel.gpus(),
-                r.ttft_ms,
-                s.prediction.ttft_ms,
-                r.tpot_ms,
-                s.prediction.tpot_ms
-            );
-        }
-        if let Err(e) = std::fs::write(path, o) {
-            eprintln!("fit_silicon: {path}: {e}");
-            std::process::exit(1);
-        }
+    if let Some(path) = &a.rows
+        && let Err(e) = std::fs::write(path, silicon::rows_csv(&scored))
+    {
+        eprintln!("fit_silicon: {path}: {e}");
+        std::process::exit(1);
     }
 }
 

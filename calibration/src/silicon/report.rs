@@ -120,3 +120,30 @@ pub fn table(scored: &[Scored]) -> String {
     }
     o
 }
+
+/// Every scored row as CSV (header included): the row, its split, the measured and the
+/// predicted means.
+pub fn rows_csv(scored: &[Scored]) -> String {
+    let mut o = String::from("id,engine,gpu,model,split,isl,osl,concurrency,gpus,ttft_ms,ttft_pred_ms,tpot_ms,tpot_pred_ms\n");
+    for s in scored {
+        let r = &s.row;
+        let _ = writeln!(
+            o,
+            "{},{},{},{},{},{},{},{},{},{:.3},{:.3},{:.4},{:.4}",
+            r.id,
+            r.backend.as_str(),
+            s.gpu,
+            s.model,
+            s.split.as_str(),
+            r.isl,
+            r.osl,
+            r.concurrency,
+            r.parallel.gpus(),
+            r.ttft_ms,
+            s.prediction.ttft_ms,
+            r.tpot_ms,
+            s.prediction.tpot_ms
+        );
+    }
+    o
+}

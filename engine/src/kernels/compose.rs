@@ -69,6 +69,10 @@ pub struct Extrapolation {
 pub struct KernelCost {
     tokens: Curve,
     seqs: Curve,
+    /// `tokens` and `seqs` at 0, 1, ..., [`DENSE`] − 1: decode steps and small prefills read
+    /// an array instead of searching the curves (the same values: the curves evaluated there).
+    tokens_at: Vec<f64>,
+    seqs_at: Vec<f64>,
     ctx: Option<BatchTable>,
     ctx_window: Option<BatchTable>,
     gen_full: Option<BatchTable>,
@@ -80,6 +84,13 @@ pub struct KernelCost {
     seq_s: f64,
     prefill_step_s: f64,
     notes: Vec<Extrapolation>,
+}
+
+/// Whole token and sequence counts whose costs are kept in arrays.
+const DENSE: usize = 1024;
+
+fn dense(c: &Curve) -> Vec<f64> {
+    (0..DENSE).map(|x| if x == 0 { 0.0 } else { c.at(x as f64) }).collect()
 }
 
 fn quadratic(r: f64) -> f64 {
@@ -191,12 +202,12 @@ impl Builder<'_> {
     fn attention(&mut self, kind: &str, key: &AttnKey, decode: bool) -> Option<BatchTable> {
         let look = |k: &AttnKey| if decode { self.t.gen_attn(k) } else { self.t.ctx(k) };
         if let Some(t) = look(key) {
-            return Some(t.clone());
+            return Some(t);
         }
         let bf16 = AttnKey { kv_dtype: "bfloat16".into(), ..key.clone() };
         if let Some(t) = look(&bf16) {
             self.note(kind, format!("{} KV not measured for this head shape: BF16 KV table", key.kv_dtype));
-            return Some(t.clone());
+            return Some(t);
         }
         // The nearest measured head shape (same window), scaled by the ratio of the work:
         // query heads × head dim for prefill (FLOPs), KV heads × head dim for decode (bytes).
@@ -278,8 +289,7 @@ impl KernelCost {
         // Tensor parallelism: two all-reduces of the hidden state (BF16) per layer.
         if tp > 1 {
             match tables.allreduce(tp) {
-                Some((ar, g)) => {
-                    let mut ar = ar.clone();
+                Some((mut ar, g)) => {
                     if g != tp {
                         let ring = |g: f64| 2.0 * (g - 1.0) / g;
                         let r = ring(f64::from(tp)) / ring(f64::from(g));
@@ -311,6 +321,8 @@ impl KernelCost {
             (None, None)
         };
         KernelCost {
+            tokens_at: dense(&tokens),
+            seqs_at: dense(&seqs),
             tokens,
             seqs,
             ctx,
@@ -407,10 +419,12 @@ impl KernelCost {
         if b.is_empty() {
             return self.step_s;
         }
-        let tokens = f64::from(b.prefill_tokens) + f64::from(b.decode_seqs);
-        let seqs = f64::from(b.prefill_seqs) + f64::from(b.decode_seqs);
+        let tokens = (b.prefill_tokens + b.decode_seqs) as usize;
+        let seqs = (b.prefill_seqs + b.decode_seqs) as usize;
+        let f = self.tokens_at.get(tokens).copied().unwrap_or_else(|| self.tokens.at(tokens as f64));
+        let g = self.seqs_at.get(seqs).copied().unwrap_or_else(|| self.seqs.at(seqs as f64));
         let dispatch = if b.prefill_tokens > 0 { self.prefill_step_s } else { 0.0 };
-        self.tokens.at(tokens) + self.seqs.at(seqs) + self.attention_s(b) + self.step_s + self.seq_s * seqs + dispatch
+        f + g + self.attention_s(b) + self.step_s + self.seq_s * seqs as f64 + dispatch
     }
 }
 
@@ -432,12 +446,12 @@ fn moe_curve(b: &mut Builder, model: &ModelSpec, tp: u32, expert_parallel: bool)
     let (first, second) = if expert_parallel { ((1, tp), (tp, 1)) } else { ((tp, 1), (1, tp)) };
     for d in moe_dtypes(model.expert_weights, t.backend) {
         if let Some(c) = t.moe(&want(d, first.0, first.1)) {
-            return c.clone();
+            return c;
         }
         if let Some(c) = t.moe(&want(d, second.0, second.1)) {
             let (a, o) = if expert_parallel { ("expert parallelism", "MoE TP") } else { ("MoE TP", "expert parallelism") };
             b.note("MoE", format!("{a} {tp} not measured for this shape: {o} {tp} instead"));
-            return c.clone();
+            return c;
         }
     }
     // Nearest measured shape in a format of the experts, at this parallelism.

@@ -19,4 +19,4 @@ mod tables;
 
 pub use compose::{Extrapolation, KernelCost, KernelOverheads, default_overheads};
 pub use curve::Curve;
-pub use tables::{AttnKey, BatchTable, KernelTables, MoeKey, all, parse, tables};
+pub use tables::{AttnKey, BatchTable, KernelTables, MoeKey, all, has_tables, parse, shipped, tables};

@@ -6,27 +6,27 @@ use std::sync::OnceLock;
 use super::curve::Curve;
 use crate::catalogue::Backend;
 
-/// The shipped files: `(AIConfigurator system, backend, text)`, made by
+/// The shipped files: `(AIConfigurator system, catalogue GPU, backend, text)`, made by
 /// `tools/kernels/convert.py` (see `engine/kernels/README.md`).
-const FILES: &[(&str, &str, &str)] = &[
-    ("a100_sxm", "sglang", include_str!("../../kernels/a100_sxm.sglang.tsv")),
-    ("a100_sxm", "vllm", include_str!("../../kernels/a100_sxm.vllm.tsv")),
-    ("b200_sxm", "sglang", include_str!("../../kernels/b200_sxm.sglang.tsv")),
-    ("b200_sxm", "vllm", include_str!("../../kernels/b200_sxm.vllm.tsv")),
-    ("b300_sxm", "sglang", include_str!("../../kernels/b300_sxm.sglang.tsv")),
-    ("b300_sxm", "vllm", include_str!("../../kernels/b300_sxm.vllm.tsv")),
-    ("gb200", "sglang", include_str!("../../kernels/gb200.sglang.tsv")),
-    ("gb200", "vllm", include_str!("../../kernels/gb200.vllm.tsv")),
-    ("gb300", "sglang", include_str!("../../kernels/gb300.sglang.tsv")),
-    ("gb300", "vllm", include_str!("../../kernels/gb300.vllm.tsv")),
-    ("h100_sxm", "sglang", include_str!("../../kernels/h100_sxm.sglang.tsv")),
-    ("h100_sxm", "vllm", include_str!("../../kernels/h100_sxm.vllm.tsv")),
-    ("h200_sxm", "sglang", include_str!("../../kernels/h200_sxm.sglang.tsv")),
-    ("h200_sxm", "vllm", include_str!("../../kernels/h200_sxm.vllm.tsv")),
-    ("l40s", "sglang", include_str!("../../kernels/l40s.sglang.tsv")),
-    ("l40s", "vllm", include_str!("../../kernels/l40s.vllm.tsv")),
-    ("rtx_pro_6000_server", "sglang", include_str!("../../kernels/rtx_pro_6000_server.sglang.tsv")),
-    ("rtx_pro_6000_server", "vllm", include_str!("../../kernels/rtx_pro_6000_server.vllm.tsv")),
+const FILES: &[(&str, &str, &str, &str)] = &[
+    ("a100_sxm", "a100-80gb", "sglang", include_str!("../../kernels/a100_sxm.sglang.tsv")),
+    ("a100_sxm", "a100-80gb", "vllm", include_str!("../../kernels/a100_sxm.vllm.tsv")),
+    ("b200_sxm", "b200", "sglang", include_str!("../../kernels/b200_sxm.sglang.tsv")),
+    ("b200_sxm", "b200", "vllm", include_str!("../../kernels/b200_sxm.vllm.tsv")),
+    ("b300_sxm", "b300", "sglang", include_str!("../../kernels/b300_sxm.sglang.tsv")),
+    ("b300_sxm", "b300", "vllm", include_str!("../../kernels/b300_sxm.vllm.tsv")),
+    ("gb200", "gb200", "sglang", include_str!("../../kernels/gb200.sglang.tsv")),
+    ("gb200", "gb200", "vllm", include_str!("../../kernels/gb200.vllm.tsv")),
+    ("gb300", "gb300", "sglang", include_str!("../../kernels/gb300.sglang.tsv")),
+    ("gb300", "gb300", "vllm", include_str!("../../kernels/gb300.vllm.tsv")),
+    ("h100_sxm", "h100-sxm", "sglang", include_str!("../../kernels/h100_sxm.sglang.tsv")),
+    ("h100_sxm", "h100-sxm", "vllm", include_str!("../../kernels/h100_sxm.vllm.tsv")),
+    ("h200_sxm", "h200", "sglang", include_str!("../../kernels/h200_sxm.sglang.tsv")),
+    ("h200_sxm", "h200", "vllm", include_str!("../../kernels/h200_sxm.vllm.tsv")),
+    ("l40s", "l40s", "sglang", include_str!("../../kernels/l40s.sglang.tsv")),
+    ("l40s", "l40s", "vllm", include_str!("../../kernels/l40s.vllm.tsv")),
+    ("rtx_pro_6000_server", "rtx-pro-6000", "sglang", include_str!("../../kernels/rtx_pro_6000_server.sglang.tsv")),
+    ("rtx_pro_6000_server", "rtx-pro-6000", "vllm", include_str!("../../kernels/rtx_pro_6000_server.vllm.tsv")),
 ];
 
 /// Which attention table a lookup reads: query heads, KV heads, head dim and sliding window
@@ -92,30 +92,51 @@ pub struct KernelTables {
     pub mem_scaling: f64,
     /// See [`KernelTables::mem_bw`].
     pub mem_latency: f64,
-    gemm: HashMap<(String, u32, u32), Curve>,
+    // The file, and where each record's series lies in it: a series is parsed when a
+    // lookup reads it (an instance reads a few dozen of a file's thousands).
+    text: String,
+    gemm: HashMap<(String, u32, u32), Span>,
     gemm_axes: HashMap<String, (Vec<u32>, Vec<u32>)>,
-    ctx: HashMap<AttnKey, BatchTable>,
-    gen_attn: HashMap<AttnKey, BatchTable>,
-    allreduce: Vec<(u32, Curve)>,
-    moe: HashMap<MoeKey, Curve>,
+    ctx: HashMap<AttnKey, Vec<(f64, Span)>>,
+    gen_attn: HashMap<AttnKey, Vec<(f64, Span)>>,
+    allreduce: Vec<(u32, Span)>,
+    moe: HashMap<MoeKey, Span>,
 }
 
-fn parsed() -> &'static [KernelTables] {
-    static ALL: OnceLock<Vec<KernelTables>> = OnceLock::new();
-    ALL.get_or_init(|| {
-        FILES.iter().map(|(sys, b, text)| parse(text).unwrap_or_else(|e| panic!("shipped kernel table {sys}.{b}.tsv: {e}"))).collect()
+type Span = std::ops::Range<usize>;
+
+/// File `i`, parsed on first use (a run reads only the files of its GPUs and backends).
+fn parsed(i: usize) -> &'static KernelTables {
+    static PARSED: [OnceLock<KernelTables>; FILES.len()] = [const { OnceLock::new() }; FILES.len()];
+    PARSED[i].get_or_init(|| {
+        let (sys, _, b, text) = FILES[i];
+        parse(text).unwrap_or_else(|e| panic!("shipped kernel table {sys}.{b}.tsv: {e}"))
     })
 }
 
-/// Every shipped table set.
-pub fn all() -> &'static [KernelTables] {
-    parsed()
+/// Every shipped table set (parses them all).
+pub fn all() -> Vec<&'static KernelTables> {
+    (0..FILES.len()).map(parsed).collect()
+}
+
+/// Every `(catalogue GPU, backend)` with tables (parses nothing).
+pub fn shipped() -> impl Iterator<Item = (&'static str, Backend)> {
+    FILES.iter().filter_map(|(_, g, b, _)| Some((*g, Backend::parse(b)?)))
+}
+
+/// Whether catalogue GPU `gpu` has tables under `backend` (parses nothing).
+pub fn has_tables(gpu: &str, backend: Backend) -> bool {
+    file_of(gpu, backend).is_some()
+}
+
+fn file_of(gpu: &str, backend: Backend) -> Option<usize> {
+    let g = crate::catalogue::gpu(gpu)?;
+    FILES.iter().position(|(_, name, b, _)| *name == g.name && Backend::parse(b) == Some(backend))
 }
 
 /// The tables of catalogue GPU `gpu` under `backend`, if shipped.
 pub fn tables(gpu: &str, backend: Backend) -> Option<&'static KernelTables> {
-    let g = crate::catalogue::gpu(gpu)?;
-    parsed().iter().find(|t| t.backend == backend && t.gpu == g.name)
+    file_of(gpu, backend).map(parsed)
 }
 
 /// Parses one file of the shipped format (`engine/kernels/README.md`).
@@ -129,6 +150,7 @@ pub fn parse(text: &str) -> Result<KernelTables, String> {
         mem_bw: 0.0,
         mem_scaling: 1.0,
         mem_latency: 0.0,
+        text: text.to_string(),
         gemm: HashMap::new(),
         gemm_axes: HashMap::new(),
         ctx: HashMap::new(),
@@ -137,6 +159,7 @@ pub fn parse(text: &str) -> Result<KernelTables, String> {
         moe: HashMap::new(),
     };
     let mut backend = None;
+    let origin = text.as_ptr() as usize;
     for (i, line) in text.lines().enumerate() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -152,7 +175,13 @@ pub fn parse(text: &str) -> Result<KernelTables, String> {
         let text = |k: usize| -> Result<String, String> {
             f.get(k).map(|s| s.to_string()).ok_or_else(|| at(format!("field {} is missing", k + 1)))
         };
-        let curve = |k: usize| -> Result<Curve, String> { series(f.get(k).copied().unwrap_or("")).map_err(at) };
+        // Where field k lies in the file; its syntax is checked when it is first read (every
+        // shipped file's every series is, by a test).
+        let curve = |k: usize| -> Result<Span, String> {
+            let field = f.get(k).copied().filter(|x| !x.trim().is_empty()).ok_or_else(|| at("no series".into()))?;
+            let start = field.as_ptr() as usize - origin;
+            Ok(start..start + field.len())
+        };
         match f[0] {
             "system" => {
                 t.system = text(1)?;
@@ -180,7 +209,7 @@ pub fn parse(text: &str) -> Result<KernelTables, String> {
             "ctx" | "gen" => {
                 let key = AttnKey { heads: num(1)?, kv_heads: num(2)?, head_dim: num(3)?, window: num(4)?, kv_dtype: text(5)? };
                 let table = if f[0] == "ctx" { &mut t.ctx } else { &mut t.gen_attn };
-                table.entry(key).or_default().rows.push((f64::from(num(6)?), curve(7)?));
+                table.entry(key).or_default().push((f64::from(num(6)?), curve(7)?));
             }
             "allreduce" => t.allreduce.push((num(1)?, curve(2)?)),
             "moe" => {
@@ -196,7 +225,7 @@ pub fn parse(text: &str) -> Result<KernelTables, String> {
         return Err("no `system` or `memory` line".into());
     }
     for table in t.ctx.values_mut().chain(t.gen_attn.values_mut()) {
-        table.rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        table.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     t.allreduce.sort_by_key(|(g, _)| *g);
     Ok(t)
@@ -250,13 +279,13 @@ impl KernelTables {
         };
         let (n0, n1, fn_, nc) = around(ns, n);
         let (k0, k1, fk, kc) = around(ks, k);
-        let g = |n, k| self.gemm.get(&(dtype.to_string(), n, k));
+        let g = |n, k| self.gemm.get(&(dtype.to_string(), n, k)).map(|s| self.curve(s));
         let (c00, c01, c10, c11) = (g(n0, k0)?, g(n0, k1)?, g(n1, k0)?, g(n1, k1)?);
         let w = [(1.0 - fn_) * (1.0 - fk), (1.0 - fn_) * fk, fn_ * (1.0 - fk), fn_ * fk];
         let mut out = Curve::default();
         for (c, w) in [c00, c01, c10, c11].into_iter().zip(w) {
             if w > 0.0 {
-                out = out.plus(c, w);
+                out = out.plus(&c, w);
             }
         }
         Some((out, (nc, kc)))
@@ -269,8 +298,29 @@ impl KernelTables {
     }
 
     /// The context (prefill) attention table of `key`.
-    pub fn ctx(&self, key: &AttnKey) -> Option<&BatchTable> {
-        self.ctx.get(key)
+    pub fn ctx(&self, key: &AttnKey) -> Option<BatchTable> {
+        self.ctx.get(key).map(|rows| self.batch_table(rows))
+    }
+
+    fn batch_table(&self, rows: &[(f64, Span)]) -> BatchTable {
+        BatchTable { rows: rows.iter().map(|(b, s)| (*b, self.curve(s))).collect() }
+    }
+
+    /// The series at `s` (checked syntax: a malformed shipped series fails a test, not a run).
+    fn curve(&self, s: &Span) -> Curve {
+        series(&self.text[s.clone()]).unwrap_or_else(|e| panic!("kernel table {}.{}: {e}", self.system, self.backend.as_str()))
+    }
+
+    /// Parses every series of the file: `Err` names the first malformed one.
+    pub fn check_series(&self) -> Result<usize, String> {
+        let spans = self.gemm.values().chain(self.moe.values()).chain(self.allreduce.iter().map(|(_, s)| s));
+        let spans = spans.chain(self.ctx.values().chain(self.gen_attn.values()).flatten().map(|(_, s)| s));
+        let mut n = 0;
+        for s in spans {
+            series(&self.text[s.clone()])?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every head shape with a context attention table.
@@ -284,19 +334,19 @@ impl KernelTables {
     }
 
     /// The generation (decode) attention table of `key`.
-    pub fn gen_attn(&self, key: &AttnKey) -> Option<&BatchTable> {
-        self.gen_attn.get(key)
+    pub fn gen_attn(&self, key: &AttnKey) -> Option<BatchTable> {
+        self.gen_attn.get(key).map(|rows| self.batch_table(rows))
     }
 
     /// The all-reduce curve over message bytes among `gpus` GPUs, or the nearest measured
     /// GPU count's (and that count).
-    pub fn allreduce(&self, gpus: u32) -> Option<(&Curve, u32)> {
-        self.allreduce.iter().min_by_key(|(g, _)| g.abs_diff(gpus)).map(|(g, c)| (c, *g))
+    pub fn allreduce(&self, gpus: u32) -> Option<(Curve, u32)> {
+        self.allreduce.iter().min_by_key(|(g, _)| g.abs_diff(gpus)).map(|(g, s)| (self.curve(s), *g))
     }
 
     /// The MoE curve over tokens of `key`.
-    pub fn moe(&self, key: &MoeKey) -> Option<&Curve> {
-        self.moe.get(key)
+    pub fn moe(&self, key: &MoeKey) -> Option<Curve> {
+        self.moe.get(key).map(|s| self.curve(s))
     }
 
     /// Every MoE shape measured here.
@@ -347,10 +397,13 @@ mod tests {
     #[test]
     fn every_shipped_file_parses_and_names_a_catalogue_gpu() {
         assert_eq!(all().len(), FILES.len());
-        for t in all() {
+        for (t, (_, gpu, b, _)) in all().into_iter().zip(FILES) {
+            assert_eq!((t.gpu.as_str(), t.backend.as_str()), (*gpu, *b), "the registry names the file's own GPU and backend");
             assert!(crate::catalogue::gpu(&t.gpu).is_some(), "{} is not in the catalogue", t.gpu);
             assert!(!t.gemm.is_empty() && !t.ctx.is_empty() && !t.gen_attn.is_empty(), "{} {:?}", t.gpu, t.backend);
             assert!(t.mem_bw > 0.0 && t.mem_scaling > 0.0 && t.mem_scaling <= 1.0);
+            let n = t.check_series().unwrap_or_else(|e| panic!("{} {:?}: {e}", t.gpu, t.backend));
+            assert!(n > 100, "{} {:?}: {n} series", t.gpu, t.backend);
         }
         assert!(tables("h100-sxm", Backend::Vllm).is_some());
         assert!(tables("h100_sxm", Backend::Sglang).is_some());

@@ -181,7 +181,7 @@ impl ScenarioSpec {
                     }
                 }
                 PerfSpec::Kernels { gpu, backend, .. } => {
-                    if crate::kernels::tables(&gpu.name, *backend).is_none() {
+                    if !crate::kernels::has_tables(&gpu.name, *backend) {
                         e(format!("{hp}.backend"), format!("no kernel tables for {} under {}", gpu.name, backend.as_str()));
                     }
                 }
@@ -460,15 +460,6 @@ impl ScenarioSpec {
 
     /// The longest prompt plus output the workload can send, when its lengths are bounded.
     fn longest_request(&self) -> Option<u64> {
-        fn bound(l: &LengthSpec) -> Option<u64> {
-            match l {
-                LengthSpec::Constant(n) => Some(u64::from(*n)),
-                LengthSpec::Uniform { hi, .. } => Some(u64::from(*hi)),
-                LengthSpec::Empirical(v) => v.iter().copied().max().map(u64::from),
-                LengthSpec::Clamped { max, .. } => Some(u64::from(*max)),
-                _ => None,
-            }
-        }
         let w = &self.workload;
         if w.trace.is_some() {
             return None;
@@ -488,16 +479,6 @@ impl ScenarioSpec {
 
     /// Instances whose KV cache cannot hold the longest request the workload can send them.
     fn kv_fit_warnings(&self, kv_blocks: &[u64]) -> Vec<SpecWarning> {
-        // The longest prompt and output the workload can produce, when its lengths are bounded.
-        fn bound(l: &LengthSpec) -> Option<u64> {
-            match l {
-                LengthSpec::Constant(n) => Some(u64::from(*n)),
-                LengthSpec::Uniform { hi, .. } => Some(u64::from(*hi)),
-                LengthSpec::Empirical(v) => v.iter().copied().max().map(u64::from),
-                LengthSpec::Clamped { max, .. } => Some(u64::from(*max)),
-                _ => None,
-            }
-        }
         let w = &self.workload;
         if w.trace.is_some() {
             return Vec::new();
@@ -537,5 +518,16 @@ impl ScenarioSpec {
             }
         }
         warnings
+    }
+}
+
+/// The longest length `l` can produce, when it is bounded.
+fn bound(l: &LengthSpec) -> Option<u64> {
+    match l {
+        LengthSpec::Constant(n) => Some(u64::from(*n)),
+        LengthSpec::Uniform { hi, .. } => Some(u64::from(*hi)),
+        LengthSpec::Empirical(v) => v.iter().copied().max().map(u64::from),
+        LengthSpec::Clamped { max, .. } => Some(u64::from(*max)),
+        _ => None,
     }
 }

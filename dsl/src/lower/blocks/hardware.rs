@@ -216,16 +216,15 @@ impl Cx {
                 // The kernel-table model where the GPU has tables for the backend, unless
                 // `perf_model = roofline` or a roofline-only key asks for the datasheet model.
                 let roofline_keys = ["mfu", "mbu", "layer_overhead", "moe_efficiency", "moe_efficiency_fp4", "frontend"];
-                let has_tables = simctl_engine::kernels::tables(&g.name, backend).is_some();
+                let has_tables = simctl_engine::kernels::has_tables(&g.name, backend);
                 let model = match s.get("perf_model") {
                     Some(v) => {
                         let n = self.name(v, "perf_model")?;
                         match n.as_str() {
                             "kernels" if !has_tables => {
-                                let with: Vec<String> = simctl_engine::kernels::all()
-                                    .iter()
-                                    .filter(|t| t.backend == backend)
-                                    .map(|t| t.gpu.replace('-', "_"))
+                                let with: Vec<String> = simctl_engine::kernels::shipped()
+                                    .filter(|(_, b)| *b == backend)
+                                    .map(|(g, _)| g.replace('-', "_"))
                                     .collect();
                                 self.error(
                                     v.src,
