@@ -22,7 +22,7 @@ pub(crate) struct Instance {
     pub tp: u32,
     pub hourly_cost: f64,
     pub engine: EngineSpec,
-    pub cost: Box<dyn StepCostModel>,
+    pub cost: std::sync::Arc<dyn StepCostModel>,
     pub kv: KvCache,
     /// FCFS queue of sequences not yet admitted (preempted ones go back to the front).
     pub waiting: VecDeque<SeqId>,

@@ -93,10 +93,14 @@ pub struct BackendEntry {
     pub name: &'static str,
     /// Whether a scenario without `backend` gets it.
     pub default: bool,
-    /// The kernel model's engine overheads for it, µs per step and per sequence.
-    pub step_overhead_us: f64,
+    /// The kernel model's engine overheads for it, µs per step, per sequence and per layer of
+    /// a step with prefill; `None` for a backend without kernel tables (its GPUs use the
+    /// datasheet roofline).
+    pub step_overhead_us: Option<f64>,
     /// See [`BackendEntry::step_overhead_us`].
-    pub seq_overhead_us: f64,
+    pub seq_overhead_us: Option<f64>,
+    /// See [`BackendEntry::step_overhead_us`].
+    pub prefill_layer_overhead_us: Option<f64>,
 }
 
 /// The catalogue as it is compiled in.
@@ -149,11 +153,14 @@ pub fn inventory() -> Inventory {
         .iter()
         .map(|&b| {
             let o = kernels::default_overheads(b);
+            let tables = kernels::shipped().any(|(_, x)| x == b);
+            let us = |d: crate::time::SimDuration| tables.then(|| d.as_secs_f64() * 1e6);
             BackendEntry {
                 name: b.as_str(),
                 default: b == Backend::Vllm,
-                step_overhead_us: o.step.as_secs_f64() * 1e6,
-                seq_overhead_us: o.per_seq.as_secs_f64() * 1e6,
+                step_overhead_us: us(o.step),
+                seq_overhead_us: us(o.per_seq),
+                prefill_layer_overhead_us: us(o.prefill_per_layer),
             }
         })
         .collect();
@@ -178,6 +185,8 @@ mod tests {
         }
         assert_eq!(src("h100-mig-1g", "vllm"), "roofline");
         assert!(inv.backends.iter().filter(|b| b.default).count() == 1);
+        let trt = inv.backends.iter().find(|b| b.name == "trtllm").unwrap();
+        assert_eq!(trt.step_overhead_us, None, "no tables, no kernel-model overheads");
         assert!(serde_json::to_string(&inv).unwrap().contains("\"versions\""));
     }
 }

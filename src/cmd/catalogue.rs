@@ -88,14 +88,15 @@ fn text(inv: &Inventory) -> String {
     }
     let _ = writeln!(o, "\nbackends (engine time outside the kernels)");
     for b in &inv.backends {
-        let _ = writeln!(
-            o,
-            "{:<7} {:>7.0} us a step, {:>5.1} us a sequence{}",
-            b.name,
-            b.step_overhead_us,
-            b.seq_overhead_us,
-            if b.default { "  (default)" } else { "" }
-        );
+        let default = if b.default { "  (default)" } else { "" };
+        match (b.step_overhead_us, b.seq_overhead_us, b.prefill_layer_overhead_us) {
+            (Some(s), Some(q), Some(l)) => {
+                let _ = writeln!(o, "{:<7} {s:>5.0} us a step, {q:>5.1} us a sequence, {l:>5.0} us a prefill layer{default}", b.name);
+            }
+            _ => {
+                let _ = writeln!(o, "{:<7} no kernel tables: the datasheet roofline{default}", b.name);
+            }
+        }
     }
     let _ = writeln!(
         o,

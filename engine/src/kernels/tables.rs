@@ -250,18 +250,6 @@ fn series(s: &str) -> Result<Curve, String> {
 }
 
 impl KernelTables {
-    /// The version of the `kind` tables (`gemm`, `ctx`, `gen`, `allreduce`, `moe`).
-    pub fn version_of(&self, kind: &str) -> Option<&str> {
-        self.versions.iter().find(|(k, _)| k == kind).map(|(_, v)| v.as_str())
-    }
-
-    /// GEMM formats measured here.
-    pub fn gemm_dtypes(&self) -> Vec<&str> {
-        let mut d: Vec<&str> = self.gemm_axes.keys().map(String::as_str).collect();
-        d.sort_unstable();
-        d
-    }
-
     /// The GEMM curve over `m` of shape `(n, k)` in `dtype`: bilinear between the measured
     /// `n` and `k` around it; `None` where a corner was not shipped or the format was not
     /// measured. The second value is the `(n, k)` the curve stands for (the shape clamped into

@@ -28,6 +28,7 @@ impl Simulation {
     /// replays can no longer be opened (validation opened it once already).
     pub fn with_seed(spec: &ValidSpec, seed: RunSeed) -> Result<Self, Vec<SpecError>> {
         let mut instances = Vec::new();
+        let mut costs: Vec<(usize, u32, std::sync::Arc<dyn cost::StepCostModel>)> = Vec::new();
         let mut kv_latency_override = Vec::new();
         let mut local_prefill_threshold = Vec::new();
         let mut views = Vec::new();
@@ -55,7 +56,16 @@ impl Simulation {
                 });
                 kv_latency_override.push(hw.kv_transfer_latency);
                 local_prefill_threshold.push(pool.local_prefill_threshold.unwrap_or(0));
-                let cost = cost::build(&hw.perf, &spec.model, inst.tp);
+                // Instances of one hardware at one TP share one cost model: a kernel-table
+                // model is built once for a fleet of a thousand, not a thousand times.
+                let cost = match costs.iter().find(|(h, tp, _)| *h == inst.hardware && *tp == inst.tp) {
+                    Some((_, _, c)) => std::sync::Arc::clone(c),
+                    None => {
+                        let c: std::sync::Arc<dyn cost::StepCostModel> = cost::build(&hw.perf, &spec.model, inst.tp).into();
+                        costs.push((inst.hardware, inst.tp, std::sync::Arc::clone(&c)));
+                        c
+                    }
+                };
                 let prices_cached = cost.prices_cached_context();
                 instances.push(Instance {
                     id,
