@@ -90,6 +90,8 @@ fn main() -> ExitCode {
         Command::Catalogue(a) => cmd::catalogue::run(a),
         Command::Validate(a) => cmd::validate::run(a),
     };
+    // Whatever failed before its files were finished leaves no `.partial` file behind.
+    interrupt::remove_partials();
     match result {
         Ok(code) => code,
         Err(e) => {

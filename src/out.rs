@@ -60,16 +60,22 @@ pub fn prepare(dir: &Path, force: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder `{}`", dir.display()))
 }
 
-/// The temporary name `path` is written under until [`commit`] renames it.
+/// The temporary name `path` is written under until [`commit`] renames it. The name is
+/// remembered until then: a command that fails, or a second Ctrl-C, removes it.
 pub fn partial(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".partial");
-    path.with_file_name(name)
+    let p = path.with_file_name(name);
+    crate::interrupt::track_partial(&p);
+    p
 }
 
 /// Renames the finished `partial(path)` to `path`.
 pub fn commit(path: &Path) -> Result<()> {
-    std::fs::rename(partial(path), path).with_context(|| format!("cannot write `{}`", path.display()))
+    let tmp = partial(path);
+    let r = std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()));
+    crate::interrupt::untrack_partial(&tmp);
+    r
 }
 
 /// Writes `bytes` to `path` through a temporary file.

@@ -7,6 +7,7 @@ mod determinism;
 mod engine_scale;
 mod eval;
 mod fidelity;
+mod hostile;
 mod live;
 mod outputs;
 mod reports;

@@ -125,7 +125,8 @@ fn validate_refuses_bad_input_before_sending_anything() {
     let r = simctl_guarded(&["validate", "--endpoint", "http://127.0.0.1:9", "--loads", "lots", "--out", &o]);
     assert_eq!(r.status.code(), Some(2));
     assert!(stderr(&r).contains("`--loads lots`: expected a fraction of capacity"), "{}", stderr(&r));
+    // A folder that is not a validation record is bad input.
     let r = simctl_guarded(&["validate", "--replay", &dir.display().to_string()]);
-    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(r.status.code(), Some(2));
     assert!(stderr(&r).contains("validation.json"), "{}", stderr(&r));
 }

@@ -82,6 +82,9 @@ pub enum Event<'a> {
         /// The probe.
         label: String,
     },
+    /// A probe's median sample, as it goes into the fit (what an interrupted calibration
+    /// can still keep).
+    Measured(ProfileSample),
     /// Something the user should know.
     Note(String),
 }
@@ -389,6 +392,9 @@ async fn calibrate_at(
             on(Event::Progress { done, total, label: p.label() });
         }
         let sample = median_sample(&runs, p.held_out);
+        if let Some(s) = sample {
+            on(Event::Measured(s));
+        }
         results.push(ProbeResult { probe: p.clone(), runs, sample });
     }
     if skipped > 0 {

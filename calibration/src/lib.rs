@@ -79,10 +79,32 @@ pub fn write_profile(p: &Profile, path: &std::path::Path) -> Result<(), ProfileE
     std::fs::write(path, text).map_err(|error| ProfileError::Io { action: "write", path: path.to_path_buf(), error })
 }
 
+/// What an interrupted calibration keeps: the samples of the probes that finished.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Interrupted {
+    note: String,
+    samples: Vec<simctl_engine::profile::ProfileSample>,
+}
+
+/// Writes the samples of an interrupted calibration (YAML, the profile's sample format under
+/// `samples:`); not a profile: a fit needs every probe class.
+pub fn write_interrupted(samples: &[simctl_engine::profile::ProfileSample], path: &std::path::Path) -> Result<(), ProfileError> {
+    let doc = Interrupted {
+        note: "an interrupted `simctl calibrate`: the probes measured before it stopped; not a profile (a fit needs every probe class)"
+            .into(),
+        samples: samples.to_vec(),
+    };
+    let text = serde_saphyr::to_string(&doc).map_err(|e| ProfileError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
+    std::fs::write(path, text).map_err(|error| ProfileError::Io { action: "write", path: path.to_path_buf(), error })
+}
+
 /// Reads a profile.
 pub fn read_profile(path: &std::path::Path) -> Result<Profile, ProfileError> {
     let text = std::fs::read_to_string(path).map_err(|error| ProfileError::Io { action: "read", path: path.to_path_buf(), error })?;
-    serde_saphyr::from_str(&text).map_err(|e| ProfileError::Invalid { path: path.to_path_buf(), message: e.to_string() })
+    serde_saphyr::from_str::<Profile>(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|p| p.checked(&text))
+        .map_err(|message| ProfileError::Invalid { path: path.to_path_buf(), message })
 }
 
 /// The median of some values (the mean of the middle two for an even count); `None` for

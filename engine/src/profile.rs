@@ -63,6 +63,165 @@ impl Profile {
     }
 }
 
+/// A field of a profile outside what the simulator can use.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{field} = {value}: {allowed}")]
+pub struct ProfileProblem {
+    /// Dotted path of the field (`coefficients.c4_decode_seq_s`, `samples[3].seconds`).
+    pub field: String,
+    /// The value found.
+    pub value: String,
+    /// What the field may hold.
+    pub allowed: &'static str,
+}
+
+/// Seconds a step coefficient may cost at most per unit of its term: anything above is a
+/// typo (a step of one token would take longer than a minute).
+const MAX_STEP_S: f64 = 60.0;
+
+impl Profile {
+    /// Every field the simulator would use wrongly: coefficients and numbers that are not
+    /// finite, negative, or outside a physical range. Empty when the profile can be used.
+    pub fn problems(&self) -> Vec<ProfileProblem> {
+        let mut out = Vec::new();
+        let mut seconds = |field: String, x: f64| {
+            if !(x.is_finite() && (0.0..=MAX_STEP_S).contains(&x)) {
+                out.push(ProfileProblem { field, value: shown(x), allowed: "must be a finite number of seconds from 0 to 60" });
+            }
+        };
+        let c = &self.coefficients;
+        for (name, x) in [
+            ("c0_step_s", c.c0_step_s),
+            ("c1_prefill_token_s", c.c1_prefill_token_s),
+            ("c2_prefill_token_sq_s", c.c2_prefill_token_sq_s),
+            ("c3_prefill_context_s", c.c3_prefill_context_s),
+            ("c4_decode_seq_s", c.c4_decode_seq_s),
+            ("c5_decode_context_s", c.c5_decode_context_s),
+            ("frontend_s", c.frontend_s),
+        ] {
+            seconds(format!("coefficients.{name}"), x);
+        }
+        if let Some(x) = c.c6_decode_cached_context_s {
+            seconds("coefficients.c6_decode_cached_context_s".into(), x);
+        }
+        for (k, s) in self.samples.iter().enumerate() {
+            seconds(format!("samples[{k}].seconds"), s.seconds);
+        }
+        let mut at_least_one = |field: &str, x: u64| {
+            if x == 0 {
+                out.push(ProfileProblem { field: field.into(), value: "0".into(), allowed: "must be at least 1" });
+            }
+        };
+        at_least_one("kv_capacity_blocks", self.kv_capacity_blocks);
+        at_least_one("hardware.gpus", self.hardware.gpus.into());
+        at_least_one("engine.block_size", self.engine.block_size.into());
+        at_least_one("engine.max_batch_tokens", self.engine.max_batch_tokens.into());
+        at_least_one("engine.max_seqs", self.engine.max_seqs.into());
+        let u = self.engine.gpu_memory_utilization;
+        if !(u > 0.0 && u <= 1.0) {
+            out.push(ProfileProblem {
+                field: "engine.gpu_memory_utilization".into(),
+                value: format!("{u}"),
+                allowed: "must be a share in (0, 1]",
+            });
+        }
+        let f = &self.fit;
+        if !f.r2.is_finite() || f.r2 > 1.0 {
+            out.push(ProfileProblem {
+                field: "fit.r2".into(),
+                value: format!("{}", f.r2),
+                allowed: "must be a finite number of at most 1",
+            });
+        }
+        if !(f.rmse_s.is_finite() && f.rmse_s >= 0.0) {
+            out.push(ProfileProblem {
+                field: "fit.rmse_s".into(),
+                value: format!("{}", f.rmse_s),
+                allowed: "must be a finite number >= 0",
+            });
+        }
+        out
+    }
+
+    /// Checks a profile parsed from `text`: its format version and every field
+    /// ([`Profile::problems`]); the error names the line of each field where it can be found.
+    pub fn checked(self, text: &str) -> Result<Profile, String> {
+        let p = self;
+        if p.format != PROFILE_FORMAT {
+            return Err(format!(
+                "it has format {}, this simctl reads format {PROFILE_FORMAT}; measure it again with `simctl calibrate` (the format is described in docs/profile.md)",
+                p.format
+            ));
+        }
+        let problems = p.problems();
+        if problems.is_empty() {
+            return Ok(p);
+        }
+        Err(problems
+            .iter()
+            .map(|q| match field_line(text, &q.field) {
+                Some(line) => format!("line {line}: {q}"),
+                None => q.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+}
+
+/// The 1-based line where the last key of `field` (`coefficients.c4_decode_seq_s`) is set
+/// in a YAML text: each key is looked for inside the block of its parent (deeper indented
+/// lines after it); `samples[3].seconds` looks in the fourth item of the list `samples`.
+fn field_line(text: &str, field: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches([' ', '-']).len();
+    // The block being searched: lines from..to, deeper than `depth` (None: top level).
+    let (mut from, mut to, mut depth): (usize, usize, Option<usize>) = (0, lines.len(), None);
+    for part in field.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, i)) => (k, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let is_key = |l: &str| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':'))
+        };
+        let level = |l: &str| match depth {
+            None => indent(l) == 0,
+            Some(d) => indent(l) > d,
+        };
+        let at = from + lines[from..to].iter().position(|l| is_key(l) && level(l))?;
+        let own = indent(lines[at]);
+        // The key's block: the deeper lines that follow it.
+        let end = at
+            + 1
+            + lines[at + 1..to]
+                .iter()
+                .position(|l| !l.trim().is_empty() && indent(l) <= own && !l.trim_start().starts_with("- "))
+                .unwrap_or(to - at - 1);
+        (from, to, depth) = (at, end, Some(own));
+        if let Some(i) = index {
+            let items: Vec<usize> =
+                (at + 1..end).filter(|&n| lines[n].trim_start().starts_with("- ") && indent_of_dash(lines[n]) <= own + 2).collect();
+            let start = *items.get(i)?;
+            let stop = items.get(i + 1).copied().unwrap_or(end);
+            (from, to, depth) = (start, stop, Some(indent_of_dash(lines[start])));
+            // The item's first key sits on its `- ` line, at the dash's depth.
+            depth = depth.map(|d| d.saturating_sub(1));
+        }
+    }
+    Some(from + 1)
+}
+
+/// A number as a user wrote it: `1e308` rather than 309 digits.
+fn shown(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-4..1e6).contains(&x.abs()) { format!("{x:e}") } else { format!("{x}") }
+}
+
+/// Spaces before a list item's dash.
+fn indent_of_dash(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
 /// Hardware identity: NVML's view of the GPUs, or the CPU when there are none.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -431,6 +590,20 @@ fn is_zero(x: &u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_found_at_their_line() {
+        let text = "format: 2\nhardware:\n  gpus: 1\ncoefficients:\n  c0_step_s: 1\n  c4_decode_seq_s: -1\nsamples:\n- class: prefill\n  seconds: 1\n- class: decode\n  seconds: -2\n";
+        // A nested key of the same name before the one meant (`fit.samples`).
+        let nested = "fit:\n  samples: 3\n  classes:\n  - class: prefill\n    seconds: 9\nsamples:\n  - class: prefill\n    seconds: 1\n  - class: decode\n    seconds: -2\n";
+        assert_eq!(field_line(nested, "samples[1].seconds"), Some(10));
+        assert_eq!(field_line(nested, "fit.samples"), Some(2));
+        assert_eq!(field_line(text, "coefficients.c4_decode_seq_s"), Some(6));
+        assert_eq!(field_line(text, "hardware.gpus"), Some(3));
+        assert_eq!(field_line(text, "samples[1].seconds"), Some(11));
+        assert_eq!(field_line(text, "samples[0].class"), Some(8));
+        assert_eq!(field_line(text, "fit.r2"), None);
+    }
 
     #[test]
     fn coefficients_round_trip_through_the_cost_model() {

@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A row's arrival (ns, from the trace's zero), prompt and output lengths, and block ids.
-type RawRow = (i128, f64, f64, Option<Arc<[u64]>>);
+/// A Mooncake row's timestamp (ms), prompt and output lengths, and block ids.
+type MooncakeFields = (f64, f64, f64, Option<Arc<[u64]>>);
 
 /// A Mooncake row as the trace writes it (extra fields ignored, as the slow path does; a
 /// `hash_ids` that is present must be a list of integers).
@@ -84,8 +84,7 @@ pub struct TraceRow {
 }
 
 /// A problem with a trace: which file and line, and what.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{path}:{line}: {message}")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceError {
     /// The file.
     pub path: String,
@@ -93,6 +92,26 @@ pub struct TraceError {
     pub line: u64,
     /// What is wrong.
     pub message: String,
+}
+
+impl std::fmt::Display for TraceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.path, self.message),
+            n => write!(f, "{}:{n}: {}", self.path, self.message),
+        }
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+/// Opens a trace and reads its first row: a missing file, a CSV without the needed columns,
+/// a first line that does not parse and a trace without any request fail here, before a run.
+pub fn check_opens(t: &TraceSpec) -> Result<(), TraceError> {
+    match TraceReader::open(&t.path, t.format, t.skip_invalid)?.with_block_tokens(t.block_tokens).next_row() {
+        Some(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -113,8 +132,12 @@ struct CsvColumns {
 pub struct TraceReader {
     path: String,
     format: TraceFormat,
-    lines: Lines<BufReader<File>>,
+    lines: Lines<Box<dyn BufRead + Send>>,
     line_no: u64,
+    /// Rows returned so far (a trace without any is an error at its end).
+    rows: u64,
+    /// Whether the end of the trace was reached (and reported, when it held no request).
+    ended: bool,
     csv: Option<CsvColumns>,
     first: Option<i128>,
     last_ns: u64,
@@ -134,11 +157,18 @@ impl TraceReader {
     pub fn open(path: &Path, format: TraceFormat, skip_invalid: bool) -> Result<Self, TraceError> {
         let shown = path.display().to_string();
         let file = File::open(path).map_err(|e| TraceError { path: shown.clone(), line: 0, message: format!("cannot open trace: {e}") })?;
+        Self::from_reader(shown, Box::new(BufReader::with_capacity(1 << 16, file)), format, skip_invalid)
+    }
+
+    /// Reads a trace from any buffered source, named `name` in errors (tests, fuzzing).
+    pub fn from_reader(name: String, source: Box<dyn BufRead + Send>, format: TraceFormat, skip_invalid: bool) -> Result<Self, TraceError> {
         let mut r = TraceReader {
-            path: shown,
+            path: name,
             format,
-            lines: BufReader::with_capacity(1 << 16, file).lines(),
+            lines: source.lines(),
             line_no: 0,
+            rows: 0,
+            ended: false,
             csv: None,
             first: None,
             last_ns: 0,
@@ -147,7 +177,13 @@ impl TraceReader {
             block_tokens: MOONCAKE_BLOCK_TOKENS,
         };
         if format != TraceFormat::Mooncake {
-            let header = r.next_line()?.ok_or_else(|| r.err(1, "the file is empty; expected a header line".into()))?;
+            let header = loop {
+                match r.next_line()? {
+                    None => return Err(r.err(1, "the file is empty; expected a header line and at least one request".into())),
+                    Some(l) if l.trim().is_empty() => continue,
+                    Some(l) => break l,
+                }
+            };
             r.csv = Some(r.columns(&header)?);
         }
         Ok(r)
@@ -208,16 +244,34 @@ impl TraceReader {
     /// with `skip_invalid`.
     pub fn next_row(&mut self) -> Option<Result<TraceRow, TraceError>> {
         loop {
+            if self.ended {
+                return None;
+            }
             let line = match self.next_line() {
                 Ok(Some(l)) => l,
-                Ok(None) => return None,
-                Err(e) => return Some(Err(e)),
+                Ok(None) => {
+                    self.ended = true;
+                    if self.rows > 0 {
+                        return None;
+                    }
+                    // One rule for every format: a replay of nothing is an error, not a run
+                    // of zero requests.
+                    let skipped = if self.skipped > 0 { format!(" ({} invalid lines skipped)", self.skipped) } else { String::new() };
+                    return Some(Err(self.err(0, format!("the trace holds no requests{skipped}; a replay needs at least one"))));
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(e));
+                }
             };
             if line.trim().is_empty() {
                 continue;
             }
             match self.parse(&line) {
-                Ok(row) => return Some(Ok(row)),
+                Ok(row) => {
+                    self.rows += 1;
+                    return Some(Ok(row));
+                }
                 Err(message) if self.skip_invalid => {
                     let _ = message;
                     self.skipped += 1;
@@ -228,7 +282,7 @@ impl TraceReader {
     }
 
     /// A Mooncake row through a JSON value: the errors name the field that is wrong.
-    fn parse_mooncake_slowly(line: &str) -> Result<RawRow, String> {
+    fn parse_mooncake_slowly(line: &str) -> Result<MooncakeFields, String> {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
         let num = |k: &str| v.get(k).and_then(|x| x.as_f64()).ok_or_else(|| format!("missing or non-numeric `{k}`"));
         let ts = num("timestamp")?;
@@ -242,7 +296,7 @@ impl TraceReader {
             Some(_) => return Err("`hash_ids` is not a list".into()),
             None => None,
         };
-        Ok(((ts * 1e6).round() as i128, num("input_length")?, num("output_length")?, ids))
+        Ok((ts, num("input_length")?, num("output_length")?, ids))
     }
 
     fn parse(&mut self, line: &str) -> Result<TraceRow, String> {
@@ -251,11 +305,15 @@ impl TraceReader {
                 // Well-formed rows parse straight into their fields; anything else goes the slow
                 // way, which says what is wrong.
                 let object = line.trim_start().starts_with('{');
-                if let Some(r) = object.then(|| serde_json::from_str::<MooncakeRow>(line).ok()).flatten() {
-                    ((r.timestamp * 1e6).round() as i128, r.input_length, r.output_length, r.hash_ids.map(Into::into))
+                let row = if let Some(r) = object.then(|| serde_json::from_str::<MooncakeRow>(line).ok()).flatten() {
+                    (r.timestamp, r.input_length, r.output_length, r.hash_ids.map(Into::into))
                 } else {
                     Self::parse_mooncake_slowly(line)?
+                };
+                if !(row.0.is_finite() && row.0 >= 0.0) {
+                    return Err(format!("`timestamp` {} must be a finite number of milliseconds >= 0", row.0));
                 }
+                ((row.0 * 1e6).round() as i128, row.1, row.2, row.3)
             }
             _ => {
                 let c = self.csv.expect("CSV columns read at open");
@@ -269,6 +327,15 @@ impl TraceReader {
                         .ok_or_else(|| format!("`{ts_text}` is not a timestamp like `2023-11-16 18:17:03.9799600`"))?
                 } else {
                     let x: f64 = ts_text.parse().map_err(|_| format!("arrival `{ts_text}` is not a number"))?;
+                    if !(x.is_finite() && x >= 0.0) {
+                        return Err(format!(
+                            "arrival `{ts_text}` must be a finite time >= 0 ({})",
+                            match c.unit {
+                                TimeUnit::Seconds => "seconds",
+                                TimeUnit::Millis => "milliseconds",
+                            }
+                        ));
+                    }
                     match c.unit {
                         TimeUnit::Seconds => (x * 1e9).round() as i128,
                         TimeUnit::Millis => (x * 1e6).round() as i128,
@@ -424,7 +491,8 @@ fn length_stats(mut xs: Vec<u32>) -> LengthStats {
 pub fn stats(path: &Path, format: TraceFormat, skip_invalid: bool) -> Result<TraceStats, TraceError> {
     let mut r = TraceReader::open(path, format, skip_invalid)?;
     let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
-    let mut per_minute: Vec<u64> = Vec::new();
+    // Arrivals per minute, only of minutes that have some (a trace may span centuries).
+    let mut per_minute: HashMap<u64, u64> = HashMap::new();
     let mut last = 0u64;
     // Block id -> (requests it appears in, last request index that counted it).
     let mut seen: HashMap<u64, (u32, u64)> = HashMap::new();
@@ -435,11 +503,7 @@ pub fn stats(path: &Path, format: TraceFormat, skip_invalid: bool) -> Result<Tra
         inputs.push(row.prompt);
         outputs.push(row.output);
         last = row.arrival_ns;
-        let minute = (row.arrival_ns / 60_000_000_000) as usize;
-        if per_minute.len() <= minute {
-            per_minute.resize(minute + 1, 0);
-        }
-        per_minute[minute] += 1;
+        *per_minute.entry(row.arrival_ns / 60_000_000_000).or_default() += 1;
         if let Some(ids) = &row.hash_ids {
             has_blocks = true;
             for &id in ids.iter() {
@@ -471,8 +535,13 @@ pub fn stats(path: &Path, format: TraceFormat, skip_invalid: bool) -> Result<Tra
         skipped_lines: r.skipped(),
         duration_s,
         mean_rate_per_s: if duration_s > 0.0 { n as f64 / duration_s } else { 0.0 },
-        peak_per_minute: per_minute.iter().copied().max().unwrap_or(0),
-        min_per_minute: per_minute.iter().copied().min().unwrap_or(0),
+        peak_per_minute: per_minute.values().copied().max().unwrap_or(0),
+        // A minute between the first and the last arrival without any counts as 0.
+        min_per_minute: if (per_minute.len() as u64) <= last / 60_000_000_000 {
+            0
+        } else {
+            per_minute.values().copied().min().unwrap_or(0)
+        },
         input: length_stats(inputs),
         output: length_stats(outputs),
         blocks,
@@ -577,7 +646,8 @@ mod tests {
             r.next_row().unwrap().unwrap();
             match (r.next_row().unwrap(), slow) {
                 (Ok(row), Ok((ts, prompt, output, ids))) => {
-                    assert_eq!((i128::from(row.arrival_ns), f64::from(row.prompt), f64::from(row.output)), (ts, prompt, output), "{line}");
+                    let ns = (ts * 1e6).round() as i128;
+                    assert_eq!((i128::from(row.arrival_ns), f64::from(row.prompt), f64::from(row.output)), (ns, prompt, output), "{line}");
                     assert_eq!(row.hash_ids, ids, "{line}");
                 }
                 (Err(e), Err(message)) => assert!(e.to_string().contains(&message), "{line}: {e} / {message}"),

@@ -16,6 +16,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most time a stream may go without sending a byte (a first token after a long prefill
 /// on a CPU engine takes seconds, not minutes).
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default limit of a probe (`/health`, `/v1/models`, `/version`, `/metrics`): an engine
+/// that accepts the connection but does not answer is reported within seconds, not after a
+/// request's timeout.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Error bodies are cut to this many characters in messages.
 const MAX_BODY_CHARS: usize = 400;
 
@@ -29,6 +33,8 @@ pub struct ClientConfig {
     /// Silence: inside a stream, before its response headers, or for a whole plain
     /// (non-streamed) request, which sends nothing until it is complete.
     pub stall_timeout: Duration,
+    /// A whole probe: `/health`, `/v1/models`, `/version`, `/metrics`.
+    pub probe_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -44,6 +50,7 @@ impl Default for ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
         }
     }
 }
@@ -358,7 +365,7 @@ impl EngineClient {
 
     async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = self.url(path);
-        let wait = self.cfg.plain_timeout();
+        let wait = self.cfg.probe_timeout.min(self.cfg.plain_timeout());
         let resp = self.send(&url, self.http.get(&url).timeout(wait), wait).await?;
         resp.text().await.map_err(|e| self.transport(&url, e, wait))
     }
@@ -451,7 +458,7 @@ impl EngineClient {
         let mut timer = StreamTimer::new(SimTime::ZERO);
         let (mut text, mut ids, mut saw_ids, mut reported, mut finish) = (String::new(), 0u32, false, None, None);
         let mut chunk_tokens = Vec::new();
-        let mut pending: Vec<u8> = Vec::new();
+        let mut pending = crate::sse::LineBuffer::default();
         let tokens = |ids: u32, saw_ids: bool, timer: &StreamTimer| if saw_ids { ids } else { timer.chunks() };
         loop {
             let remaining = self.cfg.request_timeout.saturating_sub(started.elapsed());
@@ -471,12 +478,11 @@ impl EngineClient {
                 Ok(Ok(Some(b))) => b,
             };
             let now = at();
-            pending.extend_from_slice(&piece);
+            pending.push(&piece);
             // Events end at a newline; a piece may hold several, or part of one.
-            while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=nl).collect();
-                let line = String::from_utf8_lossy(&line);
-                let Some(parsed) = parse_sse_data(line.trim_end_matches(['\r', '\n'])) else { continue };
+            while let Some(line) = pending.next_line() {
+                let line = line.map_err(|error| ClientError::Stream { url: url.clone(), error })?;
+                let Some(parsed) = parse_sse_data(&line) else { continue };
                 match parsed.map_err(|error| ClientError::Stream { url: url.clone(), error })? {
                     SseData::Done => {
                         let (output_tokens, counted_by) = if saw_ids {

@@ -645,6 +645,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(20),
             stall_timeout: Duration::from_millis(300),
+            probe_timeout: Duration::from_secs(2),
         }
     }
 

@@ -82,6 +82,50 @@ pub fn parse_sse_data(line: &str) -> Option<Result<SseData, SseError>> {
     Some(Ok(SseData::Chunk(Chunk { text: text.unwrap_or_default().to_string(), token_ids, completion_tokens, finish_reason })))
 }
 
+/// Longest SSE line accepted: an engine that streams more without a newline is broken (or
+/// hostile), and buffering it would grow without bound.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Splits a byte stream into SSE lines: pieces arrive as the network cuts them (a piece may
+/// hold several lines, or part of one, or split a UTF-8 character).
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    pending: Vec<u8>,
+    /// Bytes of `pending` already searched for a newline.
+    searched: usize,
+}
+
+impl LineBuffer {
+    /// Appends a piece of the stream.
+    pub fn push(&mut self, piece: &[u8]) {
+        self.pending.extend_from_slice(piece);
+    }
+
+    /// The next complete line, without its `\r\n` or `\n` (invalid UTF-8 replaced);
+    /// `None` until one is complete; an error when a line passes [`MAX_LINE_BYTES`].
+    pub fn next_line(&mut self) -> Option<Result<String, SseError>> {
+        match self.pending[self.searched..].iter().position(|&b| b == b'\n') {
+            Some(k) => {
+                let nl = self.searched + k;
+                let line = String::from_utf8_lossy(&self.pending[..nl]).trim_end_matches('\r').to_string();
+                self.pending.drain(..=nl);
+                self.searched = 0;
+                Some(Ok(line))
+            }
+            None if self.pending.len() > MAX_LINE_BYTES => {
+                let n = self.pending.len();
+                self.pending.clear();
+                self.searched = 0;
+                Some(Err(SseError::NotJson(format!("a stream line runs past {n} bytes without a newline"))))
+            }
+            None => {
+                self.searched = self.pending.len();
+                None
+            }
+        }
+    }
+}
+
 /// Parses one line of an SSE stream; `None` for lines that carry no data (comments, blank
 /// lines, `event:` fields).
 pub fn parse_sse_line(line: &str) -> Option<Result<StreamEvent, SseError>> {
@@ -147,6 +191,40 @@ impl StreamTimer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lines_come_whole_however_the_network_cuts_the_stream() {
+        let stream = "data: {\"choices\":[{\"text\":\"h\u{e9}\"}]}\r\n\ndata: [DONE]\n";
+        let bytes = stream.as_bytes();
+        for cut in 1..bytes.len() {
+            let mut b = LineBuffer::default();
+            let mut lines = Vec::new();
+            for piece in [&bytes[..cut], &bytes[cut..]] {
+                b.push(piece);
+                while let Some(l) = b.next_line() {
+                    lines.push(l.unwrap());
+                }
+            }
+            assert_eq!(lines, ["data: {\"choices\":[{\"text\":\"h\u{e9}\"}]}", "", "data: [DONE]"], "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_line_without_end_is_an_error_not_unbounded_memory() {
+        let mut b = LineBuffer::default();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut err = None;
+        for _ in 0..20 {
+            b.push(&chunk);
+            if let Some(r) = b.next_line() {
+                err = Some(r.unwrap_err());
+                break;
+            }
+        }
+        assert!(err.unwrap().to_string().contains("without a newline"));
+        b.push(b"data: [DONE]\n");
+        assert_eq!(b.next_line().unwrap().unwrap(), "data: [DONE]");
+    }
+
     use super::*;
 
     #[test]

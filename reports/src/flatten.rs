@@ -69,6 +69,10 @@ pub fn mean_ci95(xs: &[f64]) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let mean = xs.iter().sum::<f64>() / n as f64;
+    if mean.is_nan() {
+        // A metric some run did not have (goodput without an SLO): no mean, no interval.
+        return (f64::NAN, f64::NAN);
+    }
     if n == 1 {
         return (mean, 0.0);
     }

@@ -14,6 +14,7 @@ pub mod parquet;
 mod percentiles;
 pub mod plot;
 mod recorder;
+pub mod records;
 pub mod residuals;
 pub mod scorecard;
 mod summary;

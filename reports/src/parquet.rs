@@ -84,6 +84,7 @@ mod tests {
                 points: 2,
                 runs: 4,
                 shard: None,
+                incomplete_reason: None,
             },
             header,
             rows: vec![row(0.0, 0.0, "a", 1.0), row(0.0, 1.0, "a", 3.0), row(1.0, 0.0, "b", 5.0), row(1.0, 1.0, "b", 7.0)],

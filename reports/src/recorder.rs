@@ -24,6 +24,8 @@ pub(crate) struct ClassAcc {
     pub e2e_ms: Vec<f64>,
     pub requests: u64,
     pub finished: u64,
+    /// Requests judged against an SLO (those of a class with at least one bound).
+    pub judged: u64,
     pub good: u64,
     pub good_output_tokens: u64,
 }
@@ -69,6 +71,9 @@ pub struct RunRecorder {
     /// Pool index of each instance, and the pools' names (empty when not known).
     pub(crate) instance_pools: Vec<usize>,
     pub(crate) pool_names: Vec<String>,
+    /// Requests judged against an SLO: good ones count towards goodput, the others against
+    /// attainment. Requests without any SLO bound are not judged at all.
+    pub(crate) judged: u64,
     pub(crate) good: u64,
     pub(crate) good_output_tokens: u64,
     pub(crate) output_tokens: u64,
@@ -130,6 +135,7 @@ impl RunRecorder {
             by_instance: Vec::new(),
             instance_pools: Vec::new(),
             pool_names: Vec::new(),
+            judged: 0,
             good: 0,
             good_output_tokens: 0,
             output_tokens: 0,
@@ -220,26 +226,40 @@ impl RunRecorder {
         self.requests
     }
 
-    /// Whether a request meets every SLO given.
-    pub fn is_good(&self, r: &RequestRecord) -> bool {
-        if r.outcome != Outcome::Finished {
-            return false;
+    /// The SLO a request is judged by: its class's, else the scenario's.
+    fn slo_of(&self, r: &RequestRecord) -> &SloSpec {
+        self.classes.get(usize::from(r.class)).map_or(&self.slo, |c| &c.slo)
+    }
+
+    /// Whether any request can be judged: the scenario or one of its classes gives an SLO
+    /// bound. Without one a run has no SLO attainment and no goodput (`null`, not 100%).
+    pub fn has_slo(&self) -> bool {
+        !self.slo.is_empty() || self.classes.iter().any(|c| !c.slo.is_empty())
+    }
+
+    /// Whether a request meets every SLO bound of its class; `None` when it has none.
+    pub fn is_good(&self, r: &RequestRecord) -> Option<bool> {
+        let slo = self.slo_of(r);
+        if slo.is_empty() {
+            return None;
         }
-        let slo = self.classes.get(usize::from(r.class)).map_or(&self.slo, |c| &c.slo);
+        if r.outcome != Outcome::Finished {
+            return Some(false);
+        }
         let within = |got: Option<SimDuration>, limit: Option<SimDuration>| match (got, limit) {
             (_, None) => true,
             (None, Some(_)) => true, // TPOT is undefined for one-token outputs
             (Some(g), Some(l)) => g <= l,
         };
         let itl = (r.generated_tokens.get() > 1).then_some(r.max_itl);
-        within(r.ttft(), slo.ttft) && within(r.tpot(), slo.tpot) && within(r.e2e(), slo.e2e) && within(itl, slo.itl)
+        Some(within(r.ttft(), slo.ttft) && within(r.tpot(), slo.tpot) && within(r.e2e(), slo.e2e) && within(itl, slo.itl))
     }
 
     fn name(&self, i: Option<simctl_engine::router::InstanceId>) -> &str {
         i.and_then(|i| self.instance_names.get(i.index())).map_or("", String::as_str)
     }
 
-    fn write_row(&mut self, r: &RequestRecord, good: bool) -> io::Result<()> {
+    fn write_row(&mut self, r: &RequestRecord, good: Option<bool>) -> io::Result<()> {
         use std::fmt::Write as _;
         // Floats always read back as floats (`0.0`); a missing value is an empty field.
         let itl = (r.generated_tokens.get() > 1).then_some(r.max_itl);
@@ -276,7 +296,7 @@ impl RunRecorder {
             ",{},{},{},{},{},",
             r.preemptions,
             r.migrations,
-            u8::from(good),
+            good.map_or("", |g| if g { "1" } else { "0" }),
             r.outcome.as_str(),
             r.reason.map_or("", |x| x.as_str())
         );
@@ -400,7 +420,10 @@ impl Recorder for RunRecorder {
         if r.preemptions > 0 {
             self.preempted_requests += 1;
         }
-        if good {
+        if good.is_some() {
+            self.judged += 1;
+        }
+        if good == Some(true) {
             self.good += 1;
             self.good_output_tokens += u64::from(r.generated_tokens);
         }
@@ -418,7 +441,10 @@ impl Recorder for RunRecorder {
                     c.e2e_ms.push(t.as_millis_f64());
                 }
             }
-            if good {
+            if good.is_some() {
+                c.judged += 1;
+            }
+            if good == Some(true) {
                 c.good += 1;
                 c.good_output_tokens += u64::from(r.generated_tokens);
             }

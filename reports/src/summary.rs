@@ -27,11 +27,11 @@ pub struct ClassSummary {
     pub tpot_ms: Distribution,
     /// End-to-end latency.
     pub e2e_ms: Distribution,
-    /// Good requests per second (against the class's SLO).
+    /// Good requests per second (against the class's SLO; `None` when the class has none).
     pub goodput_rps: Option<f64>,
     /// Good output tokens per second.
     pub goodput_tok_s: Option<f64>,
-    /// Good over all requests of the class.
+    /// Good over all requests of the class (`None` without an SLO).
     pub slo_attainment: Option<f64>,
 }
 
@@ -97,15 +97,16 @@ pub struct Summary {
     pub throughput_rps: Option<f64>,
     /// Output tokens of completed requests per second.
     pub output_tok_s: Option<f64>,
-    /// Good requests per second.
+    /// Good requests per second (`None` when no SLO is given: nothing is judged).
     pub goodput_rps: Option<f64>,
     /// Output tokens of good requests per second.
     pub goodput_tok_s: Option<f64>,
-    /// Good requests over all requests (`None` without requests).
+    /// Good requests over the requests judged against an SLO (`None` without requests or
+    /// without any SLO bound).
     pub slo_attainment: Option<f64>,
     /// Cost of the fleet over the time it is held, in dollars.
     pub cost_usd: f64,
-    /// Good output tokens per dollar (`None` when the fleet costs nothing).
+    /// Good output tokens per dollar (`None` when the fleet costs nothing or without an SLO).
     pub goodput_tok_per_usd: Option<f64>,
     /// Share of prompt tokens (of requests that started) served from a prefix cache (`None`
     /// when no request started).
@@ -204,6 +205,8 @@ impl Summary {
         let cost = hourly * held / SECONDS_PER_HOUR;
         rec.flush_itl();
         let itl = itl_distribution(rec);
+        // Without an SLO bound nothing is judged: no attainment, no goodput (not 100%).
+        let judged = rec.has_slo();
         Summary {
             scenario: spec.name.clone(),
             seed,
@@ -228,11 +231,11 @@ impl Summary {
             e2e_ms: Distribution::from_samples(&mut rec.e2e_ms),
             throughput_rps: per_s(rec.finished),
             output_tok_s: per_s(rec.output_tokens),
-            goodput_rps: per_s(rec.good),
-            goodput_tok_s: per_s(rec.good_output_tokens),
-            slo_attainment: share(rec.good, rec.requests),
+            goodput_rps: judged.then(|| per_s(rec.good)).flatten(),
+            goodput_tok_s: judged.then(|| per_s(rec.good_output_tokens)).flatten(),
+            slo_attainment: judged.then(|| share(rec.good, rec.judged)).flatten(),
             cost_usd: cost,
-            goodput_tok_per_usd: (cost > 0.0).then(|| rec.good_output_tokens as f64 / cost),
+            goodput_tok_per_usd: (judged && cost > 0.0).then(|| rec.good_output_tokens as f64 / cost),
             prefix_hit_rate: share(rec.cached_tokens, rec.prompt_tokens),
             local_prefills: totals.local_prefills,
             migrations: totals.migrations,
@@ -253,9 +256,9 @@ impl Summary {
                             ttft_ms: Distribution::from_samples(&mut c.ttft_ms),
                             tpot_ms: Distribution::from_samples(&mut c.tpot_ms),
                             e2e_ms: Distribution::from_samples(&mut c.e2e_ms),
-                            goodput_rps: per_s(c.good),
-                            goodput_tok_s: per_s(c.good_output_tokens),
-                            slo_attainment: share(c.good, c.requests),
+                            goodput_rps: (!c.slo.is_empty()).then(|| per_s(c.good)).flatten(),
+                            goodput_tok_s: (!c.slo.is_empty()).then(|| per_s(c.good_output_tokens)).flatten(),
+                            slo_attainment: (!c.slo.is_empty()).then(|| share(c.good, c.judged)).flatten(),
                         },
                     )
                 })

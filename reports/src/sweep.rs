@@ -114,6 +114,10 @@ pub struct Manifest {
     /// The slice this folder holds, if sharded (absent after a merge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// Why the sweep stopped before every run finished (Ctrl-C, SIGTERM); absent when it
+    /// ran to its end. The folder holds the runs that finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete_reason: Option<String>,
 }
 
 impl Manifest {
@@ -474,6 +478,10 @@ impl SweepResults {
             }
         });
         acc.manifest.shard = None;
+        if acc.missing().is_empty() {
+            // Another folder ran what an interrupted one had left.
+            acc.manifest.incomplete_reason = None;
+        }
         Ok(acc)
     }
 }
@@ -582,6 +590,7 @@ mod tests {
             points: 2,
             runs: 4,
             shard: None,
+            incomplete_reason: None,
         };
         let header: Vec<String> =
             ["point", "replicate", "seed", "router.policy", "scenario", "ttft_ms.p95"].iter().map(|s| s.to_string()).collect();

@@ -71,6 +71,10 @@ pub struct CalibrateArgs {
     /// Seconds a request may go without any data before it counts as stalled.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
+    /// Seconds a probe of an engine (/health, /v1/models, /version, /metrics) may take:
+    /// an engine that accepts connections but does not answer is named within this time.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    probe_timeout: u64,
     /// Seed of the prompt token ids (default: the clock, so prompts are new to the engine's
     /// prefix cache, which outlives runs).
     #[arg(long)]
@@ -224,7 +228,11 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
         seed,
         max_seqs: a.max_seqs,
         max_batch_tokens: a.max_batch_tokens,
-        client: ClientConfig { stall_timeout: Duration::from_secs(a.timeout.max(1)), ..ClientConfig::default() },
+        client: ClientConfig {
+            stall_timeout: Duration::from_secs(a.timeout.max(1)),
+            probe_timeout: Duration::from_secs(a.probe_timeout.max(1)),
+            ..ClientConfig::default()
+        },
         launch_timeout: Duration::from_secs(a.launch_timeout.max(1)),
     };
 
@@ -235,7 +243,11 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
     let quiet = a.json;
     let bar = crate::cmd::sweep::progress(0, "probe requests");
     let b = bar.clone();
+    // The probes measured so far: an interrupted calibration writes them (not a profile).
+    let measured = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let kept = measured.clone();
     let mut on = move |ev: Event| match ev {
+        Event::Measured(s) => kept.borrow_mut().push(s),
         Event::EngineReady { url, started_in } => {
             if !quiet {
                 match started_in {
@@ -284,10 +296,20 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     let Some(result) = outcome else {
         // The calibration's future is gone, and a launched engine with it (stopped).
-        eprintln!(
-            "interrupted: nothing written{}",
-            if matches!(target, Target::Launch(_)) { "; the launched engine was stopped" } else { "" }
-        );
+        let stopped = if matches!(target, Target::Launch(_)) { "; the launched engine was stopped" } else { "" };
+        let samples = measured.borrow();
+        if samples.is_empty() {
+            eprintln!("interrupted: no probe had finished, nothing written{stopped}");
+        } else {
+            // Not a profile: a fit needs every probe class. The samples are kept for the record.
+            let path = sibling(&a.out, ".interrupted.yaml");
+            simctl_calibration::write_interrupted(&samples, &path)?;
+            eprintln!(
+                "interrupted: no profile written (a fit needs every probe); the {} probes measured are in {}{stopped}",
+                samples.len(),
+                path.display()
+            );
+        }
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     };
     let cal = result?;

@@ -71,6 +71,10 @@ pub struct EvalArgs {
     /// Seconds a request may go without any data before it counts as stalled.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
+    /// Seconds a probe of an engine (/health, /v1/models, /version, /metrics) may take:
+    /// an engine that accepts connections but does not answer is named within this time.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    probe_timeout: u64,
     /// Seed of the prompt token ids (default: the clock, so cold prompts are new to the
     /// engine's prefix cache, which outlives runs).
     #[arg(long)]
@@ -221,9 +225,14 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
     let spec = EvalSpec {
         endpoint: a.endpoint.clone(),
         model: a.model.clone(),
-        client: ClientConfig { stall_timeout: Duration::from_secs(a.timeout), ..ClientConfig::default() },
+        client: ClientConfig {
+            stall_timeout: Duration::from_secs(a.timeout),
+            probe_timeout: Duration::from_secs(a.probe_timeout.max(1)),
+            ..ClientConfig::default()
+        },
         quality: items.clone(),
         latency: LatencyPlan { prompt_tokens: a.prompt_tokens, decode_lengths: DECODE_LENGTHS.to_vec(), repeats: a.repeats, nonce },
+        stop: crate::interrupt::stop_flag(),
     };
     let (bar, mut update) = progress_bar();
     let result = simctl_live::eval::run(&spec, &mut update);
@@ -292,6 +301,15 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
     write_json(&card_path, &card)?;
     written.push(card_path);
 
+    if out.interrupted {
+        eprintln!(
+            "interrupted ({}): wrote what finished under {}/ ({} questions, {} timed requests)",
+            crate::interrupt::signal_name(),
+            out_dir.display(),
+            out.answers.len(),
+            out.samples.len()
+        );
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&card)?);
     } else {
@@ -299,5 +317,5 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
         print!("{}", scorecard::render_card(&card));
         println!("\nwrote {} files under {}/ ({})", written.len(), out_dir.display(), crate::cmd::sweep::list(&out_dir, &written));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if out.interrupted { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

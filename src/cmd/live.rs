@@ -5,8 +5,6 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -105,6 +103,10 @@ pub struct LiveArgs {
     /// Seconds a whole request may take.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     request_timeout: u64,
+    /// Seconds a probe of an engine (/health, /v1/models, /version, /metrics) may take:
+    /// an engine that accepts connections but does not answer is named within this time.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    probe_timeout: u64,
     /// Shortest time between two /metrics scrapes of one engine, in ms (the scenario's
     /// telemetry.interval when longer).
     #[arg(long, value_name = "MS", default_value_t = 100)]
@@ -154,21 +156,13 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
     }
 
     // Ctrl-C raises the stop flag; the run stops sending and waits for what is in flight.
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            while !crate::interrupt::interrupted() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    }
+    let stop = crate::interrupt::stop_flag();
     let opts = LiveOptions {
         model: a.model.clone(),
         client: ClientConfig {
             stall_timeout: Duration::from_secs(a.stall_timeout.max(1)),
             request_timeout: Duration::from_secs(a.request_timeout.max(1)),
+            probe_timeout: Duration::from_secs(a.probe_timeout.max(1)),
             ..ClientConfig::default()
         },
         grace: Duration::from_secs(a.grace),

@@ -61,7 +61,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     }
     let summary = dir.join("summary.json");
     if summary.is_file() {
-        return load(&summary);
+        // A run folder: every file is checked, not just its summary.
+        return match simctl_reports::records::check_run_dir(dir) {
+            Ok(s) => Ok(Loaded::Run(Box::new(s))),
+            Err(e) => crate::bad!("{e}"),
+        };
     }
     let fm = dir.join("find_max.json");
     if fm.is_file() {

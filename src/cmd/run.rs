@@ -96,7 +96,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let mut summary = Summary::build(&spec, seed, &mut rec, &totals);
     if interrupted {
         summary.complete = false;
-        summary.incomplete_reason = Some(format!("interrupted (Ctrl-C) at {:.3} s simulated", totals.end.as_secs_f64()));
+        summary.incomplete_reason =
+            Some(format!("interrupted ({}) at {:.3} s simulated", crate::interrupt::signal_name(), totals.end.as_secs_f64()));
     }
     let mut written = Vec::new();
     if let Some(dir) = &a.out {
@@ -181,19 +182,42 @@ const PROGRESS_AFTER: Duration = Duration::from_secs(1);
 
 /// Steps the run to its end in chunks (which gives the same records as one run), showing
 /// progress on a terminal once it has taken more than [`PROGRESS_AFTER`]; stops early on
-/// Ctrl-C. Returns whether it was interrupted.
+/// Ctrl-C or SIGTERM. Returns whether it was interrupted.
 fn step_with_progress(sim: &mut Simulation, rec: &mut RunRecorder, quiet: bool) -> bool {
-    crate::interrupt::install();
     let show = !quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut bar: Option<ProgressBar> = None;
-    // Chunks of simulated time sized to about 50 ms of wall time each.
+    let interrupted = step_in_chunks(sim, rec, |sim, rec| {
+        if show && started.elapsed() > PROGRESS_AFTER {
+            let b = bar.get_or_insert_with(|| {
+                let b = ProgressBar::new_spinner();
+                b.set_style(ProgressStyle::with_template("{spinner} {msg}  {elapsed_precise}").expect("valid template"));
+                b
+            });
+            b.set_message(format!("simulated {:.1} s  done {}  in flight {}", sim.now().as_secs_f64(), rec.recorded(), sim.in_flight()));
+            b.tick();
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    interrupted
+}
+
+/// Steps a run to its end in chunks of simulated time (the same records as one run),
+/// stopping early on Ctrl-C or SIGTERM. Returns whether it was interrupted.
+pub(crate) fn step_interruptibly(sim: &mut Simulation, rec: &mut RunRecorder) -> bool {
+    step_in_chunks(sim, rec, |_, _| {})
+}
+
+/// The step loop of [`step_with_progress`] and [`step_interruptibly`]: chunks of simulated
+/// time sized to about 50 ms of wall time each, so that a signal is seen within a fraction
+/// of a second; `after` runs after each chunk.
+fn step_in_chunks(sim: &mut Simulation, rec: &mut RunRecorder, mut after: impl FnMut(&Simulation, &RunRecorder)) -> bool {
+    crate::interrupt::install();
     let mut chunk = SimDuration::from_millis(10);
     while let Some(t) = sim.next_event_time() {
         if crate::interrupt::interrupted() {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
             return true;
         }
         let t0 = Instant::now();
@@ -204,18 +228,7 @@ fn step_with_progress(sim: &mut Simulation, rec: &mut RunRecorder, quiet: bool) 
         } else if took > Duration::from_millis(100) {
             chunk = SimDuration::from_nanos((chunk.as_nanos() / 2).max(1));
         }
-        if show && started.elapsed() > PROGRESS_AFTER {
-            let b = bar.get_or_insert_with(|| {
-                let b = ProgressBar::new_spinner();
-                b.set_style(ProgressStyle::with_template("{spinner} {msg}  {elapsed_precise}").expect("valid template"));
-                b
-            });
-            b.set_message(format!("simulated {:.1} s  done {}  in flight {}", sim.now().as_secs_f64(), rec.recorded(), sim.in_flight()));
-            b.tick();
-        }
-    }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
+        after(sim, rec);
     }
     crate::interrupt::interrupted()
 }

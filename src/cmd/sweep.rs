@@ -227,6 +227,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
         points: 0,
         runs: 0,
         shard: a.shard,
+        incomplete_reason: None,
     };
     if let Some(target) = &a.find_max {
         return find_max(&a, target, &name, &text, &fixed, manifest);
@@ -266,7 +267,8 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
         h.extend(axes.iter().map(|x| x.name.clone()));
         let mut seen: std::collections::HashSet<String> = h.iter().cloned().collect();
         for spec in &specs {
-            for (k, _) in flatten_summary(&simulate(spec, base, true)) {
+            let Some(probe) = simulate(spec, base, true) else { bail!("interrupted before the first run: nothing written") };
+            for (k, _) in flatten_summary(&probe) {
                 if seen.insert(k.clone()) {
                     h.push(k);
                 }
@@ -298,11 +300,14 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let total = jobs.len();
     let done = AtomicUsize::new(0);
-    let rows: Vec<Result<Vec<Cell>>> = pool.install(|| {
+    let rows: Vec<Result<Option<Vec<Cell>>>> = pool.install(|| {
         jobs.par_iter()
             .map(|job| {
+                if crate::interrupt::interrupted() {
+                    return Ok(None);
+                }
                 let seed = seed_of(base, a.seeding, job.point, job.replicate);
-                let summary = simulate(&specs[job.point], seed, false);
+                let Some(summary) = simulate(&specs[job.point], seed, false) else { return Ok(None) };
                 let mut row = vec![Cell::Num(job.point as f64), Cell::Num(f64::from(job.replicate)), Cell::Text(seed.to_string())];
                 row.extend(points[job.point].iter().map(|(_, v)| Cell::Text(v.clone())));
                 row.resize(header.len(), Cell::Text(String::new()));
@@ -323,12 +328,19 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
                 if !std::io::stderr().is_terminal() && (n == total || n.is_multiple_of((total / 10).max(1))) {
                     eprintln!("sweep: {n}/{total} runs done");
                 }
-                Ok(row)
+                Ok(Some(row))
             })
             .collect()
     });
     bar.finish_and_clear();
-    let rows: Vec<Vec<Cell>> = rows.into_iter().collect::<Result<_>>().context("cannot write results.csv")?;
+    let rows: Vec<Option<Vec<Cell>>> = rows.into_iter().collect::<Result<_>>().context("cannot write results.csv")?;
+    let rows: Vec<Vec<Cell>> = rows.into_iter().flatten().collect();
+    let mut manifest = manifest;
+    if crate::interrupt::interrupted() {
+        let why = format!("interrupted ({}): {} of {total} runs finished", crate::interrupt::signal_name(), rows.len());
+        eprintln!("{why}; the folder keeps them (`simctl report` lists the missing runs)");
+        manifest.incomplete_reason = Some(why);
+    }
     let wall = started.elapsed().as_secs_f64();
     drop(csv);
     let results = SweepResults { manifest, header, rows };
@@ -361,7 +373,8 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
             println!("wrote {} files under {}/ ({})", files.len(), dir.display(), list(dir, &files));
         }
     }
-    Ok(if incomplete.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let stopped = results.manifest.incomplete_reason.is_some();
+    Ok(if incomplete.is_empty() && !stopped { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Runs whose summary says they stopped early: `(point, replicate, why)`.
@@ -400,7 +413,9 @@ pub fn write_folder(dir: &Path, results: &SweepResults, plots: bool) -> Result<V
     Ok(files)
 }
 
-fn simulate(spec: &ValidSpec, seed: u64, probe: bool) -> Summary {
+/// One run of a sweep; `None` when Ctrl-C (or SIGTERM) stopped it before its end: a sweep
+/// keeps only runs that finished.
+fn simulate(spec: &ValidSpec, seed: u64, probe: bool) -> Option<Summary> {
     let mut rec = RunRecorder::for_spec(spec);
     let mut s = spec.clone();
     if probe {
@@ -410,8 +425,12 @@ fn simulate(spec: &ValidSpec, seed: u64, probe: bool) -> Summary {
         short.run.requests = Some(1);
         s = short.into_valid().expect("a shorter run of a valid scenario is valid");
     }
-    let totals = Simulation::with_seed(&s, RunSeed(seed)).expect("validated when lowered").run(&mut rec);
-    Summary::build(&s, seed, &mut rec, &totals)
+    let mut sim = Simulation::with_seed(&s, RunSeed(seed)).expect("validated when lowered");
+    if super::run::step_interruptibly(&mut sim, &mut rec) {
+        return None;
+    }
+    let totals = sim.finish(&mut rec);
+    Some(Summary::build(&s, seed, &mut rec, &totals))
 }
 
 /// The default text of `param NAME = ...` in the scenario, if it has one.
@@ -501,6 +520,18 @@ struct Found {
     note: String,
 }
 
+/// A capacity search stopped by Ctrl-C or SIGTERM.
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
 fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(String, String)], manifest: Manifest) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.slo_attainment) {
         bail!("--slo-attainment {} is not a share between 0 and 1 (e.g. 0.9)", a.slo_attainment);
@@ -558,7 +589,13 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
     for g in &groups {
         let at: Vec<String> = g.iter().map(|(k, v)| format!("{k}={v}")).collect();
         match lower(name, text, &with(g, start), &format!("at {} {param}={}", at.join(" "), scale.text(start))) {
-            Some(s) => gpus.push(s.pools.iter().flat_map(|p| p.instances.iter()).map(|i| i.tp).sum::<u32>()),
+            Some(s) if !s.slo.is_empty() || s.workload.classes.iter().any(|c| c.slo.is_some_and(|c| !c.is_empty())) => {
+                gpus.push(s.pools.iter().flat_map(|p| p.instances.iter()).map(|i| i.tp).sum::<u32>())
+            }
+            Some(_) => crate::bad!(
+                "--find-max searches for the largest {param} that meets an SLO, and the scenario gives none{}; add e.g. `slo {{ ttft = 500ms; tpot = 50ms }}`, or `--set slo.ttft=500ms`",
+                if at.is_empty() { String::new() } else { format!(" at {}", at.join(" ")) }
+            ),
             None => return Ok(ExitCode::from(crate::EXIT_BAD_INPUT)),
         }
     }
@@ -577,10 +614,11 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
         let sums: Vec<(f64, f64)> = (0..seeds)
             .into_par_iter()
             .map(|r| {
-                let s = simulate(&spec, seed_of(base, Seeding::Common, 0, r), false);
-                (s.slo_attainment.unwrap_or(0.0), s.goodput_rps.unwrap_or(0.0))
+                let s = simulate(&spec, seed_of(base, Seeding::Common, 0, r), false)?;
+                Some((s.slo_attainment.unwrap_or(0.0), s.goodput_rps.unwrap_or(0.0)))
             })
-            .collect();
+            .collect::<Option<_>>()
+            .ok_or_else(|| anyhow::Error::new(Stopped))?;
         evals.fetch_add(seeds as usize, Ordering::Relaxed);
         let n = f64::from(seeds);
         Ok((sums.iter().map(|p| p.0).sum::<f64>() / n, sums.iter().map(|p| p.1).sum::<f64>() / n))
@@ -596,77 +634,89 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
                 let mut pass: Option<(f64, f64, f64)> = None; // (x, attainment, goodput)
                 let mut fail: Option<f64> = None;
                 let ok = |att: f64| att >= a.slo_attainment;
-                match &scale {
-                    Scale::Absolute { lo, hi, .. } => {
-                        let (al, gl) = eval(g, *lo)?;
-                        runs += 1;
-                        if ok(al) {
-                            pass = Some((*lo, al, gl));
-                            let (ah, gh) = eval(g, *hi)?;
+                // The search of one group; Ctrl-C stops it with the bracket found so far
+                // (the highest value that met the target is still a valid lower bound).
+                let mut search = || -> Result<()> {
+                    match &scale {
+                        Scale::Absolute { lo, hi, .. } => {
+                            let (al, gl) = eval(g, *lo)?;
                             runs += 1;
-                            if ok(ah) {
-                                pass = Some((*hi, ah, gh));
-                                note = "meets the target at HI; widen the range".into();
-                            } else {
-                                fail = Some(*hi);
-                            }
-                        } else {
-                            fail = Some(*lo);
-                            note = "misses the target even at LO".into();
-                        }
-                    }
-                    Scale::Factor { .. } => {
-                        // Double or halve from the scenario's value to bracket the edge.
-                        let (a1, g1) = eval(g, 1.0)?;
-                        runs += 1;
-                        if ok(a1) {
-                            pass = Some((1.0, a1, g1));
-                            let mut x = 1.0;
-                            for _ in 0..16 {
-                                x *= 2.0;
-                                let (ax, gx) = eval(g, x)?;
+                            if ok(al) {
+                                pass = Some((*lo, al, gl));
+                                let (ah, gh) = eval(g, *hi)?;
                                 runs += 1;
-                                if ok(ax) {
-                                    pass = Some((x, ax, gx));
+                                if ok(ah) {
+                                    pass = Some((*hi, ah, gh));
+                                    note = "meets the target at HI; widen the range".into();
                                 } else {
+                                    fail = Some(*hi);
+                                }
+                            } else {
+                                fail = Some(*lo);
+                                note = "misses the target even at LO".into();
+                            }
+                        }
+                        Scale::Factor { .. } => {
+                            // Double or halve from the scenario's value to bracket the edge.
+                            let (a1, g1) = eval(g, 1.0)?;
+                            runs += 1;
+                            if ok(a1) {
+                                pass = Some((1.0, a1, g1));
+                                let mut x = 1.0;
+                                for _ in 0..16 {
+                                    x *= 2.0;
+                                    let (ax, gx) = eval(g, x)?;
+                                    runs += 1;
+                                    if ok(ax) {
+                                        pass = Some((x, ax, gx));
+                                    } else {
+                                        fail = Some(x);
+                                        break;
+                                    }
+                                }
+                                if fail.is_none() {
+                                    note = "still meets the target at 65536x the scenario's value".into();
+                                }
+                            } else {
+                                fail = Some(1.0);
+                                let mut x = 1.0;
+                                for _ in 0..16 {
+                                    x /= 2.0;
+                                    let (ax, gx) = eval(g, x)?;
+                                    runs += 1;
+                                    if ok(ax) {
+                                        pass = Some((x, ax, gx));
+                                        break;
+                                    }
                                     fail = Some(x);
-                                    break;
                                 }
-                            }
-                            if fail.is_none() {
-                                note = "still meets the target at 65536x the scenario's value".into();
-                            }
-                        } else {
-                            fail = Some(1.0);
-                            let mut x = 1.0;
-                            for _ in 0..16 {
-                                x /= 2.0;
-                                let (ax, gx) = eval(g, x)?;
-                                runs += 1;
-                                if ok(ax) {
-                                    pass = Some((x, ax, gx));
-                                    break;
+                                if pass.is_none() {
+                                    note = "misses the target even at 1/65536 of the scenario's value".into();
                                 }
-                                fail = Some(x);
-                            }
-                            if pass.is_none() {
-                                note = "misses the target even at 1/65536 of the scenario's value".into();
                             }
                         }
                     }
-                }
-                // Bisection between the highest passing and the lowest failing value.
-                if let (Some(_), Some(_)) = (pass, fail) {
-                    for _ in 0..60 {
-                        let (lo, hi) = (pass.expect("bracketed").0, fail.expect("bracketed"));
-                        if (hi - lo) <= a.tolerance * lo {
-                            break;
+                    // Bisection between the highest passing and the lowest failing value.
+                    if let (Some(_), Some(_)) = (pass, fail) {
+                        for _ in 0..60 {
+                            let (lo, hi) = (pass.expect("bracketed").0, fail.expect("bracketed"));
+                            if (hi - lo) <= a.tolerance * lo {
+                                break;
+                            }
+                            let mid = 0.5 * (lo + hi);
+                            let (am, gm) = eval(g, mid)?;
+                            runs += 1;
+                            if ok(am) { pass = Some((mid, am, gm)) } else { fail = Some(mid) }
                         }
-                        let mid = 0.5 * (lo + hi);
-                        let (am, gm) = eval(g, mid)?;
-                        runs += 1;
-                        if ok(am) { pass = Some((mid, am, gm)) } else { fail = Some(mid) }
                     }
+                    Ok(())
+                };
+                match search() {
+                    Ok(()) => {}
+                    Err(e) if e.is::<Stopped>() => {
+                        note = format!("interrupted ({}): not narrowed to the tolerance", crate::interrupt::signal_name());
+                    }
+                    Err(e) => return Err(e),
                 }
                 bar.inc(1);
                 let number = pass.and_then(|p| scale.number(p.0));
@@ -768,6 +818,7 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
         w.flush()?;
         let json = serde_json::json!({
             "manifest": manifest,
+            "complete": !crate::interrupt::interrupted(),
             "param": param,
             "slo_attainment_target": a.slo_attainment,
             "tolerance": a.tolerance,

@@ -179,10 +179,13 @@ fn parse_args<A: Args>(argv: &[String]) -> Result<A> {
         .a)
 }
 
+/// A run folder's summary, once every file of the folder checks (a record with requests.csv
+/// missing, cut short or holding a NaN is refused, not replayed on its summary alone).
 fn read_summary(dir: &Path) -> Result<Summary> {
-    let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("`{}` is not a simctl summary", path.display()))
+    match simctl_reports::records::check_run_dir(dir) {
+        Ok(s) => Ok(s),
+        Err(e) => bad!("{e}"),
+    }
 }
 
 fn parse_fraction(s: &str) -> Result<f64> {
@@ -373,7 +376,16 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
             say("capacity: the scenario's requests sent at once to the engines ...".into());
             let burst = rate_set(&a.rate_param, RATE_BURST, base_rate);
             let live = out.join("capacity/live");
-            run_live(&a, &scenario_file, &sets, &burst, &live)?;
+            let r = run_live(&a, &scenario_file, &sets, &burst, &live);
+            if crate::interrupt::interrupted() {
+                eprintln!(
+                    "interrupted ({}) while measuring capacity: no load ran, nothing recorded (the burst's live run is in {})",
+                    crate::interrupt::signal_name(),
+                    live.display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            r?;
             let s = read_summary(&live)?;
             let Some(c) = s.throughput_rps.filter(|c| *c > 0.0) else {
                 anyhow::bail!("the capacity burst finished no request ({} failed): see {}", s.failed, live.display());
@@ -401,7 +413,13 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
             LoadRecord { label: label.trim().into(), fraction: *f, rate_rps: rate, live: format!("{d}/live"), sim: format!("{d}/sim") };
         let set = rate_set(&a.rate_param, rate, base_rate);
         say(format!("load {}: {rate:.2} req/s, live ...", rec.label));
-        run_live(&a, &scenario_file, &sets, &set, &out.join(&rec.live))?;
+        let live_run = run_live(&a, &scenario_file, &sets, &set, &out.join(&rec.live));
+        if crate::interrupt::interrupted() {
+            // This load's live run was cut short: its folder stays (marked incomplete), but
+            // the record leaves the load out.
+            break;
+        }
+        live_run?;
         run_sim(a.seed, &scenario_file, &sets, &set, &out.join(&rec.sim))?;
         let (sim, live) = (read_summary(&out.join(&rec.sim))?, read_summary(&out.join(&rec.live))?);
         let r = errors(&rec.label, &sim, &live, &targets);
@@ -455,7 +473,11 @@ fn finish(out: &Path, m: &Manifest, a: &ValidateArgs) -> Result<ExitCode> {
         );
     }
     if crate::interrupt::interrupted() {
-        eprintln!("interrupted: the loads not run are missing from validation.json");
+        eprintln!(
+            "interrupted ({}): validation.json holds the {} loads that finished; the others are missing",
+            crate::interrupt::signal_name(),
+            m.loads.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(verdict(a, &outside))
@@ -564,7 +586,10 @@ fn run_sim(seed: Option<u64>, scenario: &Path, sets: &[String], rate: &str, dir:
 /// `--replay DIR`: the recorded loads simulated again and compared with their live runs.
 fn replay(dir: &Path, a: &ValidateArgs) -> Result<ExitCode> {
     let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => bad!("cannot read `{}`: {e}; give a folder written by `simctl validate --out`", path.display()),
+    };
     let mut m: Manifest = match serde_json::from_str(&text) {
         Ok(m) => m,
         Err(e) => bad!("`{}` is not a validation record: {e}", path.display()),
@@ -576,6 +601,10 @@ fn replay(dir: &Path, a: &ValidateArgs) -> Result<ExitCode> {
     let Some(sets) = profile_sets(&scenario_file, &m.sets, profile.as_deref())? else {
         return Ok(ExitCode::from(crate::EXIT_BAD_INPUT));
     };
+    // Every recorded live run checks before anything is simulated.
+    for l in &m.loads {
+        read_summary(&dir.join(&l.live))?;
+    }
     let work = tempdir_for(dir);
     let mut rows = Vec::new();
     for l in &m.loads {

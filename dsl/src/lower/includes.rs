@@ -6,7 +6,7 @@ use crate::parser::{self};
 use crate::value::Val;
 
 use super::Cx;
-/// Includes nest at most this deep (a cycle is reported before that).
+/// Includes nest at most this deep (the scenario file itself is not counted).
 const MAX_INCLUDE_DEPTH: usize = 16;
 
 impl Cx {
@@ -54,13 +54,28 @@ impl Cx {
                     continue;
                 }
             };
-            if chain.contains(&canon) || chain.len() > MAX_INCLUDE_DEPTH {
+            if chain.contains(&canon) {
                 self.error(
                     0,
                     span,
                     format!("`{}` includes itself (through {} files)", full.display(), chain.len()),
                     "include cycle",
                     Some("remove one of the includes".into()),
+                );
+                continue;
+            }
+            // `chain` holds the scenario file and the includes down to this one.
+            if chain.len() > MAX_INCLUDE_DEPTH {
+                self.error(
+                    0,
+                    span,
+                    format!(
+                        "including `{}` would nest includes {} deep; they nest at most {MAX_INCLUDE_DEPTH} deep",
+                        full.display(),
+                        chain.len()
+                    ),
+                    "includes nest too deep",
+                    Some("include the files side by side from one file instead of each from the one before".into()),
                 );
                 continue;
             }

@@ -247,6 +247,14 @@ pub struct SloSpec {
     pub itl: Option<SimDuration>,
 }
 
+impl SloSpec {
+    /// Whether no bound is given: no request can be judged good or bad, so a run has no SLO
+    /// attainment and no goodput.
+    pub fn is_empty(&self) -> bool {
+        self.ttft.is_none() && self.tpot.is_none() && self.e2e.is_none() && self.itl.is_none()
+    }
+}
+
 /// Run length, and the bounds that stop a run that would not end by itself.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunSpec {

@@ -6,7 +6,6 @@ use std::ops::Deref;
 
 use super::*;
 use crate::time::SimDuration;
-use crate::trace::TraceReader;
 use crate::units::MAX_TOKENS;
 
 /// A scenario that passed [`ScenarioSpec::validate`], with what validation computed on the
@@ -82,6 +81,7 @@ impl ScenarioSpec {
         }
         let mut warnings = self.kv_fit_warnings(&kv_blocks);
         warnings.extend(self.kernel_warnings());
+        warnings.extend(self.fitted_warnings());
         Ok(ValidSpec { spec: self, kv_blocks, warnings })
     }
 
@@ -176,8 +176,14 @@ impl ScenarioSpec {
                     }
                 }
                 PerfSpec::Fitted { cost, .. } => {
-                    if cost.c.iter().any(|c| !c.is_finite()) || cost.c[0] < 0.0 {
-                        e(format!("{hp}.profile"), "the profile's coefficients must be finite, with c0 >= 0".into());
+                    if let Some(k) = cost.c.iter().chain(&cost.cached_context).position(|c| !(c.is_finite() && *c >= 0.0)) {
+                        let x = cost.c.get(k).or(cost.cached_context.as_ref()).copied().unwrap_or(f64::NAN);
+                        e(
+                            format!("{hp}.fitted"),
+                            format!(
+                                "coefficient c{k} is {x}: every step coefficient must be a finite number of seconds >= 0 (a negative cost lowers latencies silently)"
+                            ),
+                        );
                     }
                 }
                 PerfSpec::Kernels { gpu, backend, .. } => {
@@ -303,6 +309,7 @@ impl ScenarioSpec {
         if self.run.duration.is_none() && self.run.requests.is_none() && !bounded_by_trace {
             e("run".into(), "say how long to run: `duration = 60s` or `requests = 10000`".into());
         }
+
         for p in std::iter::once(&self.router.prefill).chain(self.router.decode.as_ref()) {
             match p {
                 PolicySpec::Telemetry(t) => {
@@ -414,10 +421,29 @@ impl ScenarioSpec {
     /// not in the middle of a run or a sweep).
     fn check_trace(&self, errs: &mut Vec<SpecError>) {
         if let Some(t) = &self.workload.trace
-            && let Err(e) = TraceReader::open(&t.path, t.format, t.skip_invalid)
+            && let Err(e) = crate::trace::check_opens(t)
         {
             errs.push(SpecError::new("workload.trace", e.to_string()));
         }
+    }
+
+    /// Fitted step costs that are valid but degenerate: steps that cost nothing.
+    fn fitted_warnings(&self) -> Vec<SpecWarning> {
+        let mut out = Vec::new();
+        for hw in &self.hardware {
+            if let PerfSpec::Fitted { cost, .. } = &hw.perf {
+                let c = &cost.c;
+                let message = if c.iter().all(|&x| x == 0.0) {
+                    "every step coefficient is 0: steps take no time, so TTFT and TPOT come out as 0 ms"
+                } else if c[0] == 0.0 && c[4] == 0.0 && c[5] == 0.0 {
+                    "c0, c4 and c5 are 0: a step of decodes alone takes no time, so TPOT comes out as 0 ms"
+                } else {
+                    continue;
+                };
+                out.push(SpecWarning { path: format!("hardware.{}", hw.name), message: message.into() });
+            }
+        }
+        out
     }
 
     /// Where instances on the kernel-table model lean on extrapolation: shapes the tables do

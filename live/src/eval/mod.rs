@@ -8,6 +8,8 @@
 pub mod latency;
 pub mod quality;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::client::{ClientConfig, ClientError, CompletionRequest, EngineClient, Prompt, TokenCounting};
@@ -16,7 +18,7 @@ use latency::{CacheCase, LatencyPlan, PlannedRequest};
 use quality::QualityItem;
 
 /// What to run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct EvalSpec {
     /// Base URL of the engine.
     pub endpoint: String,
@@ -28,6 +30,9 @@ pub struct EvalSpec {
     pub quality: Vec<QualityItem>,
     /// The latency matrix.
     pub latency: LatencyPlan,
+    /// Raised (by Ctrl-C) to stop: the request in flight is abandoned and the outcome holds
+    /// what finished before, with `interrupted` set.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// One answered question.
@@ -89,6 +94,8 @@ pub struct EvalOutcome {
     pub metrics_after: Option<EngineMetrics>,
     /// What was cut or could not be read, as sentences.
     pub notes: Vec<String>,
+    /// Whether [`EvalSpec::stop`] ended the eval before every request was sent.
+    pub interrupted: bool,
 }
 
 impl EvalOutcome {
@@ -148,6 +155,14 @@ pub fn run(spec: &EvalSpec, progress: &mut dyn FnMut(Progress)) -> Result<EvalOu
     rt.block_on(run_async(spec, progress))
 }
 
+/// `fut`, unless `stop` is raised first (checked every 50 ms): `None` then.
+async fn or_stop<T>(stop: &AtomicBool, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        r = fut => Some(r),
+        _ = async { while !stop.load(Ordering::SeqCst) { tokio::time::sleep(std::time::Duration::from_millis(50)).await } } => None,
+    }
+}
+
 fn at(what: impl Into<String>) -> impl FnOnce(ClientError) -> EvalError {
     let what = what.into();
     move |error| EvalError::Request { what, error }
@@ -182,8 +197,8 @@ pub async fn run_async(spec: &EvalSpec, progress: &mut dyn FnMut(Progress)) -> R
             temperature: 0.0,
             ignore_eos: false,
         };
-        let out =
-            client.complete(&req).await.map_err(at(format!("quality question {} of {} ({})", i + 1, spec.quality.len(), item.task)))?;
+        let Some(out) = or_stop(&spec.stop, client.complete(&req)).await else { break };
+        let out = out.map_err(at(format!("quality question {} of {} ({})", i + 1, spec.quality.len(), item.task)))?;
         let prediction = quality::prediction(&out.text);
         let correct = quality::is_correct(item, &prediction);
         answers.push(QualityAnswer { item: item.clone(), prompt, prediction, correct });
@@ -200,14 +215,21 @@ pub async fn run_async(spec: &EvalSpec, progress: &mut dyn FnMut(Progress)) -> R
         temperature: 0.0,
         ignore_eos: true,
     };
-    for p in &schedule.priming {
-        client.complete_stream(&stream(p)).await.map_err(at("priming the warm prefix"))?;
+    let stopped = || spec.stop.load(Ordering::SeqCst);
+    for p in schedule.priming.iter().take_while(|_| !stopped()) {
+        if let Some(r) = or_stop(&spec.stop, client.complete_stream(&stream(p))).await {
+            r.map_err(at("priming the warm prefix"))?;
+        }
     }
     let total = schedule.requests.len();
     let mut samples = Vec::with_capacity(total);
     let started = Instant::now();
     for (i, r) in schedule.requests.iter().enumerate() {
-        let out = client.complete_stream(&stream(r)).await.map_err(at(format!("latency request {} ({} of {total})", r.id, i + 1)))?;
+        if stopped() {
+            break;
+        }
+        let Some(out) = or_stop(&spec.stop, client.complete_stream(&stream(r))).await else { break };
+        let out = out.map_err(at(format!("latency request {} ({} of {total})", r.id, i + 1)))?;
         let (Some(ttft), Some(e2e), Some(decode)) = (out.ttft(), out.e2e(), out.decode()) else {
             return Err(EvalError::Request {
                 what: format!("latency request {} ({} of {total})", r.id, i + 1),
@@ -234,6 +256,15 @@ pub async fn run_async(spec: &EvalSpec, progress: &mut dyn FnMut(Progress)) -> R
         });
         progress(Progress { phase: "latency", done: i + 1, total });
     }
+    let interrupted = stopped();
+    if interrupted {
+        notes.push(format!(
+            "interrupted: {} of {} quality questions and {} of {total} latency requests finished; the figures cover them",
+            answers.len(),
+            spec.quality.len(),
+            samples.len()
+        ));
+    }
     let latency_window_s = started.elapsed().as_secs_f64();
     let metrics_after = if metrics_before.is_some() { scrape(&client, &mut notes).await } else { None };
     Ok(EvalOutcome {
@@ -246,6 +277,7 @@ pub async fn run_async(spec: &EvalSpec, progress: &mut dyn FnMut(Progress)) -> R
         metrics_before,
         metrics_after,
         notes,
+        interrupted,
     })
 }
 

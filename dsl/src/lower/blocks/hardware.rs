@@ -377,23 +377,8 @@ impl Cx {
                 return None;
             }
         };
-        match serde_saphyr::from_str::<simctl_engine::profile::Profile>(&text) {
-            Ok(p) if p.format == simctl_engine::profile::PROFILE_FORMAT => Some(p),
-            Ok(p) => {
-                self.error(
-                    v.src,
-                    v.span,
-                    format!(
-                        "profile `{}` has format {}, this simctl reads format {}",
-                        full.display(),
-                        p.format,
-                        simctl_engine::profile::PROFILE_FORMAT
-                    ),
-                    "unsupported format",
-                    Some("measure it again with `simctl calibrate` (the format is described in docs/profile.md)".into()),
-                );
-                None
-            }
+        match serde_saphyr::from_str::<simctl_engine::profile::Profile>(&text).map_err(|e| e.to_string()).and_then(|p| p.checked(&text)) {
+            Ok(p) => Some(p),
             Err(e) => {
                 self.error(
                     v.src,

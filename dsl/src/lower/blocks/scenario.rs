@@ -217,6 +217,21 @@ impl Cx {
                 let s = self.settings("run", items, &["duration", "requests", "drain", "max_in_flight", "max_time", "fast_forward"]);
                 let duration = s.get("duration").map(|v| self.duration(v, "duration"));
                 let requests = s.get("requests").map(|v| self.count(v, "requests"));
+                // A run of nothing measures nothing: a careless `0`, not a request.
+                for (key, zero) in [
+                    ("duration", duration.flatten() == Some(simctl_engine::time::SimDuration::ZERO)),
+                    ("requests", requests.flatten() == Some(0)),
+                ] {
+                    if zero && let Some(v) = s.get(key) {
+                        self.error(
+                            v.src,
+                            v.span,
+                            format!("`run.{key}` must be more than 0: a run of nothing measures nothing"),
+                            "zero",
+                            None,
+                        );
+                    }
+                }
                 let drain = s.get("drain").map_or(Some(true), |v| self.boolean(v, "drain"));
                 let mut run = RunSpec::new(duration.flatten(), requests.flatten());
                 run.drain = drain.unwrap_or(true);

@@ -190,7 +190,7 @@ impl Cx {
     }
 
     pub(crate) fn trace(&mut self, v: &Val, pos: &[&Val], named: &BTreeMap<&str, &Val>) -> Option<simctl_engine::trace::TraceSpec> {
-        use simctl_engine::trace::{MOONCAKE_BLOCK_TOKENS, TraceFormat, TraceReader, TraceSpec};
+        use simctl_engine::trace::{MOONCAKE_BLOCK_TOKENS, TraceFormat, TraceSpec};
         if pos.len() != 1 {
             self.error(
                 v.src,
@@ -260,7 +260,7 @@ impl Cx {
         if let Some(x) = named.get("max_output") {
             spec.max_output = Some(self.token_count(x, "max_output")?.max(1));
         }
-        if let Err(e) = TraceReader::open(&spec.path, spec.format, spec.skip_invalid) {
+        if let Err(e) = simctl_engine::trace::check_opens(&spec) {
             self.error(
                 pos[0].src,
                 pos[0].span,
