@@ -74,6 +74,12 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    // Long commands take Ctrl-C and SIGTERM from the start (a signal during start-up is not
+    // lost, also in the background where Ctrl-C comes in ignored); short ones keep the
+    // default and end at once.
+    if matches!(cli.command, Command::Run(_) | Command::Sweep(_) | Command::Live(_) | Command::Validate(_) | Command::Eval(_)) {
+        interrupt::install();
+    }
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),
         Command::Sweep(a) => cmd::sweep::run(a),

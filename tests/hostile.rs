@@ -280,7 +280,7 @@ fn the_readme_exit_codes_are_the_binarys() {
     assert_eq!(o.status.code(), Some(code_of("other failures")), "{}", stderr(&o));
     assert_eq!(codes.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 2, 3, 1, 130], "{codes:?}");
     // 130 (an interrupted calibrate) is checked against the binary in
-    // `every_long_command_installs_its_handler_for_sigterm_too`.
+    // `calibrate_stops_on_sigterm_and_keeps_the_probes_it_measured`.
 }
 
 /// A run folder written by `simctl run`.
@@ -505,7 +505,7 @@ fn eval_stops_on_ctrl_c_and_writes_what_finished() {
 }
 
 #[test]
-fn every_long_command_installs_its_handler_for_sigterm_too() {
+fn calibrate_stops_on_sigterm_and_keeps_the_probes_it_measured() {
     // Calibrate against an endpoint that is up but slow: SIGTERM mid-probe keeps the probes
     // measured so far (not a profile) and exits 130.
     use simctl_live::fake::FakeEngine;
@@ -565,4 +565,41 @@ fn validate_stops_on_ctrl_c_and_records_the_loads_that_finished() {
     assert!(stderr(&o).contains("interrupted (Ctrl-C): validation.json holds the 0 loads that finished"), "{}", stderr(&o));
     let m = json(&out.join("validation.json"));
     assert_eq!(m["loads"].as_array().map(Vec::len), Some(0), "{m}");
+}
+
+#[test]
+fn live_started_in_the_background_stops_on_sigterm_and_writes_everything() {
+    use simctl_live::fake::FakeEngine;
+    let e = FakeEngine::start(Default::default()).unwrap();
+    let dir = temp_dir("hostile-live-sigterm");
+    let out = dir.join("live");
+    let url = e.url();
+    let args = ["live", "--endpoint", &url, "--set", "requests=100000", "--set", "arrival_rate=20/s", "--out", out.to_str().unwrap()];
+    let child = spawn_in_background(&args, &repo_root());
+    wait_for("requests at the engine", || e.requests().len() >= 10);
+    signal(&child, libc::SIGTERM);
+    let o = crate::wait_guarded(child, &args, HANG_GUARD);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = json(&out.join("summary.json"));
+    assert_eq!((s["complete"].as_bool(), s["live"]["interrupted"].as_bool()), (Some(false), Some(true)), "{s}");
+    no_partials(&out);
+    assert_eq!(s["requests"].as_u64().unwrap() as usize, e.requests().len(), "every request sent is recorded");
+}
+
+#[test]
+fn an_interrupted_capacity_search_keeps_its_brackets_marked_incomplete() {
+    let dir = temp_dir("hostile-find-max-sigint");
+    let out = dir.join("fm");
+    let args = ["sweep", "--find-max", "arrival_rate", "--set", "run.duration=2000000s", "--out", out.to_str().unwrap()];
+    let child = spawn_in_background(&args, &repo_root());
+    wait_for("the search to start", || {
+        std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .is_ok_and(|s| s.split_whitespace().nth(13).and_then(|t| t.parse::<u64>().ok()) > Some(50))
+    });
+    signal(&child, libc::SIGINT);
+    let o = crate::wait_guarded(child, &args, HANG_GUARD);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&out.join("find_max.json"));
+    assert_eq!(v["complete"], false, "{v}");
+    assert!(v["results"][0]["note"].as_str().unwrap().starts_with("interrupted (Ctrl-C)"), "{v}");
 }

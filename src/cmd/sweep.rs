@@ -849,5 +849,12 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
         }
         println!("wrote {}", list(dir, &files));
     }
+    if crate::interrupt::interrupted() {
+        eprintln!(
+            "interrupted ({}): the brackets found so far are kept; a group marked interrupted is not narrowed to the tolerance",
+            crate::interrupt::signal_name()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
