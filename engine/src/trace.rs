@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,6 +28,9 @@ struct MooncakeRow {
 fn some_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u64>>, D::Error> {
     <Vec<u64> as serde::Deserialize>::deserialize(d).map(Some)
 }
+
+/// Longest line a trace may hold (a Mooncake row of a million-token prompt is under 20 MB).
+pub const MAX_LINE_BYTES: usize = 32 << 20;
 
 /// Trace file formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -132,7 +135,9 @@ struct CsvColumns {
 pub struct TraceReader {
     path: String,
     format: TraceFormat,
-    lines: Lines<Box<dyn BufRead + Send>>,
+    source: Box<dyn BufRead + Send>,
+    /// The line being read, reused from line to line.
+    buf: Vec<u8>,
     line_no: u64,
     /// Rows returned so far (a trace without any is an error at its end).
     rows: u64,
@@ -165,7 +170,8 @@ impl TraceReader {
         let mut r = TraceReader {
             path: name,
             format,
-            lines: source.lines(),
+            source,
+            buf: Vec::new(),
             line_no: 0,
             rows: 0,
             ended: false,
@@ -206,13 +212,29 @@ impl TraceReader {
     }
 
     fn next_line(&mut self) -> Result<Option<String>, TraceError> {
-        match self.lines.next() {
-            None => Ok(None),
-            Some(Ok(l)) => {
-                self.line_no += 1;
-                Ok(Some(l))
+        self.buf.clear();
+        // At most MAX_LINE_BYTES + 1 bytes: a file without newlines is an error, not a read
+        // of the whole file into memory.
+        let n = (&mut self.source).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut self.buf);
+        match n {
+            Ok(0) => Ok(None),
+            Ok(_) if self.buf.len() > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') => {
+                Err(self.err(self.line_no + 1, format!("the line runs past {} MiB without a newline", MAX_LINE_BYTES >> 20)))
             }
-            Some(Err(e)) => Err(self.err(self.line_no + 1, format!("cannot read: {e}"))),
+            Ok(_) => {
+                self.line_no += 1;
+                if self.buf.last() == Some(&b'\n') {
+                    self.buf.pop();
+                    if self.buf.last() == Some(&b'\r') {
+                        self.buf.pop();
+                    }
+                }
+                match std::str::from_utf8(&self.buf) {
+                    Ok(t) => Ok(Some(t.to_string())),
+                    Err(e) => Err(self.err(self.line_no, format!("cannot read: the line is not UTF-8 text ({e})"))),
+                }
+            }
+            Err(e) => Err(self.err(self.line_no + 1, format!("cannot read: {e}"))),
         }
     }
 
