@@ -74,3 +74,28 @@ fn max_seqs_one_serialises_requests() {
     assert!(serial.ttft_ms.mean.unwrap() > batched.ttft_ms.mean.unwrap());
     assert!(serial.instances["h100"].queue_depth_max >= batched.instances["h100"].queue_depth_max);
 }
+
+const STALL_SCENARIO: &str = r#"
+model = llama_3_1_8b
+param bound = 40ms
+hardware gpu { prefill_rate = 20000 tok/s; decode_rate = 4000 tok/s; cost = 2 $/h; kv_capacity = 2000000 tok }
+pool serve { role = mixed; instances = [gpu] }
+workload { arrivals = poisson(6/s); prompt = uniform(200, 4000); output = uniform(2, 300) }
+run { requests = 400 }
+"#;
+
+/// `itl` bounds each request's mean gap (aiperf's `inter_token_latency`, the same number as
+/// TPOT) and `max_itl` every gap: long prefills batched with decodes stall some gaps, so the
+/// every-gap bound is the stricter one at the same limit.
+#[test]
+fn mean_and_every_gap_itl_bounds_judge_differently() {
+    let by = |key: &str| {
+        let src = format!("{STALL_SCENARIO}slo {{ {key} = bound }}\n");
+        summary(&src, &[]).slo_attainment.expect("an SLO is given")
+    };
+    let (itl, tpot, max_itl) = (by("itl"), by("tpot"), by("max_itl"));
+    // No one-token outputs here, so the mean-gap and TPOT bounds agree exactly.
+    assert_eq!(itl, tpot);
+    assert!(max_itl < itl, "every gap within 40 ms ({max_itl}) must be rarer than a mean within 40 ms ({itl})");
+    assert!(itl > 0.0 && itl < 1.0 && max_itl > 0.0, "itl {itl}, max_itl {max_itl}: the bound should split the requests");
+}

@@ -39,7 +39,7 @@ fn priority((lo, hi): (u8, u8)) -> String {
 
 fn slo(o: &mut String, indent: &str, s: &SloSpec) {
     let mut parts = Vec::new();
-    for (k, v) in [("ttft", s.ttft), ("tpot", s.tpot), ("e2e", s.e2e), ("itl", s.itl)] {
+    for (k, v) in [("ttft", s.ttft), ("tpot", s.tpot), ("e2e", s.e2e), ("itl", s.itl), ("max_itl", s.max_itl)] {
         if let Some(d) = v {
             parts.push(format!("{k} = {}", ns(d)));
         }

@@ -134,6 +134,16 @@ impl RequestRecord {
             _ => None,
         }
     }
+    /// Its mean inter-token latency as aiperf's `inter_token_latency` defines it:
+    /// (E2E − TTFT) / (output − 1) — by definition the same number as [`Self::tpot`].
+    pub fn mean_itl(&self) -> Option<SimDuration> {
+        self.tpot()
+    }
+    /// Its largest gap between two consecutive output tokens, for outputs longer than one
+    /// token (a one-token output has no gap).
+    pub fn largest_itl(&self) -> Option<SimDuration> {
+        (self.generated_tokens.get() > 1 && self.first_token.is_some()).then_some(self.max_itl)
+    }
 }
 
 /// What a routing decision was for.

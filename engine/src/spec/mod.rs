@@ -243,15 +243,18 @@ pub struct SloSpec {
     pub tpot: Option<SimDuration>,
     /// End-to-end latency at most.
     pub e2e: Option<SimDuration>,
-    /// Every gap between two consecutive output tokens at most (the request's largest ITL).
+    /// The request's mean inter-token latency at most, as aiperf's `inter_token_latency`
+    /// bound: (E2E − TTFT) / (output − 1), the same quantity as TPOT.
     pub itl: Option<SimDuration>,
+    /// Every gap between two consecutive output tokens at most (the request's largest ITL).
+    pub max_itl: Option<SimDuration>,
 }
 
 impl SloSpec {
     /// Whether no bound is given: no request can be judged good or bad, so a run has no SLO
     /// attainment and no goodput.
     pub fn is_empty(&self) -> bool {
-        self.ttft.is_none() && self.tpot.is_none() && self.e2e.is_none() && self.itl.is_none()
+        self.ttft.is_none() && self.tpot.is_none() && self.e2e.is_none() && self.itl.is_none() && self.max_itl.is_none()
     }
 }
 

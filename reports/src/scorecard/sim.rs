@@ -25,7 +25,7 @@ pub fn write_simulated_run_files(dir: &Path, spec: &ScenarioSpec, summary: &Summ
         "policy": summary.policy,
         "requests": summary.requests,
         "duration_s": summary.duration_s,
-        "scenario_slo_ms": {"ttft": ms(spec.slo.ttft), "tpot": ms(spec.slo.tpot), "e2e": ms(spec.slo.e2e), "itl": ms(spec.slo.itl)},
+        "scenario_slo_ms": {"ttft": ms(spec.slo.ttft), "tpot": ms(spec.slo.tpot), "e2e": ms(spec.slo.e2e), "itl": ms(spec.slo.itl), "max_itl": ms(spec.slo.max_itl)},
         "goodput": "output tokens per second of requests meeting every SLO of the scenario",
         "notes": ["a simulation answers no quality questions and models no MoE router: those checks are missing"],
     });

@@ -427,8 +427,14 @@ impl Cx {
     }
 
     pub(crate) fn slo_block(&mut self, items: &[VItem], what: &str) -> SloSpec {
-        let s = self.settings(what, items, &["ttft", "tpot", "e2e", "itl"]);
+        let s = self.settings(what, items, &["ttft", "tpot", "e2e", "itl", "max_itl"]);
         let get = |cx: &mut Self, k: &str| s.get(k).and_then(|v| cx.duration(v, k));
-        SloSpec { ttft: get(self, "ttft"), tpot: get(self, "tpot"), e2e: get(self, "e2e"), itl: get(self, "itl") }
+        SloSpec {
+            ttft: get(self, "ttft"),
+            tpot: get(self, "tpot"),
+            e2e: get(self, "e2e"),
+            itl: get(self, "itl"),
+            max_itl: get(self, "max_itl"),
+        }
     }
 }
