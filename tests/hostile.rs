@@ -582,6 +582,7 @@ fn live_started_in_the_background_stops_on_sigterm_and_writes_everything() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let s = json(&out.join("summary.json"));
     assert_eq!((s["complete"].as_bool(), s["live"]["interrupted"].as_bool()), (Some(false), Some(true)), "{s}");
+    assert!(s["incomplete_reason"].as_str().unwrap().starts_with("interrupted (SIGTERM) after"), "{s}");
     no_partials(&out);
     assert_eq!(s["requests"].as_u64().unwrap() as usize, e.requests().len(), "every request sent is recorded");
 }

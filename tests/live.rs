@@ -97,9 +97,14 @@ fn live_sends_the_scenarios_requests_and_records_them_like_run() {
     assert!(sent.iter().all(|q| q["ignore_eos"] == true && q["stream"] == true));
 }
 
+/// A fake with a default engine's context (4,096 tokens) and cheap steps.
 fn long_engine() -> FakeEngine {
+    context_engine(4096)
+}
+
+fn context_engine(max_model_len: u32) -> FakeEngine {
     FakeEngine::start(FakeSpec {
-        max_model_len: 8192,
+        max_model_len,
         step_cost: Arc::new(|s| match s {
             Step::Prefill { prompt_tokens, cached_tokens } => Duration::from_micros(5) * (prompt_tokens - cached_tokens),
             Step::Decode { .. } => Duration::from_micros(500),
@@ -126,7 +131,7 @@ fn dual_pools_send_long_prompts_to_one_engine_and_short_ones_to_the_other() {
     ]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let lens = |e: &FakeEngine| -> Vec<usize> { e.requests().iter().map(|q| q["prompt"].as_array().unwrap().len()).collect() };
-    assert_eq!(lens(&long), vec![4096; 6]);
+    assert_eq!(lens(&long), vec![4000; 6]);
     assert_eq!(lens(&short), vec![128; 96]);
     let s = json(&out.join("summary.json"));
     assert_eq!((s["live"]["mode"].as_str(), s["live"]["split_at"].as_u64()), (Some("dual_pool"), Some(2048)));
@@ -153,11 +158,68 @@ fn dual_pools_send_long_prompts_to_one_engine_and_short_ones_to_the_other() {
     assert_eq!(s["live"]["mode"], "aggregated");
     let kinds = |e: &FakeEngine| -> (usize, usize) {
         let l = lens(e);
-        (l.iter().filter(|&&n| n == 4096).count(), l.iter().filter(|&&n| n == 128).count())
+        (l.iter().filter(|&&n| n == 4000).count(), l.iter().filter(|&&n| n == 128).count())
     };
     let (ka, kb) = (kinds(&a), kinds(&b));
     assert_eq!((ka.0 + kb.0, ka.1 + kb.1), (6, 96));
     assert!(ka.1 > 0 && kb.1 > 0, "{ka:?} {kb:?}");
+}
+
+#[test]
+fn requests_that_exceed_the_engines_context_are_refused_before_anything_is_sent_or_clipped() {
+    // dual_pool's 4000-token prompts and 32-token outputs against engines of 2,048 tokens.
+    let (long, short) = (context_engine(2048), context_engine(4096));
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "live",
+            "scenarios/dual_pool.scn",
+            "--endpoint",
+            &format!("prefill={}", long.url()),
+            "--endpoint",
+            &format!("decode={}", short.url()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let argv = args(&[]);
+    let o = simctl_guarded(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    let e = stderr(&o);
+    for want in [
+        "trace `",
+        "dual_pool.jsonl`, request 1 (arrival 0.000 s) has a 4000-token prompt and 32 output tokens (4032 in all)",
+        "the engine of instance `engine_long`",
+        "accepts at most 2048 (its max_model_len)",
+        "5 more of the 102 requests checked do not fit either",
+        "Nothing was sent",
+        "--clip",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in: {e}");
+    }
+    assert!(long.requests().is_empty() && short.requests().is_empty(), "nothing may be sent");
+
+    // --clip: the six long requests go out shortened to fit 2,048 tokens, 0 failures.
+    let dir = temp_dir("live-clip");
+    let out = dir.join("clip");
+    let argv = args(&["--clip", "--out", out.to_str().unwrap()]);
+    let o = simctl_guarded(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("clipped: 6 of 102 requests sent shortened to fit the engines' context of 2048 tokens"), "{}", stdout(&o));
+    let s = json(&out.join("summary.json"));
+    assert_eq!((s["failed"].as_u64(), s["completed"].as_u64()), (Some(0), Some(102)));
+    assert_eq!((s["live"]["clipped"].as_u64(), s["live"]["context_limit"].as_u64()), (Some(6), Some(2048)));
+    assert_eq!((s["live"]["preflight_checked"].as_u64(), s["live"]["preflight_all"].as_bool()), (Some(102), Some(true)));
+    // Outputs are kept whole (32 tokens), prompts cut to 2048 - 32; requests.csv says so.
+    let lens = |e: &FakeEngine| -> Vec<(usize, u64)> {
+        e.requests().iter().map(|q| (q["prompt"].as_array().unwrap().len(), q["max_tokens"].as_u64().unwrap())).collect()
+    };
+    assert_eq!(lens(&long), vec![(2016, 32); 6]);
+    let rows = rows(&out.join("requests.csv"));
+    let clipped = rows.iter().filter(|r| r[2] == "2016" && r[3] == "32").count();
+    assert_eq!(clipped, 6, "requests.csv records the lengths sent");
 }
 
 #[test]

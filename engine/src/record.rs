@@ -38,6 +38,9 @@ pub enum Reason {
     Timeout,
     /// Live mode: the connection failed or the stream broke off.
     Disconnected,
+    /// Live mode: prompt plus output exceed the context of the engine it was routed to (not
+    /// sent; `simctl live --clip` sends such requests shortened).
+    ExceedsContext,
 }
 
 impl Reason {
@@ -49,6 +52,7 @@ impl Reason {
             Reason::HttpError => "http_error",
             Reason::Timeout => "timeout",
             Reason::Disconnected => "disconnected",
+            Reason::ExceedsContext => "exceeds_context",
         }
     }
 }

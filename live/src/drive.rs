@@ -50,6 +50,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{ClientConfig, ClientError, CompletionRequest, EngineClient, Prompt, StreamedCompletion};
 use crate::metrics::EngineMetrics;
+use crate::preflight::{self, ContextLimit, Limits};
 use crate::prompt::PromptMaker;
 
 /// Scrapes no more often than this by default (a vLLM `/metrics` answer costs the engine a
@@ -93,6 +94,11 @@ pub struct LiveOptions {
     pub seed: RunSeed,
     /// Raised to stop sending (Ctrl-C).
     pub stop: Arc<AtomicBool>,
+    /// What raised it, for the summary (`Ctrl-C`, `SIGTERM`), asked once it is raised.
+    pub stop_cause: fn() -> &'static str,
+    /// Send requests that exceed an engine's context shortened to fit
+    /// ([`crate::preflight::clip`]) instead of refusing the run.
+    pub clip: bool,
 }
 
 impl Default for LiveOptions {
@@ -105,6 +111,8 @@ impl Default for LiveOptions {
             prompts: PromptMaker::default(),
             seed: RunSeed(0),
             stop: Arc::new(AtomicBool::new(false)),
+            stop_cause: || "Ctrl-C",
+            clip: false,
         }
     }
 }
@@ -163,6 +171,14 @@ pub struct LiveFigures {
     pub abandoned: u64,
     /// Every scrape the router used, in the order it used them.
     pub gauges: Vec<GaugeRow>,
+    /// The smallest context (prompt plus output tokens) of the engines, when they say.
+    pub context_limit: Option<u32>,
+    /// Requests sent shortened to fit it (`--clip`).
+    pub clipped: u64,
+    /// Requests preflight checked against it, and whether that was all of the run's.
+    pub preflight_checked: u64,
+    /// See `preflight_checked`.
+    pub preflight_all: bool,
 }
 
 /// One engine's gauges as the router took them in.
@@ -352,6 +368,7 @@ pub async fn run_live<R: Recorder>(
         clients.push(Arc::new(EngineClient::new(&e.url, opts.client).map_err(|er| engine_err(k, er))?));
     }
     let mut model = opts.model.clone();
+    let mut limits = Limits { split: router.split, ..Limits::default() };
     let mut accs = vec![EngineAcc::default(); engines.len()];
     for (k, c) in clients.iter().enumerate() {
         let models = c.models().await.map_err(|e| engine_err(k, e))?;
@@ -368,6 +385,13 @@ pub async fn run_live<R: Recorder>(
             }
             Some(_) => {}
         }
+        let context = model.as_deref().and_then(|m| models.iter().find(|x| x.id == m)).and_then(|x| x.max_model_len);
+        limits.per_instance.push(context.map(|tokens| ContextLimit {
+            tokens,
+            instance: engines[k].instance.clone(),
+            url: engines[k].url.clone(),
+        }));
+        limits.pool_of.push(insts[k].0);
         let m = c.metrics().await.map_err(|e| engine_err(k, e))?;
         let a = &mut accs[k];
         a.block_size = m.block_size().unwrap_or(spec.pools[insts[k].0].engine.block_size);
@@ -378,6 +402,12 @@ pub async fn run_live<R: Recorder>(
     let Some(model) = model else {
         return Err(LiveError::Setup(format!("the engine at {} lists no model", engines[0].url)));
     };
+    // Every request the run will send fits the engines' context, or nothing is sent.
+    let checked = match limits.smallest() {
+        Some(_) => Some(preflight::check(spec, opts.seed, &limits, opts.clip).map_err(LiveError::Setup)?),
+        None => None,
+    };
+    let context_limit = limits.smallest();
 
     // The view the policies read: the scenario's instances with the engines' caches. In dual
     // pools every engine serves whole requests.
@@ -438,6 +468,9 @@ pub async fn run_live<R: Recorder>(
         split_at,
         model: model.clone(),
         endpoints: engines.iter().map(|e| (e.instance.clone(), e.url.clone())).collect(),
+        context_limit,
+        preflight_checked: checked.as_ref().map_or(0, |c| c.checked),
+        preflight_all: checked.as_ref().is_some_and(|c| c.all),
         ..Default::default()
     };
     let mut depth_series: Vec<DepthSeries> = spec.pools.iter().map(|p| DepthSeries::new(p.name.clone())).collect();
@@ -648,6 +681,31 @@ pub async fn run_live<R: Recorder>(
                         }
                     }
                     Ok(inst) => {
+                        // Routed by its own lengths; sent to fit the chosen engine's context
+                        // (preflight let a request that does not fit through only under --clip;
+                        // one past what preflight drew is held to the same rule).
+                        let mut req = req;
+                        if let Some(l) = limits.of(inst.index())
+                            && !preflight::fits(&req, l)
+                        {
+                            if !opts.clip {
+                                // Past what preflight drew (an unbounded run): refused, not sent.
+                                let mut r = record(&req, inst);
+                                r.outcome = Outcome::Rejected;
+                                r.reason = Some(Reason::ExceedsContext);
+                                rec.on_request(&r);
+                                if user != u32::MAX {
+                                    users.push(Reverse((now, user)));
+                                }
+                                if closed.is_none() {
+                                    pending = next_open(&mut workload, arrived);
+                                    exhausted = pending.is_none();
+                                }
+                                continue;
+                            }
+                            preflight::clip(&mut req, l);
+                            figures.clipped += 1;
+                        }
                         let bs = accs[inst.index()].block_size;
                         let expected = host.cached_blocks(inst, &req).get().min(max_hit_blocks(&req, bs));
                         figures.expected_prefix_hit_tokens += u64::from(expected) * u64::from(bs);
@@ -814,8 +872,9 @@ pub async fn run_live<R: Recorder>(
     let interrupted = figures.interrupted;
     let totals = RunTotals {
         complete: !interrupted && workload.error().is_none(),
-        stop_reason: interrupted
-            .then(|| format!("interrupted (Ctrl-C) after {:.1} s: sending stopped with {} requests sent", end.as_secs_f64(), sent)),
+        stop_reason: interrupted.then(|| {
+            format!("interrupted ({}) after {:.1} s: sending stopped with {} requests sent", (opts.stop_cause)(), end.as_secs_f64(), sent)
+        }),
         first_arrival,
         last_departure,
         end,

@@ -9,6 +9,8 @@
 //! - [`client`]: an OpenAI-compatible client (streamed and plain completions with token-id
 //!   prompts, `/v1/models`, `/metrics`, `/health`) with timeouts and clear errors;
 //! - [`metrics`]: Prometheus text from `/metrics` and the vLLM figures in it;
+//! - [`preflight`]: the scenario's requests checked against the engines' context before
+//!   anything is sent (and `--clip`);
 //! - [`eval`]: the original lab's cheap eval (a quality slice and a latency matrix) against
 //!   one endpoint;
 //! - [`fake`]: an in-process fake engine that tests drive all of the above against.
@@ -30,6 +32,7 @@ pub mod drive;
 pub mod eval;
 pub mod fake;
 pub mod metrics;
+pub mod preflight;
 pub mod prompt;
 pub mod sse;
 

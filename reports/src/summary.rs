@@ -50,7 +50,7 @@ pub struct Summary {
     pub completed: u64,
     /// Requests that could never fit in an instance's KV cache.
     pub rejected: u64,
-    /// Rejected requests by reason (`exceeds_kv_capacity`, `no_route`).
+    /// Rejected requests by reason (`exceeds_kv_capacity`, `no_route`; live: `exceeds_context`).
     #[serde(default)]
     pub rejected_reasons: BTreeMap<String, u64>,
     /// Requests cut off by the end of a run without drain.
@@ -189,6 +189,20 @@ pub struct LiveInfo {
     pub interrupted: bool,
     /// Requests still in flight when the grace period after Ctrl-C ran out (unfinished).
     pub abandoned: u64,
+    /// The smallest context (prompt plus output tokens, vLLM's `max_model_len`) of the
+    /// engines; `null` when none says.
+    #[serde(default)]
+    pub context_limit: Option<u32>,
+    /// Requests sent shortened to fit it (`simctl live --clip`).
+    #[serde(default)]
+    pub clipped: u64,
+    /// Requests checked against it before the first was sent.
+    #[serde(default)]
+    pub preflight_checked: u64,
+    /// Whether that was every request of the run (not just the first million of an
+    /// unbounded one).
+    #[serde(default)]
+    pub preflight_all: bool,
 }
 
 impl Summary {

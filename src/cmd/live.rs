@@ -119,6 +119,13 @@ pub struct LiveArgs {
     /// 256 + this many).
     #[arg(long, value_name = "N", default_value_t = simctl_live::prompt::DEFAULT_TOKEN_RANGE)]
     token_range: u32,
+    /// Send requests whose prompt plus output exceeds an engine's context (its
+    /// max_model_len, read from /v1/models before anything is sent) shortened to fit, and
+    /// count them in the summary (`live.clipped`), instead of refusing the run. The output is
+    /// kept whole when it takes at most half the context, and the prompt cut to make room;
+    /// requests.csv records the lengths sent.
+    #[arg(long)]
+    clip: bool,
 }
 
 pub fn run(a: LiveArgs) -> Result<ExitCode> {
@@ -170,6 +177,8 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         prompts: PromptMaker::with_range(a.token_range).with_salt(a.prompt_salt.unwrap_or_else(clock_salt)),
         seed: RunSeed(seed),
         stop,
+        stop_cause: crate::interrupt::signal_name,
+        clip: a.clip,
     };
     let show = !a.quiet && !a.json;
     let mut progress = |p: &Progress| {
@@ -240,6 +249,10 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         last_scrape_error: f.last_scrape_error,
         interrupted: f.interrupted,
         abandoned: f.abandoned,
+        context_limit: f.context_limit,
+        clipped: f.clipped,
+        preflight_checked: f.preflight_checked,
+        preflight_all: f.preflight_all,
     });
     let mut written = Vec::new();
     if let Some(dir) = &a.out {
@@ -283,6 +296,14 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
             opt_ms(live.send_lag_ms.p50),
             opt_ms(live.send_lag_ms.p95)
         );
+        if live.clipped > 0 {
+            println!(
+                "clipped: {} of {} requests sent shortened to fit the engines' context of {} tokens (--clip)",
+                live.clipped,
+                summary.requests,
+                live.context_limit.unwrap_or_default()
+            );
+        }
         if live.advisory_migrations > 0 {
             println!("migrations: {} planned, logged as advisory (vLLM cannot move a running sequence)", live.advisory_migrations);
         }
