@@ -480,3 +480,142 @@ fn engines_started_on_gpus_are_stopped_at_the_end_and_on_ctrl_c() {
         assert!(!alive(p), "engine {p} still runs after the failed start");
     }
 }
+
+/// Starts `simctl live` in the background against engines that the test then breaks.
+fn spawn_live(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_simctl"))
+        .args(args)
+        .current_dir(repo_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("simctl starts")
+}
+
+fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < HANG_GUARD, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `(at_s, what)` of the health events of `instance` in a live summary.
+fn health_events(s: &serde_json::Value, instance: &str) -> Vec<(f64, String)> {
+    s["live"]["health_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["instance"] == instance)
+        .map(|e| (e["at_s"].as_f64().unwrap(), e["what"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// Every request is finished, failed with a reason, rejected or unfinished: none is lost.
+fn accounted(s: &serde_json::Value, rows: &[Vec<String>], requests: u64) {
+    assert_eq!(s["requests"].as_u64(), Some(requests), "{s}");
+    let sum: u64 = ["completed", "failed", "rejected", "unfinished"].iter().map(|k| s[k].as_u64().unwrap()).sum();
+    assert_eq!(sum, requests, "{s}");
+    assert_eq!(rows.len() as u64, requests, "one row per request");
+    // Columns 17 and 18 are `outcome` and `reason` (the `error` text after them may hold commas).
+    for r in rows {
+        let outcome = &r[17];
+        assert!(["finished", "failed", "rejected", "unfinished"].contains(&outcome.as_str()), "{r:?}");
+        if outcome == "failed" {
+            assert!(!r[18].is_empty(), "a failed request has its reason: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn a_killed_engine_is_taken_out_of_routing_and_every_request_is_accounted_for() {
+    let (a, b) = (engine(Duration::from_micros(10), Duration::from_millis(2)), engine(Duration::from_micros(10), Duration::from_millis(2)));
+    let dir = temp_dir("live-kill");
+    let out = dir.join("kill");
+    let (ua, ub) = (a.url(), b.url());
+    let args = [
+        "live",
+        "--endpoint",
+        &ua,
+        "--endpoint",
+        &ub,
+        "--set",
+        "requests=200",
+        "--set",
+        "arrival_rate=50/s",
+        "--set",
+        "router.policy=round_robin",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let child = spawn_live(&args);
+    wait_until("requests at the first engine", || a.requests().len() >= 20);
+    drop(a); // killed: its streams are cut, its port refuses connections
+    let o = crate::wait_guarded(child, &args, HANG_GUARD);
+    assert!(o.status.code() == Some(0) || o.status.code() == Some(1), "{}", stderr(&o));
+    let s = json(&out.join("summary.json"));
+    let rows = rows(&out.join("requests.csv"));
+    accounted(&s, &rows, 200);
+    let e = &s["live"]["engines"]["gpu0"];
+    assert!(e["outages"].as_u64() >= Some(1) && e["availability"].as_f64() < Some(1.0), "{s}");
+    assert_eq!(s["live"]["engines"]["gpu1"]["outages"].as_u64(), Some(0), "{s}");
+    let events = health_events(&s, "gpu0");
+    let out_at = events.iter().find(|(_, w)| w.starts_with("out of routing")).map(|(t, _)| *t).expect("taken out");
+    // Round robin sends every other request to gpu0 until then; nothing goes there after.
+    let late_to_dead = rows.iter().filter(|r| r[6] == "gpu0" && r[1].parse::<f64>().unwrap() > out_at + 0.01).count();
+    assert_eq!(late_to_dead, 0, "requests routed to the dead engine after it was taken out (at {out_at} s)");
+    // The live engine took the rest, and finished them.
+    let finished_on_b = rows.iter().filter(|r| r[6] == "gpu1" && r[17] == "finished").count();
+    assert_eq!(finished_on_b, rows.iter().filter(|r| r[6] == "gpu1").count(), "the live engine finishes all it gets");
+    assert!(finished_on_b > 100, "{finished_on_b}");
+}
+
+#[test]
+fn a_stopped_engine_leaves_routing_comes_back_when_continued_and_loses_nothing() {
+    let (a, b) = (engine(Duration::from_micros(10), Duration::from_millis(2)), engine(Duration::from_micros(10), Duration::from_millis(2)));
+    let dir = temp_dir("live-stop");
+    let out = dir.join("stop");
+    let (ua, ub) = (a.url(), b.url());
+    let args = [
+        "live",
+        "--endpoint",
+        &ua,
+        "--endpoint",
+        &ub,
+        "--set",
+        "requests=400",
+        "--set",
+        "arrival_rate=50/s",
+        "--set",
+        "router.policy=round_robin",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let child = spawn_live(&args);
+    wait_until("requests at the first engine", || a.requests().len() >= 20);
+    a.pause(); // SIGSTOP: connections accepted, nothing answered
+    let at_pause = b.requests().len();
+    // Long enough for the breaker (750 ms past the next scrape) many times over: 150
+    // requests at b is at least 3 s of a 50/s schedule.
+    wait_until("requests at the other engine", || b.requests().len() >= at_pause + 150);
+    a.resume(); // SIGCONT
+    let o = crate::wait_guarded(child, &args, HANG_GUARD);
+    let s = json(&out.join("summary.json"));
+    let rows = rows(&out.join("requests.csv"));
+    accounted(&s, &rows, 400);
+    assert_eq!(s["failed"].as_u64(), Some(0), "the requests held by the stopped engine finish once it is continued: {s}");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let events = health_events(&s, "gpu0");
+    let out_at = events.iter().find(|(_, w)| w.contains("out of routing: no answer to its probes")).map(|(t, _)| *t).expect("taken out");
+    let back_at = events.iter().find(|(t, w)| *t > out_at && w.starts_with("back in routing")).map(|(t, _)| *t).expect("put back");
+    let sent_while_out = rows
+        .iter()
+        .filter(|r| r[6] == "gpu0")
+        .map(|r| r[1].parse::<f64>().unwrap())
+        .filter(|&t| t > out_at + 0.01 && t < back_at - 0.01)
+        .count();
+    assert_eq!(sent_while_out, 0, "out at {out_at} s, back at {back_at} s");
+    assert!(rows.iter().any(|r| r[6] == "gpu0" && r[1].parse::<f64>().unwrap() > back_at), "routed to again once back");
+    let e = &s["live"]["engines"]["gpu0"];
+    assert!(e["outages"].as_u64() >= Some(1) && e["availability"].as_f64() < Some(1.0), "{s}");
+}

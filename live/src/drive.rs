@@ -25,7 +25,11 @@
 //!   each served whole where it lands. Migrations the planner asks for are logged as
 //!   advisory and counted, not carried out.
 //! - **failures** (HTTP errors, timeouts, stalls, dropped streams) are recorded as failed
-//!   requests with their error, never dropped; the policies hear of them.
+//!   requests with their error, never dropped; the policies hear of them. An engine that
+//!   fails or goes silent is taken out of routing and put back when its probe answers
+//!   ([`crate::health`]); a request it refused before any output is sent once more elsewhere.
+//! - **context**: before the first request, every request is checked against the engines'
+//!   `max_model_len` ([`crate::preflight`]).
 //! - **stopping**: when the stop flag is raised (Ctrl-C), sending stops, requests in flight
 //!   get [`LiveOptions::grace`] to finish, and whatever is still running then is recorded as
 //!   unfinished.
@@ -49,6 +53,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::client::{ClientConfig, ClientError, CompletionRequest, EngineClient, Prompt, StreamedCompletion};
+use crate::health::{Availability, Change, Health, HealthConfig, engine_fault};
 use crate::metrics::EngineMetrics;
 use crate::preflight::{self, ContextLimit, Limits};
 use crate::prompt::PromptMaker;
@@ -96,6 +101,8 @@ pub struct LiveOptions {
     pub stop: Arc<AtomicBool>,
     /// What raised it, for the summary (`Ctrl-C`, `SIGTERM`), asked once it is raised.
     pub stop_cause: fn() -> &'static str,
+    /// When an engine is taken out of routing ([`crate::health`]).
+    pub health: HealthConfig,
     /// Send requests that exceed an engine's context shortened to fit
     /// ([`crate::preflight::clip`]) instead of refusing the run.
     pub clip: bool,
@@ -112,6 +119,7 @@ impl Default for LiveOptions {
             seed: RunSeed(0),
             stop: Arc::new(AtomicBool::new(false)),
             stop_cause: || "Ctrl-C",
+            health: HealthConfig::default(),
             clip: false,
         }
     }
@@ -179,6 +187,13 @@ pub struct LiveFigures {
     pub preflight_checked: u64,
     /// See `preflight_checked`.
     pub preflight_all: bool,
+    /// Requests sent again to another engine after theirs could not take them (refused,
+    /// reset or 5xx before any output).
+    pub rerouted: u64,
+    /// Each engine's time in routing, by instance name (in instance order).
+    pub availability: Vec<(String, Availability)>,
+    /// Engines taken out of routing and put back: `(when, instance, what)`.
+    pub health_events: Vec<(SimTime, String, String)>,
 }
 
 /// One engine's gauges as the router took them in.
@@ -242,6 +257,8 @@ struct Flight {
     charged: Tokens,
     first: Option<SimTime>,
     user: u32,
+    /// Whether it was sent again to another engine already (once at most).
+    rerouted: bool,
 }
 
 /// What the loop keeps per engine from its scrapes.
@@ -443,6 +460,8 @@ pub async fn run_live<R: Recorder>(
     let mut tasks = JoinSet::new();
     let interval = spec.telemetry.interval.as_nanos().max(u64::try_from(opts.min_scrape.as_nanos()).unwrap_or(u64::MAX));
     let scrape_every = Duration::from_nanos(interval);
+    // Silence counts from when the next scrape was due.
+    let mut health = Health::new(engines.len(), HealthConfig { silent_after: opts.health.silent_after + scrape_every }, start);
     let scrapers_stop = Arc::new(AtomicBool::new(false));
     for (i, c) in clients.iter().enumerate() {
         let (c, tx, halt) = (c.clone(), tx.clone(), scrapers_stop.clone());
@@ -554,7 +573,9 @@ pub async fn run_live<R: Recorder>(
                 events += 1;
                 match msg {
                     Msg::Sent { id, at } => {
-                        if let Some(f) = flights.get_mut(&id) {
+                        if let Some(f) = flights.get_mut(&id)
+                            && f.sent.is_none()
+                        {
                             let t = at_of(start, at);
                             figures.send_lag_ms.push((t.0.saturating_sub(f.req.arrival.0)) as f64 / 1e6);
                             f.sent = Some(t);
@@ -607,11 +628,29 @@ pub async fn run_live<R: Recorder>(
                                 }
                             }
                             Err(e) => {
+                                host.on_request_failed(f.inst);
+                                let fault = engine_fault(&e);
+                                if let Some(c) = health.on_request_error(f.inst.index(), Instant::now(), &e) {
+                                    note_change(&mut host, &mut figures, f.inst, &engines[f.inst.index()].instance, c, now);
+                                }
+                                // Refused, reset or 5xx before any output: the request is sent
+                                // once more, to an engine still in routing.
+                                let again = if fault && f.first.is_none() && !f.rerouted && !stopping {
+                                    host.route_prefill(now, &f.req, None, rec).ok()
+                                } else {
+                                    None
+                                };
+                                if let Some(inst) = again {
+                                    let charged = dispatch(&mut host, &mut accs[inst.index()], &mut figures, &mut use_clock, inst, &f.req);
+                                    send(&mut tasks, clients[inst.index()].clone(), tx.clone(), opts.prompts, &model, &f.req);
+                                    figures.rerouted += 1;
+                                    flights.insert(id, Flight { inst, charged, rerouted: true, first: None, ..f });
+                                    continue;
+                                }
                                 r.first_token = f.first;
                                 r.outcome = Outcome::Failed;
                                 r.reason = Some(reason_of(&e));
                                 failed += 1;
-                                host.on_request_failed(f.inst);
                                 rec.on_request_error(&r, &e.to_string());
                             }
                         }
@@ -628,6 +667,13 @@ pub async fn run_live<R: Recorder>(
                     }
                     Msg::Scrape { i, at, result } => {
                         figures.scrapes += 1;
+                        let change = match &result {
+                            Err(e) => health.on_probe_error(i, at, e),
+                            Ok(_) => health.on_answer(i, at),
+                        };
+                        if let Some(c) = change {
+                            note_change(&mut host, &mut figures, InstanceId(i as u32), &engines[i].instance, c, at_of(start, at));
+                        }
                         match result {
                             Err(e) => {
                                 figures.scrape_errors += 1;
@@ -706,35 +752,9 @@ pub async fn run_live<R: Recorder>(
                             preflight::clip(&mut req, l);
                             figures.clipped += 1;
                         }
-                        let bs = accs[inst.index()].block_size;
-                        let expected = host.cached_blocks(inst, &req).get().min(max_hit_blocks(&req, bs));
-                        figures.expected_prefix_hit_tokens += u64::from(expected) * u64::from(bs);
-                        let charged = host.dispatched(inst, &req, true);
-                        // From now on the engine holds (or is computing) the prompt's full blocks:
-                        // a later request it schedules after this one finds them cached.
-                        remember_prompt(&mut host, &mut accs[inst.index()], inst, &req, &mut use_clock);
-                        let id = req.id.0;
-                        let body = CompletionRequest {
-                            model: model.clone(),
-                            prompt: Prompt::Tokens(Vec::new()),
-                            max_tokens: req.output_tokens.get(),
-                            temperature: 0.0,
-                            ignore_eos: true,
-                        };
-                        let (client, tx, maker, r2) = (clients[inst.index()].clone(), tx.clone(), opts.prompts, req.clone());
-                        tasks.spawn(async move {
-                            // The prompt is built here, off the loop that keeps the schedule.
-                            let body = CompletionRequest { prompt: Prompt::Tokens(maker.prompt(&r2)), ..body };
-                            let _ = tx.send(Msg::Sent { id, at: Instant::now() });
-                            let first_tx = tx.clone();
-                            let result = client
-                                .complete_stream_observed(&body, move || {
-                                    let _ = first_tx.send(Msg::First { id, at: Instant::now() });
-                                })
-                                .await;
-                            let _ = tx.send(Msg::Done { id, result });
-                        });
-                        flights.insert(id, Flight { req, inst, sent: None, charged, first: None, user });
+                        let charged = dispatch(&mut host, &mut accs[inst.index()], &mut figures, &mut use_clock, inst, &req);
+                        send(&mut tasks, clients[inst.index()].clone(), tx.clone(), opts.prompts, &model, &req);
+                        flights.insert(req.id.0, Flight { req, inst, sent: None, charged, first: None, user, rerouted: false });
                         sent += 1;
                         peak = peak.max(flights.len());
                     }
@@ -746,6 +766,9 @@ pub async fn run_live<R: Recorder>(
             }
             _ = tick.tick() => {
                 let now_i = Instant::now();
+                for (i, c) in health.check(now_i) {
+                    note_change(&mut host, &mut figures, InstanceId(i as u32), &engines[i].instance, c, at_of(start, now_i));
+                }
                 if !stopping && opts.stop.load(Ordering::Relaxed) {
                     stopping = true;
                     figures.interrupted = true;
@@ -804,7 +827,9 @@ pub async fn run_live<R: Recorder>(
         while tasks.try_join_next().is_some() {}
     }
     scrapers_stop.store(true, Ordering::Relaxed);
-    let end = at_of(start, Instant::now());
+    let end_i = Instant::now();
+    let end = at_of(start, end_i);
+    figures.availability = engines.iter().enumerate().map(|(k, e)| (e.instance.clone(), health.availability(k, end_i))).collect();
 
     // One last scrape for the counters over the whole run.
     let (mut hits, mut queries) = (None::<f64>, None::<f64>);
@@ -892,6 +917,74 @@ pub async fn run_live<R: Recorder>(
         depth_series,
     };
     Ok(LiveResult { totals, figures })
+}
+
+/// The router's bookkeeping of sending `req` to `inst`: the prefix it expects cached there,
+/// its counters, and the blocks the engine holds from now on (a later request it schedules
+/// after this one finds them cached). Returns the prefill tokens charged to `inst`.
+fn dispatch(
+    host: &mut RouterHost,
+    acc: &mut EngineAcc,
+    figures: &mut LiveFigures,
+    clock: &mut u64,
+    inst: InstanceId,
+    req: &Request,
+) -> Tokens {
+    let bs = acc.block_size;
+    let expected = host.cached_blocks(inst, req).get().min(max_hit_blocks(req, bs));
+    figures.expected_prefix_hit_tokens += u64::from(expected) * u64::from(bs);
+    let charged = host.dispatched(inst, req, true);
+    remember_prompt(host, acc, inst, req, clock);
+    charged
+}
+
+/// Sends `req` to `client` in a task of its own that reports back over `tx`: when it went
+/// out, its first token, and how it ended.
+fn send(
+    tasks: &mut JoinSet<()>,
+    client: Arc<EngineClient>,
+    tx: mpsc::UnboundedSender<Msg>,
+    maker: PromptMaker,
+    model: &str,
+    req: &Request,
+) {
+    let id = req.id.0;
+    let body = CompletionRequest {
+        model: model.to_string(),
+        prompt: Prompt::Tokens(Vec::new()),
+        max_tokens: req.output_tokens.get(),
+        temperature: 0.0,
+        ignore_eos: true,
+    };
+    let r2 = req.clone();
+    tasks.spawn(async move {
+        // The prompt is built here, off the loop that keeps the schedule.
+        let body = CompletionRequest { prompt: Prompt::Tokens(maker.prompt(&r2)), ..body };
+        let _ = tx.send(Msg::Sent { id, at: Instant::now() });
+        let first_tx = tx.clone();
+        let result = client
+            .complete_stream_observed(&body, move || {
+                let _ = first_tx.send(Msg::First { id, at: Instant::now() });
+            })
+            .await;
+        let _ = tx.send(Msg::Done { id, result });
+    });
+}
+
+/// An engine taken out of routing or put back: the router's candidates follow, and the run
+/// keeps the event.
+fn note_change(host: &mut RouterHost, figures: &mut LiveFigures, inst: InstanceId, name: &str, c: Change, at: SimTime) {
+    let what = match c {
+        Change::Out(why) => {
+            host.set_routable(inst, false);
+            format!("out of routing: {why}")
+        }
+        Change::Back => {
+            host.set_routable(inst, true);
+            "back in routing: its probe answered".to_string()
+        }
+    };
+    figures.health_events.push((at, name.to_string(), what));
 }
 
 /// The record of `req` served by `inst`, before its outcome is known.

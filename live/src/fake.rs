@@ -157,6 +157,16 @@ struct State {
     scheduler: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     queries: AtomicU64,
     hits: AtomicU64,
+    /// Stopped like a process under SIGSTOP: connections are accepted, nothing is answered
+    /// and streams send nothing until it is resumed.
+    paused: std::sync::atomic::AtomicBool,
+}
+
+/// Returns once the engine is not paused.
+async fn while_paused(st: &State) {
+    while st.paused.load(Ordering::Relaxed) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -209,6 +219,7 @@ impl FakeEngine {
             scheduler: Mutex::new(jobs),
             queries: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            paused: std::sync::atomic::AtomicBool::new(false),
         });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (stop, stopped) = oneshot::channel();
@@ -229,6 +240,17 @@ impl FakeEngine {
     /// Faults queue up: the first with requests left applies.
     pub fn inject(&self, fault: Fault, times: Option<usize>) {
         lock(&self.state.faults).queue.push((fault, times));
+    }
+
+    /// Stops answering, as a process under SIGSTOP: connections are still accepted, but no
+    /// request gets an answer and no stream a token until [`FakeEngine::resume`].
+    pub fn pause(&self) {
+        self.state.paused.store(true, Ordering::Relaxed);
+    }
+
+    /// Answers again, as a stopped process continued (SIGCONT).
+    pub fn resume(&self) {
+        self.state.paused.store(false, Ordering::Relaxed);
     }
 
     /// Removes every injected fault.
@@ -318,6 +340,7 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
     // The batched mode's frontend latency runs from here: reading and parsing a long
     // token-id body is part of it, as in a real engine's frontend.
     let received = std::time::Instant::now();
+    while_paused(&state).await;
     let spec = &state.spec;
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => reply(StatusCode::OK, "text/plain", String::new()),
@@ -536,6 +559,7 @@ async fn stream_tokens(
             if index > 0 {
                 tokio::time::sleep((spec.step_cost)(Step::Decode { index })).await;
             }
+            while_paused(st).await;
             match &fault {
                 Some(Fault::StallAfter { tokens }) if index >= *tokens => {
                     std::future::pending::<()>().await;

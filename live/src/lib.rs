@@ -9,6 +9,8 @@
 //! - [`client`]: an OpenAI-compatible client (streamed and plain completions with token-id
 //!   prompts, `/v1/models`, `/metrics`, `/health`) with timeouts and clear errors;
 //! - [`metrics`]: Prometheus text from `/metrics` and the vLLM figures in it;
+//! - [`health`]: a circuit breaker per engine (out of routing when it fails, back when its
+//!   probe answers) and each engine's availability;
 //! - [`preflight`]: the scenario's requests checked against the engines' context before
 //!   anything is sent (and `--clip`);
 //! - [`eval`]: the original lab's cheap eval (a quality slice and a latency matrix) against
@@ -31,6 +33,7 @@ pub mod client;
 pub mod drive;
 pub mod eval;
 pub mod fake;
+pub mod health;
 pub mod metrics;
 pub mod preflight;
 pub mod prompt;

@@ -24,5 +24,5 @@ mod table;
 pub use flatten::{Cell, csv_text, flatten_summary, mean_ci95};
 pub use percentiles::{Distribution, percentile};
 pub use recorder::{RunRecorder, write_requests_csv_header};
-pub use summary::{ClassSummary, LatencyBreakdown, LiveInfo, Summary};
+pub use summary::{ClassSummary, EngineAvailability, HealthEvent, LatencyBreakdown, LiveInfo, Summary};
 pub use table::render_table;

@@ -203,6 +203,40 @@ pub struct LiveInfo {
     /// unbounded one).
     #[serde(default)]
     pub preflight_all: bool,
+    /// Requests sent again to another engine after theirs refused, reset or answered 5xx
+    /// before any output (each at most once; the record is the second attempt's).
+    #[serde(default)]
+    pub rerouted: u64,
+    /// Each engine's availability: its share of the run in routing, and its outages.
+    #[serde(default)]
+    pub engines: BTreeMap<String, EngineAvailability>,
+    /// Engines taken out of routing and put back, in order.
+    #[serde(default)]
+    pub health_events: Vec<HealthEvent>,
+}
+
+/// One engine's time in routing over a live run.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EngineAvailability {
+    /// Share of the run it was in routing, in [0, 1].
+    pub availability: f64,
+    /// Times it was taken out of routing.
+    pub outages: u32,
+    /// Seconds out of routing in all.
+    pub out_s: f64,
+    /// Why it was last taken out.
+    pub last_reason: Option<String>,
+}
+
+/// An engine taken out of routing or put back.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HealthEvent {
+    /// Seconds since the start of the run.
+    pub at_s: f64,
+    /// The instance bound to the engine.
+    pub instance: String,
+    /// What happened, and why.
+    pub what: String,
 }
 
 impl Summary {

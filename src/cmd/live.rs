@@ -15,7 +15,7 @@ use simctl_live::client::ClientConfig;
 use simctl_live::drive::{self, Engine, LiveOptions, Progress};
 use simctl_live::prompt::PromptMaker;
 use simctl_reports::figures::RunSamples;
-use simctl_reports::{Distribution, LiveInfo, RunRecorder, Summary, render_table};
+use simctl_reports::{Distribution, EngineAvailability, HealthEvent, LiveInfo, RunRecorder, Summary, render_table};
 
 use crate::bad;
 use crate::scenario::{self, Loaded};
@@ -126,6 +126,13 @@ pub struct LiveArgs {
     /// requests.csv records the lengths sent.
     #[arg(long)]
     clip: bool,
+    /// Milliseconds an engine's probes (the /metrics scrapes) may go unanswered, past the
+    /// next scrape's due time, before it is taken out of routing; an engine that refuses
+    /// connections, resets them or answers 5xx is taken out at once. Its scrapes go on as its
+    /// probe and put it back when it answers; a request it refused before any output is sent
+    /// once more to another engine. The summary gives each engine's availability.
+    #[arg(long, value_name = "MS", default_value_t = 750)]
+    health_timeout_ms: u64,
 }
 
 pub fn run(a: LiveArgs) -> Result<ExitCode> {
@@ -178,6 +185,7 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         seed: RunSeed(seed),
         stop,
         stop_cause: crate::interrupt::signal_name,
+        health: simctl_live::health::HealthConfig { silent_after: Duration::from_millis(a.health_timeout_ms.max(1)) },
         clip: a.clip,
     };
     let show = !a.quiet && !a.json;
@@ -253,6 +261,21 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         clipped: f.clipped,
         preflight_checked: f.preflight_checked,
         preflight_all: f.preflight_all,
+        rerouted: f.rerouted,
+        engines: f
+            .availability
+            .iter()
+            .map(|(name, a)| {
+                let e =
+                    EngineAvailability { availability: a.share, outages: a.outages, out_s: a.out_s, last_reason: a.last_reason.clone() };
+                (name.clone(), e)
+            })
+            .collect(),
+        health_events: f
+            .health_events
+            .iter()
+            .map(|(t, i, w)| HealthEvent { at_s: t.as_secs_f64(), instance: i.clone(), what: w.clone() })
+            .collect(),
     });
     let mut written = Vec::new();
     if let Some(dir) = &a.out {
@@ -303,6 +326,19 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
                 summary.requests,
                 live.context_limit.unwrap_or_default()
             );
+        }
+        for (name, e) in live.engines.iter().filter(|(_, e)| e.outages > 0) {
+            println!(
+                "engine {name}: out of routing {} time{}, {:.1} s in all (available {:.1}% of the run); last: {}",
+                e.outages,
+                if e.outages == 1 { "" } else { "s" },
+                e.out_s,
+                e.availability * 100.0,
+                e.last_reason.as_deref().unwrap_or("-")
+            );
+        }
+        if live.rerouted > 0 {
+            println!("rerouted: {} requests sent again to another engine after theirs refused them", live.rerouted);
         }
         if live.advisory_migrations > 0 {
             println!("migrations: {} planned, logged as advisory (vLLM cannot move a running sequence)", live.advisory_migrations);

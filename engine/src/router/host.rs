@@ -62,6 +62,11 @@ pub struct RouterHost {
     /// A split by prompt length: `(at, long candidates, short candidates)`; the list not in
     /// use waits here while the view holds the other.
     split: Option<(u32, Vec<InstanceId>, Vec<InstanceId>)>,
+    /// Every candidate list as built, before instances taken out of routing are left out:
+    /// `(prefill, decode, split long, split short)`.
+    all: (Vec<InstanceId>, Vec<InstanceId>, Vec<InstanceId>, Vec<InstanceId>),
+    /// Instances taken out of routing ([`RouterHost::set_routable`]).
+    out: Vec<bool>,
 }
 
 impl std::fmt::Debug for RouterHost {
@@ -92,14 +97,21 @@ impl RouterHost {
             filled_for: None,
             hashes: Vec::new(),
             split: None,
+            all: Default::default(),
+            out: Vec::new(),
         };
         if let Some(sp) = &router.split {
             let of = |pool: usize| -> Vec<InstanceId> {
                 host.view.prefill_candidates().iter().copied().filter(|i| host.view.get(*i).pool == pool).collect()
             };
             let (long, short) = (of(sp.long_pool), of(sp.short_pool));
+            host.all.2 = long.clone();
+            host.all.3 = short.clone();
             host.split = Some((sp.at, long, short));
         }
+        host.all.0 = host.view.prefill_candidates().to_vec();
+        host.all.1 = host.view.decode_candidates().to_vec();
+        host.out = vec![false; host.view.instances.len()];
         if wants_overlap && large {
             host.use_index();
         }
@@ -118,6 +130,30 @@ impl RouterHost {
                 self.indexes.push((iv.block_size, PrefixIndex::new(n)));
             }
         }
+    }
+
+    /// Takes an instance out of routing (`false`: an engine that is down in live mode) or puts
+    /// it back (`true`): the policies see only routable instances among their candidates, so
+    /// none of them can pick one that is out.
+    pub fn set_routable(&mut self, id: InstanceId, routable: bool) {
+        let Some(o) = self.out.get_mut(id.index()) else { return };
+        if *o != routable {
+            return;
+        }
+        *o = !routable;
+        let out = &self.out;
+        let keep = |ids: &[InstanceId]| -> Vec<InstanceId> { ids.iter().copied().filter(|i| !out[i.index()]).collect() };
+        let (prefill, decode) = (keep(&self.all.0), keep(&self.all.1));
+        self.view.set_candidates(prefill, decode);
+        if let Some((_, long, short)) = self.split.as_mut() {
+            *long = keep(&self.all.2);
+            *short = keep(&self.all.3);
+        }
+    }
+
+    /// Whether an instance is routable (see [`RouterHost::set_routable`]).
+    pub fn is_routable(&self, id: InstanceId) -> bool {
+        !self.out.get(id.index()).copied().unwrap_or(true)
     }
 
     /// What the policies read.
@@ -410,4 +446,51 @@ pub fn max_hit_blocks(req: &Request, block_size: u32) -> u32 {
 pub fn prompt_block_hashes(req: &Request, block_size: u32) -> Vec<BlockHash> {
     let bs = block_size.max(1);
     crate::seq::block_hashes(req, req.prompt_tokens.get() / bs, bs).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::NullRecorder;
+    use crate::router::view::tests::{request, view};
+    use crate::spec::{PolicySpec, PromptSplit, Role};
+
+    fn host(roles: &[Role], split: Option<PromptSplit>) -> RouterHost {
+        let router = RouterSpec { split, ..RouterSpec::single(PolicySpec::RoundRobin) };
+        RouterHost::new(&router, &TelemetrySpec { interval: SimDuration::ZERO }, view(roles), RunSeed(0))
+    }
+
+    #[test]
+    fn an_instance_out_of_routing_is_never_picked_and_comes_back_when_put_back() {
+        let mut h = host(&[Role::Mixed, Role::Mixed, Role::Mixed], None);
+        let req = request();
+        let pick = |h: &mut RouterHost| h.route_prefill(SimTime::ZERO, &req, None, &mut NullRecorder).map(|i| i.0);
+        h.set_routable(InstanceId(1), false);
+        assert!(!h.is_routable(InstanceId(1)) && h.is_routable(InstanceId(0)));
+        let picks: Vec<_> = (0..6).map(|_| pick(&mut h).unwrap()).collect();
+        assert!(picks.iter().all(|&i| i != 1), "{picks:?}");
+        assert!(picks.contains(&0) && picks.contains(&2), "{picks:?}");
+        h.set_routable(InstanceId(0), false);
+        h.set_routable(InstanceId(2), false);
+        assert_eq!(pick(&mut h), Err(RouteError::NoCandidate("prefill")), "every instance out: no route");
+        h.set_routable(InstanceId(1), true);
+        assert_eq!((0..3).map(|_| pick(&mut h).unwrap()).collect::<Vec<_>>(), vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn a_split_keeps_each_pool_to_its_routable_instances() {
+        // view(): Prefill instances are pool 0, Decode instances pool 1; long prompts (>= 50)
+        // go to pool 0 here, short ones to pool 1.
+        let split = PromptSplit { at: 50, long_pool: 0, short_pool: 1 };
+        let mut h = host(&[Role::Prefill, Role::Prefill, Role::Decode], Some(split));
+        let long = request(); // 100 tokens
+        h.set_routable(InstanceId(0), false);
+        for _ in 0..4 {
+            assert_eq!(h.route_prefill(SimTime::ZERO, &long, None, &mut NullRecorder).unwrap(), InstanceId(1));
+        }
+        h.set_routable(InstanceId(1), false);
+        assert!(h.route_prefill(SimTime::ZERO, &long, None, &mut NullRecorder).is_err(), "the long pool is all out");
+        h.set_routable(InstanceId(0), true);
+        assert_eq!(h.route_prefill(SimTime::ZERO, &long, None, &mut NullRecorder).unwrap(), InstanceId(0));
+    }
 }

@@ -98,6 +98,12 @@ impl ClusterView {
     pub(crate) fn swap_prefill_candidates(&mut self, ids: Vec<InstanceId>) -> Vec<InstanceId> {
         std::mem::replace(&mut self.prefill, ids)
     }
+    /// Replaces both candidate lists (the router host leaves out instances taken out of
+    /// routing).
+    pub(crate) fn set_candidates(&mut self, prefill: Vec<InstanceId>, decode: Vec<InstanceId>) {
+        self.prefill = prefill;
+        self.decode = decode;
+    }
     /// Instances of decode pools, in id order.
     pub fn decode_candidates(&self) -> &[InstanceId] {
         &self.decode
