@@ -595,7 +595,7 @@ fn a_stopped_engine_leaves_routing_comes_back_when_continued_and_loses_nothing()
     wait_until("requests at the first engine", || a.requests().len() >= 20);
     a.pause(); // SIGSTOP: connections accepted, nothing answered
     let at_pause = b.requests().len();
-    // Long enough for the breaker (750 ms past the next scrape) many times over: 150
+    // Long enough for the breaker (600 ms past the next scrape) many times over: 150
     // requests at b is at least 3 s of a 50/s schedule.
     wait_until("requests at the other engine", || b.requests().len() >= at_pause + 150);
     a.resume(); // SIGCONT
@@ -618,4 +618,41 @@ fn a_stopped_engine_leaves_routing_comes_back_when_continued_and_loses_nothing()
     assert!(rows.iter().any(|r| r[6] == "gpu0" && r[1].parse::<f64>().unwrap() > back_at), "routed to again once back");
     let e = &s["live"]["engines"]["gpu0"];
     assert!(e["outages"].as_u64() >= Some(1) && e["availability"].as_f64() < Some(1.0), "{s}");
+}
+
+#[test]
+fn requests_an_engine_refuses_with_5xx_are_rerouted_and_none_is_lost() {
+    use simctl_live::fake::Fault;
+    let (bad, good) =
+        (engine(Duration::from_micros(10), Duration::from_millis(1)), engine(Duration::from_micros(10), Duration::from_millis(1)));
+    bad.inject(Fault::Status { code: 503, body: "overloaded".into() }, None);
+    let dir = temp_dir("live-503");
+    let out = dir.join("live");
+    let o = simctl_guarded(&[
+        "live",
+        "--endpoint",
+        &bad.url(),
+        "--endpoint",
+        &good.url(),
+        "--set",
+        "requests=40",
+        "--set",
+        "arrival_rate=50/s",
+        "--set",
+        "router.policy=round_robin",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let s = json(&out.join("summary.json"));
+    assert_eq!((s["completed"].as_u64(), s["failed"].as_u64()), (Some(40), Some(0)), "{s}");
+    let rerouted = s["live"]["rerouted"].as_u64().unwrap();
+    // Every request the bad engine got was sent again to the good one, which served all 40.
+    assert_eq!(rerouted as usize, bad.requests().len(), "{s}");
+    assert!(rerouted >= 3, "{s}");
+    assert_eq!(good.requests().len(), 40);
+    let rows = rows(&out.join("requests.csv"));
+    assert!(rows.iter().all(|r| r[6] == "gpu1" && r[17] == "finished"), "records name the engine that served them");
+    assert!(s["live"]["engines"]["gpu0"]["outages"].as_u64() >= Some(1), "{s}");
+    assert!(stdout(&o).contains(&format!("rerouted: {rerouted} requests")), "{}", stdout(&o));
 }

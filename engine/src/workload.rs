@@ -20,6 +20,7 @@ pub struct WorkloadGen {
     lengths: StreamRng,
     prefixes: StreamRng,
     classes: StreamRng,
+    think: StreamRng,
     class_cdf: Vec<f64>,
     next_id: u64,
 }
@@ -52,6 +53,7 @@ impl WorkloadGen {
             lengths: seed.stream(stream::LENGTHS),
             prefixes: seed.stream(stream::PREFIXES),
             classes: seed.stream(stream::CLASSES),
+            think: seed.stream(stream::THINK),
             class_cdf,
             next_id: 0,
         })
@@ -63,6 +65,18 @@ impl WorkloadGen {
             (None, ArrivalSpec::ClosedLoop { users, think }) => Some((*users, *think)),
             _ => None,
         }
+    }
+
+    /// How long a closed-loop user thinks before sending its next request: exponential with
+    /// the workload's mean think time (zero when it is zero or the workload is open). The
+    /// simulator and the live driver both draw it here, from the run's think substream.
+    pub fn think_time(&mut self) -> SimDuration {
+        let think = self.closed_loop().map_or(SimDuration::ZERO, |c| c.1);
+        if think == SimDuration::ZERO {
+            return SimDuration::ZERO;
+        }
+        let u: f64 = 1.0 - self.think.random::<f64>();
+        SimDuration::from_secs_f64(-u.ln() * think.as_secs_f64())
     }
 
     /// The next request in arrival order; `None` when a trace is exhausted, or on a trace

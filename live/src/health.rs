@@ -1,12 +1,16 @@
 //! Engine health in a live run: a circuit breaker per engine.
 //!
 //! An engine is taken out of routing when
-//! - a probe (the `/metrics` scrapes the router makes anyway) or a request cannot connect,
-//!   is reset, or gets an HTTP 5xx answer: at once;
+//! - a probe (the `/metrics` scrapes the router makes anyway) or a request cannot connect or
+//!   is reset: at once; it answers HTTP 5xx to [`FAULTS_IN_A_ROW`] requests in a row (one 5xx
+//!   may be one request's bad luck);
 //! - no probe has answered for [`HealthConfig::silent_after`] (a hung or stopped engine
 //!   accepts connections and says nothing): when the loop next looks, within a tick.
 //!
-//! While it is out the scrapes go on, as its probe: the first that answers puts it back.
+//! While it is out the scrapes go on, as its probe: the first that answers puts it back,
+//! half open (one more 5xx takes it out again).
+//! When every engine a request could go to is out, the driver routes it among all of them
+//! anyway (fail open): the breaker never turns a request it could have sent into a rejection.
 //! Requests in flight on an engine that goes out are left to finish or to fail with their
 //! own reason (a stopped engine that is continued finishes them). The breaker keeps each
 //! engine's time out of routing for the summary's availability.
@@ -22,15 +26,18 @@ pub struct HealthConfig {
     pub silent_after: Duration,
 }
 
-/// The default: out after 750 ms without an answer (the router avoids a hung engine within
-/// a second of its last answer).
-pub const DEFAULT_SILENT_AFTER: Duration = Duration::from_millis(750);
+/// The default: out 600 ms past the next scrape's due time without an answer (with a 200 ms
+/// scrape interval and the 100 ms loop tick, within a second of the last answer).
+pub const DEFAULT_SILENT_AFTER: Duration = Duration::from_millis(600);
 
 impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig { silent_after: DEFAULT_SILENT_AFTER }
     }
 }
+
+/// HTTP 5xx answers in a row that take an engine out of routing.
+pub const FAULTS_IN_A_ROW: u32 = 3;
 
 /// A change of one engine's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +46,11 @@ pub enum Change {
     Out(String),
     /// Put back.
     Back,
+}
+
+/// Whether an error says the engine cannot be reached: it refused or reset the connection.
+pub fn unreachable(e: &ClientError) -> bool {
+    matches!(e, ClientError::Connect { .. } | ClientError::Dropped { .. } | ClientError::Http { .. })
 }
 
 /// Whether an error says the engine itself is unwell (as opposed to this one request being
@@ -58,6 +70,7 @@ struct Engine {
     outs: u32,
     last_answer: Instant,
     last_reason: Option<String>,
+    faults_in_a_row: u32,
 }
 
 /// The breakers of a run's engines.
@@ -84,7 +97,7 @@ pub struct Availability {
 impl Health {
     /// `n` engines, all in routing at `start`.
     pub fn new(n: usize, config: HealthConfig, start: Instant) -> Self {
-        let e = Engine { out_since: None, out_total: Duration::ZERO, outs: 0, last_answer: start, last_reason: None };
+        let e = Engine { out_since: None, out_total: Duration::ZERO, outs: 0, last_answer: start, last_reason: None, faults_in_a_row: 0 };
         Health { config, start, engines: vec![e; n] }
     }
 
@@ -110,6 +123,9 @@ impl Health {
         e.last_answer = e.last_answer.max(now);
         let since = e.out_since.take()?;
         e.out_total += now.saturating_duration_since(since);
+        // Half open: a probe says the server is up, not that it serves; one more 5xx and it
+        // is out again.
+        e.faults_in_a_row = FAULTS_IN_A_ROW - 1;
         Some(Change::Back)
     }
 
@@ -120,7 +136,29 @@ impl Health {
 
     /// A request to engine `i` failed at `now`.
     pub fn on_request_error(&mut self, i: usize, now: Instant, e: &ClientError) -> Option<Change> {
-        self.on_probe_error(i, now, e)
+        if unreachable(e) {
+            return self.take_out(i, now, e.to_string());
+        }
+        if !engine_fault(e) {
+            return None;
+        }
+        let n = &mut self.engines[i].faults_in_a_row;
+        *n += 1;
+        if *n < FAULTS_IN_A_ROW {
+            return None;
+        }
+        *n = 0;
+        self.take_out(i, now, format!("{FAULTS_IN_A_ROW} answers 5xx in a row, the last: {e}"))
+    }
+
+    /// A request to engine `i` finished.
+    pub fn on_request_ok(&mut self, i: usize) {
+        self.engines[i].faults_in_a_row = 0;
+    }
+
+    /// Whether any engine is out of routing.
+    pub fn any_out(&self) -> bool {
+        self.engines.iter().any(|e| e.out_since.is_some())
     }
 
     /// Engines whose probes have been silent too long, taken out at `now`.
@@ -194,7 +232,12 @@ mod tests {
         let busy = ClientError::Status { url: "u".into(), status: 503, body: "overloaded".into() };
         assert_eq!(h.on_request_error(0, at(1000), &bad), None);
         assert!(h.is_in(0));
-        assert!(h.on_request_error(0, at(1000), &busy).is_some());
-        assert!(!h.is_in(0));
+        assert_eq!(h.on_request_error(0, at(1000), &busy), None, "one 5xx may be bad luck");
+        assert_eq!(h.on_request_error(0, at(1000), &busy), None);
+        h.on_request_ok(0);
+        assert_eq!(h.on_request_error(0, at(1000), &busy), None, "a success in between starts the count again");
+        assert_eq!(h.on_request_error(0, at(1000), &busy), None);
+        assert!(matches!(h.on_request_error(0, at(1000), &busy), Some(Change::Out(why)) if why.contains("3 answers 5xx in a row")));
+        assert!(!h.is_in(0) && h.any_out());
     }
 }

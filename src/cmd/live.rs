@@ -131,7 +131,7 @@ pub struct LiveArgs {
     /// connections, resets them or answers 5xx is taken out at once. Its scrapes go on as its
     /// probe and put it back when it answers; a request it refused before any output is sent
     /// once more to another engine. The summary gives each engine's availability.
-    #[arg(long, value_name = "MS", default_value_t = 750)]
+    #[arg(long, value_name = "MS", default_value_t = 600)]
     health_timeout_ms: u64,
 }
 

@@ -72,13 +72,7 @@ impl Simulation {
         if user == u32::MAX {
             return;
         }
-        let think = self.workload.as_ref().and_then(|w| w.closed_loop()).map_or(SimDuration::ZERO, |c| c.1);
-        let wait = if think == SimDuration::ZERO {
-            SimDuration::ZERO
-        } else {
-            let u: f64 = 1.0 - rand::RngExt::random::<f64>(&mut self.think_rng);
-            SimDuration::from_secs_f64(-u.ln() * think.as_secs_f64())
-        };
+        let wait = self.workload.as_mut().map_or(SimDuration::ZERO, |w| w.think_time());
         self.push(self.now + wait, Phase::Arrival, super::Event::UserReady(user));
     }
 

@@ -135,7 +135,6 @@ impl Simulation {
             },
             seqs: SeqSlab::default(),
             workload: Some(workload),
-            think_rng: seed.stream(crate::rng::stream::THINK),
             pending: None,
             submitted: Vec::new(),
             submitted_free: Vec::new(),

@@ -101,7 +101,6 @@ pub struct Simulation {
     cluster: Cluster,
     seqs: SeqSlab,
     workload: Option<WorkloadGen>,
-    think_rng: crate::rng::StreamRng,
     pending: Option<Request>,
     submitted: Vec<Option<Request>>,
     submitted_free: Vec<u32>,

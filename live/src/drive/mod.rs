@@ -34,29 +34,34 @@
 //!   get [`LiveOptions::grace`] to finish, and whatever is still running then is recorded as
 //!   unfinished.
 
+mod engines;
+mod requests;
+mod setup;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use simctl_engine::kv::{BlockHash, KvEvent};
-use simctl_engine::record::{DepthSeries, InstanceStats, Outcome, PoolStats, Reason, Recorder, RequestRecord, RunTotals};
+use simctl_engine::record::{DepthSeries, Outcome, PoolStats, Reason, Recorder, RunTotals};
 use simctl_engine::request::Request;
-use simctl_engine::rng::{RunSeed, StreamRng};
-use simctl_engine::router::{ClusterView, DecodingSeq, Gauges, InstanceId, InstanceView, RouterHost, max_hit_blocks, prompt_block_hashes};
-use simctl_engine::spec::{PromptSplit, Role, RouterSpec, ValidSpec};
+use simctl_engine::rng::RunSeed;
+use simctl_engine::router::{ClusterView, DecodingSeq, InstanceId, RouteError, RouterHost};
+use simctl_engine::spec::ValidSpec;
 use simctl_engine::time::{SimDuration, SimTime};
-use simctl_engine::units::{Blocks, Tokens};
+use simctl_engine::units::Tokens;
 use simctl_engine::workload::WorkloadGen;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::client::{ClientConfig, ClientError, CompletionRequest, EngineClient, Prompt, StreamedCompletion};
-use crate::health::{Availability, Change, Health, HealthConfig, engine_fault};
-use crate::metrics::EngineMetrics;
-use crate::preflight::{self, ContextLimit, Limits};
+use crate::client::{ClientConfig, ClientError};
+use crate::health::{Availability, Health, HealthConfig, engine_fault};
+use crate::preflight;
 use crate::prompt::PromptMaker;
+use engines::{delta, gauges, instance_stats};
+use requests::{Flight, Msg, dispatch, note_change, reason_of, record, send};
+use setup::{Connected, connect, instances, live_router, views};
 
 /// Scrapes no more often than this by default (a vLLM `/metrics` answer costs the engine a
 /// few milliseconds of CPU).
@@ -241,116 +246,6 @@ pub enum LiveError {
     Setup(String),
 }
 
-/// How a request's stream ended, reported by its task.
-enum Msg {
-    Sent { id: u64, at: Instant },
-    First { id: u64, at: Instant },
-    Done { id: u64, result: Result<StreamedCompletion, ClientError> },
-    Scrape { i: usize, at: Instant, result: Result<EngineMetrics, ClientError> },
-}
-
-/// A request in flight.
-struct Flight {
-    req: Request,
-    inst: InstanceId,
-    sent: Option<SimTime>,
-    charged: Tokens,
-    first: Option<SimTime>,
-    user: u32,
-    /// Whether it was sent again to another engine already (once at most).
-    rerouted: bool,
-}
-
-/// What the loop keeps per engine from its scrapes.
-#[derive(Default, Clone)]
-struct EngineAcc {
-    block_size: u32,
-    blocks: u64,
-    base: Counters,
-    last: Counters,
-    depth: u32,
-    depth_at: SimTime,
-    depth_integral: f64,
-    depth_max: u32,
-    busy: SimDuration,
-    kv_peak: f64,
-    running: u32,
-    // The router's own record of what this engine caches: hash -> last use, and use -> hash.
-    cached: HashMap<BlockHash, u64>,
-    by_use: BTreeMap<u64, BlockHash>,
-}
-
-#[derive(Default, Clone, Copy)]
-struct Counters {
-    hits: Option<f64>,
-    queries: Option<f64>,
-    preemptions: Option<f64>,
-    steps: Option<f64>,
-}
-
-impl Counters {
-    fn of(m: &EngineMetrics) -> Self {
-        Counters {
-            hits: m.prefix_cache_hits(),
-            queries: m.prefix_cache_queries(),
-            preemptions: m.value("vllm:num_preemptions_total"),
-            steps: m.value("vllm:iteration_tokens_total_count"),
-        }
-    }
-}
-
-fn delta(now: Option<f64>, base: Option<f64>) -> Option<f64> {
-    Some((now? - base.unwrap_or(0.0)).max(0.0))
-}
-
-/// The instances of `spec` in id order: `(pool index, pool name, instance name, hardware
-/// name, tp, $/h)`.
-fn instances(spec: &ValidSpec) -> Vec<(usize, String, String, String, u32, f64)> {
-    let mut out = Vec::new();
-    for (pi, p) in spec.pools.iter().enumerate() {
-        for i in &p.instances {
-            let hw = &spec.hardware[i.hardware];
-            out.push((pi, p.name.clone(), i.name.clone(), hw.name.clone(), i.tp, hw.cost_per_hour * f64::from(i.tp)));
-        }
-    }
-    out
-}
-
-/// The router a live run uses: the scenario's, with the dual-pool split in place of KV
-/// transfer between engines for a disaggregated scenario.
-fn live_router(spec: &ValidSpec) -> Result<(RouterSpec, Option<u32>), LiveError> {
-    let prefill: Vec<usize> = spec.pools.iter().enumerate().filter(|(_, p)| p.role == Role::Prefill).map(|(i, _)| i).collect();
-    let decode: Vec<usize> = spec.pools.iter().enumerate().filter(|(_, p)| p.role == Role::Decode).map(|(i, _)| i).collect();
-    if prefill.is_empty() && decode.is_empty() {
-        let at = spec.router.split.map(|s| s.at);
-        return Ok((spec.router.clone(), at));
-    }
-    let ([p], [d]) = (prefill.as_slice(), decode.as_slice()) else {
-        return Err(LiveError::Setup(format!(
-            "live mode runs split pools as the original lab's dual pools, which needs one prefill and one decode pool; this scenario has {} prefill and {} decode pools",
-            prefill.len(),
-            decode.len()
-        )));
-    };
-    let Some(at) = spec.pools[*d].local_prefill_threshold else {
-        return Err(LiveError::Setup(format!(
-            "pool `{}` decodes what pool `{}` prefills, but vLLM engines cannot move KV between them here; give pool `{}` `local_prefill = true` (and `local_prefill_threshold`) to run as dual pools: prompts at or above the threshold served whole on `{}`, the rest on `{}`",
-            spec.pools[*d].name, spec.pools[*p].name, spec.pools[*d].name, spec.pools[*p].name, spec.pools[*d].name
-        )));
-    };
-    let mut r = spec.router.clone();
-    r.split = Some(PromptSplit { at, long_pool: *p, short_pool: *d });
-    Ok((r, Some(at)))
-}
-
-fn reason_of(e: &ClientError) -> Reason {
-    match e {
-        ClientError::Timeout { .. } | ClientError::Stalled { .. } => Reason::Timeout,
-        ClientError::Connect { .. } | ClientError::Dropped { .. } => Reason::Disconnected,
-        _ => Reason::HttpError,
-    }
-}
-
 fn at_of(start: Instant, t: Instant) -> SimTime {
     SimTime(u64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX))
 }
@@ -377,48 +272,7 @@ pub async fn run_live<R: Recorder>(
         )));
     }
     let (router, split_at) = live_router(spec)?;
-    let engine_err = |k: usize, error: ClientError| LiveError::Engine { instance: engines[k].instance.clone(), error };
-
-    // Every engine answers, serves the model, and says how big its cache is.
-    let mut clients = Vec::new();
-    for (k, e) in engines.iter().enumerate() {
-        clients.push(Arc::new(EngineClient::new(&e.url, opts.client).map_err(|er| engine_err(k, er))?));
-    }
-    let mut model = opts.model.clone();
-    let mut limits = Limits { split: router.split, ..Limits::default() };
-    let mut accs = vec![EngineAcc::default(); engines.len()];
-    for (k, c) in clients.iter().enumerate() {
-        let models = c.models().await.map_err(|e| engine_err(k, e))?;
-        let served: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
-        match &model {
-            None => model = served.first().map(|s| s.to_string()),
-            Some(m) if !served.contains(&m.as_str()) => {
-                return Err(LiveError::Setup(format!(
-                    "the engine of instance `{}` ({}) does not serve model `{m}`; it serves: {}",
-                    engines[k].instance,
-                    engines[k].url,
-                    served.join(", ")
-                )));
-            }
-            Some(_) => {}
-        }
-        let context = model.as_deref().and_then(|m| models.iter().find(|x| x.id == m)).and_then(|x| x.max_model_len);
-        limits.per_instance.push(context.map(|tokens| ContextLimit {
-            tokens,
-            instance: engines[k].instance.clone(),
-            url: engines[k].url.clone(),
-        }));
-        limits.pool_of.push(insts[k].0);
-        let m = c.metrics().await.map_err(|e| engine_err(k, e))?;
-        let a = &mut accs[k];
-        a.block_size = m.block_size().unwrap_or(spec.pools[insts[k].0].engine.block_size);
-        a.blocks = m.num_gpu_blocks().unwrap_or(spec.kv_blocks()[k]);
-        a.base = Counters::of(&m);
-        a.last = a.base;
-    }
-    let Some(model) = model else {
-        return Err(LiveError::Setup(format!("the engine at {} lists no model", engines[0].url)));
-    };
+    let Connected { clients, model, limits, mut accs } = connect(spec, engines, opts, &insts, &router).await?;
     // Every request the run will send fits the engines' context, or nothing is sent.
     let checked = match limits.smallest() {
         Some(_) => Some(preflight::check(spec, opts.seed, &limits, opts.clip).map_err(LiveError::Setup)?),
@@ -426,33 +280,10 @@ pub async fn run_live<R: Recorder>(
     };
     let context_limit = limits.smallest();
 
-    // The view the policies read: the scenario's instances with the engines' caches. In dual
-    // pools every engine serves whole requests.
-    let views: Vec<InstanceView> = insts
-        .iter()
-        .enumerate()
-        .map(|(k, (pool, _, _, _, _, cost))| {
-            let blocks = Blocks(u32::try_from(accs[k].blocks).unwrap_or(u32::MAX));
-            InstanceView {
-                id: InstanceId(k as u32),
-                pool: *pool,
-                role: Role::Mixed,
-                hourly_cost: *cost,
-                block_size: accs[k].block_size,
-                waiting: 0,
-                running: 0,
-                queued_prefill_tokens: 0,
-                kv_free_blocks: blocks,
-                kv_total_blocks: blocks,
-                prefix_hit_rate: 0.0,
-                assigned: 0,
-            }
-        })
-        .collect();
+    let views = views(&insts, &accs);
     let mut host = RouterHost::new(&router, &spec.telemetry, ClusterView::new(views), opts.seed);
     host.use_index();
     let mut workload = WorkloadGen::new(&spec.workload, opts.seed).map_err(|e| LiveError::Setup(e.to_string()))?;
-    let mut think_rng: StreamRng = opts.seed.stream(simctl_engine::rng::stream::THINK);
     let closed = workload.closed_loop();
 
     let start = Instant::now();
@@ -623,6 +454,7 @@ pub async fn run_live<R: Recorder>(
                                 } else {
                                     r.outcome = Outcome::Finished;
                                     finished += 1;
+                                    health.on_request_ok(f.inst.index());
                                     host.on_request_complete(f.inst, r.tpot());
                                     rec.on_request(&r);
                                 }
@@ -636,7 +468,12 @@ pub async fn run_live<R: Recorder>(
                                 // Refused, reset or 5xx before any output: the request is sent
                                 // once more, to an engine still in routing.
                                 let again = if fault && f.first.is_none() && !f.rerouted && !stopping {
-                                    host.route_prefill(now, &f.req, None, rec).ok()
+                                    // Anywhere but where it failed.
+                                    let was = host.is_routable(f.inst);
+                                    host.set_routable(f.inst, false);
+                                    let to = host.route_prefill(now, &f.req, None, rec).ok();
+                                    host.set_routable(f.inst, was);
+                                    to
                                 } else {
                                     None
                                 };
@@ -655,14 +492,7 @@ pub async fn run_live<R: Recorder>(
                             }
                         }
                         if f.user != u32::MAX {
-                            let think = closed.map_or(SimDuration::ZERO, |c| c.1);
-                            let wait = if think == SimDuration::ZERO {
-                                SimDuration::ZERO
-                            } else {
-                                let u: f64 = 1.0 - rand::RngExt::random::<f64>(&mut think_rng);
-                                SimDuration::from_secs_f64(-u.ln() * think.as_secs_f64())
-                            };
-                            users.push(Reverse((now + wait, f.user)));
+                            users.push(Reverse((now + workload.think_time(), f.user)));
                         }
                     }
                     Msg::Scrape { i, at, result } => {
@@ -715,7 +545,7 @@ pub async fn run_live<R: Recorder>(
                 };
                 arrived += 1;
                 let now = at_of(start, Instant::now());
-                match host.route_prefill(now, &req, None, rec) {
+                match route_fail_open(&mut host, &health, now, &req, rec) {
                     Err(_) => {
                         let mut r = record(&req, InstanceId(u32::MAX));
                         (r.prefill_instance, r.decode_instance) = (None, None);
@@ -851,37 +681,7 @@ pub async fn run_live<R: Recorder>(
     for d in &mut depth_series {
         d.close(end);
     }
-    let secs = end.as_secs_f64().max(1e-9);
-    let instance_stats: Vec<InstanceStats> = insts
-        .iter()
-        .enumerate()
-        .map(|(k, (pool, pool_name, name, hw, tp, cost))| {
-            let a = &mut accs[k];
-            close_depth(a, end);
-            let hit = match (delta(a.last.hits, a.base.hits), delta(a.last.queries, a.base.queries)) {
-                (Some(h), Some(q)) if q > 0.0 => h / q,
-                _ => 0.0,
-            };
-            InstanceStats {
-                name: name.clone(),
-                pool: pool_name.clone(),
-                role: spec.pools[*pool].role,
-                hardware: hw.clone(),
-                gpus: *tp,
-                hourly_cost: *cost,
-                queue_depth_mean: a.depth_integral / secs,
-                queue_depth_max: a.depth_max,
-                utilization: a.busy.as_secs_f64() / secs,
-                steps: delta(a.last.steps, a.base.steps).map_or(0, |s| s.round() as u64),
-                preemptions: delta(a.last.preemptions, a.base.preemptions).map_or(0, |p| p.round() as u64),
-                kv_capacity_blocks: a.blocks,
-                kv_peak_usage: a.kv_peak,
-                prefix_hit_rate: hit,
-                migrations_out: 0,
-                migrations_in: 0,
-            }
-        })
-        .collect();
+    let instance_stats = instance_stats(spec, &insts, &mut accs, end);
     let pools: Vec<PoolStats> = spec
         .pools
         .iter()
@@ -919,143 +719,30 @@ pub async fn run_live<R: Recorder>(
     Ok(LiveResult { totals, figures })
 }
 
-/// The router's bookkeeping of sending `req` to `inst`: the prefix it expects cached there,
-/// its counters, and the blocks the engine holds from now on (a later request it schedules
-/// after this one finds them cached). Returns the prefill tokens charged to `inst`.
-fn dispatch(
+/// Routes `req` among the engines in routing; when none it could go to is in routing,
+/// among all of them (the breaker never turns a request it could send into a rejection).
+fn route_fail_open<R: Recorder>(
     host: &mut RouterHost,
-    acc: &mut EngineAcc,
-    figures: &mut LiveFigures,
-    clock: &mut u64,
-    inst: InstanceId,
+    health: &Health,
+    now: SimTime,
     req: &Request,
-) -> Tokens {
-    let bs = acc.block_size;
-    let expected = host.cached_blocks(inst, req).get().min(max_hit_blocks(req, bs));
-    figures.expected_prefix_hit_tokens += u64::from(expected) * u64::from(bs);
-    let charged = host.dispatched(inst, req, true);
-    remember_prompt(host, acc, inst, req, clock);
-    charged
-}
-
-/// Sends `req` to `client` in a task of its own that reports back over `tx`: when it went
-/// out, its first token, and how it ended.
-fn send(
-    tasks: &mut JoinSet<()>,
-    client: Arc<EngineClient>,
-    tx: mpsc::UnboundedSender<Msg>,
-    maker: PromptMaker,
-    model: &str,
-    req: &Request,
-) {
-    let id = req.id.0;
-    let body = CompletionRequest {
-        model: model.to_string(),
-        prompt: Prompt::Tokens(Vec::new()),
-        max_tokens: req.output_tokens.get(),
-        temperature: 0.0,
-        ignore_eos: true,
-    };
-    let r2 = req.clone();
-    tasks.spawn(async move {
-        // The prompt is built here, off the loop that keeps the schedule.
-        let body = CompletionRequest { prompt: Prompt::Tokens(maker.prompt(&r2)), ..body };
-        let _ = tx.send(Msg::Sent { id, at: Instant::now() });
-        let first_tx = tx.clone();
-        let result = client
-            .complete_stream_observed(&body, move || {
-                let _ = first_tx.send(Msg::First { id, at: Instant::now() });
-            })
-            .await;
-        let _ = tx.send(Msg::Done { id, result });
-    });
-}
-
-/// An engine taken out of routing or put back: the router's candidates follow, and the run
-/// keeps the event.
-fn note_change(host: &mut RouterHost, figures: &mut LiveFigures, inst: InstanceId, name: &str, c: Change, at: SimTime) {
-    let what = match c {
-        Change::Out(why) => {
-            host.set_routable(inst, false);
-            format!("out of routing: {why}")
-        }
-        Change::Back => {
-            host.set_routable(inst, true);
-            "back in routing: its probe answered".to_string()
-        }
-    };
-    figures.health_events.push((at, name.to_string(), what));
-}
-
-/// The record of `req` served by `inst`, before its outcome is known.
-fn record(req: &Request, inst: InstanceId) -> RequestRecord {
-    RequestRecord {
-        id: req.id,
-        arrival: req.arrival,
-        first_token: None,
-        finish: None,
-        prompt_tokens: req.prompt_tokens,
-        output_tokens: req.output_tokens,
-        generated_tokens: Tokens::ZERO,
-        priority: req.priority,
-        prefill_instance: Some(inst),
-        decode_instance: Some(inst),
-        preemptions: 0,
-        cached_tokens: Tokens::ZERO,
-        migrations: 0,
-        class: req.class,
-        max_itl: SimDuration::ZERO,
-        outcome: Outcome::Unfinished,
-        reason: None,
-    }
-}
-
-/// The router's record that `inst` caches the full prompt blocks of `req` now, evicting the
-/// least recently used beyond the engine's blocks.
-fn remember_prompt(host: &mut RouterHost, a: &mut EngineAcc, inst: InstanceId, req: &Request, clock: &mut u64) {
-    for h in prompt_block_hashes(req, a.block_size) {
-        *clock += 1;
-        match a.cached.insert(h, *clock) {
-            Some(old) => {
-                a.by_use.remove(&old);
+    rec: &mut R,
+) -> Result<InstanceId, RouteError> {
+    match host.route_prefill(now, req, None, rec) {
+        Err(_) if health.any_out() => {
+            let n = host.view().instances.len();
+            let out: Vec<InstanceId> = (0..n).map(|k| InstanceId(k as u32)).filter(|i| !host.is_routable(*i)).collect();
+            for &i in &out {
+                host.set_routable(i, true);
             }
-            None => host.kv_event(inst, KvEvent::Stored(h)),
+            let routed = host.route_prefill(now, req, None, rec);
+            for &i in &out {
+                host.set_routable(i, false);
+            }
+            routed
         }
-        a.by_use.insert(*clock, h);
+        r => r,
     }
-    while a.cached.len() as u64 > a.blocks.max(1) {
-        let Some((_, h)) = a.by_use.pop_first() else { break };
-        a.cached.remove(&h);
-        host.kv_event(inst, KvEvent::Removed(h));
-    }
-}
-
-fn close_depth(a: &mut EngineAcc, at: SimTime) {
-    let dt = (at - a.depth_at).as_secs_f64();
-    a.depth_integral += f64::from(a.depth) * dt;
-    if a.running > 0 {
-        a.busy += at - a.depth_at;
-    }
-    a.depth_at = at;
-}
-
-/// Gauges of one scrape, and the engine's statistics brought up to `at`.
-fn gauges(a: &mut EngineAcc, m: &EngineMetrics, at: SimTime) -> Gauges {
-    close_depth(a, at);
-    let running = m.requests_running().unwrap_or(0.0).max(0.0) as u32;
-    let waiting = m.requests_waiting().unwrap_or(0.0).max(0.0) as u32;
-    let usage = m.kv_cache_usage().unwrap_or(0.0).clamp(0.0, 1.0);
-    a.depth = running + waiting;
-    a.running = running;
-    a.depth_max = a.depth_max.max(a.depth);
-    a.kv_peak = a.kv_peak.max(usage);
-    a.last = Counters::of(m);
-    let hit_rate = match (delta(a.last.hits, a.base.hits), delta(a.last.queries, a.base.queries)) {
-        (Some(h), Some(q)) if q > 0.0 => h / q,
-        _ => 0.0,
-    };
-    let free = ((1.0 - usage) * a.blocks as f64).round() as u32;
-    Gauges { waiting, running, kv_free_blocks: Blocks(free), prefix_hit_rate: hit_rate }
 }
 
 /// [`run_live`] on a single-threaded runtime of its own (blocking).
