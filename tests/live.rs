@@ -135,6 +135,10 @@ fn dual_pools_send_long_prompts_to_one_engine_and_short_ones_to_the_other() {
     assert_eq!(lens(&short), vec![128; 96]);
     let s = json(&out.join("summary.json"));
     assert_eq!((s["live"]["mode"].as_str(), s["live"]["split_at"].as_u64()), (Some("dual_pool"), Some(2048)));
+    assert!(s["live"]["not_measured"].as_str().is_some_and(|n| n.contains("KV hand-off")), "dual pools say what they do not measure: {s}");
+    assert!(stdout(&o).contains("not measured: the KV hand-off between pools"), "{}", stdout(&o));
+    // Per-pool results carry the scenario's pool names and roles.
+    assert_eq!(s["pools"]["prefill"]["role"], "mixed");
     assert_eq!(s["completed"], 102);
     // Per-pool TTFT and per-engine TPOT, as the lab reports them.
     assert_eq!(s["latency_by_pool"]["prefill"]["ttft_ms"]["count"], 6);

@@ -213,6 +213,10 @@ pub struct LiveInfo {
     /// Engines taken out of routing and put back, in order.
     #[serde(default)]
     pub health_events: Vec<HealthEvent>,
+    /// What the scenario models that this live run does not measure (dual pools: the KV
+    /// hand-off between pools).
+    #[serde(default)]
+    pub not_measured: Option<String>,
 }
 
 /// One engine's time in routing over a live run.

@@ -262,6 +262,12 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
         preflight_checked: f.preflight_checked,
         preflight_all: f.preflight_all,
         rerouted: f.rerouted,
+        not_measured: (f.mode == "dual_pool").then(|| {
+            format!(
+                "the KV hand-off between pools: each request is served whole on the pool its prompt length picks (prompts of {} tokens or more on one, the rest on the other); these engines do not move KV between pools, so no TTFT or TPOT here includes a transfer (`simctl run` models it)",
+                f.split_at.unwrap_or_default()
+            )
+        }),
         engines: f
             .availability
             .iter()
@@ -319,6 +325,9 @@ pub fn run(a: LiveArgs) -> Result<ExitCode> {
             opt_ms(live.send_lag_ms.p50),
             opt_ms(live.send_lag_ms.p95)
         );
+        if let Some(n) = &live.not_measured {
+            println!("not measured: {n}");
+        }
         if live.clipped > 0 {
             println!(
                 "clipped: {} of {} requests sent shortened to fit the engines' context of {} tokens (--clip)",
