@@ -6,10 +6,23 @@ use rand_distr::{Distribution, Exp, Gamma, LogNormal, Normal};
 
 use crate::request::{Request, RequestId};
 use crate::rng::{RunSeed, StreamRng, stream};
-use crate::spec::{ArrivalSpec, BurstSpec, LengthSpec, PrefixSpec, WorkloadSpec};
+use crate::spec::{ArrivalSpec, BurstSpec, LengthSpec, PrefixSpec, RunSpec, WorkloadSpec};
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{TraceError, TraceReader, TraceSpec};
 use crate::units::{MAX_TOKENS, Tokens};
+
+/// The next request of an open-loop run, as [`WorkloadGen::next_within`] gives it.
+#[derive(Debug)]
+pub enum Next {
+    /// Send this one at its arrival time.
+    Send(Request),
+    /// Arrivals are over: the run's request count or the end of the trace (`by_duration`
+    /// false), or its duration (true: the fleet is held for all of it).
+    Over {
+        /// Whether the run's duration ended them.
+        by_duration: bool,
+    },
+}
 
 /// Produces requests in arrival order, lazily: memory does not grow with the run.
 #[derive(Debug)]
@@ -65,6 +78,26 @@ impl WorkloadGen {
             (None, ArrivalSpec::ClosedLoop { users, think }) => Some((*users, *think)),
             _ => None,
         }
+    }
+
+    /// The next open-loop request within the bounds of `run`, `sent` requests having been
+    /// drawn so far: the one rule of the simulator and the live driver for when arrivals end.
+    pub fn next_within(&mut self, run: &RunSpec, sent: u64) -> Next {
+        if run.requests.is_some_and(|n| sent >= n) {
+            return Next::Over { by_duration: false };
+        }
+        match self.next_request() {
+            Some(r) if run.duration.is_some_and(|d| r.arrival >= SimTime::ZERO + d) => Next::Over { by_duration: true },
+            Some(r) => Next::Send(r),
+            None => Next::Over { by_duration: false },
+        }
+    }
+
+    /// Whether a closed-loop user ready at `at` may send within the bounds of `run`, `sent`
+    /// requests having been sent: `(may send, within the duration)`.
+    pub fn user_may_send(run: &RunSpec, sent: u64, at: SimTime) -> (bool, bool) {
+        let in_time = run.duration.is_none_or(|d| at < SimTime::ZERO + d);
+        (run.requests.is_none_or(|n| sent < n) && in_time, in_time)
     }
 
     /// How long a closed-loop user thinks before sending its next request: exponential with
@@ -558,5 +591,52 @@ mod tests {
             rag += usize::from(r.class);
         }
         assert!((rag as f64 / 100_000.0 - 0.3).abs() < 0.005, "{rag}");
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    fn poisson() -> WorkloadGen {
+        let spec = WorkloadSpec {
+            arrivals: ArrivalSpec::Poisson { rate_per_s: 10.0, burst: None },
+            prompt: LengthSpec::Constant(100),
+            output: LengthSpec::Constant(10),
+            priority: (0, 0),
+            prefix: None,
+            classes: vec![],
+            trace: None,
+        };
+        WorkloadGen::new(&spec, RunSeed(3)).unwrap()
+    }
+
+    #[test]
+    fn arrivals_end_at_the_request_count_or_the_duration_and_say_which() {
+        let mut g = poisson();
+        let by_count = RunSpec::new(None, Some(5));
+        let sent = (0..10).take_while(|&k| matches!(g.next_within(&by_count, k), Next::Send(_))).count();
+        assert_eq!(sent, 5);
+        assert!(matches!(g.next_within(&by_count, 5), Next::Over { by_duration: false }));
+        // 10/s for 2 s: about 20, and the first past 2 s ends them, by duration.
+        let mut g = poisson();
+        let by_time = RunSpec::new(Some(SimDuration::from_secs_f64(2.0)), None);
+        let mut n = 0;
+        let over = loop {
+            match g.next_within(&by_time, n) {
+                Next::Send(r) => {
+                    assert!(r.arrival < SimTime::ZERO + SimDuration::from_secs_f64(2.0));
+                    n += 1;
+                }
+                o => break o,
+            }
+        };
+        assert!(matches!(over, Next::Over { by_duration: true }));
+        assert!((10..=35).contains(&n), "{n}");
+        // Closed-loop users: within both bounds.
+        let both = RunSpec::new(Some(SimDuration::from_secs_f64(1.0)), Some(3));
+        assert_eq!(WorkloadGen::user_may_send(&both, 2, SimTime::ZERO), (true, true));
+        assert_eq!(WorkloadGen::user_may_send(&both, 3, SimTime::ZERO), (false, true));
+        assert_eq!(WorkloadGen::user_may_send(&both, 0, SimTime::ZERO + SimDuration::from_secs_f64(1.0)), (false, false));
     }
 }

@@ -16,7 +16,7 @@ use crate::seq::SeqSlab;
 use crate::spec::{SpecError, ValidSpec};
 use crate::time::SimTime;
 use crate::units::Blocks;
-use crate::workload::WorkloadGen;
+use crate::workload::{Next, WorkloadGen};
 
 impl Simulation {
     /// Builds a run of `spec` with its own seed.
@@ -199,27 +199,25 @@ impl Simulation {
     }
 
     pub(super) fn schedule_next_arrival(&mut self) {
-        if self.run.requests.is_some_and(|n| self.arrived + u64::from(self.pending.is_some()) >= n) {
-            return;
-        }
+        let sent = self.arrived + u64::from(self.pending.is_some());
         let Some(w) = self.workload.as_mut() else { return };
         if let Some((users, _)) = w.closed_loop() {
-            if self.arrived == 0 && self.pending.is_none() {
+            if self.run.requests.is_none_or(|n| sent < n) && self.arrived == 0 && self.pending.is_none() {
                 for u in 0..users {
                     self.push(SimTime::ZERO, Phase::Arrival, crate::sim::Event::UserReady(u));
                 }
             }
             return;
         }
-        let Some(req) = w.next_request() else { return };
-        if self.run.duration.is_some_and(|d| req.arrival >= SimTime::ZERO + d) {
+        match w.next_within(&self.run, sent) {
+            Next::Send(req) => {
+                let at = req.arrival;
+                self.pending = Some(req);
+                self.push(at, Phase::Arrival, crate::sim::Event::Arrival);
+            }
             // The run's duration, not its request count, ended the arrivals: the fleet is
             // held for all of it.
-            self.held_for_duration = true;
-            return;
+            Next::Over { by_duration } => self.held_for_duration |= by_duration,
         }
-        let at = req.arrival;
-        self.pending = Some(req);
-        self.push(at, Phase::Arrival, crate::sim::Event::Arrival);
     }
 }

@@ -303,9 +303,8 @@ impl Simulation {
                 }
             }
             Event::UserReady(u) => {
-                let in_time = self.run.duration.is_none_or(|d| t < SimTime::ZERO + d);
+                let (open, in_time) = crate::workload::WorkloadGen::user_may_send(&self.run, self.arrived, t);
                 self.held_for_duration |= !in_time;
-                let open = self.run.requests.is_none_or(|n| self.arrived < n) && in_time;
                 if open && let Some(w) = self.workload.as_mut() {
                     let req = w.request_at(t);
                     self.admit(req, u, rec);

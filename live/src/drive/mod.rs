@@ -51,7 +51,7 @@ use simctl_engine::router::{ClusterView, DecodingSeq, InstanceId, RouteError, Ro
 use simctl_engine::spec::ValidSpec;
 use simctl_engine::time::{SimDuration, SimTime};
 use simctl_engine::units::Tokens;
-use simctl_engine::workload::WorkloadGen;
+use simctl_engine::workload::{Next, WorkloadGen};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -346,17 +346,13 @@ pub async fn run_live<R: Recorder>(
         }
     }
     let requests_cap = spec.run.requests;
-    let duration_cap = spec.run.duration;
     let mut exhausted = false;
+    // The simulator's rule for when arrivals end.
     let next_open = |w: &mut WorkloadGen, arrived: u64| -> Option<Request> {
-        if requests_cap.is_some_and(|n| arrived >= n) {
-            return None;
+        match w.next_within(&spec.run, arrived) {
+            Next::Send(r) => Some(r),
+            Next::Over { .. } => None,
         }
-        let r = w.next_request()?;
-        if duration_cap.is_some_and(|d| r.arrival >= SimTime::ZERO + d) {
-            return None;
-        }
-        Some(r)
     };
     if closed.is_none() {
         pending = next_open(&mut workload, 0);
@@ -366,8 +362,7 @@ pub async fn run_live<R: Recorder>(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let closed_open =
-            |arrived: u64, at: SimTime| requests_cap.is_none_or(|n| arrived < n) && duration_cap.is_none_or(|d| at < SimTime::ZERO + d);
+        let closed_open = |arrived: u64, at: SimTime| WorkloadGen::user_may_send(&spec.run, arrived, at).0;
         // A closed loop sends while its users are within the run's bounds (a user in flight
         // comes back when its request ends).
         if closed.is_some() {
