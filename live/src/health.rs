@@ -7,8 +7,8 @@
 //! - no probe has answered for [`HealthConfig::silent_after`] (a hung or stopped engine
 //!   accepts connections and says nothing): when the loop next looks, within a tick.
 //!
-//! While it is out the scrapes go on, as its probe: the first that answers puts it back,
-//! half open (one more 5xx takes it out again).
+//! While it is out its scraper probes `/health` instead of `/metrics`: the first success
+//! puts it back, half open (one more 5xx takes it out again).
 //! When every engine a request could go to is out, the driver routes it among all of them
 //! anyway (fail open): the breaker never turns a request it could have sent into a rejection.
 //! Requests in flight on an engine that goes out are left to finish or to fail with their

@@ -128,9 +128,10 @@ pub struct LiveArgs {
     clip: bool,
     /// Milliseconds an engine's probes (the /metrics scrapes) may go unanswered, past the
     /// next scrape's due time, before it is taken out of routing; an engine that refuses
-    /// connections, resets them or answers 5xx is taken out at once. Its scrapes go on as its
-    /// probe and put it back when it answers; a request it refused before any output is sent
-    /// once more to another engine. The summary gives each engine's availability.
+    /// or resets connections is taken out at once, one that answers 5xx three times in a row
+    /// then. While it is out /health is probed at the scrape interval and puts it back when it
+    /// answers; a request it refused before any output is sent once more to another engine.
+    /// The summary gives each engine's availability.
     #[arg(long, value_name = "MS", default_value_t = 600)]
     health_timeout_ms: u64,
 }

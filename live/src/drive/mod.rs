@@ -294,13 +294,19 @@ pub async fn run_live<R: Recorder>(
     // Silence counts from when the next scrape was due.
     let mut health = Health::new(engines.len(), HealthConfig { silent_after: opts.health.silent_after + scrape_every }, start);
     let scrapers_stop = Arc::new(AtomicBool::new(false));
+    // Raised while an engine is out of routing: its scraper probes /health instead.
+    let out_flags: Vec<Arc<AtomicBool>> = (0..clients.len()).map(|_| Arc::new(AtomicBool::new(false))).collect();
     for (i, c) in clients.iter().enumerate() {
-        let (c, tx, halt) = (c.clone(), tx.clone(), scrapers_stop.clone());
+        let (c, tx, halt, out) = (c.clone(), tx.clone(), scrapers_stop.clone(), out_flags[i].clone());
         tokio::spawn(async move {
             let mut next = Instant::now();
             while !halt.load(Ordering::Relaxed) {
-                let result = c.metrics().await;
-                if tx.send(Msg::Scrape { i, at: Instant::now(), result }).is_err() {
+                let msg = if out.load(Ordering::Relaxed) {
+                    Msg::Probe { i, at: Instant::now(), result: c.health().await }
+                } else {
+                    Msg::Scrape { i, at: Instant::now(), result: c.metrics().await }
+                };
+                if tx.send(msg).is_err() {
                     break;
                 }
                 next += scrape_every;
@@ -458,7 +464,8 @@ pub async fn run_live<R: Recorder>(
                                 host.on_request_failed(f.inst);
                                 let fault = engine_fault(&e);
                                 if let Some(c) = health.on_request_error(f.inst.index(), Instant::now(), &e) {
-                                    note_change(&mut host, &mut figures, f.inst, &engines[f.inst.index()].instance, c, now);
+                                    let k = f.inst.index();
+                                    note_change(&mut host, &mut figures, &out_flags[k], f.inst, &engines[k].instance, c, now);
                                 }
                                 // Refused, reset or 5xx before any output: the request is sent
                                 // once more, to an engine still in routing.
@@ -490,14 +497,26 @@ pub async fn run_live<R: Recorder>(
                             users.push(Reverse((now + workload.think_time(), f.user)));
                         }
                     }
+                    Msg::Probe { i, at, result } => {
+                        // An engine out of routing comes back when /health says it is healthy.
+                        let change = match &result {
+                            Err(e) => health.on_probe_error(i, at, e),
+                            Ok(()) => health.on_answer(i, at),
+                        };
+                        if let Some(c) = change {
+                            note_change(&mut host, &mut figures, &out_flags[i], InstanceId(i as u32), &engines[i].instance, c, at_of(start, at));
+                        }
+                    }
                     Msg::Scrape { i, at, result } => {
                         figures.scrapes += 1;
                         let change = match &result {
                             Err(e) => health.on_probe_error(i, at, e),
-                            Ok(_) => health.on_answer(i, at),
+                            // While it is out, only /health puts it back.
+                            Ok(_) if health.is_in(i) => health.on_answer(i, at),
+                            Ok(_) => None,
                         };
                         if let Some(c) = change {
-                            note_change(&mut host, &mut figures, InstanceId(i as u32), &engines[i].instance, c, at_of(start, at));
+                            note_change(&mut host, &mut figures, &out_flags[i], InstanceId(i as u32), &engines[i].instance, c, at_of(start, at));
                         }
                         match result {
                             Err(e) => {
@@ -592,7 +611,7 @@ pub async fn run_live<R: Recorder>(
             _ = tick.tick() => {
                 let now_i = Instant::now();
                 for (i, c) in health.check(now_i) {
-                    note_change(&mut host, &mut figures, InstanceId(i as u32), &engines[i].instance, c, at_of(start, now_i));
+                    note_change(&mut host, &mut figures, &out_flags[i], InstanceId(i as u32), &engines[i].instance, c, at_of(start, now_i));
                 }
                 if !stopping && opts.stop.load(Ordering::Relaxed) {
                     stopping = true;

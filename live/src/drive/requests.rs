@@ -2,6 +2,7 @@
 //! back, the router's bookkeeping when it is sent, and its record when it ends.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use simctl_engine::record::{Outcome, Reason, RequestRecord};
@@ -25,6 +26,7 @@ pub(super) enum Msg {
     First { id: u64, at: Instant },
     Done { id: u64, result: Result<StreamedCompletion, ClientError> },
     Scrape { i: usize, at: Instant, result: Result<EngineMetrics, ClientError> },
+    Probe { i: usize, at: Instant, result: Result<(), ClientError> },
 }
 
 /// A request in flight.
@@ -99,17 +101,27 @@ pub(super) fn send(
     });
 }
 
-/// An engine taken out of routing or put back: the router's candidates follow, and the run
-/// keeps the event.
-pub(super) fn note_change(host: &mut RouterHost, figures: &mut LiveFigures, inst: InstanceId, name: &str, c: Change, at: SimTime) {
+/// An engine taken out of routing or put back: the router's candidates follow, its scraper
+/// probes /health while it is out, and the run keeps the event.
+pub(super) fn note_change(
+    host: &mut RouterHost,
+    figures: &mut LiveFigures,
+    out: &AtomicBool,
+    inst: InstanceId,
+    name: &str,
+    c: Change,
+    at: SimTime,
+) {
     let what = match c {
         Change::Out(why) => {
             host.set_routable(inst, false);
+            out.store(true, Ordering::Relaxed);
             format!("out of routing: {why}")
         }
         Change::Back => {
             host.set_routable(inst, true);
-            "back in routing: its probe answered".to_string()
+            out.store(false, Ordering::Relaxed);
+            "back in routing: /health answered".to_string()
         }
     };
     figures.health_events.push((at, name.to_string(), what));
