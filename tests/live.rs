@@ -196,7 +196,7 @@ fn requests_that_exceed_the_engines_context_are_refused_before_anything_is_sent_
         "trace `",
         "dual_pool.jsonl`, request 1 (arrival 0.000 s) has a 4000-token prompt and 32 output tokens (4032 in all)",
         "the engine of instance `engine_long`",
-        "accepts at most 2048 (its max_model_len)",
+        "holds at most 2048 (its max_model_len)",
         "5 more of the 102 requests checked do not fit either",
         "Nothing was sent",
         "--clip",
@@ -659,4 +659,14 @@ fn requests_an_engine_refuses_with_5xx_are_rerouted_and_none_is_lost() {
     assert!(rows.iter().all(|r| r[6] == "gpu1" && r[17] == "finished"), "records name the engine that served them");
     assert!(s["live"]["engines"]["gpu0"]["outages"].as_u64() >= Some(1), "{s}");
     assert!(stdout(&o).contains(&format!("rerouted: {rerouted} requests")), "{}", stdout(&o));
+}
+
+#[test]
+fn preflight_holds_requests_to_the_kv_cache_an_engine_reports_when_it_is_smaller_than_its_context() {
+    // 50 blocks of 16 tokens: 800 tokens of KV under a 4,096-token context.
+    let e = FakeEngine::start(FakeSpec { num_blocks: 50, block_size: 16, ..FakeSpec::default() }).unwrap();
+    let o = simctl_guarded(&["live", "--endpoint", &e.url(), "--endpoint", &e.url(), "--set", "requests=50"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds at most 800 (its KV cache)"), "{}", stderr(&o));
+    assert!(e.requests().is_empty());
 }

@@ -29,6 +29,8 @@ pub const PREFLIGHT_MAX_REQUESTS: u64 = 1_000_000;
 pub struct ContextLimit {
     /// Prompt plus output tokens the engine accepts.
     pub tokens: u32,
+    /// What sets it: `its max_model_len`, or `its KV cache` when that holds fewer tokens.
+    pub what: &'static str,
     /// The scenario instance bound to that engine.
     pub instance: String,
     /// Its URL.
@@ -164,11 +166,12 @@ pub fn check(spec: &ValidSpec, seed: RunSeed, limits: &Limits, clip_them: bool) 
                 n => format!("; {n} more of the {} requests checked do not fit either", out.checked),
             };
             Err(format!(
-                "{from} has a {p}-token prompt and {o} output tokens ({} in all), but the engine of instance `{}` ({}) accepts at most {} (its max_model_len){more}. Nothing was sent. Shorten the workload's lengths, start the engine with a larger --max-model-len, or pass --clip to send such requests shortened to fit",
+                "{from} has a {p}-token prompt and {o} output tokens ({} in all), but the engine of instance `{}` ({}) holds at most {} ({}){more}. Nothing was sent. Shorten the workload's lengths, start the engine with a larger --max-model-len (or KV cache), or pass --clip to send such requests shortened to fit",
                 u64::from(p) + u64::from(o),
                 limit.instance,
                 limit.url,
-                limit.tokens
+                limit.tokens,
+                limit.what
             ))
         }
         _ => Ok(out),

@@ -101,13 +101,26 @@ pub(super) async fn connect(
             Some(_) => {}
         }
         let context = model.as_deref().and_then(|m| models.iter().find(|x| x.id == m)).and_then(|x| x.max_model_len);
-        limits.per_instance.push(context.map(|tokens| ContextLimit {
+        let m = c.metrics().await.map_err(|e| engine_err(k, e))?;
+        // What one request can hold: the context, and the KV cache the engine reports
+        // (`cache_config_info`), whichever is smaller.
+        let kv_tokens = match (m.num_gpu_blocks(), m.block_size()) {
+            (Some(b), Some(bs)) => u32::try_from(b.saturating_mul(u64::from(bs))).ok(),
+            _ => None,
+        };
+        let (tokens, what) = match (context, kv_tokens) {
+            (Some(c), Some(kv)) if kv < c => (Some(kv), "its KV cache"),
+            (Some(c), _) => (Some(c), "its max_model_len"),
+            (None, Some(kv)) => (Some(kv), "its KV cache"),
+            (None, None) => (None, ""),
+        };
+        limits.per_instance.push(tokens.map(|tokens| ContextLimit {
             tokens,
+            what,
             instance: engines[k].instance.clone(),
             url: engines[k].url.clone(),
         }));
         limits.pool_of.push(insts[k].0);
-        let m = c.metrics().await.map_err(|e| engine_err(k, e))?;
         let a = &mut accs[k];
         a.block_size = m.block_size().unwrap_or(spec.pools[insts[k].0].engine.block_size);
         a.blocks = m.num_gpu_blocks().unwrap_or(spec.kv_blocks()[k]);
