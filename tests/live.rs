@@ -531,28 +531,37 @@ fn accounted(s: &serde_json::Value, rows: &[Vec<String>], requests: u64) {
     }
 }
 
-#[test]
-fn a_killed_engine_is_taken_out_of_routing_and_every_request_is_accounted_for() {
+/// Two cheap fakes and `simctl live` started in the background against them, round robin,
+/// `requests` at 50/s, writing into a fresh folder: `(engines, child, args, out)`.
+fn two_engines_live(name: &str, requests: u32) -> ((FakeEngine, FakeEngine), std::process::Child, Vec<String>, std::path::PathBuf) {
     let (a, b) = (engine(Duration::from_micros(10), Duration::from_millis(2)), engine(Duration::from_micros(10), Duration::from_millis(2)));
-    let dir = temp_dir("live-kill");
-    let out = dir.join("kill");
-    let (ua, ub) = (a.url(), b.url());
-    let args = [
+    let out = temp_dir(name).join("live");
+    let args: Vec<String> = [
         "live",
         "--endpoint",
-        &ua,
+        &a.url(),
         "--endpoint",
-        &ub,
+        &b.url(),
         "--set",
-        "requests=200",
+        &format!("requests={requests}"),
         "--set",
         "arrival_rate=50/s",
         "--set",
         "router.policy=round_robin",
         "--out",
         out.to_str().unwrap(),
-    ];
-    let child = spawn_live(&args);
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let child = spawn_live(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ((a, b), child, args, out)
+}
+
+#[test]
+fn a_killed_engine_is_taken_out_of_routing_and_every_request_is_accounted_for() {
+    let ((a, _b), child, args, out) = two_engines_live("live-kill", 200);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     wait_until("requests at the first engine", || a.requests().len() >= 20);
     drop(a); // killed: its streams are cut, its port refuses connections
     let o = crate::wait_guarded(child, &args, HANG_GUARD);
@@ -576,26 +585,8 @@ fn a_killed_engine_is_taken_out_of_routing_and_every_request_is_accounted_for() 
 
 #[test]
 fn a_stopped_engine_leaves_routing_comes_back_when_continued_and_loses_nothing() {
-    let (a, b) = (engine(Duration::from_micros(10), Duration::from_millis(2)), engine(Duration::from_micros(10), Duration::from_millis(2)));
-    let dir = temp_dir("live-stop");
-    let out = dir.join("stop");
-    let (ua, ub) = (a.url(), b.url());
-    let args = [
-        "live",
-        "--endpoint",
-        &ua,
-        "--endpoint",
-        &ub,
-        "--set",
-        "requests=400",
-        "--set",
-        "arrival_rate=50/s",
-        "--set",
-        "router.policy=round_robin",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let child = spawn_live(&args);
+    let ((a, b), child, args, out) = two_engines_live("live-stop", 400);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     wait_until("requests at the first engine", || a.requests().len() >= 20);
     a.pause(); // SIGSTOP: connections accepted, nothing answered
     let at_pause = b.requests().len();
