@@ -231,3 +231,33 @@ fn a_profile_set_on_the_command_line_replaces_the_hardwares_performance_model() 
     assert!(se.contains("relative to the working directory"), "{se}");
     assert!(se.contains("1 problem found"), "one error, no cascade: {se}");
 }
+
+#[test]
+fn calibrate_check_says_a_profile_no_longer_fits_an_engine_ten_times_slower() {
+    use simctl_live::fake::{Batching, FakeSpec};
+    let root = crate::repo_root();
+    let tiny = root.join("validation/profiles/tiny-vllm-cpu.yaml");
+    let small = crate::support::profile(&root.join("validation/profiles/small-vllm-cpu.yaml"));
+    // The engine steps like the `small` preset (about ten times slower than `tiny`).
+    let e = FakeEngine::start(FakeSpec {
+        model: "tiny-llama".into(),
+        block_size: small.engine.block_size,
+        num_blocks: small.kv_capacity_blocks,
+        batching: Some(Batching {
+            cost: std::sync::Arc::new(small.cost()),
+            max_batch_tokens: small.engine.max_batch_tokens,
+            max_seqs: small.engine.max_seqs,
+        }),
+        ..FakeSpec::default()
+    })
+    .unwrap();
+    let o = simctl_guarded(&["calibrate", "--check", tiny.to_str().unwrap(), "--endpoint", &e.url()]);
+    let so = stdout(&o);
+    assert_eq!(o.status.code(), Some(3), "{so}\n{}", stderr(&o));
+    assert!(so.contains("the profile no longer fits this machine") && so.contains("faster than the engine"), "{so}");
+    assert!(so.contains("stopped after"), "far off after the first probes: {so}");
+    assert!(so.contains("note: the KV cache has"), "settings that differ are named: {so}");
+    // A profile of another model is refused before anything is sent.
+    let o = simctl_guarded(&["calibrate", "--check", tiny.to_str().unwrap(), "--endpoint", &e.url(), "--model", "other"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

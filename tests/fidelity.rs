@@ -201,6 +201,7 @@ fn fitted_profiles_drive_step_times() {
         ])),
         fit: simctl_engine::profile::ProfileFit { r2: 1.0, rmse_s: 0.0, samples: 0, classes: vec![], self_check: vec![] },
         samples: vec![],
+        conditions: None,
     };
     std::fs::write(dir.join("p.yaml"), simctl_calibration::profile_to_yaml(&profile).unwrap()).unwrap();
     let scn = dir.join("s.scn");

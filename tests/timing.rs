@@ -58,7 +58,6 @@ fn the_fit_recovers_the_fake_engines_step_model_within_two_percent() {
         misses.push(format!("{}\n{so}", miss.join("\n")));
         assert!(misses.len() < 2, "two attempts missed the truth by 2% or more:\n{}", misses.join("\n---\n"));
     };
-    let _ = out;
     assert!(so.contains(&format!("max_num_batched_tokens {BUDGET} (measured)")), "{so}");
     assert_eq!((p.kv_capacity_blocks, p.engine.block_size), (65536, 16));
     // Fit quality per class, in the profile and on screen.
@@ -96,4 +95,14 @@ fn the_fit_recovers_the_fake_engines_step_model_within_two_percent() {
     assert!(shared > 0, "no shared-prefix decode sample");
     let repeats = firsts.len() - distinct.len();
     assert!(repeats >= prefix_runs + shared && repeats <= 3 * prefix_runs + 2 * shared, "{repeats} repeats");
+    // The profile records the machine's state while it was measured.
+    let c = p.conditions.as_ref().expect("conditions recorded");
+    assert!(c.load_average_before.is_some() && c.load_average_after.is_some() && c.cpus_online >= Some(1), "{c:?}");
+    // And it fits the engine it was measured on: `calibrate --check` says so, exit 0.
+    let o = simctl_guarded(&["calibrate", "--check", out.to_str().unwrap(), "--endpoint", &e.url(), "--json"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["fits"], true, "{v}");
+    assert!(v["mean_abs_error_pct"].as_f64() < Some(10.0), "{v}");
+    assert!(v["probes"].as_array().unwrap().len() >= 4, "{v}");
 }

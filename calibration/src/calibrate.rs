@@ -360,6 +360,7 @@ async fn calibrate_at(
     on(Event::Plan { plan: &plan, estimate, max_seqs: &max_seqs });
 
     let started = Instant::now();
+    let load_before = hardware::load_average();
     let total = plan.requests();
     let mut done = 0;
     let mut results = Vec::new();
@@ -434,6 +435,11 @@ async fn calibrate_at(
             self_check: Vec::new(),
         },
         samples,
+        conditions: Some(ProfileConditions {
+            load_average_before: load_before,
+            load_average_after: hardware::load_average(),
+            cpus_online: hardware::cpus_online(),
+        }),
     };
     let mut profile = profile;
     profile.fit.self_check = crate::selfcheck::self_check(&results, &profile).map_err(CalibrateError::SelfCheck)?;

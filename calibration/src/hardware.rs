@@ -114,6 +114,23 @@ pub fn cpu_list(mask: &[u64]) -> String {
     parts.join(",")
 }
 
+/// The load average (1, 5, 15 minutes) from `/proc/loadavg`; `None` where there is none.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    parse_load_average(&text)
+}
+
+/// The first three fields of `/proc/loadavg`.
+pub fn parse_load_average(text: &str) -> Option<[f64; 3]> {
+    let mut f = text.split_whitespace().map(|x| x.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0));
+    Some([f.next()??, f.next()??, f.next()??])
+}
+
+/// Logical CPUs online.
+pub fn cpus_online() -> Option<u32> {
+    std::thread::available_parallelism().ok().and_then(|n| u32::try_from(n.get()).ok())
+}
+
 /// The host CPU: model (`/proc/cpuinfo`), logical CPUs, NUMA nodes.
 pub fn cpu() -> ProfileCpu {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -206,6 +223,13 @@ pub fn topology_from(inv: GpuInventory, node_dir: &Path, timestamp: String) -> T
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_load_average_is_the_first_three_fields_of_proc_loadavg() {
+        assert_eq!(super::parse_load_average("0.52 1.03 2.50 3/412 9123\n"), Some([0.52, 1.03, 2.5]));
+        assert_eq!(super::parse_load_average("0.52 nan 2.50"), None);
+        assert_eq!(super::parse_load_average(""), None);
+    }
+
     use super::*;
 
     #[test]

@@ -13,6 +13,8 @@
 //!   samples cannot determine the model) and its quality per probe class;
 //! - [`selfcheck`]: held-out probes replayed in the simulator;
 //! - [`calibrate()`]: all of it, giving a [`Profile`];
+//! - [`check`]: `simctl calibrate --check`, a handful of probes replayed with a profile to
+//!   say whether it still fits the machine;
 //! - [`silicon`]: the catalogue's zero-shot roofline params, fitted to public measured
 //!   serving rows (AIConfigurator's, Apache-2.0) and scored on rows held out.
 //!
@@ -30,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod calibrate;
+pub mod check;
 pub mod fit;
 pub mod hardware;
 pub mod launch;

@@ -41,6 +41,37 @@ pub struct Profile {
     /// The measurements the fit used (and those it held out for the self-check).
     #[serde(default)]
     pub samples: Vec<ProfileSample>,
+    /// The machine's state while it was measured (what `simctl calibrate --check` and
+    /// `simctl validate` compare against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<ProfileConditions>,
+}
+
+/// The machine's state during a calibration: a profile measured on a busy machine prices
+/// steps with the time other processes took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileConditions {
+    /// Load average (1, 5, 15 minutes, `/proc/loadavg`) when the probes started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_average_before: Option<[f64; 3]>,
+    /// ... and when they ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_average_after: Option<[f64; 3]>,
+    /// Logical CPUs online.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus_online: Option<u32>,
+}
+
+impl ProfileConditions {
+    /// The 1-minute load average over the measurement: the mean of before and after.
+    pub fn load(&self) -> Option<f64> {
+        match (self.load_average_before, self.load_average_after) {
+            (Some(a), Some(b)) => Some((a[0] + b[0]) / 2.0),
+            (Some(a), None) | (None, Some(a)) => Some(a[0]),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Profile {
@@ -139,6 +170,19 @@ impl Profile {
                 value: format!("{}", f.rmse_s),
                 allowed: "must be a finite number >= 0",
             });
+        }
+        if let Some(c) = &self.conditions {
+            for (name, l) in [("before", c.load_average_before), ("after", c.load_average_after)] {
+                for (k, x) in l.into_iter().flatten().enumerate() {
+                    if !(x.is_finite() && x >= 0.0) {
+                        out.push(ProfileProblem {
+                            field: format!("conditions.load_average_{name}[{k}]"),
+                            value: shown(x),
+                            allowed: "must be a finite load average >= 0",
+                        });
+                    }
+                }
+            }
         }
         out
     }

@@ -13,6 +13,9 @@ use simctl_engine::profile::{ProbeClass, SettingSource};
 use simctl_live::client::ClientConfig;
 use simctl_reports::residuals::{ResidualPoint, residual_plot};
 
+/// Seconds a `--check` probe may stall at most (less with --timeout).
+const CHECK_STALL_S: u64 = 15;
+
 /// Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -32,11 +35,19 @@ const EXIT_INTERRUPTED: u8 = 130;
 )]
 pub struct CalibrateArgs {
     /// Served model name.
-    #[arg(long)]
-    model: String,
+    #[arg(long, required_unless_present = "check")]
+    model: Option<String>,
     /// Base URL of a running engine (`http://host:port`).
     #[arg(long, value_name = "URL", conflicts_with = "launch")]
     endpoint: Option<String>,
+    /// Check that a profile still fits this machine instead of measuring a new one: a
+    /// handful of its probes (three prefills from half the context up, decode at one stream
+    /// and at up to 16, twice each: seconds on a CPU engine) run against --endpoint and
+    /// replayed with the profile. Prints each probe's error and the mean; exit status 0 when
+    /// the mean absolute error is within 10%, 3 when it is not. Also compares the engine's
+    /// settings and the machine's load with the profile's.
+    #[arg(long, value_name = "PROFILE", requires = "endpoint", conflicts_with_all = ["launch", "quick", "budget"])]
+    check: Option<PathBuf>,
     /// Command that starts the engine, with `{port}` (and optionally `{model}`, `{gpus}`).
     #[arg(long, value_name = "CMD", required_unless_present = "endpoint")]
     launch: Option<String>,
@@ -165,6 +176,121 @@ fn describe_plan(plan: &simctl_calibration::plan::Plan) -> Vec<String> {
     lines
 }
 
+/// `simctl calibrate --check PROFILE --endpoint URL`.
+fn check(a: &CalibrateArgs, path: &Path) -> Result<ExitCode> {
+    let profile = match simctl_calibration::read_profile(path) {
+        Ok(p) => p,
+        Err(e) => crate::bad!("{e}"),
+    };
+    if let Some(m) = &a.model
+        && m != &profile.model.name
+    {
+        crate::bad!("--model `{m}` is not the profile's model `{}`; leave --model out to check the profile's", profile.model.name);
+    }
+    let url = a.endpoint.clone().expect("clap requires --endpoint with --check");
+    let seed = a.seed.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64);
+    // A probe that stalls this long is an engine far off the profile: the check says so
+    // rather than wait the calibration's minute.
+    let client = ClientConfig {
+        stall_timeout: Duration::from_secs(a.timeout.clamp(1, CHECK_STALL_S)),
+        probe_timeout: Duration::from_secs(a.probe_timeout.max(1)),
+        ..ClientConfig::default()
+    };
+    if !a.json {
+        eprintln!("checking {} against {url}: a handful of its probes, twice each", path.display());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let outcome = rt.block_on(async {
+        let stop = interrupted()?;
+        anyhow::Ok(tokio::select! {
+            biased;
+            _ = stop => None,
+            r = simctl_calibration::check::check(&profile, &url, client, seed) => Some(r),
+        })
+    })?;
+    let Some(result) = outcome else {
+        eprintln!("interrupted: the check did not finish, nothing to say");
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    };
+    let r = result?;
+    let load = simctl_calibration::check::load_differs(r.load_now, r.load_then);
+    if a.json {
+        let probes: Vec<serde_json::Value> = r
+            .probes
+            .iter()
+            .map(|p| {
+                serde_json::json!({"class": p.class, "probe": p.probe, "metric": p.metric, "measured_s": p.measured_s, "simulated_s": p.simulated_s, "error_pct": p.error_pct})
+            })
+            .collect();
+        let v = serde_json::json!({
+            "profile": path.display().to_string(),
+            "endpoint": r.url,
+            "fits": r.fits,
+            "tolerance_pct": simctl_calibration::check::FIT_TOLERANCE_PCT,
+            "mean_abs_error_pct": r.mean_abs_error_pct,
+            "mean_error_pct": r.mean_error_pct,
+            "probes": probes,
+            "load_now": r.load_now,
+            "load_then": r.load_then,
+            "load_warning": load,
+            "differences": r.differences,
+            "failed": r.failed,
+            "stopped_early": r.stopped_early,
+            "elapsed_s": r.elapsed.as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{:<8} {:<34} {:<10} {:>11} {:>11} {:>8}", "class", "probe", "metric", "measured", "profile", "error");
+        for p in &r.probes {
+            println!(
+                "{:<8} {:<34} {:<10} {:>8.2} ms {:>8.2} ms {:>+7.1}%",
+                p.class,
+                p.probe,
+                p.metric,
+                p.measured_s * 1e3,
+                p.simulated_s * 1e3,
+                p.error_pct
+            );
+        }
+        if let Some(f) = &r.failed {
+            println!("a probe did not finish: {f}");
+        }
+        if r.stopped_early {
+            println!(
+                "(stopped after {} probes: they were off by more than {:.0}%)",
+                r.probes.len(),
+                simctl_calibration::check::FAR_OFF_PCT
+            );
+        }
+        for d in &r.differences {
+            println!("note: {d}");
+        }
+        if let Some(l) = &load {
+            println!("note: {l}");
+        }
+        let off = if r.mean_error_pct < 0.0 { "faster" } else { "slower" };
+        if r.fits {
+            println!(
+                "\nthe profile fits this machine: mean |error| {:.1}% (within {:.0}%); the profile is {:.1}% {off} than the engine on average ({:.1} s of probes)",
+                r.mean_abs_error_pct,
+                simctl_calibration::check::FIT_TOLERANCE_PCT,
+                r.mean_error_pct.abs(),
+                r.elapsed.as_secs_f64()
+            );
+        } else {
+            println!(
+                "\nthe profile no longer fits this machine: mean |error| {:.1}% (more than {:.0}%); the profile is {:.1}% {off} than the engine on average. Measure a new one: simctl calibrate --model {} --endpoint {}",
+                r.mean_abs_error_pct,
+                simctl_calibration::check::FIT_TOLERANCE_PCT,
+                r.mean_error_pct.abs(),
+                profile.model.name,
+                r.url
+            );
+        }
+    }
+    Ok(if r.fits { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
 /// A future that ends on Ctrl-C or SIGTERM. The handlers are installed when this is
 /// called (inside the runtime), before the engine starts, so no signal is missed.
 fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
@@ -189,6 +315,10 @@ fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
+    if let Some(p) = &a.check {
+        return check(&a, p);
+    }
+    let model = a.model.clone().expect("clap requires --model without --check");
     let t0 = Instant::now();
     let budget = a.budget.as_deref().map(parse_duration).transpose()?;
     if a.out.is_dir() {
@@ -206,7 +336,7 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
             };
             Target::Launch(LaunchSpec {
                 template: cmd.clone(),
-                model: a.model.clone(),
+                model: model.clone(),
                 gpus: a.gpus.clone(),
                 port,
                 log: sibling(&a.out, ".engine.log"),
@@ -220,7 +350,7 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
     }
     let seed = a.seed.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64);
     let spec = CalibrateSpec {
-        model: a.model.clone(),
+        model: model.clone(),
         target: target.clone(),
         gpus: a.gpus.clone(),
         quick: a.quick,

@@ -352,6 +352,16 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     };
     let sets = profile_sets(&scenario_file, &a.set, profile.as_deref())?;
     let Some(sets) = sets else { return Ok(ExitCode::from(crate::EXIT_BAD_INPUT)) };
+    // A profile measured under another load prices steps with other processes' time.
+    if let Some(p) = &profile
+        && let Ok(prof) = simctl_calibration::read_profile(p)
+    {
+        let now = simctl_calibration::hardware::load_average().map(|l| l[0]);
+        let then = prof.conditions.as_ref().and_then(|c| c.load());
+        if let Some(w) = simctl_calibration::check::load_differs(now, then) {
+            eprintln!("warning: {w}; `simctl calibrate --check {}` says whether the profile still fits", p.display());
+        }
+    }
     let say = |m: String| {
         if !a.quiet && !a.json {
             eprintln!("{m}");
