@@ -199,15 +199,7 @@ fn check(a: &CalibrateArgs, path: &Path) -> Result<ExitCode> {
     if !a.json {
         eprintln!("checking {} against {url}: a handful of its probes, twice each", path.display());
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
-    let outcome = rt.block_on(async {
-        let stop = interrupted()?;
-        anyhow::Ok(tokio::select! {
-            biased;
-            _ = stop => None,
-            r = simctl_calibration::check::check(&profile, &url, client, seed) => Some(r),
-        })
-    })?;
+    let outcome = until_interrupted(simctl_calibration::check::check(&profile, &url, client, seed))?;
     let Some(result) = outcome else {
         eprintln!("interrupted: the check did not finish, nothing to say");
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
@@ -289,6 +281,20 @@ fn check(a: &CalibrateArgs, path: &Path) -> Result<ExitCode> {
         }
     }
     Ok(if r.fits { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+/// Runs `work` on a runtime of its own until it ends (`Some`) or Ctrl-C or SIGTERM comes
+/// first (`None`; the future is dropped, and a launched engine with it).
+fn until_interrupted<T>(work: impl std::future::Future<Output = T>) -> Result<Option<T>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let stop = interrupted()?;
+        anyhow::Ok(tokio::select! {
+            biased;
+            _ = stop => None,
+            r = work => Some(r),
+        })
+    })
 }
 
 /// A future that ends on Ctrl-C or SIGTERM. The handlers are installed when this is
@@ -414,15 +420,7 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
         }
         Event::Note(n) => b.suspend(|| eprintln!("note: {n}")),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
-    let outcome = rt.block_on(async {
-        let stop = interrupted()?;
-        anyhow::Ok(tokio::select! {
-            biased;
-            _ = stop => None,
-            r = simctl_calibration::calibrate(&spec, hardware, &mut on) => Some(r),
-        })
-    })?;
+    let outcome = until_interrupted(simctl_calibration::calibrate(&spec, hardware, &mut on))?;
     bar.finish_and_clear();
     let Some(result) = outcome else {
         // The calibration's future is gone, and a launched engine with it (stopped).
