@@ -99,3 +99,24 @@ fn mean_and_every_gap_itl_bounds_judge_differently() {
     assert!(max_itl < itl, "every gap within 40 ms ({max_itl}) must be rarer than a mean within 40 ms ({itl})");
     assert!(itl > 0.0 && itl < 1.0 && max_itl > 0.0, "itl {itl}, max_itl {max_itl}: the bound should split the requests");
 }
+
+#[test]
+fn the_engine_block_names_the_scheduler_and_it_changes_the_batches() {
+    let load = |sched: &str| {
+        let src = BUDGET_SCENARIO.replace("chunked_prefill = true", &format!("chunked_prefill = true; scheduler = {sched}"));
+        simctl_dsl::load("test.scn", &src, &[]).map(|s| s.pools[0].engine.scheduler)
+    };
+    use simctl_engine::spec::Scheduler;
+    assert_eq!(load("sglang").unwrap(), Scheduler::Sglang);
+    assert_eq!(load("vllm").unwrap(), Scheduler::Vllm);
+    // Unset, it follows the hardware's backend (resolved when the simulation is built).
+    assert_eq!(simctl_dsl::load("test.scn", BUDGET_SCENARIO, &[]).unwrap().pools[0].engine.scheduler, Scheduler::Auto);
+    let err = load("orca").unwrap_err().to_string();
+    assert!(err.contains("scheduler") && err.contains("sglang") && err.contains("test.scn:5:"), "{err}");
+    // SGLang's rule runs prefills apart from decodes: at 4 req/s of 2000-token prompts the
+    // decodes wait for every prefill batch, so TPOT differs from vLLM's mixed steps.
+    let sg = summary(&BUDGET_SCENARIO.replace("chunked_prefill = true", "chunked_prefill = true; scheduler = sglang"), &[]);
+    let vl = summary(BUDGET_SCENARIO, &[]);
+    assert_eq!(sg.completed, sg.requests);
+    assert_ne!(sg.tpot_ms.mean, vl.tpot_ms.mean);
+}

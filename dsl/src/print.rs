@@ -168,9 +168,14 @@ pub fn print(spec: &ScenarioSpec) -> String {
         if let Some(t) = p.local_prefill_threshold {
             let _ = writeln!(o, "  local_prefill_threshold = {t}");
         }
+        // The scheduler shows only where it is not the default (it follows the backend).
+        let scheduler = match e.scheduler {
+            Scheduler::Auto => String::new(),
+            s => format!("; scheduler = {}", s.as_str()),
+        };
         let _ = writeln!(
             o,
-            "  engine {{ max_batch_tokens = {}; max_seqs = {}; chunked_prefill = {}; block_size = {}; gpu_memory_utilization = {}; prefix_caching = {} }}",
+            "  engine {{ max_batch_tokens = {}; max_seqs = {}; chunked_prefill = {}; block_size = {}; gpu_memory_utilization = {}; prefix_caching = {}{scheduler} }}",
             e.max_batch_tokens, e.max_seqs, e.chunked_prefill, e.block_size, e.gpu_memory_utilization, e.prefix_caching
         );
         for i in &p.instances {

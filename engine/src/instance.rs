@@ -7,7 +7,7 @@ use crate::cost::{BatchShape, StepCostModel};
 use crate::kv::KvCache;
 use crate::router::InstanceId;
 use crate::seq::{SeqId, SeqSlab};
-use crate::spec::{EngineSpec, Role};
+use crate::spec::{EngineSpec, Role, Scheduler};
 use crate::time::SimTime;
 use crate::units::{Blocks, Tokens};
 
@@ -43,6 +43,71 @@ pub(crate) struct Instance {
     /// Sequences here with a migration requested.
     pub migrations_pending: u32,
     pub stats: InstanceCounters,
+    /// SGLang's estimate of how much of their output running sequences will still generate
+    /// (only read under [`Scheduler::Sglang`]).
+    pub sglang: NewTokenRatio,
+}
+
+/// SGLang's `new_token_ratio` defaults (`SGLANG_INIT_NEW_TOKEN_RATIO`,
+/// `SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR`, `SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS`,
+/// `SGLANG_CLIP_MAX_NEW_TOKENS`, `SGLANG_RETRACT_DECODE_STEPS`; sgl-project/sglang,
+/// Apache-2.0).
+const SGLANG_INIT_NEW_TOKEN_RATIO: f64 = 0.7;
+const SGLANG_MIN_NEW_TOKEN_RATIO: f64 = SGLANG_INIT_NEW_TOKEN_RATIO * 0.14;
+const SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS: f64 = 600.0;
+const SGLANG_CLIP_MAX_NEW_TOKENS: u32 = 4096;
+const SGLANG_RETRACT_DECODE_STEPS: u64 = 20;
+
+/// Output tokens `s` may still generate, as SGLang's admission counts them (clipped).
+fn future_tokens(s: &crate::seq::Seq) -> u32 {
+    (s.req.output_tokens.get() - s.generated).min(SGLANG_CLIP_MAX_NEW_TOKENS)
+}
+
+/// SGLang's `new_token_ratio`: the share of their remaining output the KV cache keeps free
+/// for running sequences when admitting more. It falls linearly with every decode step from
+/// where it was last set (0.7 when idle, an estimate after a retraction) to 0.098. Kept as a
+/// function of the decode steps taken, so steps applied in bulk (fast-forward) leave it
+/// where stepping one by one would.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NewTokenRatio {
+    base: f64,
+    since: u64,
+}
+
+impl Default for NewTokenRatio {
+    fn default() -> Self {
+        NewTokenRatio { base: SGLANG_INIT_NEW_TOKEN_RATIO, since: 0 }
+    }
+}
+
+impl NewTokenRatio {
+    fn reset(&mut self, decode_steps: u64, ratio: f64) {
+        *self = NewTokenRatio { base: ratio, since: decode_steps };
+    }
+    fn ratio(&self, decode_steps: u64) -> f64 {
+        let decay = (SGLANG_INIT_NEW_TOKEN_RATIO - SGLANG_MIN_NEW_TOKEN_RATIO) / SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS;
+        (self.base - decay * (decode_steps - self.since) as f64).max(SGLANG_MIN_NEW_TOKEN_RATIO)
+    }
+}
+
+/// Which running sequences [`Instance::schedule_running`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phases {
+    All,
+    /// Those with prompt tokens left.
+    Prefill,
+    /// Those decoding.
+    Decode,
+}
+
+impl Phases {
+    fn takes(self, s: &crate::seq::Seq) -> bool {
+        match self {
+            Phases::All => true,
+            Phases::Prefill => !s.is_decoding(),
+            Phases::Decode => s.is_decoding(),
+        }
+    }
 }
 
 /// How a waiting sequence joins a batch (see [`Instance::admission`]).
@@ -66,6 +131,8 @@ pub(crate) struct InstanceCounters {
     pub last_change: SimTime,
     pub busy_ns: u64,
     pub steps: u64,
+    /// Steps that were prefill batches (SGLang's rule only).
+    pub prefill_steps: u64,
     pub preemptions: u64,
     pub kv_peak_used: u64,
     /// Prompt tokens looked up in the prefix cache at admission, and how many hit.
@@ -98,21 +165,98 @@ impl Instance {
         if self.stats.prefix_queried == 0 { 0.0 } else { self.stats.prefix_hit as f64 / self.stats.prefix_queried as f64 }
     }
 
-    /// Builds the next step's batch into `self.batch`: running sequences first (preempting
-    /// the most recently admitted when KV blocks run out), then waiting ones in FCFS order
-    /// under the token budget, the sequence cap and free KV blocks; a newly admitted
-    /// sequence first reuses its longest cached prefix.
+    /// Builds the next step's batch into `self.batch` under the instance's
+    /// [`Scheduler`]: vLLM's rule ([`Instance::build_mixed`]) or SGLang's
+    /// ([`Instance::build_sglang`]).
     pub fn build_batch(&mut self, seqs: &mut SeqSlab, preempted: &mut Vec<SeqId>) -> BatchShape {
         self.batch.clear();
         let mut shape = BatchShape::default();
-        let mut budget = self.engine.max_batch_tokens;
-        let chunked = self.engine.chunked_prefill;
+        if self.engine.scheduler == Scheduler::Sglang {
+            self.build_sglang(seqs, preempted, &mut shape);
+        } else {
+            self.build_mixed(seqs, preempted, &mut shape);
+        }
+        self.stats.kv_peak_used = self.stats.kv_peak_used.max(self.kv.used().as_u64());
+        if shape.decode_cached_tokens > 0 {
+            self.first_readers_pay_in_full(seqs, &mut shape);
+        }
+        shape
+    }
 
+    /// vLLM v1: running sequences first (preempting the most recently admitted when KV
+    /// blocks run out), then waiting ones in FCFS order under the token budget, the sequence
+    /// cap and free KV blocks; a newly admitted sequence first reuses its longest cached
+    /// prefix.
+    fn build_mixed(&mut self, seqs: &mut SeqSlab, preempted: &mut Vec<SeqId>, shape: &mut BatchShape) {
+        let budget = self.schedule_running(seqs, preempted, shape, self.engine.max_batch_tokens, Phases::All);
+        // vLLM v1 admits no new request in a step that had to preempt.
+        if preempted.is_empty() {
+            self.admit_waiting(seqs, shape, budget, None);
+        }
+    }
+
+    /// SGLang: a prefill batch when there is prompt work it can schedule (the chunk of a
+    /// partly prefilled sequence, then waiting sequences in FCFS order under the token
+    /// budget and [`Instance::sglang_room`]), else a decode batch of every running sequence
+    /// (retracting the most recently admitted when KV blocks run out). The two never mix:
+    /// SGLang's default (`--enable-mixed-chunk` off) runs decodes only when no prefill can.
+    fn build_sglang(&mut self, seqs: &mut SeqSlab, preempted: &mut Vec<SeqId>, shape: &mut BatchShape) {
+        if self.running.is_empty() {
+            // An idle SGLang scheduler starts its estimate over.
+            self.sglang.reset(self.decode_steps(), SGLANG_INIT_NEW_TOKEN_RATIO);
+        }
+        let budget = self.schedule_running(seqs, preempted, shape, self.engine.max_batch_tokens, Phases::Prefill);
+        let ratio = self.sglang.ratio(self.decode_steps());
+        let mut reserved = 0.0;
+        for &sid in &self.running {
+            reserved += f64::from(future_tokens(&seqs[sid])) * ratio;
+        }
+        self.admit_waiting(seqs, shape, budget, Some(reserved));
+        if !self.batch.is_empty() {
+            self.stats.prefill_steps += 1;
+            return;
+        }
+        self.schedule_running(seqs, preempted, shape, u32::MAX, Phases::Decode);
+        if !preempted.is_empty() {
+            // SGLang's `retract_decode`: the estimate becomes what the batch left has
+            // generated so far, plus a margin of 20 steps a sequence, of what it may generate.
+            let (mut done, mut most) = (0u64, 0u64);
+            for &sid in &self.running {
+                let s = &seqs[sid];
+                done += u64::from(s.generated);
+                most += u64::from(s.req.output_tokens.get());
+            }
+            let n = self.running.len() as u64;
+            let r = ((done + SGLANG_RETRACT_DECODE_STEPS * n) as f64 / (most + 1) as f64).min(1.0);
+            self.sglang.reset(self.decode_steps(), r);
+        }
+    }
+
+    /// Decode steps taken so far (every step that was not a prefill batch).
+    fn decode_steps(&self) -> u64 {
+        self.stats.steps - self.stats.prefill_steps
+    }
+
+    /// Schedules the running sequences of `phases` (preempting the most recently admitted
+    /// when KV blocks run out) under `budget` tokens; returns the budget left.
+    fn schedule_running(
+        &mut self,
+        seqs: &mut SeqSlab,
+        preempted: &mut Vec<SeqId>,
+        shape: &mut BatchShape,
+        mut budget: u32,
+        phases: Phases,
+    ) -> u32 {
+        let chunked = self.engine.chunked_prefill;
         let max_seqs = self.engine.max_seqs as usize;
         let mut i = 0;
         'running: while i < self.running.len() && self.batch.len() < max_seqs {
             let sid = self.running[i];
             let s = &seqs[sid];
+            if !phases.takes(s) {
+                i += 1;
+                continue;
+            }
             let remaining = s.known() - s.computed;
             let chunk = if remaining == 1 || chunked { remaining.min(budget) } else { remaining };
             if chunk == 0 || chunk > budget {
@@ -144,51 +288,60 @@ impl Instance {
             let s = &mut seqs[sid];
             let ok = self.kv.allocate(need, &mut s.blocks);
             debug_assert!(ok, "checked above");
-            self.add_to_batch(seqs, sid, chunk, &mut shape);
+            self.add_to_batch(seqs, sid, chunk, shape);
             budget -= chunk;
             i += 1;
         }
+        budget
+    }
 
-        // vLLM v1 admits no new request in a step that had to preempt.
-        if preempted.is_empty() {
-            while self.running.len() < self.engine.max_seqs as usize && budget > 0 {
-                let Some(&sid) = self.waiting.front() else { break };
-                let Some(Admission { hits, computed, chunk, need }) = self.admission(seqs, sid, budget, self.batch.is_empty()) else {
+    /// Admits waiting sequences in FCFS order under `budget` tokens, the sequence cap and
+    /// free KV blocks; with `reserved` (SGLang), only while the KV cache also holds, besides
+    /// `reserved` tokens for the running sequences, the rest of each admitted sequence's
+    /// prompt and its whole output.
+    fn admit_waiting(&mut self, seqs: &mut SeqSlab, shape: &mut BatchShape, mut budget: u32, mut reserved: Option<f64>) {
+        while self.running.len() < self.engine.max_seqs as usize && budget > 0 {
+            let Some(&sid) = self.waiting.front() else { break };
+            let Some(Admission { hits, computed, chunk, need }) = self.admission(seqs, sid, budget, self.batch.is_empty()) else {
+                break;
+            };
+            let bs = self.kv.block_size();
+            let s = &seqs[sid];
+            if let Some(r) = reserved.as_mut() {
+                // SGLang's `PrefillAdder`: the request's input still to compute and its output
+                // (clipped) must fit in what the reservations leave.
+                let total = f64::from(s.known() - computed + future_tokens(s));
+                let room = f64::from(self.kv.free().get() * bs) - *r;
+                if total >= room {
                     break;
-                };
-                let bs = self.kv.block_size();
-                let s = &seqs[sid];
-                self.waiting.pop_front();
-                self.running.push(sid);
-                let fresh = s.blocks.is_empty() && s.computed == 0;
-                let s = &mut seqs[sid];
-                if fresh {
-                    let prompt = s.req.prompt_tokens.get();
-                    self.stats.prefix_queried += u64::from(prompt);
-                    self.stats.prefix_hit += u64::from((hits * bs).min(prompt));
-                    if s.preemptions == 0 {
-                        s.cached_tokens = (hits * bs).min(prompt);
-                    }
-                    let mut prev = s.chain;
-                    for j in 0..hits {
-                        prev = s.block_hash(prev, j, bs);
-                        self.kv.reuse(prev, &mut s.blocks);
-                    }
-                    s.chain = prev;
-                    s.hashed = hits;
-                    s.computed = computed;
                 }
-                let ok = self.kv.allocate(need, &mut s.blocks);
-                debug_assert!(ok, "checked above");
-                self.add_to_batch(seqs, sid, chunk, &mut shape);
-                budget = budget.saturating_sub(chunk);
+                *r += total;
             }
+            self.waiting.pop_front();
+            self.running.push(sid);
+            let fresh = s.blocks.is_empty() && s.computed == 0;
+            let s = &mut seqs[sid];
+            if fresh {
+                let prompt = s.req.prompt_tokens.get();
+                self.stats.prefix_queried += u64::from(prompt);
+                self.stats.prefix_hit += u64::from((hits * bs).min(prompt));
+                if s.preemptions == 0 {
+                    s.cached_tokens = (hits * bs).min(prompt);
+                }
+                let mut prev = s.chain;
+                for j in 0..hits {
+                    prev = s.block_hash(prev, j, bs);
+                    self.kv.reuse(prev, &mut s.blocks);
+                }
+                s.chain = prev;
+                s.hashed = hits;
+                s.computed = computed;
+            }
+            let ok = self.kv.allocate(need, &mut s.blocks);
+            debug_assert!(ok, "checked above");
+            self.add_to_batch(seqs, sid, chunk, shape);
+            budget = budget.saturating_sub(chunk);
         }
-        self.stats.kv_peak_used = self.stats.kv_peak_used.max(self.kv.used().as_u64());
-        if shape.decode_cached_tokens > 0 {
-            self.first_readers_pay_in_full(seqs, &mut shape);
-        }
-        shape
     }
 
     /// Cached context is cheap only when another sequence of the step reads the same blocks:

@@ -90,6 +90,9 @@ impl Profile {
             block_size: e.block_size,
             gpu_memory_utilization: e.gpu_memory_utilization,
             prefix_caching: e.prefix_caching,
+            // The engine the profile was measured on batches as it does (vLLM's rule, the
+            // default, unless it was SGLang).
+            scheduler: if e.name.eq_ignore_ascii_case("sglang") { crate::spec::Scheduler::Sglang } else { crate::spec::Scheduler::Auto },
         }
     }
 }

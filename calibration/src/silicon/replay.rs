@@ -210,6 +210,20 @@ impl Recorder for Collect {
     }
 }
 
+/// The share of GPU memory the engine's default takes for weights and KV: vLLM's
+/// `--gpu-memory-utilization` (0.9); SGLang's `--mem-fraction-static`, which its
+/// `server_args.py` sets by tensor-parallel size (0.88 at TP1, 0.87 at TP2, 0.85 at TP4,
+/// 0.81 at TP8 and more; sgl-project/sglang, Apache-2.0).
+fn memory_fraction(backend: catalogue::Backend, tp: u32) -> f64 {
+    match (backend, tp) {
+        (catalogue::Backend::Sglang, 8..) => 0.81,
+        (catalogue::Backend::Sglang, 4..) => 0.85,
+        (catalogue::Backend::Sglang, 2..) => 0.87,
+        (catalogue::Backend::Sglang, _) => 0.88,
+        _ => EngineSpec::default().gpu_memory_utilization,
+    }
+}
+
 /// The scenario of one instance of `dep` with `eff`, serving `row`'s lengths.
 pub fn scenario(row: &SiliconRow, dep: &Deployment, model: &GpuModel) -> ScenarioSpec {
     let mut spec = examples::single_server(0.5, 1.0, true, 1);
@@ -227,6 +241,7 @@ pub fn scenario(row: &SiliconRow, dep: &Deployment, model: &GpuModel) -> Scenari
         chunked_prefill: true,
         // Benchmark prompts are random tokens: nothing to reuse.
         prefix_caching: false,
+        gpu_memory_utilization: memory_fraction(row.backend, dep.gpus),
         ..EngineSpec::default()
     };
     pool.instances[0].tp = dep.gpus;

@@ -46,7 +46,7 @@ pub fn default_overheads(backend: Backend) -> KernelOverheads {
 }
 
 const VLLM: (f64, f64, f64) = (391.0, 8.76, 363.8);
-const SGLANG: (f64, f64, f64) = (17.0, 5.11, 1000.0);
+const SGLANG: (f64, f64, f64) = (10.0, 4.75, 1000.0);
 
 /// Where a lookup leaves the measured range: what, and by how much.
 #[derive(Clone, Debug, PartialEq)]

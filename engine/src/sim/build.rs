@@ -13,7 +13,7 @@ use crate::record::DepthSeries;
 use crate::rng::RunSeed;
 use crate::router::{ClusterView, InstanceId, InstanceView, RouterHost};
 use crate::seq::SeqSlab;
-use crate::spec::{SpecError, ValidSpec};
+use crate::spec::{EngineSpec, SpecError, ValidSpec};
 use crate::time::SimTime;
 use crate::units::Blocks;
 use crate::workload::{Next, WorkloadGen};
@@ -75,7 +75,7 @@ impl Simulation {
                     hardware: inst.hardware,
                     tp: inst.tp,
                     hourly_cost,
-                    engine: pool.engine,
+                    engine: EngineSpec { scheduler: pool.engine.scheduler.resolve(&hw.perf), ..pool.engine },
                     cost,
                     kv: KvCache::new(pool.engine.block_size, blocks, pool.engine.prefix_caching),
                     waiting: VecDeque::new(),
@@ -88,6 +88,7 @@ impl Simulation {
                     wake_pending: false,
                     migrations_pending: 0,
                     stats: InstanceCounters::default(),
+                    sglang: Default::default(),
                 });
             }
             pools.push(Pool { name: pool.name.clone(), role: pool.role, instances: pool.instances.len() as u32, depth: 0, depth_max: 0 });

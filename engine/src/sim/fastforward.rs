@@ -59,7 +59,7 @@ use super::{Event, Simulation};
 use crate::cost::BatchShape;
 use crate::queue::Phase;
 use crate::record::Recorder;
-use crate::spec::Role;
+use crate::spec::{Role, Scheduler};
 use crate::time::{SimDuration, SimTime};
 use crate::units::Blocks;
 
@@ -165,6 +165,9 @@ impl Simulation {
             || shape.decode_seqs as usize != n
             || inst.migrations_pending > 0
             || !self.preempted.is_empty()
+            // SGLang's admission reserves a share of the running sequences' remaining output
+            // that shrinks as they decode: a waiting sequence may fit after any step.
+            || (inst.engine.scheduler == Scheduler::Sglang && !(inst.waiting.is_empty() && inst.inbound.is_empty()))
         {
             return end;
         }

@@ -531,3 +531,108 @@ fn fast_forward_leaves_alone_sequences_whose_shared_prefix_outgrows_their_prompt
     assert_eq!(instance_of(0), instance_of(1), "{:?}", off.1);
     assert_eq!(on, off);
 }
+
+/// Every step's (prefill sequences, prefill tokens, decode sequences), in order.
+#[derive(Default)]
+struct Shapes(Vec<(u32, u32, u32)>);
+impl Recorder for Shapes {
+    fn on_step(&mut self, _i: InstanceId, _start: SimTime, _d: SimDuration, b: &crate::cost::BatchShape) {
+        self.0.push((b.prefill_seqs, b.prefill_tokens, b.decode_seqs));
+    }
+}
+
+fn shapes(spec: ScenarioSpec) -> Vec<(u32, u32, u32)> {
+    let mut rec = Shapes::default();
+    Simulation::new(&spec.validate().unwrap()).unwrap().run(&mut rec);
+    rec.0
+}
+
+fn with_scheduler(mut spec: ScenarioSpec, s: Scheduler) -> ScenarioSpec {
+    for p in &mut spec.pools {
+        p.engine.scheduler = s;
+    }
+    spec
+}
+
+#[test]
+fn sglang_steps_are_prefill_batches_or_decode_batches_and_prefills_go_first() {
+    let mut spec = base_spec();
+    spec.hardware = vec![rates("g", 20_000.0, 2_000.0, 200_000)];
+    spec.pools = vec![pool("m", Role::Mixed, 0, 1, EngineSpec { max_batch_tokens: 1024, ..EngineSpec::default() })];
+    spec.workload.arrivals = ArrivalSpec::Poisson { rate_per_s: 40.0, burst: None };
+    spec.workload.output = LengthSpec::Uniform { lo: 2, hi: 200 };
+    spec.run.requests = Some(300);
+    let mixed = |s: &[(u32, u32, u32)]| s.iter().filter(|&&(p, _, d)| p > 0 && d > 0).count();
+    // vLLM's rule mixes them (the test can tell the rules apart) ...
+    assert!(mixed(&shapes(with_scheduler(spec.clone(), Scheduler::Vllm))) > 50);
+    // ... SGLang's never does, and a prefill batch never exceeds the token budget.
+    let sg = shapes(with_scheduler(spec, Scheduler::Sglang));
+    assert_eq!(mixed(&sg), 0);
+    assert!(sg.iter().all(|&(_, t, _)| t <= 1024));
+    assert!(sg.iter().filter(|&&(p, _, _)| p > 0).count() > 100 && sg.iter().filter(|&&(_, _, d)| d > 0).count() > 100);
+}
+
+#[test]
+fn sglang_admits_a_request_only_when_its_whole_output_and_the_running_reservations_fit() {
+    // 4,000 tokens of KV (250 blocks of 16), four requests of 100 prompt and 2,000 output
+    // tokens at once. Worked by hand with SGLang's rule:
+    // step 1: nothing runs; request 1 needs 100 + 2000 = 2100 < 4000: admitted; request 2
+    //   then needs 2100, and 4000 − 2100 = 1900 is less: a prefill batch of one.
+    // step 2: request 1 holds 7 blocks (101 tokens → 112) and will generate 1999 more,
+    //   reserved at 0.7 (no decode step yet): room 3888 − 1399.3 = 2488.7 > 2100: request 2
+    //   is prefilled, alone (prefills first, request 1 does not decode in it).
+    // step 3: two hold 224 tokens and reserve 0.7 × 3998: room 977: a decode batch of 2.
+    // After k more decode steps the room is about 3776 − 2k − 2(1999 − k)(0.7 − 0.001k):
+    // above 2100 near k = 450, long before either finishes (2,000 steps).
+    // vLLM's rule takes all four prompts (4 × 7 blocks) in step 1.
+    let mut spec = base_spec();
+    spec.hardware = vec![rates("g", 20_000.0, 2_000.0, 4_000)];
+    spec.pools = vec![pool("m", Role::Mixed, 0, 1, EngineSpec { prefix_caching: false, ..EngineSpec::default() })];
+    spec.workload.arrivals = ArrivalSpec::ClosedLoop { users: 4, think: SimDuration::ZERO };
+    spec.workload.prompt = LengthSpec::Constant(100);
+    spec.workload.output = LengthSpec::Constant(2000);
+    spec.run.requests = Some(4);
+    let sg = shapes(with_scheduler(spec.clone(), Scheduler::Sglang));
+    assert_eq!(&sg[..3], &[(1, 100, 0), (1, 100, 0), (0, 0, 2)], "{:?}", &sg[..4]);
+    let vl = shapes(with_scheduler(spec, Scheduler::Vllm));
+    assert_eq!(vl[0], (4, 400, 0));
+    // As the two decode, their reservation shrinks (fewer tokens left, a falling ratio) and
+    // the third is admitted before either finishes: a later prefill batch of one, while two
+    // are still decoding (the step after it decodes three).
+    let third = 3 + sg[3..].iter().position(|&(p, _, _)| p == 1).expect("a third prefill");
+    assert!(sg[3..third].iter().all(|&s| s == (0, 0, 2)), "{:?}", &sg[..third + 2]);
+    assert!((400..500).contains(&third), "third admitted at step {third}");
+    assert_eq!(sg[third + 1], (0, 0, 3));
+}
+
+#[test]
+fn fast_forward_under_sglangs_rule_gives_the_results_of_stepping_one_by_one() {
+    let mut rng = crate::rng::StreamRng::seed_from_u64(31);
+    let mut taken = 0;
+    for case in 0..24 {
+        let mut spec = with_scheduler(random_decode_spec(&mut rng), Scheduler::Sglang);
+        let Ok(on) = spec.validate() else { continue };
+        spec.run.fast_forward = false;
+        let off = spec.validate().unwrap();
+        assert_eq!(observe(&on), observe(&off), "case {case}");
+        taken += usize::from(sim_ff(&on) > 0);
+    }
+    assert!(taken > 12, "fast-forward taken in {taken} of 24");
+}
+
+#[test]
+fn the_scheduler_follows_the_backend_unless_named() {
+    let kernels = |b| PerfSpec::Kernels {
+        gpu: catalogue::gpu("h100-sxm").unwrap(),
+        backend: b,
+        overheads: crate::kernels::KernelOverheads::ZERO,
+        expert_parallel: false,
+    };
+    assert_eq!(Scheduler::Auto.resolve(&kernels(catalogue::Backend::Sglang)), Scheduler::Sglang);
+    assert_eq!(Scheduler::Auto.resolve(&kernels(catalogue::Backend::Vllm)), Scheduler::Vllm);
+    assert_eq!(Scheduler::Vllm.resolve(&kernels(catalogue::Backend::Sglang)), Scheduler::Vllm);
+    assert_eq!(
+        Scheduler::Sglang.resolve(&PerfSpec::Rates { prefill_tok_s: 1.0, decode_tok_s: 1.0, step_overhead: SimDuration::ZERO }),
+        Scheduler::Sglang
+    );
+}

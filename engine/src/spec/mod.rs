@@ -175,6 +175,53 @@ pub struct EngineSpec {
     /// Whether released full KV blocks are kept for reuse (`--enable-prefix-caching`, on by
     /// default in vLLM v1).
     pub prefix_caching: bool,
+    /// Which engine's batching rule its instances follow.
+    pub scheduler: Scheduler,
+}
+
+/// The batching rule of an engine replica ([`crate::instance`] implements both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheduler {
+    /// The serving engine the hardware's performance model names (`backend = sglang` picks
+    /// [`Scheduler::Sglang`]); vLLM's rule otherwise.
+    #[default]
+    Auto,
+    /// vLLM v1: decodes first, then chunked prefills, in one step under one token budget;
+    /// admission needs only the blocks of the step.
+    Vllm,
+    /// SGLang: a step is either a prefill batch (chunks of waiting requests, up to the token
+    /// budget) or a decode batch, prefills first; a request is admitted only when the KV
+    /// cache also holds its whole output and a decaying share of what the running requests
+    /// still have to generate.
+    Sglang,
+}
+
+impl Scheduler {
+    /// Lowercase name, as scenarios write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheduler::Auto => "auto",
+            Scheduler::Vllm => "vllm",
+            Scheduler::Sglang => "sglang",
+        }
+    }
+    /// Parses `auto`, `vllm` or `sglang`.
+    pub fn parse(s: &str) -> Option<Scheduler> {
+        match s {
+            "auto" => Some(Scheduler::Auto),
+            "vllm" => Some(Scheduler::Vllm),
+            "sglang" => Some(Scheduler::Sglang),
+            _ => None,
+        }
+    }
+    /// The rule an instance on hardware with `perf` follows.
+    pub fn resolve(self, perf: &PerfSpec) -> Scheduler {
+        match (self, perf) {
+            (Scheduler::Auto, PerfSpec::Kernels { backend: crate::catalogue::Backend::Sglang, .. }) => Scheduler::Sglang,
+            (Scheduler::Auto, _) => Scheduler::Vllm,
+            (s, _) => s,
+        }
+    }
 }
 
 impl Default for EngineSpec {
@@ -186,6 +233,7 @@ impl Default for EngineSpec {
             block_size: DEFAULT_BLOCK_SIZE,
             gpu_memory_utilization: DEFAULT_GPU_MEMORY_UTILIZATION,
             prefix_caching: true,
+            scheduler: Scheduler::Auto,
         }
     }
 }

@@ -20,6 +20,7 @@ pub(crate) struct EngineOverrides {
     block_size: Option<u32>,
     gpu_memory_utilization: Option<f64>,
     prefix_caching: Option<bool>,
+    scheduler: Option<Scheduler>,
 }
 
 impl EngineOverrides {
@@ -31,6 +32,7 @@ impl EngineOverrides {
         e.block_size = self.block_size.unwrap_or(e.block_size);
         e.gpu_memory_utilization = self.gpu_memory_utilization.unwrap_or(e.gpu_memory_utilization);
         e.prefix_caching = self.prefix_caching.unwrap_or(e.prefix_caching);
+        e.scheduler = self.scheduler.unwrap_or(e.scheduler);
         e
     }
 }
@@ -47,7 +49,7 @@ impl Cx {
         let s = self.settings(
             "engine",
             items,
-            &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization", "prefix_caching"],
+            &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization", "prefix_caching", "scheduler"],
         );
         EngineOverrides {
             max_batch_tokens: s.get("max_batch_tokens").and_then(|v| self.count_u32(v, "max_batch_tokens")),
@@ -56,6 +58,9 @@ impl Cx {
             block_size: s.get("block_size").and_then(|v| self.count_u32(v, "block_size")),
             gpu_memory_utilization: s.get("gpu_memory_utilization").and_then(|v| self.fraction(v, "gpu_memory_utilization")),
             prefix_caching: s.get("prefix_caching").and_then(|v| self.boolean(v, "prefix_caching")),
+            scheduler: s.get("scheduler").and_then(|v| {
+                self.keyword(v, "scheduler", &[("auto", Scheduler::Auto), ("vllm", Scheduler::Vllm), ("sglang", Scheduler::Sglang)])
+            }),
         }
     }
 
