@@ -45,8 +45,8 @@ pub fn default_overheads(backend: Backend) -> KernelOverheads {
     KernelOverheads { step: us(step), per_seq: us(seq), prefill_per_layer: us(layer) }
 }
 
-const VLLM: (f64, f64, f64) = (391.0, 8.76, 363.8);
-const SGLANG: (f64, f64, f64) = (10.0, 4.75, 1000.0);
+const VLLM: (f64, f64, f64) = (977.0, 4.73, 432.2);
+const SGLANG: (f64, f64, f64) = (27.0, 20.87, 1000.0);
 
 /// Where a lookup leaves the measured range: what, and by how much.
 #[derive(Clone, Debug, PartialEq)]
@@ -296,8 +296,10 @@ impl KernelCost {
                         b.note("all-reduce", format!("{tp} GPUs not measured: {g}-GPU table scaled by the ring's traffic ({r:.2}x)"));
                         ar = ar.map(|_, y| y * r);
                     }
-                    let bytes_per_token = 2.0 * hf;
-                    let on_tokens = Curve::new(xs.iter().map(|&m| (m, ar.at(m * bytes_per_token))).collect());
+                    // The tables are keyed by the message's element count (AIConfigurator's
+                    // collector all-reduces a `[size / 4096, 4096]` BF16 tensor): a step of
+                    // `m` tokens reduces `m × hidden` elements.
+                    let on_tokens = Curve::new(xs.iter().map(|&m| (m, ar.at(m * hf))).collect());
                     per_layer = per_layer.plus(&on_tokens, 2.0);
                 }
                 None => b.note("all-reduce", "not measured here: left out".into()),
@@ -559,6 +561,32 @@ mod tests {
         let decode = d1 + (d4 - d1) / 3.0;
         let want = 2.0 * (gemms + elementwise + prefill + decode) + embedding + lm + 100e-6 + 3.0 * 7e-6 + 2.0 * 50e-6;
         let got = c.step_secs(&b);
+        assert!((got - want).abs() < 1e-12, "{got} != {want}");
+    }
+
+    #[test]
+    fn the_all_reduce_is_read_at_the_steps_element_count() {
+        // At TP 2 the small model's GEMMs halve their n or k, which the table also measures;
+        // the all-reduce table is keyed by elements, as AIConfigurator's collector measures it
+        // (a `[size / 4096, 4096]` BF16 tensor): 12 tokens of hidden 64 are 768 elements.
+        let tp2 = format!(
+            "{TABLES}gemm\tbfloat16\t64\t64\t1:5 100:104\ngemm\tbfloat16\t128\t64\t1:10 100:109\n\
+             gemm\tbfloat16\t64\t32\t1:3 100:52\ngemm\tbfloat16\t64\t64\t1:5 100:104\n\
+             allreduce\t2\t64:2 6400:12\n"
+        );
+        let with = parse(&tp2).unwrap();
+        let without = parse(&tp2.replace("allreduce\t2\t64:2 6400:12\n", "")).unwrap();
+        let gpu = crate::catalogue::gpu("h100-sxm").unwrap();
+        let step = |t: &KernelTables| {
+            let c = KernelCost::new(&small_model(), &gpu, 2, t, KernelOverheads::ZERO, false);
+            let mut b = BatchShape::default();
+            b.add_prefill_chunk(12, 0);
+            c.step_secs(&b)
+        };
+        // Two all-reduces a layer, two layers, each at 768 elements on the 2-GPU curve (whose
+        // points, 64 and 6400 elements, are the GEMMs' 1 and 100 tokens).
+        let want = 4.0 * lin(768.0, (64.0, 2.0), (6400.0, 12.0));
+        let got = step(&with) - step(&without);
         assert!((got - want).abs() < 1e-12, "{got} != {want}");
     }
 

@@ -326,7 +326,7 @@ impl KernelTables {
         self.gen_attn.get(key).map(|rows| self.batch_table(rows))
     }
 
-    /// The all-reduce curve over message bytes among `gpus` GPUs, or the nearest measured
+    /// The all-reduce curve over the message's element count among `gpus` GPUs, or the nearest measured
     /// GPU count's (and that count).
     pub fn allreduce(&self, gpus: u32) -> Option<(Curve, u32)> {
         self.allreduce.iter().min_by_key(|(g, _)| g.abs_diff(gpus)).map(|(g, s)| (self.curve(s), *g))
