@@ -366,6 +366,25 @@ fn scripts_get_one_json_document_and_people_get_help_that_fits() {
 }
 
 #[test]
+fn scenarios_readme_documents_every_key_the_parser_accepts() {
+    // The parser's own lists (the ones its "unknown key" errors are checked against), so a
+    // key added to a block without a line in the reference fails here.
+    let doc = std::fs::read_to_string(repo_root().join("scenarios/README.md")).unwrap();
+    let mut missing = Vec::new();
+    for (block, keys) in simctl_dsl::accepted_keys() {
+        assert!(!keys.is_empty(), "{block}");
+        for k in keys {
+            // Named on its own (`key`), or in a block's inline form (`link { from = ...; to = ... }`).
+            let forms = [format!("`{k}`"), format!("`{k} ="), format!("{{ {k} ="), format!("; {k} =")];
+            if !forms.iter().any(|f| doc.contains(f.as_str())) {
+                missing.push(format!("{block}.{k}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "scenarios/README.md does not document: {}", missing.join(", "));
+}
+
+#[test]
 fn documented_defaults_are_the_binary_s_and_share_intervals_stay_in_range() {
     let doc = std::fs::read_to_string(repo_root().join("scenarios/README.md")).unwrap();
     let mfu = (simctl_engine::spec::DEFAULT_MFU * 100.0).round();

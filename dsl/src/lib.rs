@@ -25,5 +25,6 @@ mod print;
 mod value;
 
 pub use diag::{Diagnostic, Diagnostics};
+pub use lower::blocks::accepted_keys;
 pub use lower::load;
 pub use print::print;

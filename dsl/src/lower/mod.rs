@@ -15,7 +15,7 @@ use crate::parser::{self, SyntaxError};
 use crate::value::Val;
 
 mod accessors;
-mod blocks;
+pub(crate) mod blocks;
 mod expr;
 mod includes;
 mod overrides;

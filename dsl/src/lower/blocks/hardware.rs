@@ -44,13 +44,40 @@ pub(crate) struct LoweredHardware {
     pub(crate) profile_engine: Option<EngineSpec>,
 }
 
+/// Keys of an `engine` block.
+pub(crate) const ENGINE_KEYS: &[&str] =
+    &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization", "prefix_caching", "scheduler"];
+
+/// Keys of a `hardware` block.
+pub(crate) const HARDWARE_KEYS: &[&str] = &[
+    "gpu",
+    "prefill_rate",
+    "decode_rate",
+    "profile",
+    "fitted",
+    "frontend",
+    "cached_context",
+    "calibrated_tp",
+    "cost",
+    "memory",
+    "kv_capacity",
+    "kv_transfer",
+    "mfu",
+    "mbu",
+    "step_overhead",
+    "backend",
+    "seq_overhead",
+    "layer_overhead",
+    "moe_efficiency",
+    "moe_efficiency_fp4",
+    "perf_model",
+    "expert_parallel",
+    "prefill_layer_overhead",
+];
+
 impl Cx {
     pub(crate) fn engine_overrides(&mut self, items: &[VItem]) -> EngineOverrides {
-        let s = self.settings(
-            "engine",
-            items,
-            &["max_batch_tokens", "max_seqs", "chunked_prefill", "block_size", "gpu_memory_utilization", "prefix_caching", "scheduler"],
-        );
+        let s = self.settings("engine", items, ENGINE_KEYS);
         EngineOverrides {
             max_batch_tokens: s.get("max_batch_tokens").and_then(|v| self.count_u32(v, "max_batch_tokens")),
             max_seqs: s.get("max_seqs").and_then(|v| self.count_u32(v, "max_seqs")),
@@ -66,35 +93,7 @@ impl Cx {
 
     pub(crate) fn hardware(&mut self, name: &str, items: &[VItem], span: Span) -> Option<LoweredHardware> {
         let what = format!("hardware `{name}`");
-        let s = self.settings(
-            &what,
-            items,
-            &[
-                "gpu",
-                "prefill_rate",
-                "decode_rate",
-                "profile",
-                "fitted",
-                "frontend",
-                "cached_context",
-                "calibrated_tp",
-                "cost",
-                "memory",
-                "kv_capacity",
-                "kv_transfer",
-                "mfu",
-                "mbu",
-                "step_overhead",
-                "backend",
-                "seq_overhead",
-                "layer_overhead",
-                "moe_efficiency",
-                "moe_efficiency_fp4",
-                "perf_model",
-                "expert_parallel",
-                "prefill_layer_overhead",
-            ],
-        );
+        let s = self.settings(&what, items, HARDWARE_KEYS);
         let gpu = match s.get("gpu") {
             Some(v) => {
                 let n = self.name(v, "gpu")?;

@@ -8,29 +8,31 @@ use crate::lower::{Cx, VItem};
 
 const FORMAT_HINT: &str = "number formats: bf16, fp8, nvfp4, mxfp4, int4, fp32";
 
+/// Keys of a `model` block.
+pub(crate) const MODEL_KEYS: &[&str] = &[
+    "base",
+    "layers",
+    "hidden",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "intermediate",
+    "vocab",
+    "experts",
+    "active_experts",
+    "dtype_bytes",
+    "tied_embeddings",
+    "weights",
+    "expert_weights",
+    "kv_cache",
+    "sliding_window",
+    "sliding_window_layers",
+];
+
 impl Cx {
     /// `model NAME { base = CATALOGUE_MODEL; ... }` or a full architecture.
     pub(crate) fn model_block(&mut self, name: Option<&Ident>, items: &[VItem], span: Span) -> Option<catalogue::ModelSpec> {
-        const KEYS: &[&str] = &[
-            "base",
-            "layers",
-            "hidden",
-            "heads",
-            "kv_heads",
-            "head_dim",
-            "intermediate",
-            "vocab",
-            "experts",
-            "active_experts",
-            "dtype_bytes",
-            "tied_embeddings",
-            "weights",
-            "expert_weights",
-            "kv_cache",
-            "sliding_window",
-            "sliding_window_layers",
-        ];
-        let s = self.settings("the model", items, KEYS);
+        let s = self.settings("the model", items, MODEL_KEYS);
         let mut m = match s.get("base") {
             Some(v) => {
                 let n = self.name(v, "base")?;

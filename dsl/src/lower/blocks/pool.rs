@@ -9,6 +9,12 @@ use crate::value::{Val, ValKind};
 use super::hardware::EngineOverrides;
 use crate::lower::{Cx, VItem, closest};
 
+/// Keys of a `pool` block.
+pub(crate) const POOL_KEYS: &[&str] = &["role", "instances", "tp", "local_prefill", "local_prefill_threshold"];
+
+/// Keys of an `instance` block.
+pub(crate) const INSTANCE_KEYS: &[&str] = &["hardware", "tp"];
+
 impl Cx {
     /// Lowers a pool. Its engine settings are, from strongest: its own `engine { }` block,
     /// the scenario's (`global`), the profile of the hardware it runs (`profile_engines`,
@@ -22,7 +28,7 @@ impl Cx {
         profile_engines: &[Option<EngineSpec>],
     ) -> Option<PoolSpec> {
         let what = format!("pool `{name}`");
-        let s = self.settings(&what, items, &["role", "instances", "tp", "local_prefill", "local_prefill_threshold"]);
+        let s = self.settings(&what, items, POOL_KEYS);
         for it in items {
             if let VItem::Block { kind, .. } = it
                 && kind.name != "engine"
@@ -105,7 +111,7 @@ impl Cx {
                 );
                 continue;
             };
-            let si = self.settings(&format!("instance `{}`", iname.name), items, &["hardware", "tp"]);
+            let si = self.settings(&format!("instance `{}`", iname.name), items, INSTANCE_KEYS);
             let Some(hv) = si.get("hardware") else {
                 self.error(
                     0,

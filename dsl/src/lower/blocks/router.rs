@@ -8,31 +8,34 @@ use crate::value::Val;
 
 use crate::lower::{Cx, VItem};
 
+/// The router's own keys (besides its policies' parameters).
+pub(crate) const ROUTER_KEYS: &[&str] = &["policy", "prefill", "decode", "split_at", "long_pool", "short_pool"];
+/// Which keys belong to which policy (a key must belong to a chosen policy).
+pub(crate) const ROUTER_PARAMS: &[(&str, &[&str])] = &[
+    (
+        "telemetry",
+        &[
+            "ewma_alpha",
+            "queue_urgency",
+            "kv_locality_boost",
+            "decode_cost_penalty",
+            "migration",
+            "migration_interval",
+            "min_score_gap",
+            "budget",
+            "window",
+            "max_per_call",
+        ],
+    ),
+    ("kv_aware", &["prefill_load_scale", "temperature"]),
+    ("cache_aware", &["cache_threshold", "balance_abs", "balance_rel"]),
+];
+const POLICIES: &[&str] = &["round_robin", "random", "least_loaded", "power_of_two", "telemetry", "kv_aware", "cache_aware"];
+
 impl Cx {
     pub(crate) fn router(&mut self, items: &[VItem], pools: &BTreeMap<String, usize>) -> Option<RouterSpec> {
-        // Which keys belong to which policy (a key must belong to a chosen policy).
-        const PARAMS: &[(&str, &[&str])] = &[
-            (
-                "telemetry",
-                &[
-                    "ewma_alpha",
-                    "queue_urgency",
-                    "kv_locality_boost",
-                    "decode_cost_penalty",
-                    "migration",
-                    "migration_interval",
-                    "min_score_gap",
-                    "budget",
-                    "window",
-                    "max_per_call",
-                ],
-            ),
-            ("kv_aware", &["prefill_load_scale", "temperature"]),
-            ("cache_aware", &["cache_threshold", "balance_abs", "balance_rel"]),
-        ];
-        const POLICIES: &[&str] = &["round_robin", "random", "least_loaded", "power_of_two", "telemetry", "kv_aware", "cache_aware"];
-        let mut allowed = vec!["policy", "prefill", "decode", "split_at", "long_pool", "short_pool"];
-        for (_, keys) in PARAMS {
+        let mut allowed = ROUTER_KEYS.to_vec();
+        for (_, keys) in ROUTER_PARAMS {
             allowed.extend_from_slice(keys);
         }
         let s = self.settings("router", items, &allowed);
@@ -67,7 +70,7 @@ impl Cx {
         // policies unused rather than in error, so one scenario compares policies.
         let switched = [Some(prefill_name), decode_name].iter().flatten().any(|(_, from_cli)| *from_cli);
         let chosen: Vec<&str> = [Some(prefill_name.0), decode_name.map(|d| d.0)].into_iter().flatten().collect();
-        for (policy, keys) in PARAMS {
+        for (policy, keys) in ROUTER_PARAMS {
             if chosen.contains(policy) {
                 continue;
             }

@@ -11,6 +11,21 @@ use crate::value::{Dim, ValKind};
 
 use crate::lower::{Cx, VItem, closest};
 
+/// Top-level keys of a scenario.
+pub(crate) const SCENARIO_KEYS: &[&str] = &["name", "seed", "model"];
+
+/// Keys of a `link` block.
+pub(crate) const LINK_KEYS: &[&str] = &["from", "to", "latency", "bandwidth"];
+
+/// Keys of the `telemetry` block.
+pub(crate) const TELEMETRY_KEYS: &[&str] = &["interval"];
+
+/// Keys of the `run` block.
+pub(crate) const RUN_KEYS: &[&str] = &["duration", "requests", "drain", "max_in_flight", "max_time", "fast_forward"];
+
+/// Keys of the `sweep` block.
+pub(crate) const SWEEP_KEYS: &[&str] = &["grid", "seeds"];
+
 impl Cx {
     pub(crate) fn lower(&mut self, tree: &[VItem], default_name: String) -> Option<ScenarioSpec> {
         const TOP_BLOCKS: &[&str] =
@@ -45,7 +60,7 @@ impl Cx {
                 }
             }
         }
-        let top = self.settings("the scenario", tree, &["name", "seed", "model"]);
+        let top = self.settings("the scenario", tree, SCENARIO_KEYS);
         let name = match top.get("name") {
             Some(v) => self.name(v, "name"),
             None => Some(default_name),
@@ -148,7 +163,7 @@ impl Cx {
         let mut links = Vec::new();
         for (i, (_, _, items, span)) in Self::blocks(tree, "link").enumerate() {
             self.spans.insert(format!("links[{i}]"), span);
-            let s = self.settings("a link", items, &["from", "to", "latency", "bandwidth"]);
+            let s = self.settings("a link", items, LINK_KEYS);
             let pool_ref = |cx: &mut Self, key: &str| -> Option<usize> {
                 let Some(v) = s.get(key) else {
                     cx.error(0, span, format!("a link needs `{key}`"), "incomplete link", Some(format!("add `{key} = POOL`")));
@@ -185,7 +200,7 @@ impl Cx {
         };
         let telemetry = match Self::blocks(tree, "telemetry").next() {
             Some((_, _, items, _)) => {
-                let s = self.settings("telemetry", items, &["interval"]);
+                let s = self.settings("telemetry", items, TELEMETRY_KEYS);
                 let interval = s.get("interval").map_or(Some(SimDuration::ZERO), |v| self.duration(v, "interval"));
                 interval.map(|interval| TelemetrySpec { interval })
             }
@@ -214,7 +229,7 @@ impl Cx {
         let run = match Self::blocks(tree, "run").next() {
             Some((_, _, items, span)) => {
                 self.spans.insert("run".into(), span);
-                let s = self.settings("run", items, &["duration", "requests", "drain", "max_in_flight", "max_time", "fast_forward"]);
+                let s = self.settings("run", items, RUN_KEYS);
                 let duration = s.get("duration").map(|v| self.duration(v, "duration"));
                 let requests = s.get("requests").map(|v| self.count(v, "requests"));
                 // A run of nothing measures nothing: a careless `0`, not a request.
@@ -251,7 +266,7 @@ impl Cx {
         let sweep = match Self::blocks(tree, "sweep").next() {
             None => None,
             Some((_, _, items, span)) => {
-                let s = self.settings("sweep", items, &["grid", "seeds"]);
+                let s = self.settings("sweep", items, SWEEP_KEYS);
                 let mut grid = Vec::new();
                 if let Some(v) = s.get("grid") {
                     let elems = match &v.kind {

@@ -10,9 +10,18 @@ use crate::value::{Dim, Val, ValKind};
 
 use crate::lower::{Cx, VItem, closest};
 
+/// Keys of the `workload` block.
+pub(crate) const WORKLOAD_KEYS: &[&str] = &["arrivals", "prompt", "output", "priority", "prefix"];
+
+/// Keys of a workload `class` block.
+pub(crate) const CLASS_KEYS: &[&str] = &["weight", "prompt", "output", "priority", "prefix"];
+
+/// Keys of an `slo` block.
+pub(crate) const SLO_KEYS: &[&str] = &["ttft", "tpot", "e2e", "itl", "max_itl"];
+
 impl Cx {
     pub(crate) fn workload(&mut self, items: &[VItem], span: Span) -> Option<WorkloadSpec> {
-        let s = self.settings("workload", items, &["arrivals", "prompt", "output", "priority", "prefix"]);
+        let s = self.settings("workload", items, WORKLOAD_KEYS);
         for it in items {
             if let VItem::Block { kind, .. } = it
                 && kind.name != "class"
@@ -46,7 +55,7 @@ impl Cx {
                 continue;
             };
             let what = format!("class `{}`", name.name);
-            let c = self.settings(&what, items, &["weight", "prompt", "output", "priority", "prefix"]);
+            let c = self.settings(&what, items, CLASS_KEYS);
             let weight = c.get("weight").map_or(Some(1.0), |v| self.number(v, "weight"))?;
             let (Some(pv), Some(ov)) = (c.get("prompt"), c.get("output")) else {
                 self.error(0, cspan, format!("{what} needs `prompt` and `output` lengths"), "incomplete", None);
@@ -427,7 +436,7 @@ impl Cx {
     }
 
     pub(crate) fn slo_block(&mut self, items: &[VItem], what: &str) -> SloSpec {
-        let s = self.settings(what, items, &["ttft", "tpot", "e2e", "itl", "max_itl"]);
+        let s = self.settings(what, items, SLO_KEYS);
         let get = |cx: &mut Self, k: &str| s.get(k).and_then(|v| cx.duration(v, k));
         SloSpec {
             ttft: get(self, "ttft"),
