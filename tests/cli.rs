@@ -128,3 +128,23 @@ fn a_closed_pipe_ends_the_run_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked") && out.status.code() != Some(101), "{err}");
 }
+
+#[test]
+fn catalogue_says_where_each_gpus_numbers_come_from_and_how_each_backend_batches() {
+    let o = simctl(&["catalogue"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for (gpu, backend) in simctl_engine::kernels::shipped() {
+        let line = text.lines().find(|l| l.starts_with(&format!("{gpu} "))).unwrap_or_else(|| panic!("no line for {gpu}:\n{text}"));
+        assert!(line.contains(&format!("{} kernels", backend.as_str())), "{line}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("h100-mig-1g") && l.contains("vllm roofline")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("sglang") && l.contains("sglang batching")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("vllm") && l.contains("vllm batching") && l.contains("(default)")), "{text}");
+    let o = simctl(&["catalogue", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("catalogue --json is JSON");
+    let backends = v["backends"].as_array().expect("backends");
+    let sched = |n: &str| backends.iter().find(|b| b["name"] == n).map(|b| b["scheduler"].clone());
+    assert_eq!(sched("sglang"), Some(serde_json::json!("sglang")));
+    assert_eq!(sched("trtllm"), Some(serde_json::json!("vllm")));
+}

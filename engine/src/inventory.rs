@@ -101,6 +101,9 @@ pub struct BackendEntry {
     pub seq_overhead_us: Option<f64>,
     /// See [`BackendEntry::step_overhead_us`].
     pub prefill_layer_overhead_us: Option<f64>,
+    /// The batching rule its pools follow unless their `engine { scheduler }` says otherwise
+    /// (`vllm` or `sglang`; TensorRT-LLM's is not modelled: vLLM's).
+    pub scheduler: &'static str,
 }
 
 /// The catalogue as it is compiled in.
@@ -161,6 +164,7 @@ pub fn inventory() -> Inventory {
                 step_overhead_us: us(o.step),
                 seq_overhead_us: us(o.per_seq),
                 prefill_layer_overhead_us: us(o.prefill_per_layer),
+                scheduler: if b == Backend::Sglang { "sglang" } else { "vllm" },
             }
         })
         .collect();

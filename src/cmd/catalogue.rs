@@ -86,15 +86,19 @@ fn text(inv: &Inventory) -> String {
             m.kv_cache
         );
     }
-    let _ = writeln!(o, "\nbackends (engine time outside the kernels)");
+    let _ = writeln!(o, "\nbackends (engine time outside the kernels; the batching rule its pools follow)");
     for b in &inv.backends {
         let default = if b.default { "  (default)" } else { "" };
         match (b.step_overhead_us, b.seq_overhead_us, b.prefill_layer_overhead_us) {
             (Some(s), Some(q), Some(l)) => {
-                let _ = writeln!(o, "{:<7} {s:>5.0} us a step, {q:>5.1} us a sequence, {l:>5.0} us a prefill layer{default}", b.name);
+                let _ = writeln!(
+                    o,
+                    "{:<7} {s:>5.0} us a step, {q:>5.1} us a sequence, {l:>5.0} us a prefill layer; {} batching{default}",
+                    b.name, b.scheduler
+                );
             }
             _ => {
-                let _ = writeln!(o, "{:<7} no kernel tables: the datasheet roofline{default}", b.name);
+                let _ = writeln!(o, "{:<7} no kernel tables: the datasheet roofline; {} batching{default}", b.name, b.scheduler);
             }
         }
     }
