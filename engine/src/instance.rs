@@ -197,8 +197,9 @@ impl Instance {
 
     /// SGLang: a prefill batch when there is prompt work it can schedule (the chunk of a
     /// partly prefilled sequence, then waiting sequences in FCFS order under the token
-    /// budget and [`Instance::sglang_room`]), else a decode batch of every running sequence
-    /// (retracting the most recently admitted when KV blocks run out). The two never mix:
+    /// budget and the KV reservation of [`Instance::admit_waiting`]), else a decode batch of
+    /// every running sequence (retracting the most recently admitted when KV blocks run
+    /// out). The two never mix:
     /// SGLang's default (`--enable-mixed-chunk` off) runs decodes only when no prefill can.
     fn build_sglang(&mut self, seqs: &mut SeqSlab, preempted: &mut Vec<SeqId>, shape: &mut BatchShape) {
         if self.running.is_empty() {

@@ -164,7 +164,7 @@ pub fn inventory() -> Inventory {
                 step_overhead_us: us(o.step),
                 seq_overhead_us: us(o.per_seq),
                 prefill_layer_overhead_us: us(o.prefill_per_layer),
-                scheduler: if b == Backend::Sglang { "sglang" } else { "vllm" },
+                scheduler: crate::spec::Scheduler::of_backend(b).as_str(),
             }
         })
         .collect();

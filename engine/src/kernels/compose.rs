@@ -30,9 +30,9 @@ impl KernelOverheads {
         KernelOverheads { step: SimDuration::ZERO, per_seq: SimDuration::ZERO, prefill_per_layer: SimDuration::ZERO };
 }
 
-/// The per-backend defaults, fitted leave-one-GPU-out on the shared silicon measurements by
-/// `cargo run --release -p simctl-calibration --example fit_silicon -- --kernels` (see
-/// `docs/zero-shot.md`, which shows the held-out errors). Source data: NVIDIA
+/// The per-backend defaults, fitted on every GPU of the shared silicon measurements by
+/// `cargo run --release -p simctl-calibration --example zero_shot -- DATA.csv` (which also
+/// fits and scores them leave-one-GPU-out; `docs/zero-shot.md` shows the held-out errors). Source data: NVIDIA
 /// AIConfigurator's `silicon_sample.csv` (Apache-2.0).
 pub fn default_overheads(backend: Backend) -> KernelOverheads {
     // (step µs, per-sequence µs, prefill µs per layer); TensorRT-LLM has no tables (its

@@ -214,10 +214,17 @@ impl Scheduler {
             _ => None,
         }
     }
+    /// The rule pools on `backend` follow by default (TensorRT-LLM's is not modelled: vLLM's).
+    pub fn of_backend(backend: crate::catalogue::Backend) -> Scheduler {
+        match backend {
+            crate::catalogue::Backend::Sglang => Scheduler::Sglang,
+            crate::catalogue::Backend::Vllm | crate::catalogue::Backend::Trtllm => Scheduler::Vllm,
+        }
+    }
     /// The rule an instance on hardware with `perf` follows.
     pub fn resolve(self, perf: &PerfSpec) -> Scheduler {
         match (self, perf) {
-            (Scheduler::Auto, PerfSpec::Kernels { backend: crate::catalogue::Backend::Sglang, .. }) => Scheduler::Sglang,
+            (Scheduler::Auto, PerfSpec::Kernels { backend, .. }) => Scheduler::of_backend(*backend),
             (Scheduler::Auto, _) => Scheduler::Vllm,
             (s, _) => s,
         }
