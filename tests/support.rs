@@ -74,7 +74,8 @@ pub const BUDGET: u32 = 2048;
 pub const MAX_SEQS: u32 = 16;
 
 pub fn batched(max_seqs: u32, max_batch_tokens: u32, max_model_len: u32) -> FakeSpec {
-    let cost = FittedCost { c: TRUTH, frontend: SimDuration::from_millis(FRONTEND_MS), cached_context: Some(CACHED_TRUTH) };
+    let cost =
+        FittedCost { c: TRUTH, frontend: SimDuration::from_millis(FRONTEND_MS), cached_context: Some(CACHED_TRUTH), beyond_cache: None };
     FakeSpec {
         model: "fake-model".into(),
         max_model_len,

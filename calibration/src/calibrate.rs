@@ -331,6 +331,10 @@ async fn calibrate_at(
     let prefix_caching = cfg.get("enable_prefix_caching").is_none_or(|v| v.eq_ignore_ascii_case("true"));
     let gpu_memory_utilization = cfg.get("gpu_memory_utilization").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_GPU_MEMORY_UTILIZATION);
     let version = client.version().await.map_err(at("reading /version"))?;
+    // What else the machine does, before anything is sent: the engine is idle only now (the
+    // max_num_seqs waves leave it busy with their aborts for a while).
+    let load_before = hardware::load_average();
+    let busy_before = hardware::busy_cpus(hardware::BUSY_WINDOW);
 
     let mut driver = Driver::new(client.clone(), model.id.clone(), max_model_len, spec.seed);
     let rough = driver.warm_up(max_model_len).await?;
@@ -360,7 +364,6 @@ async fn calibrate_at(
     on(Event::Plan { plan: &plan, estimate, max_seqs: &max_seqs });
 
     let started = Instant::now();
-    let load_before = hardware::load_average();
     let total = plan.requests();
     let mut done = 0;
     let mut results = Vec::new();
@@ -439,6 +442,7 @@ async fn calibrate_at(
             load_average_before: load_before,
             load_average_after: hardware::load_average(),
             cpus_online: hardware::cpus_online(),
+            busy_cpus_before: busy_before,
         }),
     };
     let mut profile = profile;

@@ -43,10 +43,15 @@ pub struct CheckReport {
     pub mean_error_pct: f64,
     /// Whether the profile fits ([`FIT_TOLERANCE_PCT`]).
     pub fits: bool,
-    /// The 1-minute load average now, and the profile's during its calibration.
+    /// The 1-minute load average now, before the probes, and the profile's before its own.
     pub load_now: Option<f64>,
     /// See `load_now`.
     pub load_then: Option<f64>,
+    /// CPUs busy over the second before the probes, and the profile's (see
+    /// [`ProfileConditions::busy_cpus_before`](simctl_engine::profile::ProfileConditions)).
+    pub busy_now: Option<f64>,
+    /// See `busy_now`.
+    pub busy_then: Option<f64>,
     /// What differs between the engine and the profile (settings, KV cache, model).
     pub differences: Vec<String>,
     /// How long the probes took.
@@ -141,7 +146,9 @@ pub async fn check(profile: &Profile, url: &str, client: ClientConfig, seed: u64
     };
     let probes = check_probes(&facts, profile.engine.max_batch_tokens);
     let started = Instant::now();
-    let load_before = hardware::load_average();
+    let load_now = hardware::load_average().map(|l| l[0]);
+    let busy_now = hardware::busy_cpus(hardware::BUSY_WINDOW);
+    let busy_then = profile.conditions.as_ref().and_then(|c| c.busy_cpus_before);
     let mut driver = Driver::new(client, model.id.clone(), max_model_len, seed);
     let rough = driver.warm_up(max_model_len).await?;
     let mut results = Vec::new();
@@ -172,10 +179,6 @@ pub async fn check(profile: &Profile, url: &str, client: ClientConfig, seed: u64
         }
     }
     let elapsed = started.elapsed();
-    let load_now = match (load_before, hardware::load_average()) {
-        (Some(a), Some(b)) => Some((a[0] + b[0]) / 2.0),
-        (a, b) => a.or(b).map(|l| l[0]),
-    };
     let lines = crate::selfcheck::self_check(&results, profile).map_err(CalibrateError::SelfCheck)?;
     let n = lines.len().max(1) as f64;
     let mean_abs_error_pct = lines.iter().map(|l| l.error_pct.abs()).sum::<f64>() / n;
@@ -190,22 +193,55 @@ pub async fn check(profile: &Profile, url: &str, client: ClientConfig, seed: u64
         mean_error_pct,
         load_now,
         load_then,
+        busy_now,
+        busy_then,
         differences,
         elapsed,
     })
 }
 
-/// Whether the machine's load now differs from the profile's enough to move its timings:
-/// by more than one busy core, and by more than a quarter of the larger. A sentence saying
-/// so, or `None`.
-pub fn load_differs(now: Option<f64>, then: Option<f64>) -> Option<String> {
-    let (now, then) = (now?, then?);
+/// What else the machine is doing, as a profile records it and as it is now.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Background {
+    /// CPUs busy over the second before the probes ([`hardware::busy_cpus`]).
+    pub busy_cpus: Option<f64>,
+    /// The 1-minute load average then.
+    pub load: Option<f64>,
+}
+
+impl Background {
+    /// The machine now (blocks for [`hardware::BUSY_WINDOW`]).
+    pub fn now() -> Self {
+        Background { busy_cpus: hardware::busy_cpus(hardware::BUSY_WINDOW), load: hardware::load_average().map(|l| l[0]) }
+    }
+
+    /// What a profile recorded before its probes.
+    pub fn of(profile: &Profile) -> Self {
+        let c = profile.conditions.as_ref();
+        Background { busy_cpus: c.and_then(|c| c.busy_cpus_before), load: c.and_then(|c| c.load()) }
+    }
+}
+
+/// Whether the machine now is busier or quieter than while the profile was measured, enough
+/// to move its timings: CPUs busy when both sides have that figure (by more than half a CPU
+/// and a quarter of the larger), otherwise the load average (by more than one busy core and
+/// a quarter of the larger). A sentence saying so, or `None`.
+pub fn background_differs(now: Background, then: Background) -> Option<String> {
+    let (now, then, what, floor) = match (now.busy_cpus, then.busy_cpus) {
+        (Some(a), Some(b)) => (a, b, "CPUs busy with other work", 0.5),
+        _ => (now.load?, then.load?, "the machine's load average", 1.0),
+    };
     let d = (now - then).abs();
-    (d > 1.0 && d > 0.25 * now.max(then)).then(|| {
+    (d > floor && d > 0.25 * now.max(then)).then(|| {
         format!(
-            "the machine's load average is {now:.1} now and was {then:.1} while the profile was measured: other processes take CPU time the profile did not price (or priced and is no longer there)"
+            "{what}: {now:.1} now and {then:.1} before the profile's probes: other processes take CPU time the profile did not price (or priced and is no longer there)"
         )
     })
+}
+
+/// [`background_differs`] on load averages alone.
+pub fn load_differs(now: Option<f64>, then: Option<f64>) -> Option<String> {
+    background_differs(Background { busy_cpus: None, load: now }, Background { busy_cpus: None, load: then })
 }
 
 #[cfg(test)]
@@ -234,5 +270,16 @@ mod tests {
         assert!(load_differs(Some(3.5), Some(0.5)).is_some());
         assert!(load_differs(Some(0.3), Some(4.0)).is_some());
         assert_eq!(load_differs(None, Some(4.0)), None);
+    }
+
+    #[test]
+    fn busy_cpus_win_over_the_load_average_when_both_sides_have_them() {
+        let b = |busy, load| Background { busy_cpus: busy, load };
+        // A build finished a minute ago: the load average remembers it, the CPUs are idle.
+        assert_eq!(background_differs(b(Some(0.1), Some(1.9)), b(Some(0.05), Some(0.3))), None);
+        let w = background_differs(b(Some(1.2), Some(0.4)), b(Some(0.1), Some(0.4))).expect("a busy CPU more");
+        assert!(w.contains("CPUs busy") && w.contains("1.2 now"), "{w}");
+        // A profile without the figure falls back to the load average.
+        assert!(background_differs(b(Some(0.1), Some(3.5)), b(None, Some(0.5))).unwrap().contains("load average"));
     }
 }

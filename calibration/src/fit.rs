@@ -9,7 +9,7 @@
 //! steps), subject to every coefficient being non-negative (a negative cost has no physical
 //! meaning and would make some step shapes free).
 
-use simctl_engine::cost::{BatchShape, FITTED_TERM_NAMES, FITTED_TERMS, FittedCost};
+use simctl_engine::cost::{BatchShape, CacheKnee, FITTED_TERM_NAMES, FITTED_TERMS, FittedCost};
 use simctl_engine::profile::{ClassFit, ProbeClass, ProfileSample, SampleMetric};
 use simctl_engine::time::SimDuration;
 
@@ -120,17 +120,14 @@ pub fn sample_features(s: &ProfileSample, max_batch_tokens: u32, chunked: bool) 
     x
 }
 
-/// What the model predicts a sample measured, in seconds.
+/// What the model predicts a sample measured, in seconds: the simulator's price of each step
+/// the sample spans ([`FittedCost::step_secs`], every optional term included), and the
+/// frontend once for a TTFT.
 pub fn predict(cost: &FittedCost, s: &ProfileSample, max_batch_tokens: u32, chunked: bool) -> f64 {
-    let x = sample_features(s, max_batch_tokens, chunked);
-    let mut c = [0.0; TERMS];
-    c[0] = cost.frontend.as_secs_f64();
-    c[1..].copy_from_slice(&cost.c);
-    let t: f64 = x.iter().zip(c).map(|(x, c)| x * c).sum();
-    // The shared-prefix term, as FittedCost::step_secs prices it (on the measured step).
-    match cost.cached_context {
-        Some(c6) if s.decode_cached_tokens > 0 => t + (c6 - cost.c[5]) * s.decode_cached_tokens as f64,
-        _ => t,
+    let steps = sample_steps(s, max_batch_tokens, chunked);
+    match s.metric {
+        SampleMetric::Ttft => cost.frontend.as_secs_f64() + steps.iter().map(|b| cost.step_secs(b)).sum::<f64>(),
+        SampleMetric::Step => cost.step_secs(steps.last().expect("at least one step")),
     }
 }
 
@@ -189,45 +186,41 @@ pub fn fit(samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> R
             x
         })
         .collect();
-    let mut scale = [0.0f64; TERMS];
-    for r in &rows {
-        for k in 0..TERMS {
-            scale[k] = scale[k].max(r[k].abs());
-        }
+    identifiable(&scaled_columns(&rows))?;
+    let (c, sse_linear) = nnls_relative(&rows);
+    let mut cost = FittedCost { frontend: SimDuration::from_secs_f64(c[0]), ..FittedCost::new(std::array::from_fn(|k| c[k + 1])) };
+    // Decode attention past the caches (c7): kept only where it earns its two parameters.
+    if let Some((knee, c, sse)) = best_knee(&used, max_batch_tokens, chunked)
+        && knee.extra_s > 0.0
+        && sse < (1.0 - KNEE_GAIN) * sse_linear
+        && sse_linear - sse > KNEE_FLOOR
+    {
+        cost = FittedCost {
+            frontend: SimDuration::from_secs_f64(c[0]),
+            beyond_cache: Some(knee),
+            ..FittedCost::new(std::array::from_fn(|k| c[k + 1]))
+        };
     }
-    let scaled: Vec<[f64; TERMS]> =
-        rows.iter().map(|r| std::array::from_fn(|k| if scale[k] > 0.0 { r[k] / scale[k] } else { 0.0 })).collect();
-    identifiable(&scaled)?;
-    let mut g = [[0.0; TERMS]; TERMS];
-    let mut b = [0.0; TERMS];
-    for r in &scaled {
-        for i in 0..TERMS {
-            for j in 0..TERMS {
-                g[i][j] += r[i] * r[j];
-            }
-            b[i] += r[i];
-        }
-    }
-    let beta = nnls(&g, &b, scaled.len() as f64);
-    let mut c = [0.0; TERMS];
-    for k in 0..TERMS {
-        c[k] = if scale[k] > 0.0 { beta[k] / scale[k] } else { 0.0 };
-    }
-    let mut cost = FittedCost { c: std::array::from_fn(|k| c[k + 1]), frontend: SimDuration::from_secs_f64(c[0]), cached_context: None };
     cost.cached_context = cached_context(&cost, samples, max_batch_tokens, chunked);
     Ok(quality(cost, samples, max_batch_tokens, chunked))
 }
 
 /// Seconds per decode context token in prefix-cached blocks, from the shared-prefix decode
 /// samples: what each step took beyond what the rest of the model prices (its uncached
-/// context at c5), per cached token; the median over the samples, at least zero. `None`
+/// context at c5, and past the caches at c7), per cached token; the median over the samples, at least zero. `None`
 /// without such samples.
 pub fn cached_context(cost: &FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Option<f64> {
     let mut per_token: Vec<f64> = samples
         .iter()
         .filter(|s| !s.held_out && s.decode_cached_tokens > 0)
         .map(|s| {
-            let without = predict(cost, s, max_batch_tokens, chunked) - cost.c[5] * s.decode_cached_tokens as f64;
+            // The step as if its cached context were not there: the rest of the model.
+            let uncached = ProfileSample {
+                decode_context_tokens: s.decode_context_tokens - s.decode_cached_tokens.min(s.decode_context_tokens),
+                decode_cached_tokens: 0,
+                ..*s
+            };
+            let without = predict(cost, &uncached, max_batch_tokens, chunked);
             ((s.seconds - without) / s.decode_cached_tokens as f64).max(0.0)
         })
         .collect();
@@ -287,14 +280,103 @@ pub fn fit_best_budget(samples: &[ProfileSample], candidates: &[u32], chunked: b
     best.ok_or(FitError::TooFewSamples(0))
 }
 
+/// Columns scaled to a largest entry of 1 (the normal equations of features spanning twelve
+/// orders of magnitude are otherwise singular in floating point), and the scales.
+fn scale_columns<const N: usize>(rows: &[[f64; N]]) -> (Vec<[f64; N]>, [f64; N]) {
+    let mut scale = [0.0f64; N];
+    for r in rows {
+        for k in 0..N {
+            scale[k] = scale[k].max(r[k].abs());
+        }
+    }
+    let scaled = rows.iter().map(|r| std::array::from_fn(|k| if scale[k] > 0.0 { r[k] / scale[k] } else { 0.0 })).collect();
+    (scaled, scale)
+}
+
+fn scaled_columns<const N: usize>(rows: &[[f64; N]]) -> Vec<[f64; N]> {
+    scale_columns(rows).0
+}
+
+/// Non-negative least squares of rows already divided by their measurement (`min Σ (1 −
+/// x·c)²`): the coefficients and the sum of squared relative errors.
+fn nnls_relative<const N: usize>(rows: &[[f64; N]]) -> ([f64; N], f64) {
+    let (scaled, scale) = scale_columns(rows);
+    let mut g = [[0.0; N]; N];
+    let mut b = [0.0; N];
+    for r in &scaled {
+        for i in 0..N {
+            for j in 0..N {
+                g[i][j] += r[i] * r[j];
+            }
+            b[i] += r[i];
+        }
+    }
+    let (beta, sse) = nnls(&g, &b, scaled.len() as f64);
+    (std::array::from_fn(|k| if scale[k] > 0.0 { beta[k] / scale[k] } else { 0.0 }), sse)
+}
+
+/// How much less squared relative error the decode cache knee (c7 and where it starts) must
+/// leave than the linear model, over the same samples, to be kept: two more parameters must
+/// explain more than noise. On the vLLM CPU engine on an Intel Xeon (2 MiB L2 per core) it
+/// leaves about half; on an AMD EPYC, where decode steps grow linearly with context to
+/// 138,000 tokens, a few percent, and the profile keeps one rate (docs/profile.md).
+pub const KNEE_GAIN: f64 = 0.15;
+
+/// Least squared relative error the knee must remove outright (0.1% on one sample): on
+/// exact, noise-free samples of a linear engine both fits leave rounding error only.
+const KNEE_FLOOR: f64 = 1e-6;
+
+/// Fewest fitted samples with decode context on each side of a candidate knee.
+const KNEE_SIDE: usize = 3;
+
+/// Candidate knees: decode context tokens per step, 512 to 131,072 by factors of √2.
+fn knee_candidates() -> impl Iterator<Item = u64> {
+    (18..=34).map(|k| (2f64.powf(f64::from(k) / 2.0)).round() as u64)
+}
+
+/// The best decode cache knee for these samples: the candidate (with at least
+/// [`KNEE_SIDE`] decode samples within it and beyond it) whose fit with c7 leaves the least
+/// squared relative error; the knee, the other coefficients (`[frontend, c0..c5]`), and that
+/// error. `None` when the decode samples do not span any candidate.
+fn best_knee(used: &[&ProfileSample], max_batch_tokens: u32, chunked: bool) -> Option<(CacheKnee, [f64; TERMS], f64)> {
+    let mut best: Option<(CacheKnee, [f64; TERMS], f64)> = None;
+    let linear = FittedCost::new([0.0; FITTED_TERMS]);
+    let steps: Vec<Vec<BatchShape>> = used.iter().map(|s| sample_steps(s, max_batch_tokens, chunked)).collect();
+    for w in knee_candidates() {
+        let within = used.iter().filter(|s| s.decode_seqs > 0 && s.decode_context_tokens <= w).count();
+        let beyond = used.iter().filter(|s| s.decode_context_tokens > w).count();
+        if within < KNEE_SIDE || beyond < KNEE_SIDE {
+            continue;
+        }
+        let rows: Vec<[f64; TERMS + 1]> = used
+            .iter()
+            .zip(&steps)
+            .map(|(s, steps)| {
+                let lin = sample_features(s, max_batch_tokens, chunked);
+                let past = |b: &BatchShape| linear.beyond(b, w) as f64;
+                let x = match s.metric {
+                    SampleMetric::Ttft => steps.iter().map(past).sum(),
+                    SampleMetric::Step => past(steps.last().expect("at least one step")),
+                };
+                std::array::from_fn(|k| if k < TERMS { lin[k] } else { x } / s.seconds)
+            })
+            .collect();
+        let (c, sse) = nnls_relative(&rows);
+        if best.as_ref().is_none_or(|b| sse < b.2 - 1e-15) {
+            best = Some((CacheKnee { tokens: w, extra_s: c[TERMS] }, std::array::from_fn(|k| c[k]), sse));
+        }
+    }
+    best
+}
+
 /// Refuses when a column is (numerically) a combination of the others: modified
 /// Gram-Schmidt in term order.
-fn identifiable(rows: &[[f64; TERMS]]) -> Result<(), FitError> {
+fn identifiable<const N: usize>(rows: &[[f64; N]]) -> Result<(), FitError> {
     // Below this share of its own norm left after projecting out the other terms, a term is
     // taken as determined by them (noise-free collinear columns leave ~1e-15).
     const INDEPENDENT: f64 = 1e-6;
     let n = rows.len();
-    let cols: Vec<Vec<f64>> = (0..TERMS).map(|k| rows.iter().map(|r| r[k]).collect()).collect();
+    let cols: Vec<Vec<f64>> = (0..N).map(|k| rows.iter().map(|r| r[k]).collect()).collect();
     let mut basis: Vec<(usize, Vec<f64>)> = Vec::new();
     for (k, col) in cols.iter().enumerate() {
         let norm = col.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -327,25 +409,26 @@ fn identifiable(rows: &[[f64; TERMS]]) -> Result<(), FitError> {
 }
 
 /// Non-negative least squares of `min Σ (1 − x·β)²` given the normal equations `g β = b`,
-/// by trying every set of free terms (2^7 small systems) and keeping the best feasible one:
-/// exact, and deterministic.
-fn nnls(g: &[[f64; TERMS]; TERMS], b: &[f64; TERMS], yy: f64) -> [f64; TERMS] {
-    let mut best = ([0.0; TERMS], yy);
-    for mask in 1u32..(1 << TERMS) {
-        let idx: Vec<usize> = (0..TERMS).filter(|k| mask & (1 << k) != 0).collect();
+/// by trying every set of free terms (2^N small systems: 128, or 256 with c7) and keeping
+/// the best feasible one: exact, and deterministic. The coefficients and their sum of
+/// squares.
+fn nnls<const N: usize>(g: &[[f64; N]; N], b: &[f64; N], yy: f64) -> ([f64; N], f64) {
+    let mut best = ([0.0; N], yy);
+    for mask in 1u32..(1 << N) {
+        let idx: Vec<usize> = (0..N).filter(|k| mask & (1 << k) != 0).collect();
         let Some(sol) = solve(g, b, &idx) else { continue };
         if sol.iter().any(|&v| v < 0.0) {
             continue;
         }
-        let mut beta = [0.0; TERMS];
+        let mut beta = [0.0; N];
         for (&k, &v) in idx.iter().zip(&sol) {
             beta[k] = v;
         }
         // Σ(1 − xβ)² = yy − 2βb + βGβ
         let mut sse = yy;
-        for i in 0..TERMS {
+        for i in 0..N {
             sse -= 2.0 * beta[i] * b[i];
-            for j in 0..TERMS {
+            for j in 0..N {
                 sse += beta[i] * g[i][j] * beta[j];
             }
         }
@@ -353,12 +436,12 @@ fn nnls(g: &[[f64; TERMS]; TERMS], b: &[f64; TERMS], yy: f64) -> [f64; TERMS] {
             best = (beta, sse);
         }
     }
-    best.0
+    best
 }
 
 /// Solves the normal equations restricted to `idx` (Gaussian elimination with partial
 /// pivoting); `None` when singular.
-fn solve(g: &[[f64; TERMS]; TERMS], b: &[f64; TERMS], idx: &[usize]) -> Option<Vec<f64>> {
+fn solve<const N: usize>(g: &[[f64; N]; N], b: &[f64; N], idx: &[usize]) -> Option<Vec<f64>> {
     let n = idx.len();
     let mut a: Vec<Vec<f64>> = idx.iter().map(|&i| idx.iter().map(|&j| g[i][j]).chain([b[i]]).collect()).collect();
     for col in 0..n {
@@ -378,6 +461,11 @@ fn solve(g: &[[f64; TERMS]; TERMS], b: &[f64; TERMS], idx: &[usize]) -> Option<V
         }
     }
     Some((0..n).map(|i| a[i][n] / a[i][i]).collect())
+}
+
+/// A model's quality on samples (what [`fit`] reports for the model it fits).
+pub fn quality_of(cost: FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Fit {
+    quality(cost, samples, max_batch_tokens, chunked)
 }
 
 fn quality(cost: FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Fit {
@@ -467,7 +555,7 @@ mod tests {
 
     #[test]
     fn recovers_known_coefficients_and_the_budget() {
-        let truth = FittedCost { c: TRUTH, frontend: SimDuration::from_micros(7500), cached_context: None };
+        let truth = FittedCost { frontend: SimDuration::from_micros(7500), ..FittedCost::new(TRUTH) };
         let samples = measured(&truth, 2048);
         let fit = fit_best_budget(&samples, &[512, 1024, 2048, 4096], true).unwrap();
         assert_eq!(fit.max_batch_tokens, 2048);
@@ -492,6 +580,42 @@ mod tests {
         let classes: Vec<&str> = fit.classes.iter().map(|c| c.class.as_str()).collect();
         assert_eq!(classes, ["prefill", "decode", "mixed", "prefix"]);
         assert!(fit.classes.iter().all(|c| c.mape_pct < 1e-3));
+        assert_eq!(fit.cost.beyond_cache, None, "a linear engine gets no knee");
+    }
+
+    #[test]
+    fn a_decode_cache_knee_is_found_where_the_steps_bend() {
+        // Past 4,096 tokens of decode context a step pays 3e-7 s more per token (c5 4e-8).
+        let knee = CacheKnee { tokens: 4096, extra_s: 3e-7 };
+        let truth = FittedCost { frontend: SimDuration::from_micros(7500), beyond_cache: Some(knee), ..FittedCost::new(TRUTH) };
+        let samples = measured(&truth, 2048);
+        let fit = fit(&samples, 2048, true).unwrap();
+        let got = fit.cost.beyond_cache.expect("the knee");
+        assert_eq!(got.tokens, 4096);
+        assert!((got.extra_s / knee.extra_s - 1.0).abs() < 1e-6, "{got:?}");
+        for (got, want) in fit.cost.c.iter().zip(TRUTH) {
+            assert!((got / want - 1.0).abs() < 1e-4, "{got} vs {want}");
+        }
+        assert!(fit.classes.iter().all(|c| c.mape_pct < 1e-3), "{:?}", fit.classes);
+        // The linear model alone misses the long decode steps: that is what the knee earns.
+        let linear = fit_linear_only(&samples);
+        assert!(linear.classes.iter().find(|c| c.class == "decode").unwrap().mape_pct > 5.0, "{:?}", linear.classes);
+    }
+
+    /// The fit without the knee (every candidate refused), for comparison.
+    fn fit_linear_only(samples: &[ProfileSample]) -> Fit {
+        let used: Vec<&ProfileSample> = samples.iter().filter(|s| !s.held_out).collect();
+        let rows: Vec<[f64; TERMS]> = used
+            .iter()
+            .map(|s| {
+                let mut x = sample_features(s, 2048, true);
+                x.iter_mut().for_each(|v| *v /= s.seconds);
+                x
+            })
+            .collect();
+        let (c, _) = nnls_relative(&rows);
+        let cost = FittedCost { frontend: SimDuration::from_secs_f64(c[0]), ..FittedCost::new(std::array::from_fn(|k| c[k + 1])) };
+        quality(cost, samples, 2048, true)
     }
 
     #[test]
@@ -511,7 +635,7 @@ mod tests {
 
     #[test]
     fn negative_coefficients_are_not_fitted() {
-        let truth = FittedCost { c: [2e-3, 5e-5, 0.0, 2e-9, 3e-4, 4e-8], frontend: SimDuration::from_millis(3), cached_context: None };
+        let truth = FittedCost { frontend: SimDuration::from_millis(3), ..FittedCost::new([2e-3, 5e-5, 0.0, 2e-9, 3e-4, 4e-8]) };
         let mut samples = measured(&truth, 2048);
         // Noise that pulls the quadratic term below zero in plain least squares.
         for (i, s) in samples.iter_mut().enumerate() {

@@ -120,15 +120,66 @@ pub fn load_average() -> Option<[f64; 3]> {
     parse_load_average(&text)
 }
 
+/// How long [`busy_cpus`] watches the machine before a calibration or check.
+pub const BUSY_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many CPUs other work kept busy over `window` (`/proc/stat`: every CPU's time not
+/// idle or waiting for I/O, as a number of CPUs): what the machine is doing now, where the
+/// 1-minute load average still remembers a build that finished a minute ago. It blocks for
+/// `window`. `None` where there is no `/proc/stat`.
+pub fn busy_cpus(window: std::time::Duration) -> Option<f64> {
+    let a = std::fs::read_to_string("/proc/stat").ok()?;
+    std::thread::sleep(window);
+    let b = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_between(&a, &b)
+}
+
+/// [`busy_cpus`] from two readings of `/proc/stat`.
+pub fn busy_between(a: &str, b: &str) -> Option<f64> {
+    // `cpu  user nice system idle iowait irq softirq steal ...` (USER_HZ ticks).
+    let ticks = |t: &str| -> Option<(u64, u64)> {
+        let line = t.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+        let total: u64 = v.iter().sum();
+        Some((total, v.get(3)? + v.get(4)?))
+    };
+    let cpus = a.lines().filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit)).count();
+    let ((ta, ia), (tb, ib)) = (ticks(a)?, ticks(b)?);
+    let total = tb.checked_sub(ta).filter(|&d| d > 0)?;
+    let idle = ib.checked_sub(ia)?.min(total);
+    Some((total - idle) as f64 / total as f64 * cpus.max(1) as f64)
+}
+
 /// The first three fields of `/proc/loadavg`.
 pub fn parse_load_average(text: &str) -> Option<[f64; 3]> {
     let mut f = text.split_whitespace().map(|x| x.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0));
     Some([f.next()??, f.next()??, f.next()??])
 }
 
-/// Logical CPUs online.
+/// Logical CPUs online on the machine (`/sys/devices/system/cpu/online`), not the ones this
+/// process may run on: a calibration pinned to one core (`taskset -c 1`) still runs on a
+/// machine whose load average counts every core.
 pub fn cpus_online() -> Option<u32> {
-    std::thread::available_parallelism().ok().and_then(|n| u32::try_from(n.get()).ok())
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|t| count_cpu_list(&t))
+        .or_else(|| std::thread::available_parallelism().ok().and_then(|n| u32::try_from(n.get()).ok()))
+}
+
+/// The number of CPUs in a kernel CPU list (`0-3,8,10-11`).
+pub fn count_cpu_list(text: &str) -> Option<u32> {
+    let mut n = 0u32;
+    for part in text.trim().split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let a = part.parse::<u32>().ok()?;
+                (a, a)
+            }
+        };
+        n = n.checked_add(b.checked_sub(a)? + 1)?;
+    }
+    (n > 0).then_some(n)
 }
 
 /// The host CPU: model (`/proc/cpuinfo`), logical CPUs, NUMA nodes.
@@ -138,7 +189,7 @@ pub fn cpu() -> ProfileCpu {
         .lines()
         .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let cores = cpus_online().unwrap_or(1);
     ProfileCpu { model, cores, numa_nodes: (numa_nodes(Path::new(NODE_DIR)).len() as u32).max(1) }
 }
 
@@ -231,6 +282,25 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn busy_cpus_are_the_share_of_ticks_not_idle_times_the_cpus() {
+        let a = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 50 0 50 350 50 0 0 0 0 0\ncpu1 50 0 50 350 50 0 0 0 0 0\nintr 1\n";
+        // 200 ticks later: 50 user + 50 system, 90 idle, 10 iowait -> half the time busy.
+        let b = "cpu  150 0 150 790 110 0 0 0 0 0\ncpu0 75 0 75 395 55 0 0 0 0 0\ncpu1 75 0 75 395 55 0 0 0 0 0\n";
+        assert_eq!(busy_between(a, b), Some(1.0), "half of two CPUs");
+        assert_eq!(busy_between(a, a), None, "no time passed");
+        assert_eq!(busy_between("intr 1", b), None);
+    }
+
+    #[test]
+    fn cpu_lists_count_every_cpu_in_their_ranges() {
+        assert_eq!(count_cpu_list("0-1\n"), Some(2));
+        assert_eq!(count_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(count_cpu_list("5"), Some(1));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
+    }
 
     #[test]
     fn cpu_masks_read_as_lists() {

@@ -256,6 +256,9 @@ pub const FITTED_TERM_NAMES: [&str; FITTED_TERMS] = [
 /// decoding sequences and `dctx` their summed context. A request also pays
 /// [`FittedCost::frontend`] once, on its first token.
 ///
+/// Two optional terms refine the decode attention: [`FittedCost::cached_context`] (c6) and
+/// [`FittedCost::beyond_cache`] (c7).
+///
 /// This is the one implementation: the simulator steps with it and calibration fits its
 /// [`FittedCost::features`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -269,12 +272,43 @@ pub struct FittedCost {
     /// running sequences share are read from the CPU's caches or the GPU's L2 rather than
     /// from memory. `None`: priced as any context token.
     pub cached_context: Option<f64>,
+    /// Decode attention past the caches: the context a step's decodes read from memory (all
+    /// of it, less the prefix-cached blocks when `cached_context` prices those) beyond
+    /// [`CacheKnee::tokens`] costs [`CacheKnee::extra_s`] more per token than `c[5]`. The KV
+    /// of a small batch stays in the CPU's caches from one layer and step to the next; a
+    /// large one streams from memory. `None`: one rate for every context token.
+    pub beyond_cache: Option<CacheKnee>,
+}
+
+/// Where decode attention's working set leaves the caches, and what that costs
+/// ([`FittedCost::beyond_cache`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CacheKnee {
+    /// Decode context tokens per step the caches hold.
+    pub tokens: u64,
+    /// Extra seconds per decode context token beyond `tokens` (c7).
+    pub extra_s: f64,
 }
 
 impl FittedCost {
     /// A model with these step coefficients and no frontend latency.
     pub fn new(c: [f64; FITTED_TERMS]) -> Self {
-        FittedCost { c, frontend: SimDuration::ZERO, cached_context: None }
+        FittedCost { c, frontend: SimDuration::ZERO, cached_context: None, beyond_cache: None }
+    }
+
+    /// The decode context tokens a step reads from memory rather than from blocks another
+    /// decode of the step has just read (those count when no c6 prices them apart).
+    pub fn memory_context(&self, b: &BatchShape) -> u64 {
+        if self.cached_context.is_some() {
+            b.decode_context_tokens - b.decode_cached_tokens.min(b.decode_context_tokens)
+        } else {
+            b.decode_context_tokens
+        }
+    }
+
+    /// The tokens of a step's decode context past the caches' `tokens` (c7's feature).
+    pub fn beyond(&self, b: &BatchShape, tokens: u64) -> u64 {
+        self.memory_context(b).saturating_sub(tokens)
     }
 
     /// The features of a step, in coefficient order.
@@ -291,11 +325,16 @@ impl FittedCost {
 
     /// The step time in seconds, before clamping at zero.
     pub fn step_secs(&self, b: &BatchShape) -> f64 {
-        let t: f64 = Self::features(b).iter().zip(self.c).map(|(x, c)| x * c).sum();
-        match self.cached_context {
-            Some(c6) if b.decode_cached_tokens > 0 => t + (c6 - self.c[5]) * b.decode_cached_tokens as f64,
-            _ => t,
+        let mut t: f64 = Self::features(b).iter().zip(self.c).map(|(x, c)| x * c).sum();
+        if let Some(c6) = self.cached_context
+            && b.decode_cached_tokens > 0
+        {
+            t += (c6 - self.c[5]) * b.decode_cached_tokens as f64;
         }
+        if let Some(k) = self.beyond_cache {
+            t += k.extra_s * self.beyond(b, k.tokens) as f64;
+        }
+        t
     }
 }
 
@@ -343,7 +382,7 @@ mod tests {
         b.add_decode(10);
         assert_eq!(FittedCost::features(&b), [1.0, 10.0, 49.0 + 9.0, 700.0, 2.0, 60.0]);
         assert_eq!(b.prefill_attention_pairs, 7 * (100 + 4) + 3 * 2);
-        let m = FittedCost { c: [1e-3, 1e-5, 1e-8, 1e-9, 1e-4, 1e-7], frontend: SimDuration::from_millis(3), cached_context: None };
+        let m = FittedCost { frontend: SimDuration::from_millis(3), ..FittedCost::new([1e-3, 1e-5, 1e-8, 1e-9, 1e-4, 1e-7]) };
         let want = 1e-3 + 10.0 * 1e-5 + 58.0 * 1e-8 + 700.0 * 1e-9 + 2.0 * 1e-4 + 60.0 * 1e-7;
         assert_eq!(m.step_time(&b), SimDuration::from_secs_f64(want));
         assert_eq!(m.request_latency(), SimDuration::from_millis(3));
@@ -364,6 +403,37 @@ mod tests {
         assert_eq!(plain.step_secs(&b), 1e-3 + 3.0 * 1e-4 + 2700.0 * 5e-7);
         let want = 1e-3 + 3.0 * 1e-4 + (2700.0 - 2124.0) * 5e-7 + 2124.0 * 1e-7;
         assert!((shared.step_secs(&b) - want).abs() < 1e-15, "{}", shared.step_secs(&b));
+    }
+
+    #[test]
+    fn decode_context_past_the_caches_pays_its_extra_rate() {
+        let c = [1e-3, 0.0, 0.0, 0.0, 1e-4, 3e-7];
+        let knee = CacheKnee { tokens: 4096, extra_s: 2e-7 };
+        let m = FittedCost { beyond_cache: Some(knee), ..FittedCost::new(c) };
+        let step = |ctx: &[u32]| {
+            let mut b = BatchShape::default();
+            ctx.iter().for_each(|&x| b.add_decode(x));
+            b
+        };
+        // Within the caches: the linear model, to the bit.
+        let small = step(&[1000, 3000]);
+        assert_eq!(m.step_secs(&small), FittedCost::new(c).step_secs(&small));
+        // 8,000 tokens: 3,904 of them past the knee.
+        let big = step(&[4000, 4000]);
+        let want = 1e-3 + 2.0 * 1e-4 + 8000.0 * 3e-7 + 3904.0 * 2e-7;
+        assert!((m.step_secs(&big) - want).abs() < 1e-15, "{}", m.step_secs(&big));
+        // Blocks a sharer has just read come from the caches when c6 prices them.
+        let mut shared = BatchShape::default();
+        shared.add_decode_cached(4000, 3000);
+        shared.add_decode_cached(4000, 3000);
+        shared.decode_cached_tokens -= 3000; // the first sharer reads them from memory
+        let with_c6 = FittedCost { cached_context: Some(5e-8), ..m };
+        assert_eq!(with_c6.beyond(&shared, knee.tokens), 5000 - 4096, "5,000 tokens from memory");
+        assert_eq!(m.beyond(&shared, knee.tokens), 8000 - 4096, "without c6, every context token is from memory");
+        // Prefill-only steps have no decode context: no extra cost.
+        let mut p = BatchShape::default();
+        p.add_prefill_chunk(2048, 8192);
+        assert_eq!(m.step_secs(&p), FittedCost::new(c).step_secs(&p));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cost::{FITTED_TERMS, FittedCost};
+use crate::cost::{CacheKnee, FITTED_TERMS, FittedCost};
 use crate::spec::EngineSpec;
 use crate::time::SimDuration;
 
@@ -52,7 +52,7 @@ pub struct Profile {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProfileConditions {
-    /// Load average (1, 5, 15 minutes, `/proc/loadavg`) when the probes started.
+    /// Load average (1, 5, 15 minutes, `/proc/loadavg`) before the first request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_average_before: Option<[f64; 3]>,
     /// ... and when they ended.
@@ -61,16 +61,20 @@ pub struct ProfileConditions {
     /// Logical CPUs online.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus_online: Option<u32>,
+    /// CPUs busy (`/proc/stat`) over the second before the first request, the engine idle: what
+    /// else the machine was doing then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy_cpus_before: Option<f64>,
 }
 
 impl ProfileConditions {
-    /// The 1-minute load average over the measurement: the mean of before and after.
+    /// The machine's background load while it was measured: the 1-minute load average when
+    /// the probes started, with the engine idle (or at the end, when that is all there is).
+    /// Not the mean over the probes: those keep the engine busy and raise the average by
+    /// the engine's own work, which a later comparison on an idle engine would read as a
+    /// busier machine.
     pub fn load(&self) -> Option<f64> {
-        match (self.load_average_before, self.load_average_after) {
-            (Some(a), Some(b)) => Some((a[0] + b[0]) / 2.0),
-            (Some(a), None) | (None, Some(a)) => Some(a[0]),
-            (None, None) => None,
-        }
+        self.load_average_before.or(self.load_average_after).map(|l| l[0])
     }
 }
 
@@ -138,8 +142,29 @@ impl Profile {
         if let Some(x) = c.c6_decode_cached_context_s {
             seconds("coefficients.c6_decode_cached_context_s".into(), x);
         }
+        if let Some(x) = c.c7_decode_context_beyond_cache_s {
+            seconds("coefficients.c7_decode_context_beyond_cache_s".into(), x);
+        }
         for (k, s) in self.samples.iter().enumerate() {
             seconds(format!("samples[{k}].seconds"), s.seconds);
+        }
+        match (c.c7_decode_context_beyond_cache_s, c.decode_cache_tokens) {
+            (Some(_), None) => out.push(ProfileProblem {
+                field: "coefficients.c7_decode_context_beyond_cache_s".into(),
+                value: shown(c.c7_decode_context_beyond_cache_s.unwrap_or_default()),
+                allowed: "needs coefficients.decode_cache_tokens (where it starts)",
+            }),
+            (None, Some(t)) => out.push(ProfileProblem {
+                field: "coefficients.decode_cache_tokens".into(),
+                value: t.to_string(),
+                allowed: "needs coefficients.c7_decode_context_beyond_cache_s (what it costs)",
+            }),
+            (Some(_), Some(0)) => out.push(ProfileProblem {
+                field: "coefficients.decode_cache_tokens".into(),
+                value: "0".into(),
+                allowed: "must be at least 1",
+            }),
+            _ => {}
         }
         let mut at_least_one = |field: &str, x: u64| {
             if x == 0 {
@@ -185,6 +210,15 @@ impl Profile {
                         });
                     }
                 }
+            }
+            if let Some(x) = c.busy_cpus_before
+                && !(x.is_finite() && x >= 0.0)
+            {
+                out.push(ProfileProblem {
+                    field: "conditions.busy_cpus_before".into(),
+                    value: shown(x),
+                    allowed: "must be a finite number of CPUs >= 0",
+                });
             }
         }
         out
@@ -448,6 +482,15 @@ pub struct ProfileCoefficients {
     /// `c5_decode_context_s` (measured by the shared-prefix decode probes; absent: as c5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub c6_decode_cached_context_s: Option<f64>,
+    /// Extra seconds per decode context token past `decode_cache_tokens` in a step: the
+    /// decode KV no longer fits the caches and streams from memory (measured by the decode
+    /// probes at long contexts; absent: one rate, c5, for every context token). Set with
+    /// `decode_cache_tokens` or not at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c7_decode_context_beyond_cache_s: Option<f64>,
+    /// Decode context tokens per step the caches hold (where c7 starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_cache_tokens: Option<u64>,
 }
 
 impl ProfileCoefficients {
@@ -469,6 +512,10 @@ impl ProfileCoefficients {
             c: self.as_array(),
             frontend: SimDuration::from_secs_f64(self.frontend_s.max(0.0)),
             cached_context: self.c6_decode_cached_context_s.map(|c| c.max(0.0)),
+            beyond_cache: match (self.c7_decode_context_beyond_cache_s, self.decode_cache_tokens) {
+                (Some(extra_s), Some(tokens)) => Some(CacheKnee { tokens, extra_s: extra_s.max(0.0) }),
+                _ => None,
+            },
         }
     }
 
@@ -484,6 +531,8 @@ impl ProfileCoefficients {
             c5_decode_context_s: c[5],
             frontend_s: cost.frontend.as_secs_f64(),
             c6_decode_cached_context_s: cost.cached_context,
+            c7_decode_context_beyond_cache_s: cost.beyond_cache.map(|k| k.extra_s),
+            decode_cache_tokens: cost.beyond_cache.map(|k| k.tokens),
         }
     }
 }
@@ -639,6 +688,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_background_load_is_the_idle_engines_not_the_probes() {
+        // The probes kept the engine busy: the average at the end counts its own work.
+        let c = ProfileConditions {
+            load_average_before: Some([0.4, 1.3, 0.9]),
+            load_average_after: Some([2.8, 2.2, 1.4]),
+            cpus_online: Some(2),
+            busy_cpus_before: Some(0.1),
+        };
+        assert_eq!(c.load(), Some(0.4));
+        let after_only = ProfileConditions { load_average_before: None, ..c };
+        assert_eq!(after_only.load(), Some(2.8));
+        assert_eq!(ProfileConditions::default().load(), None);
+    }
+
+    #[test]
     fn fields_are_found_at_their_line() {
         let text = "format: 2\nhardware:\n  gpus: 1\ncoefficients:\n  c0_step_s: 1\n  c4_decode_seq_s: -1\nsamples:\n- class: prefill\n  seconds: 1\n- class: decode\n  seconds: -2\n";
         // A nested key of the same name before the one meant (`fit.samples`).
@@ -654,8 +718,12 @@ mod tests {
 
     #[test]
     fn coefficients_round_trip_through_the_cost_model() {
-        let cost =
-            FittedCost { c: [1e-3, 2e-5, 3e-9, 4e-10, 5e-5, 6e-8], frontend: SimDuration::from_micros(4500), cached_context: Some(1e-8) };
+        let cost = FittedCost {
+            c: [1e-3, 2e-5, 3e-9, 4e-10, 5e-5, 6e-8],
+            frontend: SimDuration::from_micros(4500),
+            cached_context: Some(1e-8),
+            beyond_cache: Some(CacheKnee { tokens: 5792, extra_s: 3e-7 }),
+        };
         let p = ProfileCoefficients::of(&cost);
         assert_eq!(p.cost(), cost);
         assert_eq!(p.frontend_s, 0.0045);

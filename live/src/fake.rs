@@ -836,6 +836,7 @@ mod tests {
             c,
             frontend: simctl_engine::time::SimDuration::from_millis(frontend_ms),
             cached_context: None,
+            beyond_cache: None,
         };
         FakeSpec { batching: Some(Batching { cost: Arc::new(cost), max_batch_tokens, max_seqs: 8 }), ..FakeSpec::default() }
     }

@@ -205,7 +205,10 @@ fn check(a: &CalibrateArgs, path: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     };
     let r = result?;
-    let load = simctl_calibration::check::load_differs(r.load_now, r.load_then);
+    let load = simctl_calibration::check::background_differs(
+        simctl_calibration::check::Background { busy_cpus: r.busy_now, load: r.load_now },
+        simctl_calibration::check::Background { busy_cpus: r.busy_then, load: r.load_then },
+    );
     if a.json {
         let probes: Vec<serde_json::Value> = r
             .probes
@@ -224,6 +227,8 @@ fn check(a: &CalibrateArgs, path: &Path) -> Result<ExitCode> {
             "probes": probes,
             "load_now": r.load_now,
             "load_then": r.load_then,
+            "busy_cpus_now": r.busy_now,
+            "busy_cpus_then": r.busy_then,
             "load_warning": load,
             "differences": r.differences,
             "failed": r.failed,
@@ -503,6 +508,15 @@ fn print_report(cal: &Calibration, out: &Path, plot: &Path, total: Duration, tar
     match c.c6_decode_cached_context_s {
         Some(c6) => println!("  c6 per cached context token {:>10.3} ns (decode context in prefix-cached blocks)", c6 * 1e9),
         None => println!("  c6 per cached context token          - (no shared-prefix decode samples: priced as c5)"),
+    }
+    match (c.c7_decode_context_beyond_cache_s, c.decode_cache_tokens) {
+        (Some(c7), Some(w)) => {
+            println!("  c7 per context token past {w} {:>7.3} ns more than c5 (a step's decode KV beyond what the caches hold)", c7 * 1e9)
+        }
+        _ => println!(
+            "  c7 past the caches                    - (decode steps grow linearly with context: one rate, c5, fits within {:.0}%)",
+            simctl_calibration::fit::KNEE_GAIN * 100.0
+        ),
     }
     println!("\nfit quality per probe class (samples fitted):");
     println!("  {:<8} {:>7} {:>8} {:>8}", "class", "samples", "R²", "MAPE");

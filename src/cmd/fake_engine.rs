@@ -55,7 +55,8 @@ pub struct FakeEngineArgs {
 
 /// The built-in step model: 2 ms a step, 10 us a prefill token, 40 us a decoding sequence,
 /// 1 ms of frontend per request (about the tiny model of real-engine.sh on one CPU core).
-const BUILT_IN: FittedCost = FittedCost { c: [2e-3, 10e-6, 0.0, 0.0, 40e-6, 0.0], frontend: SimDuration(1_000_000), cached_context: None };
+const BUILT_IN: FittedCost =
+    FittedCost { c: [2e-3, 10e-6, 0.0, 0.0, 40e-6, 0.0], frontend: SimDuration(1_000_000), cached_context: None, beyond_cache: None };
 
 pub fn run(a: FakeEngineArgs) -> Result<ExitCode> {
     let profile = match &a.profile {

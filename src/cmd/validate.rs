@@ -356,9 +356,8 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     if let Some(p) = &profile
         && let Ok(prof) = simctl_calibration::read_profile(p)
     {
-        let now = simctl_calibration::hardware::load_average().map(|l| l[0]);
-        let then = prof.conditions.as_ref().and_then(|c| c.load());
-        if let Some(w) = simctl_calibration::check::load_differs(now, then) {
+        use simctl_calibration::check::{Background, background_differs};
+        if let Some(w) = background_differs(Background::now(), Background::of(&prof)) {
             eprintln!("warning: {w}; `simctl calibrate --check {}` says whether the profile still fits", p.display());
         }
     }

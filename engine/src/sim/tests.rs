@@ -322,6 +322,7 @@ fn random_decode_spec(rng: &mut crate::rng::StreamRng) -> ScenarioSpec {
                 c: [4e-3, 5e-5, 1e-9, 2e-9, 2e-5, 3e-8],
                 frontend: SimDuration::from_micros(1_700),
                 cached_context: Some(7e-9),
+                beyond_cache: None,
             },
             tp: None,
         },

@@ -155,7 +155,7 @@ impl Cx {
                 Some(x) => Some(self.number(x, "cached_context")?),
                 None => None,
             };
-            Some(PerfSpec::Fitted { cost: FittedCost { c: coefficients, frontend, cached_context }, tp })
+            Some(PerfSpec::Fitted { cost: FittedCost { c: coefficients, frontend, cached_context, beyond_cache: None }, tp })
         } else if let Some(v) = s.get("profile") {
             let path = self.name(v, "profile")?;
             let profile = self.load_profile(&path, v)?;
