@@ -334,7 +334,7 @@ async fn calibrate_at(
     // What else the machine does, before anything is sent: the engine is idle only now (the
     // max_num_seqs waves leave it busy with their aborts for a while).
     let load_before = hardware::load_average();
-    let busy_before = hardware::busy_cpus(hardware::BUSY_WINDOW);
+    let busy_before = hardware::background_busy_cpus();
 
     let mut driver = Driver::new(client.clone(), model.id.clone(), max_model_len, spec.seed);
     let rough = driver.warm_up(max_model_len).await?;

@@ -147,7 +147,7 @@ pub async fn check(profile: &Profile, url: &str, client: ClientConfig, seed: u64
     let probes = check_probes(&facts, profile.engine.max_batch_tokens);
     let started = Instant::now();
     let load_now = hardware::load_average().map(|l| l[0]);
-    let busy_now = hardware::busy_cpus(hardware::BUSY_WINDOW);
+    let busy_now = hardware::background_busy_cpus();
     let busy_then = profile.conditions.as_ref().and_then(|c| c.busy_cpus_before);
     let mut driver = Driver::new(client, model.id.clone(), max_model_len, seed);
     let rough = driver.warm_up(max_model_len).await?;
@@ -210,9 +210,9 @@ pub struct Background {
 }
 
 impl Background {
-    /// The machine now (blocks for [`hardware::BUSY_WINDOW`]).
+    /// The machine now (blocks for 2.5 s: [`hardware::background_busy_cpus`]).
     pub fn now() -> Self {
-        Background { busy_cpus: hardware::busy_cpus(hardware::BUSY_WINDOW), load: hardware::load_average().map(|l| l[0]) }
+        Background { busy_cpus: hardware::background_busy_cpus(), load: hardware::load_average().map(|l| l[0]) }
     }
 
     /// What a profile recorded before its probes.

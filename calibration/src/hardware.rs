@@ -120,12 +120,22 @@ pub fn load_average() -> Option<[f64; 3]> {
     parse_load_average(&text)
 }
 
-/// How long [`busy_cpus`] watches the machine before a calibration or check.
-pub const BUSY_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+/// How many CPUs other work keeps busy, as a calibration or check sees it before its first
+/// request: the least of [`BUSY_WINDOWS`] consecutive half-second readings of
+/// [`busy_cpus`] (2.5 s). An engine that just served requests spins on for a while (vLLM's
+/// processes poll their shared-memory queues for a second after the last step,
+/// `busy_loop_s` in `vllm/distributed/device_communicators/shm_broadcast.py`); work that
+/// goes on keeps every window busy.
+pub fn background_busy_cpus() -> Option<f64> {
+    (0..BUSY_WINDOWS).filter_map(|_| busy_cpus(std::time::Duration::from_millis(500))).reduce(f64::min)
+}
 
-/// How many CPUs other work kept busy over `window` (`/proc/stat`: every CPU's time not
-/// idle or waiting for I/O, as a number of CPUs): what the machine is doing now, where the
-/// 1-minute load average still remembers a build that finished a minute ago. It blocks for
+/// Half-second readings [`background_busy_cpus`] takes.
+pub const BUSY_WINDOWS: usize = 5;
+
+/// How many CPUs were busy over `window` (`/proc/stat`: every CPU's time not idle or
+/// waiting for I/O, as a number of CPUs): what the machine is doing now, where the 1-minute
+/// load average still remembers a build that finished a minute ago. It blocks for
 /// `window`. `None` where there is no `/proc/stat`.
 pub fn busy_cpus(window: std::time::Duration) -> Option<f64> {
     let a = std::fs::read_to_string("/proc/stat").ok()?;

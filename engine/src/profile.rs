@@ -61,7 +61,8 @@ pub struct ProfileConditions {
     /// Logical CPUs online.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus_online: Option<u32>,
-    /// CPUs busy (`/proc/stat`) over the second before the first request, the engine idle: what
+    /// CPUs busy (`/proc/stat`) before the first request, the engine idle (the least of five
+    /// half-second readings): what
     /// else the machine was doing then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub busy_cpus_before: Option<f64>,

@@ -514,7 +514,7 @@ fn print_report(cal: &Calibration, out: &Path, plot: &Path, total: Duration, tar
             println!("  c7 per context token past {w} {:>7.3} ns more than c5 (a step's decode KV beyond what the caches hold)", c7 * 1e9)
         }
         _ => println!(
-            "  c7 past the caches                    - (decode steps grow linearly with context: one rate, c5, fits within {:.0}%)",
+            "  c7 past the caches                    - (one rate, c5, for all decode context: a knee would not cut the fit's error by {:.0}%)",
             simctl_calibration::fit::KNEE_GAIN * 100.0
         ),
     }
