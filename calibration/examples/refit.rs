@@ -22,7 +22,7 @@ fn main() {
             }
         };
         let (budget, chunked) = (p.engine.max_batch_tokens, p.engine.chunked_prefill);
-        let recorded = fit::quality_of(p.cost(), &p.samples, budget, chunked);
+        let recorded = fit::quality(p.cost(), &p.samples, budget, chunked);
         let refit = match fit::fit(&p.samples, budget, chunked) {
             Ok(f) => f,
             Err(e) => {

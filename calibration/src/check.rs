@@ -47,7 +47,7 @@ pub struct CheckReport {
     pub load_now: Option<f64>,
     /// See `load_now`.
     pub load_then: Option<f64>,
-    /// CPUs busy over the second before the probes, and the profile's (see
+    /// CPUs busy before the probes ([`hardware::background_busy_cpus`]), and the profile's (see
     /// [`ProfileConditions::busy_cpus_before`](simctl_engine::profile::ProfileConditions)).
     pub busy_now: Option<f64>,
     /// See `busy_now`.
@@ -203,7 +203,7 @@ pub async fn check(profile: &Profile, url: &str, client: ClientConfig, seed: u64
 /// What else the machine is doing, as a profile records it and as it is now.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Background {
-    /// CPUs busy over the second before the probes ([`hardware::busy_cpus`]).
+    /// CPUs busy before the probes ([`hardware::background_busy_cpus`]).
     pub busy_cpus: Option<f64>,
     /// The 1-minute load average then.
     pub load: Option<f64>,
@@ -239,11 +239,6 @@ pub fn background_differs(now: Background, then: Background) -> Option<String> {
     })
 }
 
-/// [`background_differs`] on load averages alone.
-pub fn load_differs(now: Option<f64>, then: Option<f64>) -> Option<String> {
-    background_differs(Background { busy_cpus: None, load: now }, Background { busy_cpus: None, load: then })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +260,8 @@ mod tests {
 
     #[test]
     fn load_is_said_to_differ_only_by_more_than_a_core_and_by_a_good_share() {
+        let load_differs =
+            |now, then| background_differs(Background { busy_cpus: None, load: now }, Background { busy_cpus: None, load: then });
         assert_eq!(load_differs(Some(1.2), Some(0.8)), None);
         assert_eq!(load_differs(Some(9.0), Some(8.0)), None, "one core more on a busy machine");
         assert!(load_differs(Some(3.5), Some(0.5)).is_some());

@@ -177,20 +177,12 @@ pub fn fit(samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> R
     if used.len() < TERMS {
         return Err(FitError::TooFewSamples(used.len()));
     }
-    // Rows divided by the measurement: least squares on relative errors.
-    let rows: Vec<[f64; TERMS]> = used
-        .iter()
-        .map(|s| {
-            let mut x = sample_features(s, max_batch_tokens, chunked);
-            x.iter_mut().for_each(|v| *v /= s.seconds);
-            x
-        })
-        .collect();
-    identifiable(&scaled_columns(&rows))?;
+    let rows = relative_rows(&used, max_batch_tokens, chunked);
+    identifiable(&scale_columns(&rows).0)?;
     let (c, sse_linear) = nnls_relative(&rows);
     let mut cost = FittedCost { frontend: SimDuration::from_secs_f64(c[0]), ..FittedCost::new(std::array::from_fn(|k| c[k + 1])) };
     // Decode attention past the caches (c7): kept only where it earns its two parameters.
-    if let Some((knee, c, sse)) = best_knee(&used, max_batch_tokens, chunked)
+    if let Some((knee, c, sse)) = best_knee(&used, &rows, max_batch_tokens, chunked)
         && knee.extra_s > 0.0
         && sse < (1.0 - KNEE_GAIN) * sse_linear
         && sse_linear - sse > KNEE_FLOOR
@@ -293,8 +285,16 @@ fn scale_columns<const N: usize>(rows: &[[f64; N]]) -> (Vec<[f64; N]>, [f64; N])
     (scaled, scale)
 }
 
-fn scaled_columns<const N: usize>(rows: &[[f64; N]]) -> Vec<[f64; N]> {
-    scale_columns(rows).0
+/// The samples' features divided by what each measured: least squares on these rows
+/// minimises the relative errors.
+fn relative_rows(used: &[&ProfileSample], max_batch_tokens: u32, chunked: bool) -> Vec<[f64; TERMS]> {
+    used.iter()
+        .map(|s| {
+            let mut x = sample_features(s, max_batch_tokens, chunked);
+            x.iter_mut().for_each(|v| *v /= s.seconds);
+            x
+        })
+        .collect()
 }
 
 /// Non-negative least squares of rows already divided by their measurement (`min Σ (1 −
@@ -337,8 +337,14 @@ fn knee_candidates() -> impl Iterator<Item = u64> {
 /// The best decode cache knee for these samples: the candidate (with at least
 /// [`KNEE_SIDE`] decode samples within it and beyond it) whose fit with c7 leaves the least
 /// squared relative error; the knee, the other coefficients (`[frontend, c0..c5]`), and that
-/// error. `None` when the decode samples do not span any candidate.
-fn best_knee(used: &[&ProfileSample], max_batch_tokens: u32, chunked: bool) -> Option<(CacheKnee, [f64; TERMS], f64)> {
+/// error. `None` when the decode samples do not span any candidate. `rows` are the samples'
+/// [`relative_rows`].
+fn best_knee(
+    used: &[&ProfileSample],
+    rows: &[[f64; TERMS]],
+    max_batch_tokens: u32,
+    chunked: bool,
+) -> Option<(CacheKnee, [f64; TERMS], f64)> {
     let mut best: Option<(CacheKnee, [f64; TERMS], f64)> = None;
     let linear = FittedCost::new([0.0; FITTED_TERMS]);
     let steps: Vec<Vec<BatchShape>> = used.iter().map(|s| sample_steps(s, max_batch_tokens, chunked)).collect();
@@ -348,20 +354,20 @@ fn best_knee(used: &[&ProfileSample], max_batch_tokens: u32, chunked: bool) -> O
         if within < KNEE_SIDE || beyond < KNEE_SIDE {
             continue;
         }
-        let rows: Vec<[f64; TERMS + 1]> = used
+        let with_knee: Vec<[f64; TERMS + 1]> = used
             .iter()
             .zip(&steps)
-            .map(|(s, steps)| {
-                let lin = sample_features(s, max_batch_tokens, chunked);
+            .zip(rows)
+            .map(|((s, steps), lin)| {
                 let past = |b: &BatchShape| linear.beyond(b, w) as f64;
                 let x = match s.metric {
                     SampleMetric::Ttft => steps.iter().map(past).sum(),
                     SampleMetric::Step => past(steps.last().expect("at least one step")),
                 };
-                std::array::from_fn(|k| if k < TERMS { lin[k] } else { x } / s.seconds)
+                std::array::from_fn(|k| if k < TERMS { lin[k] } else { x / s.seconds })
             })
             .collect();
-        let (c, sse) = nnls_relative(&rows);
+        let (c, sse) = nnls_relative(&with_knee);
         if best.as_ref().is_none_or(|b| sse < b.2 - 1e-15) {
             best = Some((CacheKnee { tokens: w, extra_s: c[TERMS] }, std::array::from_fn(|k| c[k]), sse));
         }
@@ -464,11 +470,7 @@ fn solve<const N: usize>(g: &[[f64; N]; N], b: &[f64; N], idx: &[usize]) -> Opti
 }
 
 /// A model's quality on samples (what [`fit`] reports for the model it fits).
-pub fn quality_of(cost: FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Fit {
-    quality(cost, samples, max_batch_tokens, chunked)
-}
-
-fn quality(cost: FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Fit {
+pub fn quality(cost: FittedCost, samples: &[ProfileSample], max_batch_tokens: u32, chunked: bool) -> Fit {
     let residuals: Vec<Residual> = samples
         .iter()
         .map(|s| Residual {
@@ -605,15 +607,7 @@ mod tests {
     /// The fit without the knee (every candidate refused), for comparison.
     fn fit_linear_only(samples: &[ProfileSample]) -> Fit {
         let used: Vec<&ProfileSample> = samples.iter().filter(|s| !s.held_out).collect();
-        let rows: Vec<[f64; TERMS]> = used
-            .iter()
-            .map(|s| {
-                let mut x = sample_features(s, 2048, true);
-                x.iter_mut().for_each(|v| *v /= s.seconds);
-                x
-            })
-            .collect();
-        let (c, _) = nnls_relative(&rows);
+        let (c, _) = nnls_relative(&relative_rows(&used, 2048, true));
         let cost = FittedCost { frontend: SimDuration::from_secs_f64(c[0]), ..FittedCost::new(std::array::from_fn(|k| c[k + 1])) };
         quality(cost, samples, 2048, true)
     }
