@@ -8,6 +8,7 @@ mod engine_scale;
 mod eval;
 mod fidelity;
 mod hostile;
+mod layers;
 mod live;
 mod outputs;
 mod reports;

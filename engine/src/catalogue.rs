@@ -5,7 +5,7 @@
 
 mod efficiency;
 
-pub use efficiency::{Backend, RooflineParams, roofline_defaults};
+pub use efficiency::{Backend, DEFAULT_MBU, DEFAULT_MFU, DEFAULT_STEP_OVERHEAD, RooflineParams, roofline_defaults};
 
 const GB: u64 = 1_000_000_000;
 const TB_S: f64 = 1e12;

@@ -3,7 +3,6 @@
 use std::fmt::Debug;
 
 use crate::catalogue::{GpuSpec, ModelSpec, NumberFormat, RooflineParams};
-use crate::spec::PerfSpec;
 use crate::time::SimDuration;
 
 /// What a step computes, summarised for cost models.
@@ -347,24 +346,6 @@ impl StepCostModel for FittedCost {
     }
     fn request_latency(&self) -> SimDuration {
         self.frontend
-    }
-}
-
-/// Builds the step cost model of an instance.
-pub fn build(perf: &PerfSpec, model: &ModelSpec, tp: u32) -> Box<dyn StepCostModel> {
-    match perf {
-        PerfSpec::Rates { prefill_tok_s, decode_tok_s, step_overhead } => Box::new(RatesCost {
-            sec_per_prefill_token: 1.0 / prefill_tok_s,
-            sec_per_decode_token: 1.0 / decode_tok_s,
-            overhead: *step_overhead,
-        }),
-        PerfSpec::Roofline { gpu, params } => Box::new(RooflineCost::with_defaults(model, gpu, tp, params)),
-        PerfSpec::Kernels { gpu, backend, overheads, expert_parallel } => match crate::kernels::tables(&gpu.name, *backend) {
-            Some(t) => Box::new(crate::kernels::KernelCost::new(model, gpu, tp, t, *overheads, *expert_parallel)),
-            // Validation refuses kernel models without tables; the datasheet roofline else.
-            None => Box::new(RooflineCost::with_defaults(model, gpu, tp, &crate::catalogue::RooflineParams::GENERIC)),
-        },
-        PerfSpec::Fitted { cost, .. } => Box::new(*cost),
     }
 }
 

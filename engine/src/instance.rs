@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 
 use crate::cost::{BatchShape, StepCostModel};
+use crate::ids::InstanceId;
 use crate::kv::KvCache;
-use crate::router::InstanceId;
 use crate::seq::{SeqId, SeqSlab};
 use crate::spec::{EngineSpec, Role, Scheduler};
 use crate::time::SimTime;

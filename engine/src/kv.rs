@@ -26,7 +26,6 @@
 //! touched until the blocks are needed, which keeps thousands of transfers on a saturated
 //! link out of the CPU's caches and out of memory.
 
-pub use crate::seq::trace_block_hashes;
 use crate::units::{Blocks, Tokens};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

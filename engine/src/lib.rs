@@ -51,9 +51,9 @@
 #![warn(missing_docs)]
 
 pub mod catalogue;
-mod cluster;
 pub mod cost;
 pub mod examples;
+mod ids;
 mod instance;
 pub mod inventory;
 pub mod kernels;

@@ -1,8 +1,8 @@
 //! What a run reports: per-request rows, events for recorders, per-instance statistics.
 
 use crate::cost::BatchShape;
+use crate::ids::InstanceId;
 use crate::request::RequestId;
-use crate::router::InstanceId;
 use crate::spec::Role;
 use crate::time::{SimDuration, SimTime};
 use crate::units::Tokens;

@@ -3,10 +3,10 @@
 
 use std::ops::{Index, IndexMut};
 
+use crate::ids::InstanceId;
 use crate::kv::{BlockHash, BlockId};
 use crate::request::Request;
 use crate::rng::mix;
-use crate::router::InstanceId;
 use crate::time::{SimDuration, SimTime};
 use crate::units::{Blocks, Bytes, Tokens};
 
@@ -49,8 +49,9 @@ fn chain(prev: BlockHash, salt: u64, j: u32) -> BlockHash {
 /// (Mooncake: one id per 512-token block; equal ids mean equal content). Engine block `j`
 /// covers tokens `[j·bs, (j+1)·bs)` and takes the id of the trace block holding its last
 /// token, chained with its position, so two prompts share engine blocks exactly as far as
-/// their trace ids agree, whatever the two block sizes.
-pub fn trace_block_hashes(ids: &[u64], trace_block_tokens: u32, n: u32, block_size: u32) -> impl Iterator<Item = BlockHash> + '_ {
+/// their trace ids agree, whatever the two block sizes. (The property tests' reference.)
+#[cfg(test)]
+fn trace_block_hashes(ids: &[u64], trace_block_tokens: u32, n: u32, block_size: u32) -> impl Iterator<Item = BlockHash> + '_ {
     let mut prev = BlockHash(HASH_SEED);
     (0..n).map_while(move |j| {
         let last_token = (u64::from(j) + 1) * u64::from(block_size) - 1;

@@ -1,5 +1,6 @@
 //! Flat rows of a summary: one column per metric, for CSV tables of sweeps.
 
+use crate::csv::csv_text;
 use crate::summary::Summary;
 
 /// A cell of a flat row.
@@ -15,15 +16,10 @@ impl Cell {
     /// As CSV text (quoted when needed).
     pub fn to_csv(&self) -> String {
         match self {
-            Cell::Num(v) => crate::frame::float_text(*v),
+            Cell::Num(v) => crate::csv::float_text(*v),
             Cell::Text(s) => csv_text(s),
         }
     }
-}
-
-/// Quotes a CSV field if it holds a comma, a quote or a newline.
-pub fn csv_text(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// Summary fields that are text when present and null otherwise.

@@ -11,7 +11,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use crate::flatten::csv_text;
+pub use crate::csv::float_text;
+use crate::csv::{csv_text, split_csv};
 
 /// The values of one column.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,12 +57,6 @@ impl ColumnData {
     fn all_missing(&self) -> bool {
         matches!(self, ColumnData::F64(v) if v.iter().all(|x| x.is_none_or(|x| !x.is_finite())))
     }
-}
-
-/// A float as CSV text that always reads back as a float: `0.0`, `1.5`, `1e-7`; empty when
-/// it is not finite (no data).
-pub fn float_text(x: f64) -> String {
-    if x.is_finite() { format!("{x:?}") } else { String::new() }
 }
 
 /// A named, typed column.
@@ -122,11 +117,11 @@ pub fn fill_empty_columns(src: &Path, dst: &Path, columns: &[&str]) -> io::Resul
     let mut w = BufWriter::new(File::create(dst)?);
     let mut lines = r.lines();
     let Some(header) = lines.next().transpose()? else { return Ok(()) };
-    let fields = crate::sweep::split_csv(&header);
+    let fields = split_csv(&header);
     let targets: Vec<usize> = fields.iter().enumerate().filter(|(_, f)| columns.contains(&f.as_str())).map(|(k, _)| k).collect();
     writeln!(w, "{header}")?;
     for line in lines {
-        let mut row: Vec<String> = crate::sweep::split_csv(&line?).iter().map(|f| csv_text(f)).collect();
+        let mut row: Vec<String> = split_csv(&line?).iter().map(|f| csv_text(f)).collect();
         for &k in &targets {
             if let Some(f) = row.get_mut(k) {
                 *f = "NaN".into();

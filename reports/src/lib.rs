@@ -5,6 +5,7 @@
 //! depths), the per-request CSV table, and the human-readable table.
 #![warn(missing_docs)]
 
+mod csv;
 pub mod figures;
 mod flatten;
 pub mod frame;
@@ -21,7 +22,8 @@ mod summary;
 pub mod sweep;
 mod table;
 
-pub use flatten::{Cell, csv_text, flatten_summary, mean_ci95};
+pub use csv::csv_text;
+pub use flatten::{Cell, flatten_summary, mean_ci95};
 pub use percentiles::{Distribution, percentile};
 pub use recorder::{RunRecorder, write_requests_csv_header};
 pub use summary::{ClassSummary, EngineAvailability, HealthEvent, LatencyBreakdown, LiveInfo, Summary};

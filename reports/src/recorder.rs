@@ -1,6 +1,6 @@
 //! A recorder that keeps what the summary needs and streams per-request rows to CSV.
 
-use crate::frame::float_text;
+use crate::csv::{csv_text, float_text};
 use std::io::{self, Write};
 
 use hdrhistogram::Histogram;
@@ -162,7 +162,7 @@ impl RunRecorder {
     /// Keeps per-class metrics for these classes (name and SLO, in class order).
     pub fn with_classes(mut self, classes: Vec<(String, SloSpec)>) -> Self {
         self.classes =
-            classes.into_iter().map(|(name, slo)| ClassAcc { csv_name: crate::csv_text(&name), name, slo, ..Default::default() }).collect();
+            classes.into_iter().map(|(name, slo)| ClassAcc { csv_name: csv_text(&name), name, slo, ..Default::default() }).collect();
         self
     }
 
@@ -309,7 +309,7 @@ impl RunRecorder {
             r.reason.map_or("", |x| x.as_str())
         );
         if let Some(e) = &self.error {
-            line.push_str(&crate::csv_text(e));
+            line.push_str(&csv_text(e));
         }
         line.push('\n');
         let out = match self.csv.as_mut() {

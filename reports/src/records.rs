@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use crate::Summary;
+use crate::csv::split_csv;
 use crate::recorder::REQUEST_COLUMNS;
-use crate::sweep::split_csv;
 
 /// The outcomes a `requests.csv` row may name.
 const OUTCOMES: [&str; 5] = ["finished", "rejected", "unfinished", "cancelled", "failed"];

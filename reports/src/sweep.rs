@@ -174,27 +174,6 @@ fn num(c: &Cell) -> Option<f64> {
     if let Cell::Num(v) = c { Some(*v) } else { None }
 }
 
-/// Splits one CSV line into fields (RFC 4180 quoting; no embedded newlines in our files).
-pub(crate) fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// Whether a metric is a share in [0, 1] (its confidence interval is clipped to that range).
 pub fn is_share(metric: &str) -> bool {
     ["slo_attainment", "prefix_hit_rate", "utilization", "kv_peak_usage"].iter().any(|s| metric.ends_with(s))
@@ -402,7 +381,7 @@ impl SweepResults {
         let rpath = dir.join("results.csv");
         let text = std::fs::read_to_string(&rpath).map_err(|e| format!("cannot read `{}`: {e}", rpath.display()))?;
         let mut lines = text.lines();
-        let header = split_csv(lines.next().ok_or_else(|| format!("`{}` is empty", rpath.display()))?);
+        let header = crate::csv::split_csv(lines.next().ok_or_else(|| format!("`{}` is empty", rpath.display()))?);
         let first = LEAD_COLUMNS.len() + manifest.grid.len();
         if header.len() < first || header[..LEAD_COLUMNS.len()] != LEAD_COLUMNS {
             return Err(format!("`{}` does not start with point,replicate,seed and the axes", rpath.display()));
@@ -423,7 +402,7 @@ impl SweepResults {
             if line.is_empty() {
                 continue;
             }
-            let fields = split_csv(line);
+            let fields = crate::csv::split_csv(line);
             if fields.len() != header.len() {
                 // A line cut short by an interrupted sweep: keep the others.
                 eprintln!("warning: {}:{}: {} fields, expected {}; line skipped", rpath.display(), n + 2, fields.len(), header.len());
@@ -495,14 +474,14 @@ pub fn read_csv_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<f64>>, St
 pub fn read_csv_text_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<String>>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let mut lines = text.lines();
-    let header = split_csv(lines.next().unwrap_or_default());
+    let header = crate::csv::split_csv(lines.next().unwrap_or_default());
     let idx: Vec<usize> = names
         .iter()
         .map(|n| header.iter().position(|h| h == n).ok_or_else(|| format!("`{}` has no column `{n}`", path.display())))
         .collect::<Result<_, _>>()?;
     let mut out = vec![Vec::new(); names.len()];
     for line in lines.filter(|l| !l.is_empty()) {
-        let f = split_csv(line);
+        let f = crate::csv::split_csv(line);
         for (o, &i) in out.iter_mut().zip(&idx) {
             o.push(f.get(i).cloned().unwrap_or_default());
         }
@@ -615,7 +594,7 @@ mod tests {
         let back = SweepResults::read(&dir).unwrap();
         assert_eq!(back.header, s.header);
         assert_eq!(format!("{:?}", back.rows), format!("{:?}", s.rows), "NaN compares by text");
-        assert_eq!(split_csv("1,\"a,\"\"b\",,x"), ["1", "a,\"b", "", "x"]);
+        assert_eq!(crate::csv::split_csv("1,\"a,\"\"b\",,x"), ["1", "a,\"b", "", "x"]);
 
         let mut a = s.clone();
         let mut b = s.clone();

@@ -2,7 +2,7 @@
 
 use simctl_engine::Simulation;
 use simctl_engine::catalogue::{self, GpuSpec, ModelSpec, NumberFormat, RooflineParams};
-use simctl_engine::cost::{self, BatchShape};
+use simctl_engine::cost::BatchShape;
 use simctl_engine::examples;
 use simctl_engine::kernels::KernelOverheads;
 use simctl_engine::record::{Outcome, Recorder, RequestRecord};
@@ -255,7 +255,7 @@ pub fn scenario(row: &SiliconRow, dep: &Deployment, model: &GpuModel) -> Scenari
 /// Unloaded latency of one request while `users` decode together: its prefill alone, then
 /// `osl` decode steps of `users` sequences at mid context. Only spreads the ramp.
 fn latency_estimate(row: &SiliconRow, dep: &Deployment, model: &GpuModel) -> SimDuration {
-    let c = cost::build(&model.perf(row, dep), &dep.model, dep.gpus);
+    let c = model.perf(row, dep).cost_model(&dep.model, dep.gpus);
     let isl = u64::from(row.isl);
     let prefill = c.step_time(&BatchShape {
         prefill_tokens: row.isl,

@@ -35,6 +35,16 @@ impl Backend {
     pub const ALL: [Backend; 3] = [Backend::Vllm, Backend::Sglang, Backend::Trtllm];
 }
 
+/// Default model FLOPs utilisation of the roofline model. Assumed: dense prefill kernels
+/// on Hopper reach 50-60% of peak in vLLM (a calibrated profile replaces this).
+pub const DEFAULT_MFU: f64 = 0.55;
+/// Default memory bandwidth utilisation of the roofline model (decode GEMVs reach 80-90%
+/// of HBM bandwidth; assumed, calibrate to replace).
+pub const DEFAULT_MBU: f64 = 0.85;
+/// Default fixed cost of one engine step: scheduling, sampling and launches with CUDA
+/// graphs (assumed order of magnitude for vLLM v1; calibrate to replace).
+pub const DEFAULT_STEP_OVERHEAD: SimDuration = SimDuration::from_micros(200);
+
 /// What the roofline model needs besides the GPU's and the model's datasheet numbers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RooflineParams {
@@ -62,13 +72,13 @@ pub struct RooflineParams {
 }
 
 impl RooflineParams {
-    /// The generic roofline: the datasheet model with [`crate::spec::DEFAULT_MFU`],
-    /// [`crate::spec::DEFAULT_MBU`] and [`crate::spec::DEFAULT_STEP_OVERHEAD`] and no other
+    /// The generic roofline: the datasheet model with [`DEFAULT_MFU`],
+    /// [`DEFAULT_MBU`] and [`DEFAULT_STEP_OVERHEAD`] and no other
     /// overhead. GPUs and engines without measurements in the catalogue get these.
     pub const GENERIC: RooflineParams = RooflineParams {
-        mfu: crate::spec::DEFAULT_MFU,
-        mbu: crate::spec::DEFAULT_MBU,
-        step_overhead: crate::spec::DEFAULT_STEP_OVERHEAD,
+        mfu: DEFAULT_MFU,
+        mbu: DEFAULT_MBU,
+        step_overhead: DEFAULT_STEP_OVERHEAD,
         seq_overhead: SimDuration::ZERO,
         layer_overhead: SimDuration::ZERO,
         moe_efficiency: 1.0,

@@ -4,16 +4,7 @@ use crate::spec::Role;
 use crate::time::SimTime;
 use crate::units::Blocks;
 
-/// Index of an instance in the cluster (declaration order across pools).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub struct InstanceId(pub u32);
-
-impl InstanceId {
-    /// As a vector index.
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-}
+pub use crate::ids::InstanceId;
 
 /// One instance as a router sees it. Gauges are what the engine's `/metrics` would show,
 /// refreshed every `telemetry.interval` (exact when it is 0); `assigned` and

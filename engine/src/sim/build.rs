@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 
 use super::Simulation;
+use super::cluster::{Cluster, Pool};
 use super::link::Link;
-use crate::cluster::{Cluster, Pool};
 use crate::cost;
 use crate::instance::{Instance, InstanceCounters};
 use crate::kv::KvCache;
@@ -61,7 +61,7 @@ impl Simulation {
                 let cost = match costs.iter().find(|(h, tp, _)| *h == inst.hardware && *tp == inst.tp) {
                     Some((_, _, c)) => std::sync::Arc::clone(c),
                     None => {
-                        let c: std::sync::Arc<dyn cost::StepCostModel> = cost::build(&hw.perf, &spec.model, inst.tp).into();
+                        let c: std::sync::Arc<dyn cost::StepCostModel> = hw.perf.cost_model(&spec.model, inst.tp).into();
                         costs.push((inst.hardware, inst.tp, std::sync::Arc::clone(&c)));
                         c
                     }

@@ -14,13 +14,13 @@ mod accounting;
 mod arrivals;
 mod build;
 mod cancel;
+mod cluster;
 mod fastforward;
 pub(crate) mod link;
 mod migrate;
 mod steps;
 mod transfer;
 
-use crate::cluster::Cluster;
 use crate::queue::{EventQueue, Phase, Popped};
 use crate::record::{DepthSeries, Recorder, RunTotals};
 use crate::request::Request;
@@ -30,6 +30,7 @@ use crate::spec::RunSpec;
 use crate::time::{SimDuration, SimTime};
 use crate::units::check_length;
 use crate::workload::WorkloadGen;
+use cluster::Cluster;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Event {

@@ -5,6 +5,7 @@
 //! value a [`crate::Simulation`] runs.
 
 use crate::catalogue::{GpuSpec, ModelSpec};
+use crate::cost::{RatesCost, RooflineCost, StepCostModel};
 use crate::time::SimDuration;
 
 mod router;
@@ -24,15 +25,7 @@ pub const DEFAULT_MAX_BATCH_TOKENS: u32 = 8192;
 /// vLLM's default `--max-num-seqs`.
 pub const DEFAULT_MAX_SEQS: u32 = 256;
 
-/// Default model FLOPs utilisation of the roofline model. Assumed: dense prefill kernels
-/// on Hopper reach 50-60% of peak in vLLM (a calibrated profile replaces this).
-pub const DEFAULT_MFU: f64 = 0.55;
-/// Default memory bandwidth utilisation of the roofline model (decode GEMVs reach 80-90%
-/// of HBM bandwidth; assumed, calibrate to replace).
-pub const DEFAULT_MBU: f64 = 0.85;
-/// Default fixed cost of one engine step: scheduling, sampling and launches with CUDA
-/// graphs (assumed order of magnitude for vLLM v1; calibrate to replace).
-pub const DEFAULT_STEP_OVERHEAD: SimDuration = SimDuration::from_micros(200);
+pub use crate::catalogue::{DEFAULT_MBU, DEFAULT_MFU, DEFAULT_STEP_OVERHEAD};
 
 /// A whole scenario, ready to simulate.
 #[derive(Clone, Debug, PartialEq)]
@@ -130,6 +123,26 @@ pub enum PerfSpec {
         /// `hardware.gpus`); instances at another degree are an error. `None`: any.
         tp: Option<u32>,
     },
+}
+
+impl PerfSpec {
+    /// The step cost model of an instance of this hardware at tensor-parallel degree `tp`.
+    pub fn cost_model(&self, model: &ModelSpec, tp: u32) -> Box<dyn StepCostModel> {
+        match self {
+            PerfSpec::Rates { prefill_tok_s, decode_tok_s, step_overhead } => Box::new(RatesCost {
+                sec_per_prefill_token: 1.0 / prefill_tok_s,
+                sec_per_decode_token: 1.0 / decode_tok_s,
+                overhead: *step_overhead,
+            }),
+            PerfSpec::Roofline { gpu, params } => Box::new(RooflineCost::with_defaults(model, gpu, tp, params)),
+            PerfSpec::Kernels { gpu, backend, overheads, expert_parallel } => match crate::kernels::tables(&gpu.name, *backend) {
+                Some(t) => Box::new(crate::kernels::KernelCost::new(model, gpu, tp, t, *overheads, *expert_parallel)),
+                // Validation refuses kernel models without tables; the datasheet roofline else.
+                None => Box::new(RooflineCost::with_defaults(model, gpu, tp, &crate::catalogue::RooflineParams::GENERIC)),
+            },
+            PerfSpec::Fitted { cost, .. } => Box::new(*cost),
+        }
+    }
 }
 
 /// Role of a pool and of its instances.

@@ -12,8 +12,23 @@ use simctl_engine::spec::ValidSpec;
 use simctl_engine::time::{SimDuration, SimTime};
 use simctl_engine::units::Blocks;
 
-use super::setup::Instance;
 use crate::metrics::EngineMetrics;
+
+/// One instance: `(pool index, pool name, instance name, hardware name, tp, $/h)`.
+pub(super) type Instance = (usize, String, String, String, u32, f64);
+
+/// The instances of `spec` in id order: `(pool index, pool name, instance name, hardware
+/// name, tp, $/h)`.
+pub(super) fn instances(spec: &ValidSpec) -> Vec<Instance> {
+    let mut out = Vec::new();
+    for (pi, p) in spec.pools.iter().enumerate() {
+        for i in &p.instances {
+            let hw = &spec.hardware[i.hardware];
+            out.push((pi, p.name.clone(), i.name.clone(), hw.name.clone(), i.tp, hw.cost_per_hour * f64::from(i.tp)));
+        }
+    }
+    out
+}
 
 /// What the loop keeps per engine from its scrapes.
 #[derive(Default, Clone)]

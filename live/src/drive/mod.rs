@@ -59,9 +59,9 @@ use crate::client::{ClientConfig, ClientError};
 use crate::health::{Availability, Health, HealthConfig, engine_fault};
 use crate::preflight;
 use crate::prompt::PromptMaker;
-use engines::{delta, gauges, instance_stats};
+use engines::{delta, gauges, instance_stats, instances};
 use requests::{Flight, Msg, dispatch, note_change, reason_of, record, send};
-use setup::{Connected, connect, instances, live_router, views};
+use setup::{Connected, connect, live_router, views};
 
 /// Scrapes no more often than this by default (a vLLM `/metrics` answer costs the engine a
 /// few milliseconds of CPU).

@@ -7,26 +7,10 @@ use simctl_engine::router::{InstanceId, InstanceView};
 use simctl_engine::spec::{PromptSplit, Role, RouterSpec, ValidSpec};
 use simctl_engine::units::Blocks;
 
-use super::engines::{Counters, EngineAcc};
+use super::engines::{Counters, EngineAcc, Instance};
 use super::{Engine, LiveError, LiveOptions};
 use crate::client::{ClientError, EngineClient};
 use crate::preflight::{ContextLimit, Limits};
-
-/// One instance: `(pool index, pool name, instance name, hardware name, tp, $/h)`.
-pub(super) type Instance = (usize, String, String, String, u32, f64);
-
-/// The instances of `spec` in id order: `(pool index, pool name, instance name, hardware
-/// name, tp, $/h)`.
-pub(super) fn instances(spec: &ValidSpec) -> Vec<Instance> {
-    let mut out = Vec::new();
-    for (pi, p) in spec.pools.iter().enumerate() {
-        for i in &p.instances {
-            let hw = &spec.hardware[i.hardware];
-            out.push((pi, p.name.clone(), i.name.clone(), hw.name.clone(), i.tp, hw.cost_per_hour * f64::from(i.tp)));
-        }
-    }
-    out
-}
 
 /// The router a live run uses: the scenario's, with the dual-pool split in place of KV
 /// transfer between engines for a disaggregated scenario.

@@ -1,11 +1,6 @@
 //! Comparing a run with a baseline: deltas and the lab's p95 headroom rule (TTFT and decode
 //! p95 within +10–15% of the baseline's).
 
-use std::path::Path;
-
-use super::card::{Scorecard, ScorecardError};
-use super::folder::{FolderError, RunFolder};
-
 /// Growth of a p95 over the baseline past which it is worth watching.
 pub const HEADROOM_WATCH: f64 = 0.10;
 /// Growth of a p95 over the baseline past which the change eats the headroom.
@@ -48,33 +43,6 @@ impl Baseline {
             drop_rate: pick(v, &["moe", "token_drop_rate"]),
             imbalance_cv: pick(v, &["moe", "expert_imbalance_cv"]),
             goodput: pick(v, &["throughput", "goodput"]),
-        })
-    }
-
-    /// From a scorecard computed here.
-    pub fn of(card: &Scorecard, reference: &str) -> Baseline {
-        Baseline {
-            reference: reference.to_string(),
-            avg_accuracy: card.quality.avg_accuracy,
-            ttft_p95: card.latency.ttft.map(|p| p.p95),
-            decode_p95: card.latency.decode.map(|p| p.p95),
-            drop_rate: card.moe.token_drop_rate,
-            imbalance_cv: card.moe.expert_imbalance_cv,
-            goodput: card.throughput.figures.goodput,
-        }
-    }
-
-    /// From a `scorecard.json` file, or a run folder (scored here).
-    pub fn load(path: &Path) -> Result<Baseline, ScorecardError> {
-        let reference = path.display().to_string();
-        if path.is_dir() {
-            return Ok(Baseline::of(&Scorecard::build(&RunFolder::read(path)?, None)?, &reference));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| FolderError::Io { action: "read", path: path.to_path_buf(), error: e })?;
-        let bad = |message: String| ScorecardError::Folder(FolderError::Bad { path: path.to_path_buf(), line: None, message });
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        Baseline::from_json(&v, &reference).ok_or_else(|| {
-            bad("not a scorecard: it has no quality, latency, moe or throughput section; give a scorecard.json or a run folder".into())
         })
     }
 }
@@ -160,9 +128,8 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// `card` against `b`.
-    pub fn of(card: &Scorecard, b: &Baseline) -> Comparison {
-        let now = Baseline::of(card, "");
+    /// The figures `now` against the baseline's, `b`.
+    pub fn between(now: &Baseline, b: &Baseline) -> Comparison {
         let d = |x: Option<f64>, y: Option<f64>| Some(x? - y?);
         Comparison {
             delta_vs_baseline: Deltas {

@@ -2,6 +2,7 @@
 //! lab's `scorecard.json` uses (simctl adds `verdict`, `run` and `generator`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::baseline::{Baseline, Comparison};
 use super::folder::{FolderError, LatencyRow, MOE_ROUTER, MOE_TRAFFIC, RouterRow, RunFolder, TpsGoodput, TrafficRow};
@@ -370,8 +371,39 @@ impl Scorecard {
         };
         if let Some(b) = baseline {
             card.baseline_ref = Some(b.reference.clone());
-            card.comparison = Some(Comparison::of(&card, b));
+            card.comparison = Some(Comparison::between(&Baseline::of(&card, ""), b));
         }
         Ok(card)
+    }
+}
+
+// A baseline's figures from a scorecard live here, beside the scorecard (baseline.rs holds
+// only the comparison, so that it needs nothing of this module).
+impl Baseline {
+    /// From a scorecard computed here.
+    pub fn of(card: &Scorecard, reference: &str) -> Baseline {
+        Baseline {
+            reference: reference.to_string(),
+            avg_accuracy: card.quality.avg_accuracy,
+            ttft_p95: card.latency.ttft.map(|p| p.p95),
+            decode_p95: card.latency.decode.map(|p| p.p95),
+            drop_rate: card.moe.token_drop_rate,
+            imbalance_cv: card.moe.expert_imbalance_cv,
+            goodput: card.throughput.figures.goodput,
+        }
+    }
+
+    /// From a `scorecard.json` file, or a run folder (scored here).
+    pub fn load(path: &Path) -> Result<Baseline, ScorecardError> {
+        let reference = path.display().to_string();
+        if path.is_dir() {
+            return Ok(Baseline::of(&Scorecard::build(&RunFolder::read(path)?, None)?, &reference));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| FolderError::Io { action: "read", path: path.to_path_buf(), error: e })?;
+        let bad = |message: String| ScorecardError::Folder(FolderError::Bad { path: path.to_path_buf(), line: None, message });
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        Baseline::from_json(&v, &reference).ok_or_else(|| {
+            bad("not a scorecard: it has no quality, latency, moe or throughput section; give a scorecard.json or a run folder".into())
+        })
     }
 }

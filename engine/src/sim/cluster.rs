@@ -1,9 +1,9 @@
 //! The cluster: instances grouped into pools, and the links that carry KV between pools.
 
+use super::link::Link;
 use crate::instance::Instance;
 use crate::kv::BlockHash;
 use crate::router::{InstanceId, PrefixProbe};
-use crate::sim::link::Link;
 use crate::spec::Role;
 use crate::time::SimDuration;
 
