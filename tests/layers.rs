@@ -15,7 +15,7 @@ const ENGINE_LAYERS: &[&[&str]] = &[
     &["kv"],
     &["seq"],
     &["catalogue"],
-    &["cost"],
+    &["cost", "batching"],
     &["kernels"],
     &["spec"],
     &["profile", "inventory", "examples", "workload"],

@@ -9,6 +9,7 @@
 //! steps), subject to every coefficient being non-negative (a negative cost has no physical
 //! meaning and would make some step shapes free).
 
+use simctl_engine::batching::StepRule;
 use simctl_engine::cost::{BatchShape, CacheKnee, FITTED_TERM_NAMES, FITTED_TERMS, FittedCost};
 use simctl_engine::profile::{ClassFit, ProbeClass, ProfileSample, SampleMetric};
 use simctl_engine::time::SimDuration;
@@ -66,10 +67,11 @@ pub enum FitError {
     },
 }
 
-/// The steps a sample spans when the step budget is `max_batch_tokens`: the prompt's
-/// uncached tokens in chunks (decodes take their tokens of the budget first, as vLLM
-/// schedules them), each step carrying the sample's decodes; a decode-only step when there
-/// is no prompt.
+/// The steps a sample spans when the step budget is `max_batch_tokens`, as the engine's
+/// batching rule ([`StepRule`]) builds them: each step carries the sample's decodes (running,
+/// they take their tokens of the budget first) and the next chunk of the prompt's uncached
+/// tokens; a decode-only step when there is no prompt. An unchunked prompt that does not fit
+/// beside the decodes runs alone. (The probes' few sequences never reach a sequence cap.)
 pub fn sample_steps(s: &ProfileSample, max_batch_tokens: u32, chunked: bool) -> Vec<BatchShape> {
     let decodes = |b: &mut BatchShape| {
         b.decode_seqs = s.decode_seqs;
@@ -81,15 +83,24 @@ pub fn sample_steps(s: &ProfileSample, max_batch_tokens: u32, chunked: bool) -> 
         decodes(&mut b);
         return vec![b];
     }
+    let rule = StepRule { max_batch_tokens, max_seqs: u32::MAX, chunked };
     // vLLM recomputes at least the last prompt token, even when all of it is cached.
     let cached = s.cached_tokens.min(s.prompt_tokens - 1);
-    let budget = if chunked { max_batch_tokens.saturating_sub(s.decode_seqs).max(1) } else { u32::MAX };
     let (mut ctx, mut left) = (cached, s.prompt_tokens - cached);
     let mut steps = Vec::new();
     while left > 0 {
-        let chunk = left.min(budget);
+        let mut step = rule.step();
         let mut b = BatchShape::default();
-        decodes(&mut b);
+        step.take_decodes(s.decode_seqs);
+        let chunk = match step.offer_waiting(left) {
+            Some(chunk) => {
+                decodes(&mut b);
+                chunk
+            }
+            // No room beside the decodes (an unchunked prompt, or decodes that fill the
+            // budget): the prompt's next step runs without them.
+            None => rule.step().offer_waiting(left).expect("an empty step takes a prompt"),
+        };
         b.add_prefill_chunk(chunk, ctx);
         steps.push(b);
         ctx += chunk;

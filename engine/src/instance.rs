@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::batching::{StepBudget, StepRule, first_readers_tokens};
 use crate::cost::{BatchShape, StepCostModel};
 use crate::ids::InstanceId;
 use crate::kv::KvCache;
@@ -188,10 +189,11 @@ impl Instance {
     /// cap and free KV blocks; a newly admitted sequence first reuses its longest cached
     /// prefix.
     fn build_mixed(&mut self, seqs: &mut SeqSlab, preempted: &mut Vec<SeqId>, shape: &mut BatchShape) {
-        let budget = self.schedule_running(seqs, preempted, shape, self.engine.max_batch_tokens, Phases::All);
+        let mut step = self.rule().step();
+        self.schedule_running(seqs, preempted, shape, &mut step, Phases::All);
         // vLLM v1 admits no new request in a step that had to preempt.
         if preempted.is_empty() {
-            self.admit_waiting(seqs, shape, budget, None);
+            self.admit_waiting(seqs, shape, &mut step, None);
         }
     }
 
@@ -206,18 +208,21 @@ impl Instance {
             // An idle SGLang scheduler starts its estimate over.
             self.sglang.reset(self.decode_steps(), SGLANG_INIT_NEW_TOKEN_RATIO);
         }
-        let budget = self.schedule_running(seqs, preempted, shape, self.engine.max_batch_tokens, Phases::Prefill);
+        let mut step = self.rule().step();
+        self.schedule_running(seqs, preempted, shape, &mut step, Phases::Prefill);
         let ratio = self.sglang.ratio(self.decode_steps());
         let mut reserved = 0.0;
         for &sid in &self.running {
             reserved += f64::from(future_tokens(&seqs[sid])) * ratio;
         }
-        self.admit_waiting(seqs, shape, budget, Some(reserved));
+        self.admit_waiting(seqs, shape, &mut step, Some(reserved));
         if !self.batch.is_empty() {
             self.stats.prefill_steps += 1;
             return;
         }
-        self.schedule_running(seqs, preempted, shape, u32::MAX, Phases::Decode);
+        // A decode batch has no token budget: every running sequence, up to the cap.
+        let mut decode = StepRule { max_batch_tokens: u32::MAX, ..self.rule() }.step();
+        self.schedule_running(seqs, preempted, shape, &mut decode, Phases::Decode);
         if !preempted.is_empty() {
             // SGLang's `retract_decode`: the estimate becomes what the batch left has
             // generated so far, plus a margin of 20 steps a sequence, of what it may generate.
@@ -233,37 +238,39 @@ impl Instance {
         }
     }
 
+    /// The instance's batching rule: its token budget, sequence cap and chunking.
+    fn rule(&self) -> StepRule {
+        StepRule { max_batch_tokens: self.engine.max_batch_tokens, max_seqs: self.engine.max_seqs, chunked: self.engine.chunked_prefill }
+    }
+
     /// Decode steps taken so far (every step that was not a prefill batch).
     fn decode_steps(&self) -> u64 {
         self.stats.steps - self.stats.prefill_steps
     }
 
     /// Schedules the running sequences of `phases` (preempting the most recently admitted
-    /// when KV blocks run out) under `budget` tokens; returns the budget left.
+    /// when KV blocks run out) under the step's budget.
     fn schedule_running(
         &mut self,
         seqs: &mut SeqSlab,
         preempted: &mut Vec<SeqId>,
         shape: &mut BatchShape,
-        mut budget: u32,
+        step: &mut StepBudget,
         phases: Phases,
-    ) -> u32 {
-        let chunked = self.engine.chunked_prefill;
-        let max_seqs = self.engine.max_seqs as usize;
+    ) {
+        let max_seqs = self.engine.max_seqs;
         let mut i = 0;
-        'running: while i < self.running.len() && self.batch.len() < max_seqs {
+        'running: while i < self.running.len() && step.seqs() < max_seqs {
             let sid = self.running[i];
             let s = &seqs[sid];
             if !phases.takes(s) {
                 i += 1;
                 continue;
             }
-            let remaining = s.known() - s.computed;
-            let chunk = if remaining == 1 || chunked { remaining.min(budget) } else { remaining };
-            if chunk == 0 || chunk > budget {
+            let Some(chunk) = step.offer_running(s.known() - s.computed, false) else {
                 i += 1;
                 continue;
-            }
+            };
             // Multiplying beats dividing here: this runs for every sequence of every step.
             let held = s.blocks.len() as u32;
             let need = if s.computed + chunk <= held * self.kv.block_size() {
@@ -290,20 +297,19 @@ impl Instance {
             let ok = self.kv.allocate(need, &mut s.blocks);
             debug_assert!(ok, "checked above");
             self.add_to_batch(seqs, sid, chunk, shape);
-            budget -= chunk;
+            step.charge(chunk);
             i += 1;
         }
-        budget
     }
 
-    /// Admits waiting sequences in FCFS order under `budget` tokens, the sequence cap and
+    /// Admits waiting sequences in FCFS order under the step's budget, the sequence cap and
     /// free KV blocks; with `reserved` (SGLang), only while the KV cache also holds, besides
     /// `reserved` tokens for the running sequences, the rest of each admitted sequence's
     /// prompt and its whole output.
-    fn admit_waiting(&mut self, seqs: &mut SeqSlab, shape: &mut BatchShape, mut budget: u32, mut reserved: Option<f64>) {
-        while self.running.len() < self.engine.max_seqs as usize && budget > 0 {
+    fn admit_waiting(&mut self, seqs: &mut SeqSlab, shape: &mut BatchShape, step: &mut StepBudget, mut reserved: Option<f64>) {
+        while step.may_admit(self.running.len()) {
             let Some(&sid) = self.waiting.front() else { break };
-            let Some(Admission { hits, computed, chunk, need }) = self.admission(seqs, sid, budget, self.batch.is_empty()) else {
+            let Some(Admission { hits, computed, chunk, need }) = self.admission(seqs, sid, step) else {
                 break;
             };
             let bs = self.kv.block_size();
@@ -341,7 +347,7 @@ impl Instance {
             let ok = self.kv.allocate(need, &mut s.blocks);
             debug_assert!(ok, "checked above");
             self.add_to_batch(seqs, sid, chunk, shape);
-            budget = budget.saturating_sub(chunk);
+            step.charge(chunk);
         }
     }
 
@@ -358,21 +364,13 @@ impl Instance {
                 self.sharing.push((sharing_key(s, sid), cached));
             }
         }
-        self.sharing.sort_unstable();
-        let mut first = 0u64;
-        for (k, w) in self.sharing.iter().enumerate() {
-            // Sorted by key, then cached tokens: the last of each key has the most.
-            if self.sharing.get(k + 1).is_none_or(|n| n.0 != w.0) {
-                first += u64::from(w.1);
-            }
-        }
-        shape.decode_cached_tokens -= first;
+        shape.decode_cached_tokens -= first_readers_tokens(&mut self.sharing);
     }
 
-    /// How waiting sequence `sid` would join a batch with `budget` tokens left: its cached
-    /// prefix, where it resumes, its chunk and the blocks it needs; `None` when it does not
-    /// fit (a longer prompt without chunking, or too few free blocks).
-    pub fn admission(&self, seqs: &SeqSlab, sid: SeqId, budget: u32, batch_empty: bool) -> Option<Admission> {
+    /// How waiting sequence `sid` would join the step: its cached prefix, where it resumes,
+    /// its chunk and the blocks it needs; `None` when it does not fit (a longer prompt
+    /// without chunking, or too few free blocks).
+    pub fn admission(&self, seqs: &SeqSlab, sid: SeqId, step: &StepBudget) -> Option<Admission> {
         let bs = self.kv.block_size();
         let s = &seqs[sid];
         // A fresh (or preempted) sequence first looks up its prefix; at least one token is
@@ -384,16 +382,7 @@ impl Instance {
             (Blocks::ZERO, Blocks::ZERO)
         };
         let computed = if hits > 0 { hits * bs } else { s.computed };
-        let remaining = s.known() - computed;
-        let chunked = self.engine.chunked_prefill;
-        let chunk = if remaining == 1 || chunked {
-            remaining.min(budget)
-        } else if remaining <= budget || batch_empty {
-            // Without chunking, a prompt longer than the budget runs alone.
-            remaining
-        } else {
-            return None;
-        };
+        let chunk = step.offer_waiting(s.known() - computed)?;
         let held = Blocks(s.blocks.len() as u32 + hits);
         let need = self.kv.blocks_for(Tokens(computed + chunk)).saturating_sub(held);
         if need + idle > self.kv.free() {

@@ -50,6 +50,7 @@
 //! and seed give the same records, bit for bit.
 #![warn(missing_docs)]
 
+pub mod batching;
 pub mod catalogue;
 pub mod cost;
 pub mod examples;

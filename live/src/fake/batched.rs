@@ -2,8 +2,9 @@
 //! concurrent requests share steps whose durations come from a known step cost model of
 //! the batch shape. Calibration tests check that a fit recovers that model.
 //!
-//! Each step puts the running decodes first, then continues or admits prefills in arrival
-//! order under the token budget (chunking long prompts at `max_batch_tokens`) and the
+//! Each step follows the engine's batching rule ([`simctl_engine::batching`], chunked
+//! prefill on): the running sequences in admission order (a token for each decode, the next
+//! chunk of a prompt), then waiting ones in arrival order under the token budget and the
 //! sequence cap; a request reaches the scheduler after the model's
 //! [`StepCostModel::request_latency`] (the frontend). Steps follow a virtual clock: a step
 //! that starts late (the thread overslept) does not delay the ones after it, so averages
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use simctl_engine::batching::{StepRule, first_readers_tokens};
 use simctl_engine::cost::{BatchShape, StepCostModel};
 
 /// How the batched fake schedules and prices its steps.
@@ -61,6 +63,11 @@ impl Seq {
     fn prefilling(&self) -> bool {
         self.computed < self.job.prompt_tokens
     }
+
+    /// Tokens the next step would compute for it: the rest of its prompt, else one.
+    fn remaining(&self) -> u32 {
+        if self.prefilling() { self.job.prompt_tokens - self.computed } else { 1 }
+    }
 }
 
 /// The last stretch of a wait is spun rather than slept: a sleeping thread wakes up to a
@@ -86,6 +93,7 @@ pub(super) fn run(b: Batching, jobs: mpsc::Receiver<Job>, gauges: Arc<Gauges>) {
     let mut running: Vec<Seq> = Vec::new();
     let mut clock = Instant::now();
     let mut open = true;
+    let rule = StepRule { max_batch_tokens: b.max_batch_tokens, max_seqs: b.max_seqs.max(1), chunked: true };
     let seq = |job: Job| {
         let ready = job.received + frontend;
         Seq { computed: job.cached_tokens.min(job.prompt_tokens.saturating_sub(1)), emitted: 0, ready, job }
@@ -128,49 +136,37 @@ pub(super) fn run(b: Batching, jobs: mpsc::Receiver<Job>, gauges: Arc<Gauges>) {
             continue;
         }
 
-        // Build the step: decodes, then prefill chunks of running sequences, then admissions.
+        // Build the step: the running sequences, then admissions, under the engine's rule.
         let mut shape = BatchShape::default();
-        let mut budget = b.max_batch_tokens;
+        let mut step = rule.step();
         let mut work: Vec<(usize, u32)> = Vec::new();
         for (i, s) in running.iter().enumerate() {
-            if !s.prefilling() && budget > 0 {
-                shape.add_decode_cached(s.computed, s.job.cached_tokens);
-                work.push((i, 1));
-                budget -= 1;
-            }
-        }
-        for (i, s) in running.iter().enumerate() {
-            if s.prefilling() && budget > 0 {
-                let chunk = (s.job.prompt_tokens - s.computed).min(budget);
-                shape.add_prefill_chunk(chunk, s.computed);
+            if let Some(chunk) = step.take_running(s.remaining(), false) {
+                if s.prefilling() {
+                    shape.add_prefill_chunk(chunk, s.computed);
+                } else {
+                    shape.add_decode_cached(s.computed, s.job.cached_tokens);
+                }
                 work.push((i, chunk));
-                budget -= chunk;
             }
         }
-        while budget > 0 && running.len() < b.max_seqs.max(1) as usize {
-            let Some(s) = waiting.pop_front() else { break };
-            let chunk = (s.job.prompt_tokens - s.computed).min(budget);
+        while step.may_admit(running.len()) {
+            let Some(chunk) = waiting.front().and_then(|s| step.offer_waiting(s.remaining())) else { break };
+            let s = waiting.pop_front().expect("just seen");
+            step.charge(chunk);
             shape.add_prefill_chunk(chunk, s.computed);
             work.push((running.len(), chunk));
-            budget -= chunk;
             running.push(s);
         }
         // Cached context is cheap for all but one reader of each shared prefix (the engine's
-        // rule: Instance::build_batch).
+        // rule, [`first_readers_tokens`]).
         if shape.decode_cached_tokens > 0 {
             let mut sharing: Vec<(u64, u32)> = running
                 .iter()
                 .filter(|s| !s.prefilling() && s.job.cached_tokens.min(s.computed) > 0)
                 .map(|s| (s.job.share_key, s.job.cached_tokens.min(s.computed)))
                 .collect();
-            sharing.sort_unstable();
-            let first: u64 = sharing
-                .iter()
-                .enumerate()
-                .filter(|(k, w)| sharing.get(k + 1).is_none_or(|n| n.0 != w.0))
-                .map(|(_, w)| u64::from(w.1))
-                .sum();
-            shape.decode_cached_tokens -= first;
+            shape.decode_cached_tokens -= first_readers_tokens(&mut sharing);
         }
         // As vLLM's gauges: requests still in the frontend count in neither.
         gauges.running.store(running.len() as u64, Ordering::Relaxed);
