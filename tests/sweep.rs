@@ -316,3 +316,34 @@ fn a_killed_sweep_keeps_its_finished_runs() {
     assert!(stdout(&o).contains(&format!("{kept} of 201 runs")), "{}", stdout(&o));
     assert!(stderr(&o).contains(&format!("{} run(s) missing", 201 - kept)), "{}", stderr(&o));
 }
+
+/// The columns a sweep writes come from the scenario alone: for every shipped scenario the
+/// summary of a whole run has exactly them (less the per-reason counts), though no request
+/// is simulated to find them.
+#[test]
+fn result_columns_are_those_of_every_run_without_running_one() {
+    let root = crate::repo_root();
+    let mut files: Vec<_> = ["scenarios", "validation/scenarios"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap().map(|e| e.unwrap().path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "scn"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = f.to_string_lossy().into_owned();
+        // Short runs: the columns, not the figures, are compared.
+        let spec = simctl_dsl::load(&name, &text, &[("run.requests".into(), "300".into())]).unwrap_or_else(|d| panic!("{name}: {d}"));
+        let mut rec = simctl_reports::RunRecorder::for_spec(&spec);
+        let totals = simctl_engine::Simulation::new(&spec).unwrap().run(&mut rec);
+        assert!(totals.arrived > 0, "{name}: nothing ran");
+        let summary = simctl_reports::Summary::build(&spec, spec.seed, &mut rec, &totals);
+        let ran: Vec<String> = simctl_reports::flatten_summary(&summary)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !k.starts_with("rejected_reasons.") && !k.starts_with("failed_reasons."))
+            .collect();
+        assert_eq!(simctl_reports::sweep::summary_columns(&spec), ran, "{name}");
+    }
+}

@@ -174,6 +174,43 @@ fn num(c: &Cell) -> Option<f64> {
     if let Cell::Num(v) = c { Some(*v) } else { None }
 }
 
+/// The columns of a sweep's `results.csv`: [`LEAD_COLUMNS`], the axes, then the union of
+/// the summary's columns over the grid's points (a point may change the pools, instances or
+/// classes, hence the columns), each once; the summary's own `seed` duplicates a lead column
+/// and is left out. A summary's columns follow from its scenario alone (every pool, instance
+/// and class has its columns whether it served a request or not), so they are read off the
+/// summary of a run stopped before its first event — nothing is simulated. The breakdowns of
+/// rejections and failures by reason (`rejected_reasons.*`, `failed_reasons.*`) depend on
+/// what happened and are not columns: `rejected` and `failed` count them.
+pub fn result_columns(axes: &[String], specs: &[simctl_engine::spec::ValidSpec]) -> Vec<String> {
+    let mut h: Vec<String> = LEAD_COLUMNS.iter().map(|s| s.to_string()).collect();
+    h.extend(axes.iter().cloned());
+    let mut seen: std::collections::HashSet<String> = h.iter().cloned().collect();
+    for spec in specs {
+        for k in summary_columns(spec) {
+            if seen.insert(k.clone()) {
+                h.push(k);
+            }
+        }
+    }
+    h
+}
+
+/// The columns of the summary of `spec`'s runs, in the summary's order (see
+/// [`result_columns`]).
+pub fn summary_columns(spec: &simctl_engine::spec::ValidSpec) -> Vec<String> {
+    let mut rec = crate::RunRecorder::for_spec(spec);
+    let sim = simctl_engine::Simulation::new(spec).expect("a validated scenario builds");
+    let totals = sim.finish(&mut rec);
+    let summary = crate::Summary::build(spec, spec.seed, &mut rec, &totals);
+    crate::flatten_summary(&summary).into_iter().map(|(k, _)| k).filter(|k| !is_reason_count(k)).collect()
+}
+
+/// Whether a summary column counts requests by their rejection or failure reason.
+fn is_reason_count(column: &str) -> bool {
+    column.starts_with("rejected_reasons.") || column.starts_with("failed_reasons.")
+}
+
 /// Whether a metric is a share in [0, 1] (its confidence interval is clipped to that range).
 pub fn is_share(metric: &str) -> bool {
     ["slo_attainment", "prefix_hit_rate", "utilization", "kv_peak_usage"].iter().any(|s| metric.ends_with(s))

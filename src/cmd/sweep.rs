@@ -259,23 +259,9 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
     let jobs: Vec<Job> = all.into_iter().filter(|j| a.shard.is_none_or(|s| s.owns(j.k))).collect();
     let manifest = Manifest { points: points.len(), runs: total_runs, ..manifest };
 
-    // Columns: the lead columns, the axes, then the union of the summaries' keys over every
-    // point (a grid may change the pools or instances, hence the keys), each once — the
-    // summary's own `seed` duplicates a lead column and is left out. Cells go by name.
-    let header: Vec<String> = {
-        let mut h: Vec<String> = simctl_reports::sweep::LEAD_COLUMNS.iter().map(|s| s.to_string()).collect();
-        h.extend(axes.iter().map(|x| x.name.clone()));
-        let mut seen: std::collections::HashSet<String> = h.iter().cloned().collect();
-        for spec in &specs {
-            let Some(probe) = simulate(spec, base, true) else { bail!("interrupted before the first run: nothing written") };
-            for (k, _) in flatten_summary(&probe) {
-                if seen.insert(k.clone()) {
-                    h.push(k);
-                }
-            }
-        }
-        h
-    };
+    // Columns from the scenarios alone (simctl_reports::sweep::result_columns); cells go by name.
+    let axis_names: Vec<String> = axes.iter().map(|x| x.name.clone()).collect();
+    let header = simctl_reports::sweep::result_columns(&axis_names, &specs);
     let metric_col: std::collections::HashMap<&str, usize> = header.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
     let lead = simctl_reports::sweep::LEAD_COLUMNS.len() + axes.len();
     // The manifest first and rows as they finish: an interrupted sweep's folder can still
@@ -307,7 +293,7 @@ pub fn run(a: SweepArgs) -> Result<ExitCode> {
                     return Ok(None);
                 }
                 let seed = seed_of(base, a.seeding, job.point, job.replicate);
-                let Some(summary) = simulate(&specs[job.point], seed, false) else { return Ok(None) };
+                let Some(summary) = simulate(&specs[job.point], seed) else { return Ok(None) };
                 let mut row = vec![Cell::Num(job.point as f64), Cell::Num(f64::from(job.replicate)), Cell::Text(seed.to_string())];
                 row.extend(points[job.point].iter().map(|(_, v)| Cell::Text(v.clone())));
                 row.resize(header.len(), Cell::Text(String::new()));
@@ -415,22 +401,14 @@ pub fn write_folder(dir: &Path, results: &SweepResults, plots: bool) -> Result<V
 
 /// One run of a sweep; `None` when Ctrl-C (or SIGTERM) stopped it before its end: a sweep
 /// keeps only runs that finished.
-fn simulate(spec: &ValidSpec, seed: u64, probe: bool) -> Option<Summary> {
+fn simulate(spec: &ValidSpec, seed: u64) -> Option<Summary> {
     let mut rec = RunRecorder::for_spec(spec);
-    let mut s = spec.clone();
-    if probe {
-        // Only the column names are needed: a tiny run suffices.
-        let mut short = s.into_spec();
-        short.run.duration = Some(simctl_engine::time::SimDuration::from_millis(1));
-        short.run.requests = Some(1);
-        s = short.into_valid().expect("a shorter run of a valid scenario is valid");
-    }
-    let mut sim = Simulation::with_seed(&s, RunSeed(seed)).expect("validated when lowered");
+    let mut sim = Simulation::with_seed(spec, RunSeed(seed)).expect("validated when lowered");
     if super::run::step_interruptibly(&mut sim, &mut rec) {
         return None;
     }
     let totals = sim.finish(&mut rec);
-    Some(Summary::build(&s, seed, &mut rec, &totals))
+    Some(Summary::build(spec, seed, &mut rec, &totals))
 }
 
 /// The default text of `param NAME = ...` in the scenario, if it has one.
@@ -614,7 +592,7 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
         let sums: Vec<(f64, f64)> = (0..seeds)
             .into_par_iter()
             .map(|r| {
-                let s = simulate(&spec, seed_of(base, Seeding::Common, 0, r), false)?;
+                let s = simulate(&spec, seed_of(base, Seeding::Common, 0, r))?;
                 Some((s.slo_attainment.unwrap_or(0.0), s.goodput_rps.unwrap_or(0.0)))
             })
             .collect::<Option<_>>()
