@@ -5,6 +5,7 @@
 //! depths), the per-request CSV table, and the human-readable table.
 #![warn(missing_docs)]
 
+pub mod capacity;
 mod csv;
 pub mod figures;
 mod flatten;

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use simctl_engine::Simulation;
 use simctl_engine::rng::RunSeed;
 use simctl_engine::spec::ValidSpec;
+use simctl_reports::capacity;
 use simctl_reports::figures::numeric_value;
 use simctl_reports::sweep::{Manifest, Shard, SweepResults, render_points};
 use simctl_reports::{Cell, RunRecorder, Summary, csv_text, flatten_summary};
@@ -555,7 +556,7 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
     // Check every group lowers at the starting value before searching.
     let start = match &scale {
         Scale::Absolute { lo, .. } => *lo,
-        Scale::Factor { .. } => 1.0,
+        Scale::Factor { .. } => capacity::Range::FromOne.start(),
     };
     let with = |g: &[(String, String)], x: f64| {
         let mut ov = fixed.to_vec();
@@ -607,95 +608,23 @@ fn find_max(a: &SweepArgs, target: &str, name: &str, text: &str, fixed: &[(Strin
             .par_iter()
             .zip(&gpus)
             .map(|(g, &gpus)| {
-                let mut runs = 0usize;
-                let mut note = String::new();
-                let mut pass: Option<(f64, f64, f64)> = None; // (x, attainment, goodput)
-                let mut fail: Option<f64> = None;
-                let ok = |att: f64| att >= a.slo_attainment;
-                // The search of one group; Ctrl-C stops it with the bracket found so far
-                // (the highest value that met the target is still a valid lower bound).
-                let mut search = || -> Result<()> {
-                    match &scale {
-                        Scale::Absolute { lo, hi, .. } => {
-                            let (al, gl) = eval(g, *lo)?;
-                            runs += 1;
-                            if ok(al) {
-                                pass = Some((*lo, al, gl));
-                                let (ah, gh) = eval(g, *hi)?;
-                                runs += 1;
-                                if ok(ah) {
-                                    pass = Some((*hi, ah, gh));
-                                    note = "meets the target at HI; widen the range".into();
-                                } else {
-                                    fail = Some(*hi);
-                                }
-                            } else {
-                                fail = Some(*lo);
-                                note = "misses the target even at LO".into();
-                            }
-                        }
-                        Scale::Factor { .. } => {
-                            // Double or halve from the scenario's value to bracket the edge.
-                            let (a1, g1) = eval(g, 1.0)?;
-                            runs += 1;
-                            if ok(a1) {
-                                pass = Some((1.0, a1, g1));
-                                let mut x = 1.0;
-                                for _ in 0..16 {
-                                    x *= 2.0;
-                                    let (ax, gx) = eval(g, x)?;
-                                    runs += 1;
-                                    if ok(ax) {
-                                        pass = Some((x, ax, gx));
-                                    } else {
-                                        fail = Some(x);
-                                        break;
-                                    }
-                                }
-                                if fail.is_none() {
-                                    note = "still meets the target at 65536x the scenario's value".into();
-                                }
-                            } else {
-                                fail = Some(1.0);
-                                let mut x = 1.0;
-                                for _ in 0..16 {
-                                    x /= 2.0;
-                                    let (ax, gx) = eval(g, x)?;
-                                    runs += 1;
-                                    if ok(ax) {
-                                        pass = Some((x, ax, gx));
-                                        break;
-                                    }
-                                    fail = Some(x);
-                                }
-                                if pass.is_none() {
-                                    note = "misses the target even at 1/65536 of the scenario's value".into();
-                                }
-                            }
-                        }
-                    }
-                    // Bisection between the highest passing and the lowest failing value.
-                    if let (Some(_), Some(_)) = (pass, fail) {
-                        for _ in 0..60 {
-                            let (lo, hi) = (pass.expect("bracketed").0, fail.expect("bracketed"));
-                            if (hi - lo) <= a.tolerance * lo {
-                                break;
-                            }
-                            let mid = 0.5 * (lo + hi);
-                            let (am, gm) = eval(g, mid)?;
-                            runs += 1;
-                            if ok(am) { pass = Some((mid, am, gm)) } else { fail = Some(mid) }
-                        }
-                    }
-                    Ok(())
+                let range = match &scale {
+                    Scale::Absolute { lo, hi, .. } => capacity::Range::Between { lo: *lo, hi: *hi },
+                    Scale::Factor { .. } => capacity::Range::FromOne,
                 };
-                match search() {
-                    Ok(()) => {}
-                    Err(e) if e.is::<Stopped>() => {
+                // Ctrl-C stops a group's search with the bracket found so far (the highest
+                // value that met the target is still a valid lower bound).
+                let s = capacity::search(range, a.slo_attainment, a.tolerance, |x| eval(g, x));
+                let (runs, mut note) = (s.evals, s.note);
+                match s.stopped_by {
+                    None => {}
+                    Some(e) if e.is::<Stopped>() => {
                         note = format!("interrupted ({}): not narrowed to the tolerance", crate::interrupt::signal_name());
                     }
-                    Err(e) => return Err(e),
+                    Some(e) => return Err(e),
                 }
+                let pass = s.pass.map(|p| (p.x, p.attainment, p.goodput));
+                let fail = s.fail;
                 bar.inc(1);
                 let number = pass.and_then(|p| scale.number(p.0));
                 let rate =
