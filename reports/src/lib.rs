@@ -22,6 +22,7 @@ pub mod scorecard;
 mod summary;
 pub mod sweep;
 mod table;
+pub mod validation;
 
 pub use csv::csv_text;
 pub use flatten::{Cell, flatten_summary, mean_ci95};

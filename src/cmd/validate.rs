@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
-use serde::{Deserialize, Serialize};
-use simctl_reports::{Distribution, Summary};
+use simctl_reports::Summary;
+use simctl_reports::validation::{ErrorRow, LoadRecord, RECORD_FILE, Record, Targets, errors, label_dir, render};
 
 use crate::bad;
 use crate::scenario::{self, Loaded};
@@ -89,82 +89,7 @@ pub struct ValidateArgs {
     quiet: bool,
 }
 
-/// Error targets, in percent (absolute value of the signed error).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Targets {
-    pub p50_pct: f64,
-    pub p90_pct: f64,
-    pub p95_pct: f64,
-    pub throughput_pct: f64,
-    /// Why the targets differ from the defaults, where they do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-impl Default for Targets {
-    fn default() -> Self {
-        Targets { p50_pct: 5.0, p90_pct: 10.0, p95_pct: 10.0, throughput_pct: 3.0, note: None }
-    }
-}
-
-/// One load of a validation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LoadRecord {
-    /// As given: `30%`.
-    pub label: String,
-    pub fraction: f64,
-    pub rate_rps: f64,
-    /// Folders relative to the validation folder.
-    pub live: String,
-    pub sim: String,
-}
-
-/// One signed error.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorRow {
-    pub load: String,
-    pub metric: String,
-    pub stat: String,
-    pub sim: Option<f64>,
-    pub live: Option<f64>,
-    /// (sim − live) / live, in percent.
-    pub error_pct: Option<f64>,
-    pub target_pct: Option<f64>,
-    pub within: Option<bool>,
-}
-
-/// validation.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: u32,
-    /// The scenario as given, and its copy in the folder.
-    pub scenario_path: String,
-    pub scenario: String,
-    /// The profile's copy in the folder, if one was given.
-    pub profile: Option<String>,
-    pub sets: Vec<String>,
-    pub seed: Option<u64>,
-    pub rate_param: String,
-    /// With `--speedup`: the trace's arrival rate at speedup 1 (the rate parameter is then
-    /// the load's rate over this).
-    #[serde(default)]
-    pub base_rate_rps: Option<f64>,
-    pub capacity_rps: f64,
-    /// Measured (a burst) or given.
-    pub capacity_source: String,
-    /// The simulation's throughput on the same burst, if measured.
-    pub sim_capacity_rps: Option<f64>,
-    pub model: Option<String>,
-    pub endpoints: Vec<String>,
-    pub load_1min: Option<f64>,
-    pub targets: Targets,
-    pub loads: Vec<LoadRecord>,
-    pub errors: Vec<ErrorRow>,
-}
-
-const MANIFEST: &str = "validation.json";
 const RATE_BURST: f64 = 1e6;
-const METRICS: [(&str, &str); 4] = [("ttft_ms", "TTFT"), ("tpot_ms", "TPOT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E")];
 
 /// Runs another subcommand's argument parser on `argv`, so validate's runs are exactly what
 /// the user would get running them by hand.
@@ -213,105 +138,6 @@ fn load_1min() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
-fn label_dir(label: &str) -> String {
-    format!("load-{}", label.trim().trim_end_matches('%').replace('.', "_"))
-}
-
-/// The error rows of one load.
-fn errors(load: &str, sim: &Summary, live: &Summary, t: &Targets) -> Vec<ErrorRow> {
-    let mut rows = Vec::new();
-    let dist = |s: &Summary, m: &str| -> Distribution {
-        match m {
-            "ttft_ms" => s.ttft_ms,
-            "tpot_ms" => s.tpot_ms,
-            "itl_ms" => s.itl_ms,
-            _ => s.e2e_ms,
-        }
-    };
-    let mut push = |metric: &str, stat: &str, a: Option<f64>, b: Option<f64>, target: Option<f64>| {
-        let error_pct = match (a, b) {
-            (Some(a), Some(b)) if b.abs() > 0.0 => Some((a - b) / b * 100.0),
-            _ => None,
-        };
-        rows.push(ErrorRow {
-            load: load.into(),
-            metric: metric.into(),
-            stat: stat.into(),
-            sim: a,
-            live: b,
-            error_pct,
-            target_pct: target,
-            within: target.zip(error_pct).map(|(t, e)| e.abs() <= t),
-        });
-    };
-    for (m, _) in METRICS {
-        let (a, b) = (dist(sim, m), dist(live, m));
-        push(m, "p50", a.p50, b.p50, Some(t.p50_pct));
-        push(m, "p90", a.p90, b.p90, Some(t.p90_pct));
-        push(m, "p95", a.p95, b.p95, Some(t.p95_pct));
-        push(m, "p99", a.p99, b.p99, None);
-    }
-    push("throughput_rps", "value", sim.throughput_rps, live.throughput_rps, Some(t.throughput_pct));
-    push("output_tok_s", "value", sim.output_tok_s, live.output_tok_s, Some(t.throughput_pct));
-    rows
-}
-
-fn write_csv(path: &Path, rows: &[ErrorRow]) -> Result<()> {
-    let mut s = String::from("load,metric,stat,sim,live,error_pct,target_pct,within\n");
-    let f = |x: Option<f64>| x.map(simctl_reports::frame::float_text).unwrap_or_default();
-    for r in rows {
-        s += &format!(
-            "{},{},{},{},{},{},{},{}\n",
-            r.load,
-            r.metric,
-            r.stat,
-            f(r.sim),
-            f(r.live),
-            f(r.error_pct),
-            f(r.target_pct),
-            r.within.map(|w| w.to_string()).unwrap_or_default()
-        );
-    }
-    crate::out::write(path, s)
-}
-
-/// The table of one load's errors.
-fn render(load: &LoadRecord, rows: &[ErrorRow]) -> String {
-    let mut s = format!("load {} ({:.2} req/s): signed error of the simulation, (sim - live) / live\n", load.label, load.rate_rps);
-    s += &format!("  {:<6} {:>22} {:>22} {:>22} {:>22}\n", "metric", "p50", "p90", "p95", "p99");
-    let cell = |r: Option<&ErrorRow>| -> String {
-        match r {
-            Some(r) => match (r.sim, r.live, r.error_pct) {
-                (Some(a), Some(b), Some(e)) => {
-                    format!("{:>7} {:>7} {:>+6.1}%{}", num(a), num(b), e, if r.within == Some(false) { "*" } else { " " })
-                }
-                _ => "-".into(),
-            },
-            None => "-".into(),
-        }
-    };
-    for (m, name) in METRICS {
-        let get = |stat: &str| rows.iter().find(|r| r.load == load.label && r.metric == m && r.stat == stat);
-        s +=
-            &format!("  {:<6} {:>22} {:>22} {:>22} {:>22}\n", name, cell(get("p50")), cell(get("p90")), cell(get("p95")), cell(get("p99")));
-    }
-    for (m, name) in [("throughput_rps", "throughput (req/s)"), ("output_tok_s", "output (tok/s)")] {
-        let r = rows.iter().find(|r| r.load == load.label && r.metric == m);
-        s += &format!("  {name:<19} {}\n", cell(r).trim_start());
-    }
-    s
-}
-
-fn num(x: f64) -> String {
-    if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else if x.abs() >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.2}")
-    }
-}
-
 pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     if let Some(dir) = &a.replay {
         return replay(dir, &a);
@@ -326,7 +152,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     crate::interrupt::install();
     let out = a.out.clone();
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output folder `{}`", out.display()))?;
-    if out.join(MANIFEST).exists() && !a.force {
+    if out.join(RECORD_FILE).exists() && !a.force {
         bad!("`{}` already holds a validation; give a new folder, or --force to replace it", out.display());
     }
     // The scenario and the profile travel with the results.
@@ -442,7 +268,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         loads.push(rec);
     }
     let live_info = loads.first().and_then(|l| read_summary(&out.join(&l.live)).ok()).and_then(|s| s.live);
-    let m = Manifest {
+    let m = Record {
         format: 1,
         scenario_path,
         scenario: "scenario.scn".into(),
@@ -465,10 +291,10 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
 }
 
 /// Writes validation.json and validation.csv, prints the summary line; the exit status.
-fn finish(out: &Path, m: &Manifest, a: &ValidateArgs) -> Result<ExitCode> {
-    crate::out::write(&out.join(MANIFEST), serde_json::to_string_pretty(m)? + "\n")?;
-    write_csv(&out.join("validation.csv"), &m.errors)?;
-    let (judged, outside) = tally(m);
+fn finish(out: &Path, m: &Record, a: &ValidateArgs) -> Result<ExitCode> {
+    crate::out::write(&out.join(RECORD_FILE), serde_json::to_string_pretty(m)? + "\n")?;
+    crate::out::write(&out.join("validation.csv"), simctl_reports::validation::csv(&m.errors))?;
+    let (judged, outside) = m.tally();
     if a.json {
         println!("{}", serde_json::to_string_pretty(m)?);
     } else if !a.quiet {
@@ -490,12 +316,6 @@ fn finish(out: &Path, m: &Manifest, a: &ValidateArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(verdict(a, &outside))
-}
-
-/// Errors judged against a target, and those outside it.
-fn tally(m: &Manifest) -> (usize, Vec<&ErrorRow>) {
-    let judged = m.errors.iter().filter(|r| r.within.is_some()).count();
-    (judged, m.errors.iter().filter(|r| r.within == Some(false)).collect())
 }
 
 /// Status 3 with --strict when an error is outside its target.
@@ -594,12 +414,12 @@ fn run_sim(seed: Option<u64>, scenario: &Path, sets: &[String], rate: &str, dir:
 
 /// `--replay DIR`: the recorded loads simulated again and compared with their live runs.
 fn replay(dir: &Path, a: &ValidateArgs) -> Result<ExitCode> {
-    let path = dir.join(MANIFEST);
+    let path = dir.join(RECORD_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => bad!("cannot read `{}`: {e}; give a folder written by `simctl validate --out`", path.display()),
     };
-    let mut m: Manifest = match serde_json::from_str(&text) {
+    let mut m: Record = match serde_json::from_str(&text) {
         Ok(m) => m,
         Err(e) => bad!("`{}` is not a validation record: {e}", path.display()),
     };
@@ -629,7 +449,7 @@ fn replay(dir: &Path, a: &ValidateArgs) -> Result<ExitCode> {
     }
     let _ = std::fs::remove_dir_all(&work);
     m.errors = rows;
-    let (judged, outside) = tally(&m);
+    let (judged, outside) = m.tally();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&m)?);
     } else if !a.quiet {
