@@ -140,59 +140,58 @@ fn stepping_every_shipped_scenario_in_chunks_gives_the_records_of_one_run() {
     }
 }
 
-/// FNV-1a of the decision log of `simctl run ARGS --decisions`.
-fn decision_log_hash(name: &str, args: &[&str]) -> (u64, usize) {
+/// What a reviewer reads of the decision log of `simctl run ARGS --decisions`: its length,
+/// its FNV-1a (any change shows) and how many decisions of each kind chose each instance
+/// (where a change moved requests).
+fn decision_digest(name: &str, args: &[&str]) -> String {
     let dir = temp_dir(&format!("pin-{name}"));
     let mut all = vec!["run"];
     all.extend_from_slice(args);
     all.extend(["--out", dir.to_str().unwrap(), "--decisions", "--no-plots"]);
     let o = simctl(&all);
     assert!(o.status.success(), "{name}: {}", stderr(&o));
-    let log = std::fs::read(dir.join("decisions.csv")).unwrap();
-    (simctl_engine::rng::fnv1a(&log), log.iter().filter(|&&b| b == b'\n').count())
+    let log = std::fs::read_to_string(dir.join("decisions.csv")).unwrap();
+    let mut chosen: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for line in log.lines().skip(1) {
+        let f: Vec<&str> = line.splitn(6, ',').collect();
+        *chosen.entry((f[2].to_string(), f[4].to_string())).or_default() += 1;
+    }
+    let mut s = format!(
+        "{name}: simctl run {}
+",
+        args.join(" ")
+    );
+    s += &format!(
+        "  {} decisions, log fnv1a {:#018x}
+",
+        log.lines().count() - 1,
+        simctl_engine::rng::fnv1a(log.as_bytes())
+    );
+    for ((kind, inst), n) in chosen {
+        s += &format!("  {kind:<8} {inst:<16} {n}\n");
+    }
+    s
 }
 
+/// The routing tests' runs, decision by decision, against `tests/golden/routing_decisions.txt`
+/// (the one golden file of the routing tests; `SIMCTL_BLESS=1 cargo test --test cli
+/// routing_decisions` rewrites it after a deliberate change, and its diff shows which
+/// decisions moved where). History: the decisions were those of the engine before the router
+/// host and prefix index were built (83249a1); kv_aware's changed on purpose when its
+/// queued-prefill term became the router's own count (Dynamo's); those that read the load of
+/// `gpu = h100_sxm` changed with the kernel-table step times and again with the all-reduce
+/// tables read by element count.
 #[test]
-fn routing_decisions_are_pinned() {
-    // Hashes of the decision logs of the routing tests' runs. The decisions are those of the
-    // engine before the router host and prefix index were built (83249a1): the refactor did
-    // not change one. kv_aware's changed on purpose: its queued-prefill term became the
-    // router's own count (Dynamo's), as no engine publishes that gauge. (fvm and mig hold the
-    // same decisions as then, but their times now print as floats do everywhere: `2.0`.)
-    // pa_ca, pa_kv, st_*, p2c and kvs run `gpu = h100_sxm`, whose step times now come from
-    // measured kernel tables (docs/zero-shot.md): the decisions that read load changed with
-    // them (pa_rr runs it too, but round robin reads no load); the others do not use that GPU.
-    // They changed again when the all-reduce tables were read by element count rather than as
-    // bytes (halving the all-reduce of every TP > 1 step) and the vLLM constants were refitted.
-    let cases: [(&str, &[&str], u64, usize); 10] = [
-        (
-            "pa_rr",
-            &["scenarios/prefix_affinity.scn", "--set", "run.duration=120s", "--set", "router.policy=round_robin"],
-            0x952caae5d097a6b9,
-            1013,
-        ),
-        (
-            "pa_ca",
-            &["scenarios/prefix_affinity.scn", "--set", "run.duration=120s", "--set", "router.policy=cache_aware"],
-            0x7cc8a2451016cc25,
-            1013,
-        ),
-        (
-            "pa_kv",
-            &["scenarios/prefix_affinity.scn", "--set", "run.duration=120s", "--set", "router.policy=kv_aware"],
-            0xc3bd9e4d8492f3d7,
-            1013,
-        ),
-        ("st_0", &["scenarios/stale_telemetry.scn", "--set", "run.duration=60s", "--set", "staleness=0ms"], 0xbc1703c25bd1fcdf, 2563),
-        ("st_1", &["scenarios/stale_telemetry.scn", "--set", "run.duration=60s", "--set", "staleness=1s"], 0x5b2c8b9dfc02f87d, 2563),
-        (
-            "p2c",
-            &["scenarios/stale_telemetry.scn", "--set", "run.duration=60s", "--set", "router.policy=power_of_two"],
-            0x05a6c22eab1719a0,
-            2563,
-        ),
-        ("fvm", &["scenarios/flagship_vs_mid.scn"], 0x4376003b840b8d2f, 1006),
-        ("fvm_nomig", &["scenarios/flagship_vs_mid.scn", "--set", "router.migration=false"], 0xef69e34081c60fdf, 983),
+fn routing_decisions_match_the_golden_file() {
+    let cases: [(&str, &[&str]); 10] = [
+        ("pa_rr", &["scenarios/prefix_affinity.scn", "--set", "run.duration=120s", "--set", "router.policy=round_robin"]),
+        ("pa_ca", &["scenarios/prefix_affinity.scn", "--set", "run.duration=120s", "--set", "router.policy=cache_aware"]),
+        ("pa_kv", &["scenarios/prefix_affinity.scn", "--set", "run.duration=120s", "--set", "router.policy=kv_aware"]),
+        ("st_0", &["scenarios/stale_telemetry.scn", "--set", "run.duration=60s", "--set", "staleness=0ms"]),
+        ("st_1", &["scenarios/stale_telemetry.scn", "--set", "run.duration=60s", "--set", "staleness=1s"]),
+        ("p2c", &["scenarios/stale_telemetry.scn", "--set", "run.duration=60s", "--set", "router.policy=power_of_two"]),
+        ("fvm", &["scenarios/flagship_vs_mid.scn"]),
+        ("fvm_nomig", &["scenarios/flagship_vs_mid.scn", "--set", "router.migration=false"]),
         (
             "kvs",
             &[
@@ -206,20 +205,31 @@ fn routing_decisions_are_pinned() {
                 "--set",
                 "router.decode=least_loaded",
             ],
-            0xae66d26de816f924,
-            191,
         ),
-        ("mig", &["scenarios/mig_slices.scn"], 0xc0c4386b0cc386d4, 1048),
+        ("mig", &["scenarios/mig_slices.scn"]),
     ];
-    // Every case is run and every change listed, so one intended change is updated in one go.
-    let changed: Vec<String> = cases
-        .iter()
-        .filter_map(|&(name, args, hash, lines)| {
-            let got = decision_log_hash(name, args);
-            (got != (hash, lines)).then(|| format!("{name}: {:#x}, {} lines (pinned {hash:#x}, {lines})", got.0, got.1))
-        })
-        .collect();
-    assert!(changed.is_empty(), "decision logs changed:\n{}", changed.join("\n"));
+    let got: String = cases.iter().map(|&(name, args)| decision_digest(name, args)).collect();
+    let path = crate::repo_root().join("tests/golden/routing_decisions.txt");
+    if std::env::var_os("SIMCTL_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    if got != want {
+        let diff: Vec<String> = got
+            .lines()
+            .zip(want.lines().chain(std::iter::repeat("")))
+            .filter(|(g, w)| g != w)
+            .take(20)
+            .map(|(g, w)| format!("  now:    {g}\n  golden: {w}"))
+            .collect();
+        panic!(
+            "routing decisions differ from {} (rerun with SIMCTL_BLESS=1 after a deliberate change and review the diff):\n{}",
+            path.display(),
+            diff.join("\n")
+        );
+    }
 }
 
 #[test]
