@@ -240,3 +240,24 @@ fn the_scanner_sees_imports_cycles_and_layers() {
     let g = graph(&root().join("engine/src"), true);
     assert!(g["sim"].contains("instance") && g["kernels"].contains("cost"), "{g:?}");
 }
+
+#[test]
+fn the_readme_explains_every_command() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let how = &readme[readme.find("## How it works").expect("a How it works section")..];
+    let how = &how[..how[3..].find("\n## ").map_or(how.len(), |i| i + 3)];
+    let o = crate::simctl(&["--help"]);
+    let help = crate::stdout(&o);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 14, "{commands:?}");
+    let missing: Vec<&&str> = commands.iter().filter(|c| !how.contains(&format!("`simctl {c}`"))).collect();
+    assert!(missing.is_empty(), "README's How it works does not explain: {missing:?}");
+}
