@@ -22,6 +22,9 @@
 //! assert_eq!(step.take_running(3000, false), Some(2000)); // a prompt chunk: the budget left
 //! assert!(!step.may_admit(49)); // no token left for a waiting sequence
 //! ```
+//!
+//! Decodes that read the same prefix-cached blocks in a step pay for them once
+//! ([`blocks_read_again`]).
 
 /// The limits of one step and whether prompts are chunked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,21 +131,17 @@ impl StepBudget {
     }
 }
 
-/// Of the decodes of a step that read prefix-cached context, as `(sharing key, cached
-/// tokens)`: the cached tokens that are read at the cached rate. The blocks of a shared
-/// prefix come from memory once a step: the reader with the most cached tokens of each key
-/// pays for them as for any context, the others at the cached rate
-/// ([`crate::cost::BatchShape::decode_cached_tokens`] minus this). Sorts `readers`.
-pub fn first_readers_tokens(readers: &mut [(u64, u32)]) -> u64 {
-    readers.sort_unstable();
-    let mut first = 0u64;
-    for (k, w) in readers.iter().enumerate() {
-        // Sorted by key, then cached tokens: the last of each key has the most.
-        if readers.get(k + 1).is_none_or(|n| n.0 != w.0) {
-            first += u64::from(w.1);
-        }
-    }
-    first
+/// Of the decodes of a step that read prefix-cached context, the cached blocks read more
+/// than once. Prefix caching gives every sequence with a cached prefix the very blocks that
+/// hold it, so a block several decodes read comes from memory once a step: its first read is
+/// priced as any context, each further read at the cached rate
+/// ([`crate::cost::BatchShape::decode_cached_tokens`]). `blocks(r)` are reader `r`'s cached
+/// blocks in order; a block fixes every block before it (a prefix chain), so the distinct
+/// blocks are those of a trie of the readers and the blocks read again are the sum of the
+/// common prefixes of neighbours in sorted order. Sorts `readers`.
+pub fn blocks_read_again<'a, R, T: Ord + 'a>(readers: &mut [R], blocks: impl Fn(&R) -> &'a [T]) -> u64 {
+    readers.sort_unstable_by(|a, b| blocks(a).cmp(blocks(b)));
+    readers.windows(2).map(|w| blocks(&w[0]).iter().zip(blocks(&w[1])).take_while(|(x, y)| x == y).count() as u64).sum()
 }
 
 #[cfg(test)]
@@ -185,9 +184,18 @@ mod tests {
     }
 
     #[test]
-    fn the_first_reader_of_each_prefix_pays_in_full() {
-        let mut r = [(7, 100), (3, 50), (7, 300), (3, 20), (9, 5)];
-        assert_eq!(first_readers_tokens(&mut r), 300 + 50 + 5);
-        assert_eq!(first_readers_tokens(&mut []), 0);
+    fn a_cached_block_read_by_several_decodes_is_read_again_by_all_but_one() {
+        // Three readers of one 4-block prefix: 8 blocks read again.
+        let mut r: Vec<&[u32]> = vec![&[1, 2, 3, 4], &[1, 2, 3, 4], &[1, 2, 3, 4]];
+        assert_eq!(blocks_read_again(&mut r, |b| *b), 8);
+        // Readers that share only their first block with each other, and one of its own:
+        // [1,2,3] [1,2,9] [1,5] [7,8] -> the trie has 1,2,3,9,5,7,8: 7 distinct of 10 read.
+        let mut r: Vec<&[u32]> = vec![&[1, 5], &[7, 8], &[1, 2, 9], &[1, 2, 3]];
+        assert_eq!(blocks_read_again(&mut r, |b| *b), 3);
+        // A shorter prefix of a longer one: the longer pays for the shared blocks once.
+        let mut r: Vec<&[u32]> = vec![&[1, 2, 3, 4, 5], &[1, 2]];
+        assert_eq!(blocks_read_again(&mut r, |b| *b), 2);
+        let mut none: Vec<&[u32]> = Vec::new();
+        assert_eq!(blocks_read_again(&mut none, |b| *b), 0);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::batching::{StepBudget, StepRule, first_readers_tokens};
+use crate::batching::{StepBudget, StepRule, blocks_read_again};
 use crate::cost::{BatchShape, StepCostModel};
 use crate::ids::InstanceId;
 use crate::kv::KvCache;
@@ -33,9 +33,9 @@ pub(crate) struct Instance {
     pub inbound: VecDeque<SeqId>,
     /// The batch of the step in flight: sequence and tokens computed for it.
     pub batch: Vec<(SeqId, u32)>,
-    /// Scratch of [`Instance::build_batch`]: (sharing key, cached tokens) of the step's
-    /// decodes that read prefix-cached blocks.
-    pub sharing: Vec<(u64, u32)>,
+    /// Scratch of [`Instance::build_batch`]: the step's decodes that read prefix-cached
+    /// blocks.
+    pub readers: Vec<SeqId>,
     /// Whether its cost model prices decode context in prefix-cached blocks apart
     /// ([`StepCostModel::prices_cached_context`]): otherwise the batch builder skips it.
     pub prices_cached: bool,
@@ -352,19 +352,29 @@ impl Instance {
     }
 
     /// Cached context is cheap only when another sequence of the step reads the same blocks:
-    /// of the decodes sharing a prefix (a prefix group, or a trace's first block), the one
-    /// with the most cached tokens pays for them as for any context (the blocks come from
-    /// memory once), the others at the cached rate ([`BatchShape::decode_cached_tokens`]).
+    /// of the decodes that read a cached block, one pays for it as for any context (the block
+    /// comes from memory once), the others at the cached rate
+    /// ([`BatchShape::decode_cached_tokens`], [`blocks_read_again`]). Sequences that share only
+    /// the start of their cached prefixes (a trace's conversations, say) share only that.
     fn first_readers_pay_in_full(&mut self, seqs: &SeqSlab, shape: &mut BatchShape) {
-        self.sharing.clear();
+        let bs = self.kv.block_size();
+        self.readers.clear();
+        let mut cached_tokens = 0u64;
         for &(sid, _) in &self.batch {
             let s = &seqs[sid];
             let cached = s.cached_tokens.min(s.computed);
             if s.is_decoding() && cached > 0 {
-                self.sharing.push((sharing_key(s, sid), cached));
+                self.readers.push(sid);
+                cached_tokens += u64::from(cached);
             }
         }
-        shape.decode_cached_tokens -= first_readers_tokens(&mut self.sharing);
+        let cached_blocks = |sid: &SeqId| {
+            let s = &seqs[*sid];
+            let n = (s.cached_tokens.min(s.computed) / bs) as usize;
+            &s.blocks[..n.min(s.blocks.len())]
+        };
+        let again = blocks_read_again(&mut self.readers, cached_blocks) * u64::from(bs);
+        shape.decode_cached_tokens -= cached_tokens - again.min(cached_tokens);
     }
 
     /// How waiting sequence `sid` would join the step: its cached prefix, where it resumes,
@@ -460,17 +470,5 @@ impl Instance {
                 );
             }
         }
-    }
-}
-
-/// What a sequence's cached prefix is shared under: its prefix group, else its trace's first
-/// block id, else nothing (a key of its own).
-pub(crate) fn sharing_key(s: &crate::seq::Seq, sid: SeqId) -> u64 {
-    if s.req.prefix_group != 0 {
-        u64::from(s.req.prefix_group)
-    } else if let Some(first) = s.req.trace_blocks.as_ref().and_then(|b| b.first()) {
-        (1 << 62) | (first & ((1 << 62) - 1))
-    } else {
-        (1 << 63) | sid.0 as u64
     }
 }

@@ -461,8 +461,24 @@ fn complete(state: Arc<State>, body: serde_json::Value, received: std::time::Ins
     if let Some(jobs) = lock(&state.scheduler).as_ref() {
         let (tokens, rx) = mpsc::unbounded_channel();
         let bs = spec.block_size.max(1) as usize;
-        let share_key = ids.iter().take(bs).fold(0u64, |h, &t| mix(h ^ t));
-        let job = Job { prompt_tokens: prompt_len, cached_tokens: cached, share_key, max_tokens: outputs.len() as u32, received, tokens };
+        // The cached blocks as a hash chain: equal chains, equal blocks (the engine's view).
+        let mut chain = 0u64;
+        let cached_blocks = ids[..cached as usize]
+            .chunks(bs)
+            .map(|b| {
+                chain = mix(chain ^ b.iter().fold(0u64, |h, &t| mix(h ^ t)));
+                chain
+            })
+            .collect();
+        let job = Job {
+            prompt_tokens: prompt_len,
+            cached_tokens: cached,
+            cached_blocks,
+            block_size: bs as u32,
+            max_tokens: outputs.len() as u32,
+            received,
+            tokens,
+        };
         if outputs.is_empty() || jobs.send(job).is_err() {
             drop(rx);
         } else {

@@ -82,7 +82,7 @@ impl Simulation {
                     running: Vec::new(),
                     inbound: VecDeque::new(),
                     batch: Vec::new(),
-                    sharing: Vec::new(),
+                    readers: Vec::new(),
                     prices_cached,
                     busy: false,
                     wake_pending: false,

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use simctl_engine::batching::{StepRule, first_readers_tokens};
+use simctl_engine::batching::{StepRule, blocks_read_again};
 use simctl_engine::cost::{BatchShape, StepCostModel};
 
 /// How the batched fake schedules and prices its steps.
@@ -35,8 +35,10 @@ pub struct Batching {
 pub(super) struct Job {
     pub prompt_tokens: u32,
     pub cached_tokens: u32,
-    /// What its cached prefix is shared under (the hash of its first block).
-    pub share_key: u64,
+    /// Its cached prefix's blocks, as a hash chain (equal values: the same blocks).
+    pub cached_blocks: Vec<u64>,
+    /// Tokens per block.
+    pub block_size: u32,
     pub max_tokens: u32,
     pub received: Instant,
     /// Output token indices, sent at the end of the step that produced them.
@@ -158,15 +160,18 @@ pub(super) fn run(b: Batching, jobs: mpsc::Receiver<Job>, gauges: Arc<Gauges>) {
             work.push((running.len(), chunk));
             running.push(s);
         }
-        // Cached context is cheap for all but one reader of each shared prefix (the engine's
-        // rule, [`first_readers_tokens`]).
+        // Cached blocks read by several decodes are cheap for all but one (the engine's rule,
+        // [`blocks_read_again`]).
         if shape.decode_cached_tokens > 0 {
-            let mut sharing: Vec<(u64, u32)> = running
+            let mut readers: Vec<&[u64]> = running
                 .iter()
                 .filter(|s| !s.prefilling() && s.job.cached_tokens.min(s.computed) > 0)
-                .map(|s| (s.job.share_key, s.job.cached_tokens.min(s.computed)))
+                .map(|s| s.job.cached_blocks.as_slice())
                 .collect();
-            shape.decode_cached_tokens -= first_readers_tokens(&mut sharing);
+            let total: u64 = running.iter().filter(|s| !s.prefilling()).map(|s| u64::from(s.job.cached_tokens.min(s.computed))).sum();
+            let bs = running.first().map_or(1, |s| s.job.block_size.max(1));
+            let again = blocks_read_again(&mut readers, |b| *b) * u64::from(bs);
+            shape.decode_cached_tokens -= total - again.min(total);
         }
         // As vLLM's gauges: requests still in the frontend count in neither.
         gauges.running.store(running.len() as u64, Ordering::Relaxed);
