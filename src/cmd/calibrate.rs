@@ -387,6 +387,8 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
     // The probes measured so far: an interrupted calibration writes them (not a profile).
     let measured = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let kept = measured.clone();
+    let started = std::time::Instant::now();
+    let mut last_label = String::new();
     let mut on = move |ev: Event| match ev {
         Event::Measured(s) => kept.borrow_mut().push(s),
         Event::EngineReady { url, started_in } => {
@@ -419,7 +421,13 @@ pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
                 });
             }
         }
-        Event::Progress { done, label, .. } => {
+        Event::Progress { done, total, label } => {
+            // Without a terminal (a log, CI, `nohup`) the bar is hidden: a line per probe
+            // says how far the calibration is instead.
+            if !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr()) && label != last_label {
+                eprintln!("progress: {done}/{total} probe requests, {} elapsed: {label}", secs(started.elapsed()));
+            }
+            last_label.clone_from(&label);
             b.set_position(u64::from(done));
             b.set_message(label);
         }
