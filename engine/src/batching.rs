@@ -19,7 +19,7 @@
 //! let rule = StepRule { max_batch_tokens: 2048, max_seqs: 256, chunked: true };
 //! let mut step = rule.step();
 //! assert_eq!(step.take_decodes(48), 48); // 48 decoding sequences, a token each
-//! assert_eq!(step.take_running(3000, false), Some(2000)); // a prompt chunk: the budget left
+//! assert_eq!(step.take_running(3000), Some(2000)); // a prompt chunk: the budget left
 //! assert!(!step.may_admit(49)); // no token left for a waiting sequence
 //! ```
 //!
@@ -85,20 +85,18 @@ impl StepBudget {
 
     /// The chunk a running sequence with `remaining` tokens to compute would take now
     /// (`None`: a seat or the tokens are lacking), without taking it. A running sequence
-    /// runs `alone` only where the caller says so (the engine never lets an unchunked
-    /// running prompt overrun the budget: it was admitted whole).
-    pub fn offer_running(&self, remaining: u32, alone: bool) -> Option<u32> {
+    /// never overruns the budget (an unchunked prompt was admitted whole, alone if need be).
+    pub fn offer_running(&self, remaining: u32) -> Option<u32> {
         if self.seqs >= self.rule.max_seqs {
             return None;
         }
-        let chunk = self.rule.chunk(remaining, self.tokens_left, alone)?;
-        (chunk <= self.tokens_left || alone).then_some(chunk)
+        self.rule.chunk(remaining, self.tokens_left, false)
     }
 
     /// Takes a running sequence with `remaining` tokens to compute: its chunk, charged to
     /// the step, or `None` (and nothing charged) when it does not run.
-    pub fn take_running(&mut self, remaining: u32, alone: bool) -> Option<u32> {
-        let chunk = self.offer_running(remaining, alone)?;
+    pub fn take_running(&mut self, remaining: u32) -> Option<u32> {
+        let chunk = self.offer_running(remaining)?;
         self.charge(chunk);
         Some(chunk)
     }
@@ -154,9 +152,9 @@ mod tests {
     fn decodes_take_a_token_and_prompts_the_budget_left() {
         let mut s = RULE.step();
         assert_eq!(s.take_decodes(2), 2);
-        assert_eq!(s.take_running(500, false), Some(98));
+        assert_eq!(s.take_running(500), Some(98));
         assert_eq!(s.tokens_left(), 0);
-        assert_eq!(s.take_running(1, false), None, "no token left");
+        assert_eq!(s.take_running(1), None, "no token left");
         assert!(!s.may_admit(3));
         assert_eq!(s.seqs(), 3);
     }
@@ -165,7 +163,7 @@ mod tests {
     fn the_sequence_cap_holds() {
         let mut s = RULE.step();
         assert_eq!(s.take_decodes(10), 4);
-        assert_eq!(s.take_running(1, false), None);
+        assert_eq!(s.take_running(1), None);
         assert!(!s.may_admit(4));
         assert!(RULE.step().may_admit(3));
     }

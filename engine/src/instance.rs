@@ -267,7 +267,7 @@ impl Instance {
                 i += 1;
                 continue;
             }
-            let Some(chunk) = step.offer_running(s.known() - s.computed, false) else {
+            let Some(chunk) = step.offer_running(s.known() - s.computed) else {
                 i += 1;
                 continue;
             };

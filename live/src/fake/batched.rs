@@ -143,7 +143,7 @@ pub(super) fn run(b: Batching, jobs: mpsc::Receiver<Job>, gauges: Arc<Gauges>) {
         let mut step = rule.step();
         let mut work: Vec<(usize, u32)> = Vec::new();
         for (i, s) in running.iter().enumerate() {
-            if let Some(chunk) = step.take_running(s.remaining(), false) {
+            if let Some(chunk) = step.take_running(s.remaining()) {
                 if s.prefilling() {
                     shape.add_prefill_chunk(chunk, s.computed);
                 } else {
