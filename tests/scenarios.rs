@@ -75,3 +75,27 @@ fn canonical_form_lowers_to_the_same_scenario() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("instance dc_mid2 { hardware = dc_mid; tp = 1 }"), "{}", stdout(&o));
 }
+
+#[test]
+fn kernel_model_overheads_are_read_from_the_hardware_block() {
+    use simctl_engine::kernels::{KernelOverheads, default_overheads};
+    use simctl_engine::spec::PerfSpec;
+    use simctl_engine::time::SimDuration;
+    let overheads = |extra: &str| {
+        let text = format!(
+            "model = llama_3_1_8b\nhardware h {{ gpu = h100_sxm\n{extra} }}\npool p {{ role = mixed\n instances = [h] }}\n\
+             workload {{ arrivals = poisson(1/s)\n prompt = constant(100)\n output = constant(10) }}\nrun {{ requests = 5 }}\n"
+        );
+        let spec = simctl_dsl::load("t.scn", &text, &[]).unwrap_or_else(|d| panic!("{d}"));
+        match &spec.hardware[0].perf {
+            PerfSpec::Kernels { overheads, .. } => *overheads,
+            p => panic!("a GPU with tables and no roofline key gets the kernel model, not {p:?}"),
+        }
+    };
+    let d = default_overheads(simctl_engine::catalogue::Backend::Vllm);
+    assert_eq!(overheads(""), d);
+    // `layer_overhead` is a key of both models: it keeps the kernel model and sets its per-layer time.
+    let us = SimDuration::from_micros;
+    let set = overheads("layer_overhead = 20us\n step_overhead = 1ms\n seq_overhead = 3us\n prefill_layer_overhead = 100us");
+    assert_eq!(set, KernelOverheads { step: us(1000), per_layer: us(20), per_seq: us(3), prefill_per_layer: us(100) });
+}

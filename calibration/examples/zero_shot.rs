@@ -8,7 +8,8 @@
 //! cargo run --release -p simctl-calibration --example zero_shot -- DATA.csv [options]
 //!   --engine NAME        only vllm or sglang rows
 //!   --no-fit             score the shipped overheads only (seconds, no search)
-//!   --overheads S,Q,L    score step overhead S µs, per-sequence Q µs and prefill L µs a layer, no search
+//!   --overheads S,L,Q,P  score step overhead S µs, L µs a layer every step, per-sequence Q µs and
+//!                        prefill P µs a layer, no search
 //!   --evals N            simulations per fit (default 30)
 //!   --search-rows N      a fit simulates at most N rows of each GPU (default 40)
 //!   --rows FILE          write every scored row as CSV
@@ -57,10 +58,12 @@ fn args() -> Result<Args, String> {
                     .split(',')
                     .map(|x| x.trim().parse())
                     .collect::<Result<_, _>>()
-                    .map_err(|_| "--overheads takes STEP_US,SEQ_US,PREFILL_LAYER_US")?;
-                let [s, q, l] = x[..] else { return Err("--overheads takes three numbers: STEP_US,SEQ_US,PREFILL_LAYER_US".into()) };
+                    .map_err(|_| "--overheads takes STEP_US,LAYER_US,SEQ_US,PREFILL_LAYER_US")?;
+                let [s, l, q, p] = x[..] else {
+                    return Err("--overheads takes four numbers: STEP_US,LAYER_US,SEQ_US,PREFILL_LAYER_US".into());
+                };
                 let us = |x: f64| SimDuration::from_secs_f64(x * 1e-6);
-                a.overheads = Some(KernelOverheads { step: us(s), per_seq: us(q), prefill_per_layer: us(l) });
+                a.overheads = Some(KernelOverheads { step: us(s), per_layer: us(l), per_seq: us(q), prefill_per_layer: us(p) });
                 a.fit = false;
             }
             "--evals" => a.evals = val("--evals")?.parse().map_err(|_| "--evals takes a number")?,
@@ -72,7 +75,7 @@ fn args() -> Result<Args, String> {
     }
     if a.csv.is_empty() {
         return Err(
-            "usage: zero_shot DATA.csv [--engine NAME] [--no-fit] [--overheads S,Q] [--evals N] [--search-rows N] [--rows FILE]".into()
+            "usage: zero_shot DATA.csv [--engine NAME] [--no-fit] [--overheads S,L,Q,P] [--evals N] [--search-rows N] [--rows FILE]".into(),
         );
     }
     Ok(a)
@@ -142,7 +145,7 @@ fn main() {
     }
     let mut all_scored = Vec::new();
     let mut table = String::from(
-        "| backend | GPU | rows | fitted on | step | per seq | prefill/layer | TTFT MdAPE | TTFT bias | TPOT MdAPE | TPOT bias |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| backend | GPU | rows | fitted on | step | per layer | per seq | prefill/layer | TTFT MdAPE | TTFT bias | TPOT MdAPE | TPOT bias |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut shipped = String::new();
     for (backend, gpus) in &by_backend {
@@ -156,7 +159,7 @@ fn main() {
             if rows.is_empty() {
                 return KernelOverheads::ZERO;
             }
-            let (o, loss, n) = silicon::fit_overheads(rows, silicon::KERNEL_START, client, a.evals);
+            let (o, loss, n) = silicon::fit_overheads(rows, silicon::kernel_start(*backend), client, a.evals);
             eprintln!("  fit on {} rows: {} ({n} simulations of them, loss {loss:.3})", rows.len(), show(&o));
             o
         };
@@ -181,11 +184,12 @@ fn main() {
             let signed = |x: f64| format!("{:+.1}%", x * 100.0);
             let _ = writeln!(
                 table,
-                "| {} | {gpu} | {} | {} | {:.0} µs | {:.1} µs | {:.0} µs | {} | {} | {} | {} |",
+                "| {} | {gpu} | {} | {} | {:.0} µs | {:.1} µs | {:.1} µs | {:.0} µs | {} | {} | {} | {} |",
                 backend.as_str(),
                 s.n,
                 if others.is_empty() { "-".to_string() } else { others.join(", ") },
                 o.step.as_secs_f64() * 1e6,
+                o.per_layer.as_secs_f64() * 1e6,
                 o.per_seq.as_secs_f64() * 1e6,
                 o.prefill_per_layer.as_secs_f64() * 1e6,
                 pct(s.ttft_mdape),
@@ -217,8 +221,9 @@ fn main() {
 
 fn show(o: &KernelOverheads) -> String {
     format!(
-        "step {:.0} us, per sequence {:.2} us, prefill {:.1} us a layer",
+        "step {:.0} us, {:.2} us a layer, per sequence {:.2} us, prefill {:.1} us a layer",
         o.step.as_secs_f64() * 1e6,
+        o.per_layer.as_secs_f64() * 1e6,
         o.per_seq.as_secs_f64() * 1e6,
         o.prefill_per_layer.as_secs_f64() * 1e6
     )

@@ -93,10 +93,12 @@ pub struct BackendEntry {
     pub name: &'static str,
     /// Whether a scenario without `backend` gets it.
     pub default: bool,
-    /// The kernel model's engine overheads for it, µs per step, per sequence and per layer of
-    /// a step with prefill; `None` for a backend without kernel tables (its GPUs use the
-    /// datasheet roofline).
+    /// The kernel model's engine overheads for it, µs per step, per layer of every step, per
+    /// sequence and per layer of a step with prefill; `None` for a backend without kernel
+    /// tables (its GPUs use the datasheet roofline).
     pub step_overhead_us: Option<f64>,
+    /// See [`BackendEntry::step_overhead_us`].
+    pub layer_overhead_us: Option<f64>,
     /// See [`BackendEntry::step_overhead_us`].
     pub seq_overhead_us: Option<f64>,
     /// See [`BackendEntry::step_overhead_us`].
@@ -157,11 +159,12 @@ pub fn inventory() -> Inventory {
         .map(|&b| {
             let o = kernels::default_overheads(b);
             let tables = kernels::shipped().any(|(_, x)| x == b);
-            let us = |d: crate::time::SimDuration| tables.then(|| d.as_secs_f64() * 1e6);
+            let us = |d: crate::time::SimDuration| tables.then(|| d.as_nanos() as f64 / 1e3);
             BackendEntry {
                 name: b.as_str(),
                 default: b == Backend::Vllm,
                 step_overhead_us: us(o.step),
+                layer_overhead_us: us(o.per_layer),
                 seq_overhead_us: us(o.per_seq),
                 prefill_layer_overhead_us: us(o.prefill_per_layer),
                 scheduler: crate::spec::Scheduler::of_backend(b).as_str(),

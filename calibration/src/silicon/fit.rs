@@ -169,40 +169,67 @@ pub fn fit_group(rows: &[(SiliconRow, Deployment)], start: RooflineParams, clien
 /// a few hundred microseconds a sequence (their physical range: an engine's CPU work).
 const KERNEL_STEP_S: (f64, f64) = (1e-6, 5e-3);
 const KERNEL_SEQ_S: (f64, f64) = (0.1e-6, 200e-6);
+/// A layer's untimed small kernels, every step: a few launches of a few microseconds.
+const KERNEL_LAYER_S: (f64, f64) = (0.1e-6, 100e-6);
 /// Launching one layer's kernels from the CPU: a fraction of a microsecond to a millisecond
 /// (AIConfigurator's own vLLM figure is 0.8 ms a layer per request).
 const KERNEL_PREFILL_LAYER_S: (f64, f64) = (0.1e-6, 1e-3);
 
-/// Where the overhead search starts: a tenth of a millisecond a step, tens of microseconds a
-/// sequence, a few hundred microseconds a prefill layer (the order engine profiles show).
-pub const KERNEL_START: KernelOverheads = KernelOverheads {
-    step: SimDuration::from_micros(100),
-    per_seq: SimDuration::from_micros(20),
-    prefill_per_layer: SimDuration::from_micros(300),
-};
+/// Where the overhead search of `backend` starts: a tenth of a millisecond a step or ten
+/// microseconds a layer, tens of microseconds a sequence, a few hundred microseconds a prefill
+/// layer (the order engine profiles show). A constant that starts at zero is not searched.
+///
+/// vLLM's time outside the kernels every step is a per-layer constant, not a per-step one:
+/// held out by GPU, its TPOT error is 6.2-11.1% with a per-layer constant and 9.2-12.8%
+/// with a per-step one (with both, 6.5-11.2%), and the fitted per-layer value is stable
+/// (8-17 µs over the folds, where the per-step one moved between 0.2 and 1 ms). SGLang's two
+/// GPUs with data, from two harnesses, do not tell the two apart (a per-layer constant: H100
+/// TPOT 20.5% instead of 13.3%), so it keeps the per-step one.
+pub fn kernel_start(backend: Backend) -> KernelOverheads {
+    let (step, per_layer) = match backend {
+        Backend::Sglang => (SimDuration::from_micros(100), SimDuration::ZERO),
+        Backend::Vllm | Backend::Trtllm => (SimDuration::ZERO, SimDuration::from_micros(10)),
+    };
+    KernelOverheads { step, per_layer, per_seq: SimDuration::from_micros(20), prefill_per_layer: SimDuration::from_micros(300) }
+}
 
-/// The kernel model's engine overheads fitted to `rows` (a Nelder-Mead search over their
-/// logarithms from `start`, at most `max_evaluations` simulations of the rows), and the
-/// loss at them.
+/// The kernel model's engine overheads fitted to `rows` (a Nelder-Mead search over the
+/// logarithms of those not zero in `start`, from `start`, at most `max_evaluations`
+/// simulations of the rows), and the loss at them.
 pub fn fit_overheads(
     rows: &[(SiliconRow, Deployment)],
     start: KernelOverheads,
     client: Client,
     max_evaluations: u32,
 ) -> (KernelOverheads, f64, u32) {
-    let decode = |x: &[f64; 3]| KernelOverheads {
-        step: SimDuration::from_secs_f64(clamp_exp(x[0], KERNEL_STEP_S)),
-        per_seq: SimDuration::from_secs_f64(clamp_exp(x[1], KERNEL_SEQ_S)),
-        prefill_per_layer: SimDuration::from_secs_f64(clamp_exp(x[2], KERNEL_PREFILL_LAYER_S)),
+    let bounds = [KERNEL_STEP_S, KERNEL_LAYER_S, KERNEL_SEQ_S, KERNEL_PREFILL_LAYER_S];
+    let at = [start.step, start.per_layer, start.per_seq, start.prefill_per_layer];
+    let free: Vec<usize> = (0..4).filter(|&k| at[k] > SimDuration::ZERO).collect();
+    let decode = |x: &[f64]| {
+        let mut v = at;
+        for (&k, &x) in free.iter().zip(x) {
+            v[k] = SimDuration::from_secs_f64(clamp_exp(x, bounds[k]));
+        }
+        KernelOverheads { step: v[0], per_layer: v[1], per_seq: v[2], prefill_per_layer: v[3] }
     };
-    let x0 = [
-        start.step.as_secs_f64().max(KERNEL_STEP_S.0).ln(),
-        start.per_seq.as_secs_f64().max(KERNEL_SEQ_S.0).ln(),
-        start.prefill_per_layer.as_secs_f64().max(KERNEL_PREFILL_LAYER_S.0).ln(),
-    ];
-    let f = |x: &[f64; 3]| loss(&log_errors(rows, &GpuModel::Kernels(decode(x)), client));
-    let (x, l, n) = nelder_mead(f, x0, max_evaluations);
+    let x0: Vec<f64> = free.iter().map(|&k| at[k].as_secs_f64().max(bounds[k].0).ln()).collect();
+    let f = |x: &[f64]| loss(&log_errors(rows, &GpuModel::Kernels(decode(x)), client));
+    let (x, l, n) = match x0.len() {
+        1 => search::<1>(&f, &x0, max_evaluations),
+        2 => search::<2>(&f, &x0, max_evaluations),
+        3 => search::<3>(&f, &x0, max_evaluations),
+        4 => search::<4>(&f, &x0, max_evaluations),
+        _ => return (start, f(&[]), 1),
+    };
     (decode(&x), l, n)
+}
+
+/// [`nelder_mead`] over `D = x0.len()` dimensions.
+fn search<const D: usize>(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], max_evaluations: u32) -> (Vec<f64>, f64, u32) {
+    let mut a = [0.0; D];
+    a.copy_from_slice(x0);
+    let (x, l, n) = nelder_mead(|x: &[f64; D]| f(x), a, max_evaluations);
+    (x.to_vec(), l, n)
 }
 
 /// Minimises `f` from `x0` (Nelder-Mead, a first simplex a factor of 2 along each axis in log

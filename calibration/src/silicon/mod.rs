@@ -15,7 +15,7 @@ mod replay;
 mod report;
 mod row;
 
-pub use fit::{FitResult, KERNEL_START, START, Split, fit_group, fit_overheads, group_key, log_errors, search_subset, split_of};
+pub use fit::{FitResult, START, Split, fit_group, fit_overheads, group_key, kernel_start, log_errors, search_subset, split_of};
 pub use replay::{Client, Deployment, GpuModel, Prediction, Ramp, catalogue_gpu, catalogue_model, deployment, formats, predict, scenario};
 pub use report::{ErrorStats, Scored, error_stats, rows_csv, table};
 pub use row::{CsvError, DisaggLayout, Mode, Parallelism, SiliconRow, parse_csv};

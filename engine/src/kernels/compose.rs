@@ -13,6 +13,10 @@ use crate::time::SimDuration;
 pub struct KernelOverheads {
     /// Every step: scheduling, input preparation, launching the forward pass.
     pub step: SimDuration,
+    /// Every layer of every step: the layer's small kernels the tables do not time (rotary
+    /// embedding, the KV-cache write, activation quantisation, residual adds: a few
+    /// microseconds each, graph-replayed or not).
+    pub per_layer: SimDuration,
     /// Every sequence in a step: its share of input preparation, sampling and output
     /// processing.
     pub per_seq: SimDuration,
@@ -26,8 +30,12 @@ pub struct KernelOverheads {
 
 impl KernelOverheads {
     /// No overhead: the kernels alone.
-    pub const ZERO: KernelOverheads =
-        KernelOverheads { step: SimDuration::ZERO, per_seq: SimDuration::ZERO, prefill_per_layer: SimDuration::ZERO };
+    pub const ZERO: KernelOverheads = KernelOverheads {
+        step: SimDuration::ZERO,
+        per_layer: SimDuration::ZERO,
+        per_seq: SimDuration::ZERO,
+        prefill_per_layer: SimDuration::ZERO,
+    };
 }
 
 /// The per-backend defaults, fitted on every GPU of the shared silicon measurements by
@@ -35,18 +43,18 @@ impl KernelOverheads {
 /// fits and scores them leave-one-GPU-out; `docs/zero-shot.md` shows the held-out errors). Source data: NVIDIA
 /// AIConfigurator's `silicon_sample.csv` (Apache-2.0).
 pub fn default_overheads(backend: Backend) -> KernelOverheads {
-    // (step µs, per-sequence µs, prefill µs per layer); TensorRT-LLM has no tables (its
-    // GPUs use the roofline), so its entry is vLLM's.
-    let (step, seq, layer) = match backend {
+    // (step µs, µs per layer, per-sequence µs, prefill µs per layer); TensorRT-LLM has no
+    // tables (its GPUs use the roofline), so its entry is vLLM's.
+    let (step, layer, seq, prefill) = match backend {
         Backend::Vllm | Backend::Trtllm => VLLM,
         Backend::Sglang => SGLANG,
     };
     let us = |x: f64| SimDuration::from_nanos((x * 1e3).round() as u64);
-    KernelOverheads { step: us(step), per_seq: us(seq), prefill_per_layer: us(layer) }
+    KernelOverheads { step: us(step), per_layer: us(layer), per_seq: us(seq), prefill_per_layer: us(prefill) }
 }
 
-const VLLM: (f64, f64, f64) = (977.0, 4.73, 432.2);
-const SGLANG: (f64, f64, f64) = (27.0, 20.87, 1000.0);
+const VLLM: (f64, f64, f64, f64) = (0.0, 14.28, 4.19, 434.9);
+const SGLANG: (f64, f64, f64, f64) = (27.0, 0.0, 20.87, 1000.0);
 
 /// Where a lookup leaves the measured range: what, and by how much.
 #[derive(Clone, Debug, PartialEq)]
@@ -334,7 +342,7 @@ impl KernelCost {
             full_layers: f64::from(full_layers),
             window_layers: f64::from(window_layers),
             window: f64::from(window),
-            step_s: overheads.step.as_secs_f64(),
+            step_s: overheads.step.as_secs_f64() + overheads.per_layer.as_secs_f64() * layers,
             seq_s: overheads.per_seq.as_secs_f64(),
             prefill_step_s: overheads.prefill_per_layer.as_secs_f64() * layers,
             notes: b.notes,
@@ -535,6 +543,7 @@ mod tests {
         let m = small_model();
         let o = KernelOverheads {
             step: SimDuration::from_micros(100),
+            per_layer: SimDuration::from_micros(3),
             per_seq: SimDuration::from_micros(7),
             prefill_per_layer: SimDuration::from_micros(50),
         };
@@ -559,7 +568,7 @@ mod tests {
         let prefill = lin(10.0, (1.0, 4.0), (100.0, 103.0));
         let (d1, d4) = (lin(50.0, (1.0, 2.0), (1000.0, 1001.0)), lin(50.0, (1.0, 3.0), (1000.0, 3000.0)));
         let decode = d1 + (d4 - d1) / 3.0;
-        let want = 2.0 * (gemms + elementwise + prefill + decode) + embedding + lm + 100e-6 + 3.0 * 7e-6 + 2.0 * 50e-6;
+        let want = 2.0 * (gemms + elementwise + prefill + decode) + embedding + lm + 100e-6 + 2.0 * 3e-6 + 3.0 * 7e-6 + 2.0 * 50e-6;
         let got = c.step_secs(&b);
         assert!((got - want).abs() < 1e-12, "{got} != {want}");
     }

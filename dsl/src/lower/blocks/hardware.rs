@@ -219,7 +219,7 @@ impl Cx {
                 };
                 // The kernel-table model where the GPU has tables for the backend, unless
                 // `perf_model = roofline` or a roofline-only key asks for the datasheet model.
-                let roofline_keys = ["mfu", "mbu", "layer_overhead", "moe_efficiency", "moe_efficiency_fp4", "frontend"];
+                let roofline_keys = ["mfu", "mbu", "moe_efficiency", "moe_efficiency_fp4", "frontend"];
                 let has_tables = simctl_engine::kernels::has_tables(&g.name, backend);
                 let model = match s.get("perf_model") {
                     Some(v) => {
@@ -270,6 +270,7 @@ impl Cx {
                     let dur = |cx: &mut Self, k: &str, def: SimDuration| s.get(k).map_or(Some(def), |v| cx.duration(v, k));
                     let overheads = simctl_engine::kernels::KernelOverheads {
                         step: overhead.unwrap_or(Some(d.step))?,
+                        per_layer: dur(self, "layer_overhead", d.per_layer)?,
                         per_seq: dur(self, "seq_overhead", d.per_seq)?,
                         prefill_per_layer: dur(self, "prefill_layer_overhead", d.prefill_per_layer)?,
                     };
