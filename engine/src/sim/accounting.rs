@@ -2,49 +2,54 @@
 //! the run's totals.
 
 use super::Simulation;
+use super::cluster::{CaughtUp, Held};
 use crate::instance::Instance;
 use crate::record::{InstanceStats, Outcome, PoolStats, Reason, Recorder, RequestRecord, RunTotals};
-use crate::router::{Gauges, InstanceId};
+use crate::router::{Gauges, InstanceId, RouterHost};
 use crate::seq::{NO_INSTANCE, Seq, SeqId};
 use crate::time::SimTime;
 use crate::units::Tokens;
 
+/// Publishes `inst`'s gauges when the router sees every change.
+pub(super) fn publish_gauges(host: &mut RouterHost, inst: &Instance) {
+    if host.gauges_exact() {
+        host.publish(inst.id, gauges(inst));
+    }
+}
+
+fn gauges(inst: &Instance) -> Gauges {
+    Gauges {
+        waiting: (inst.waiting.len() + inst.inbound.len()) as u32,
+        running: inst.running.len() as u32,
+        kv_free_blocks: inst.kv.free(),
+        prefix_hit_rate: inst.prefix_hit_rate(),
+    }
+}
+
 impl Simulation {
-    /// Publishes instance `i`'s gauges when the router sees every change.
-    pub(super) fn publish(&mut self, i: usize) {
-        if self.host.gauges_exact() {
-            let inst = &self.cluster.instances[i];
-            self.host.publish(inst.id, Self::gauges(inst));
-        }
+    /// Publishes instance `h`'s gauges when the router sees every change.
+    pub(super) fn publish(&mut self, h: &Held) {
+        publish_gauges(&mut self.host, self.cluster.instances.get(h));
     }
 
     /// A telemetry refresh: every instance's gauges as they are now.
-    pub(super) fn publish_all(&mut self) {
-        for inst in &self.cluster.instances {
-            self.host.publish(inst.id, Self::gauges(inst));
-        }
-    }
-
-    fn gauges(inst: &Instance) -> Gauges {
-        Gauges {
-            waiting: (inst.waiting.len() + inst.inbound.len()) as u32,
-            running: inst.running.len() as u32,
-            kv_free_blocks: inst.kv.free(),
-            prefix_hit_rate: inst.prefix_hit_rate(),
+    pub(super) fn publish_all(&mut self, all: &CaughtUp) {
+        for inst in self.cluster.instances.all(all) {
+            self.host.publish(inst.id, gauges(inst));
         }
     }
 
     /// Queue-depth bookkeeping around a change of an instance's waiting/running lists:
     /// call before the change, and [`Simulation::end_change`] after it.
-    pub(super) fn begin_change(&mut self, i: usize) -> u32 {
+    pub(super) fn begin_change(&mut self, h: &Held) -> u32 {
         let now = self.now;
-        let inst = &mut self.cluster.instances[i];
+        let inst = self.cluster.instances.get_mut(h);
         inst.account(now);
         inst.depth()
     }
 
-    pub(super) fn end_change(&mut self, i: usize, before: u32) {
-        let inst = &mut self.cluster.instances[i];
+    pub(super) fn end_change(&mut self, h: &Held, before: u32) {
+        let inst = self.cluster.instances.get_mut(h);
         inst.note_depth();
         let after = inst.depth();
         let pool = &mut self.cluster.pools[inst.pool];
@@ -82,6 +87,7 @@ impl Simulation {
 
     /// Reports what is still in flight as unfinished and sums the run up to `end`.
     pub(super) fn close<R: Recorder>(mut self, end: SimTime, rec: &mut R) -> RunTotals {
+        let all = self.catch_up_all(rec);
         // Requests still in flight are reported, never dropped, in arrival order; those
         // cancelled while a step or transfer held them were reported already.
         let mut live: Vec<SeqId> = self.seqs.live_ids().into_iter().filter(|&s| !self.seqs[s].cancelled).collect();
@@ -93,7 +99,7 @@ impl Simulation {
         let secs = elapsed.as_nanos().max(1) as f64;
         let mut pool_integral = vec![0u128; self.cluster.pools.len()];
         let mut instances = Vec::with_capacity(self.cluster.instances.len());
-        for inst in &mut self.cluster.instances {
+        for inst in self.cluster.instances.all_mut(&all) {
             inst.account(end);
             pool_integral[inst.pool] += inst.stats.depth_integral_ns;
             instances.push(InstanceStats {

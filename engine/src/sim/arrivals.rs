@@ -1,6 +1,7 @@
 //! Requests entering: routing through the router host, admission, rejection, closed-loop users.
 
 use super::Simulation;
+use super::cluster::CaughtUp;
 use crate::queue::Phase;
 use crate::record::{Outcome, Reason, Recorder};
 use crate::request::Request;
@@ -22,8 +23,7 @@ impl Simulation {
 
     /// Whether `req` can ever fit instance `i`'s KV cache.
     pub(super) fn fits(&self, i: usize, req: &Request, role: Role) -> bool {
-        let kv = &self.cluster.instances[i].kv;
-        kv.blocks_for(Self::max_kv_tokens(req, role)) <= kv.capacity()
+        self.cluster.instances.fits(i, Self::max_kv_tokens(req, role))
     }
 
     /// The sequence leaves without finishing, for `reason`.
@@ -50,13 +50,13 @@ impl Simulation {
 
     /// A fresh request joins instance `i`'s waiting queue.
     fn enqueue<R: Recorder>(&mut self, i: usize, sid: SeqId, rec: &mut R) {
-        self.touch(i, rec);
+        let h = self.touch(i, rec);
         self.seqs[sid].holder = InstanceId(i as u32);
-        let d0 = self.begin_change(i);
-        self.cluster.instances[i].waiting.push_back(sid);
-        self.end_change(i, d0);
-        self.publish(i);
-        self.wake(i);
+        let d0 = self.begin_change(&h);
+        self.cluster.instances.get_mut(&h).waiting.push_back(sid);
+        self.end_change(&h, d0);
+        self.publish(&h);
+        self.wake(&h);
     }
 
     /// The router sends `sid` to `i`, where it prefills.
@@ -79,7 +79,7 @@ impl Simulation {
     /// A request enters: route it, or reject it if it can never fit.
     pub(super) fn admit<R: Recorder>(&mut self, req: Request, user: u32, rec: &mut R) {
         // The router reads every instance (gauges, caches): fast-forwarded ones catch up.
-        self.catch_up_all(rec);
+        let all = self.catch_up_all(rec);
         self.arrived += 1;
         self.first_arrival.get_or_insert(self.now);
         let sid = self.seqs.insert(req.clone());
@@ -94,13 +94,13 @@ impl Simulation {
         // Conditional disaggregation: pick the decode instance first; it prefills the
         // request itself when the prompt's uncached part is short enough.
         if self.cluster.conditional {
-            let Ok(d) = self.host.route_decode(self.now, &req, None, Some(&self.cluster), rec) else {
+            let Ok(d) = self.host.route_decode(self.now, &req, None, Some(&self.cluster.instances.probe(&all)), rec) else {
                 return self.reject(sid, Reason::NoRoute, rec);
             };
-            self.check_index(&req);
+            self.check_index(&req, &all);
             let di = d.index();
             let threshold = self.cluster.local_prefill_threshold[di];
-            let kv = &self.cluster.instances[di].kv;
+            let kv = &self.cluster.instances.read(&all, di).kv;
             let bs = kv.block_size();
             let (hits, _) = kv.probe(seq::block_hashes(&req, (req.prompt_tokens.get().max(1) - 1) / bs, bs));
             let uncached = req.prompt_tokens.saturating_sub(hits.tokens(bs));
@@ -115,12 +115,12 @@ impl Simulation {
             }
         }
 
-        let Ok(p) = self.host.route_prefill(self.now, &req, Some(&self.cluster), rec) else {
+        let Ok(p) = self.host.route_prefill(self.now, &req, Some(&self.cluster.instances.probe(&all)), rec) else {
             return self.reject(sid, Reason::NoRoute, rec);
         };
-        self.check_index(&req);
+        self.check_index(&req, &all);
         let i = p.index();
-        let role = self.cluster.instances[i].role;
+        let role = self.cluster.instances.role(i);
         let s = &mut self.seqs[sid];
         s.prefill_on = p;
         if role == Role::Mixed {
@@ -134,12 +134,12 @@ impl Simulation {
 
     /// With [`Simulation::with_index_check`]: the overlaps the router's prefix index gave
     /// the policy equal a probe of every instance's cache.
-    pub(super) fn check_index(&self, req: &Request) {
+    pub(super) fn check_index(&self, req: &Request, all: &CaughtUp) {
         if !self.check_index || self.host.overlap_filled_for() != Some(req.id) {
             return;
         }
         let view = self.host.view();
-        for inst in &self.cluster.instances {
+        for inst in self.cluster.instances.all(all) {
             let bs = inst.kv.block_size();
             let (hits, _) = inst.kv.probe(seq::block_hashes(req, crate::router::max_hit_blocks(req, bs), bs));
             assert_eq!(

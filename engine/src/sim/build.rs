@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use super::Simulation;
-use super::cluster::{Cluster, Pool};
+use super::cluster::{CaughtUp, Cluster, Fleet, Pool};
 use super::link::Link;
 use crate::cost;
 use crate::instance::{Instance, InstanceCounters};
@@ -124,7 +124,7 @@ impl Simulation {
             first_arrival: None,
             last_departure: None,
             cluster: Cluster {
-                instances,
+                instances: Fleet::new(instances),
                 hardware_names: spec.hardware.iter().map(|h| h.name.clone()).collect(),
                 kv_latency_override,
                 pools,
@@ -183,7 +183,8 @@ impl Simulation {
         // Small fleets are probed directly: force the index, which is what is checked.
         self.host.use_index();
         if self.host.wants_kv_events() {
-            for inst in &mut self.cluster.instances {
+            // Nothing has stepped yet: every instance is up to date.
+            for inst in self.cluster.instances.all_mut(&CaughtUp::vouch()) {
                 inst.kv.track_events();
             }
         }

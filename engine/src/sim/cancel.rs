@@ -1,6 +1,7 @@
 //! Cancelling a request in flight (a client that disconnects, a co-simulation driver).
 
 use super::Simulation;
+use super::cluster::CaughtUp;
 use crate::record::{Outcome, Recorder};
 use crate::request::RequestId;
 use crate::seq::{NO_INSTANCE, SeqId};
@@ -19,7 +20,7 @@ impl Simulation {
             return true;
         }
         // Its record reads the sequence as it is now, wherever it runs.
-        self.catch_up_all(rec);
+        let all = self.catch_up_all(rec);
         let Some(sid) = self.seqs.live_ids().into_iter().find(|&s| self.seqs[s].req.id == id && !self.seqs[s].cancelled) else {
             return false;
         };
@@ -36,7 +37,7 @@ impl Simulation {
         self.seqs[sid].migrate_to = None;
         if holder == NO_INSTANCE {
             self.seqs.remove(sid);
-        } else if self.seqs[sid].decode_on != NO_INSTANCE && self.seqs[sid].decode_on != holder && self.in_handoff(sid) {
+        } else if self.seqs[sid].decode_on != NO_INSTANCE && self.seqs[sid].decode_on != holder && self.in_handoff(sid, &all) {
             self.cancel_in_transfer(sid, rec);
         } else {
             self.cancel_at(holder.index(), sid, rec);
@@ -47,40 +48,41 @@ impl Simulation {
 
     /// Whether `sid` has left its prefill instance's lists for a decode instance (queued for
     /// blocks there, on the wire, or paying the link's latency).
-    fn in_handoff(&self, sid: SeqId) -> bool {
+    fn in_handoff(&self, sid: SeqId, all: &CaughtUp) -> bool {
         let s = &self.seqs[sid];
-        let h = &self.cluster.instances[s.holder.index()];
+        let h = self.cluster.instances.read(all, s.holder.index());
         !h.running.contains(&sid) && !h.waiting.contains(&sid)
     }
 
     /// `sid` is waiting or running on instance `i`.
     fn cancel_at<R: Recorder>(&mut self, i: usize, sid: SeqId, rec: &mut R) {
-        self.touch(i, rec);
-        let d0 = self.begin_change(i);
-        let inst = &mut self.cluster.instances[i];
+        let h = self.touch(i, rec);
+        let d0 = self.begin_change(&h);
+        let inst = self.cluster.instances.get_mut(&h);
         inst.waiting.retain(|&x| x != sid);
         inst.running.retain(|&x| x != sid);
         let in_step = inst.busy && inst.batch.iter().any(|&(x, _)| x == sid);
-        self.end_change(i, d0);
+        self.end_change(&h, d0);
         if in_step {
             // The step in progress computes its tokens; its end frees the sequence.
             self.seqs[sid].cancelled = true;
         } else {
             let s = &mut self.seqs[sid];
-            self.cluster.instances[i].kv.release(&mut s.blocks);
+            self.cluster.instances.get_mut(&h).kv.release(&mut s.blocks);
             self.seqs.remove(sid);
         }
-        self.publish(i);
-        self.wake(i);
+        self.publish(&h);
+        self.wake(&h);
     }
 
     /// `sid` moves its KV from its holder to its decode instance.
     fn cancel_in_transfer<R: Recorder>(&mut self, sid: SeqId, rec: &mut R) {
         let (from, to) = (self.seqs[sid].holder.index(), self.seqs[sid].decode_on.index());
-        self.touch(from, rec);
-        self.touch(to, rec);
-        if let Some(k) = self.cluster.instances[to].inbound.iter().position(|&x| x == sid) {
-            self.cluster.instances[to].inbound.remove(k);
+        let from = self.touch(from, rec);
+        let to = self.touch(to, rec);
+        let inbound = &mut self.cluster.instances.get_mut(&to).inbound;
+        if let Some(k) = inbound.iter().position(|&x| x == sid) {
+            inbound.remove(k);
         } else if self.seqs[sid].on_wire {
             self.abort_transfer(sid);
         } else {
@@ -89,15 +91,17 @@ impl Simulation {
             return;
         }
         let s = &mut self.seqs[sid];
-        self.cluster.instances[from].kv.release(&mut s.blocks);
-        self.cluster.instances[from].kv.unreserve(std::mem::take(&mut s.held));
-        self.cluster.instances[to].kv.release(&mut s.staged);
-        self.cluster.instances[to].kv.unreserve(std::mem::take(&mut s.reserved));
+        let src = self.cluster.instances.get_mut(&from);
+        src.kv.release(&mut s.blocks);
+        src.kv.unreserve(std::mem::take(&mut s.held));
+        let dest = self.cluster.instances.get_mut(&to);
+        dest.kv.release(&mut s.staged);
+        dest.kv.unreserve(std::mem::take(&mut s.reserved));
         self.seqs.remove(sid);
-        for i in [from, to] {
-            self.publish(i);
-            self.wake(i);
+        for h in [&from, &to] {
+            self.publish(h);
+            self.wake(h);
         }
-        self.drain_inbound(to, rec);
+        self.drain_inbound(&to, rec);
     }
 }

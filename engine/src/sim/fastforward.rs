@@ -37,6 +37,12 @@
 //! time and its time bound, so that every event the loop would see up to them is applied).
 //! A change ends the run at the step in flight, which then ends as a real event.
 //!
+//! *No caller can skip the catching up.* The instances are reached only through a proof that
+//! they are up to date: [`Held`] (from [`Simulation::touch`] and the end of a run) to read and
+//! change one, [`CaughtUp`] (from [`Simulation::catch_up_all`]) to read them all, and this
+//! module alone makes the proofs or reads an instance behind the event in process (a test
+//! checks it); the configuration no step changes (role, pool, cache capacity) is read freely.
+//!
 //! *Catching up lands exactly where stepping would be.* The queue orders step ends before
 //! every other event of their time, in instance order, and batch decisions (`TryStep`, the
 //! last phase of an instant) in instance order too: neither depends on when it was queued.
@@ -55,6 +61,7 @@
 //! The events that are queued keep their relative order, since they are queued by the same
 //! real events in the same order with fast-forward on and off.
 
+use super::cluster::{CaughtUp, Held};
 use super::{Event, Simulation};
 use crate::cost::BatchShape;
 use crate::queue::Phase;
@@ -152,9 +159,10 @@ impl Simulation {
     /// Instance `i` just decided a batch of `shape`, lasting `dur`, that starts now: starts a
     /// run when the batch is steady. Returns when the instance's step-end entry is due (the
     /// step's own end when no run starts).
-    pub(super) fn start_run(&mut self, i: usize, dur: SimDuration, shape: &BatchShape) -> SimTime {
+    pub(super) fn start_run(&mut self, h: Held, dur: SimDuration, shape: &BatchShape) -> SimTime {
+        let i = h.index();
         let end = self.now + dur;
-        let inst = &self.cluster.instances[i];
+        let inst = self.cluster.instances.lazy(i);
         let n = inst.running.len();
         if !self.run.fast_forward
             || dur == SimDuration::ZERO
@@ -242,7 +250,7 @@ impl Simulation {
     /// Computes more step durations of instance `i`'s run, until its last step is known, a
     /// chunk is done, or (the first chunk) a step ends at or after `hint`.
     fn extend_run(&mut self, i: usize, hint: SimTime) {
-        let inst = &self.cluster.instances[i];
+        let inst = self.cluster.instances.lazy(i);
         let run = &mut self.runs[i];
         let c = run.ends.len() as u32;
         let chunk = if hint < SimTime::MAX { MAX_CHUNK } else { c.clamp(MIN_CHUNK, MAX_CHUNK) };
@@ -292,17 +300,18 @@ impl Simulation {
     }
 
     /// Catches every instance up to the event in process (see [`Simulation::catch_up`]).
-    pub(super) fn catch_up_all<R: Recorder>(&mut self, rec: &mut R) {
+    pub(super) fn catch_up_all<R: Recorder>(&mut self, rec: &mut R) -> CaughtUp {
         for i in 0..self.runs.len() {
             if self.runs[i].active {
                 self.catch_up(i, rec);
             }
         }
+        CaughtUp::vouch()
     }
 
     /// Applies the steps of instance `i`'s run that precede the event in process: its state,
     /// gauges and statistics become what stepping one by one would have made them.
-    pub(super) fn catch_up<R: Recorder>(&mut self, i: usize, rec: &mut R) {
+    fn catch_up<R: Recorder>(&mut self, i: usize, rec: &mut R) {
         let run = &self.runs[i];
         if !run.active {
             return;
@@ -329,7 +338,7 @@ impl Simulation {
     /// Applies the ends of steps `ended + 1..=to` of instance `i`'s run to its sequences.
     fn apply_ends<R: Recorder>(&mut self, i: usize, to: u32, rec: &mut R) {
         let run = &self.runs[i];
-        let inst = &self.cluster.instances[i];
+        let inst = self.cluster.instances.lazy(i);
         let from = run.ended;
         let k = to - from;
         let first_end = run.end_of(from + 1);
@@ -367,7 +376,7 @@ impl Simulation {
     /// take, in the order the batches would take them, and the steps' observations.
     fn apply_batches<R: Recorder>(&mut self, i: usize, to: u32, rec: &mut R) {
         let run = &self.runs[i];
-        let inst = &mut self.cluster.instances[i];
+        let inst = self.cluster.instances.lazy_mut(i);
         let from = run.built;
         let n = u64::from(run.n);
         for j in from + 1..=to {
@@ -428,16 +437,19 @@ impl Simulation {
         self.runs[i].built = to;
         self.queue.count_virtual(u64::from(to - from));
         if took {
-            self.sync_kv(i);
-            self.publish(i);
+            let inst = self.cluster.instances.lazy_mut(i);
+            super::steps::forward_kv_events(&mut self.host, inst);
+            super::accounting::publish_gauges(&mut self.host, inst);
         }
     }
 
-    /// Something is about to change instance `i`: catches it up and ends its run, so that the
-    /// step in flight ends as a real event (or, between two steps, its `TryStep` is queued).
-    pub(super) fn touch<R: Recorder>(&mut self, i: usize, rec: &mut R) {
+    /// Something is about to read or change instance `i`: catches it up and ends its run,
+    /// so that the step in flight ends as a real event (or, between two steps, its `TryStep`
+    /// is queued). The only way to reach an instance (see [`Held`]); a no-op for one that is
+    /// not fast-forwarding.
+    pub(super) fn touch<R: Recorder>(&mut self, i: usize, rec: &mut R) -> Held {
         if !self.runs[i].active {
-            return;
+            return Held::vouch(i);
         }
         self.catch_up(i, rec);
         let run = &mut self.runs[i];
@@ -445,7 +457,7 @@ impl Simulation {
         if run.built == run.ended {
             // Step `ended` ended at the cursor's time; the next batch is decided after it.
             let at = run.end_of(run.ended);
-            let inst = &mut self.cluster.instances[i];
+            let inst = self.cluster.instances.lazy_mut(i);
             inst.busy = false;
             inst.wake_pending = true;
             self.queue.cancel_key(i as u32);
@@ -454,16 +466,19 @@ impl Simulation {
             let at = run.end_of(run.built);
             self.queue.schedule_key(i as u32, at);
         }
+        Held::vouch(i)
     }
 
-    /// Instance `i`'s entry came out of the queue as a step end: a run's last step ends.
-    pub(super) fn end_run<R: Recorder>(&mut self, i: usize, rec: &mut R) {
+    /// Instance `i`'s entry came out of the queue as a step end: a run's last step ends
+    /// (when it had one), and the instance is up to date.
+    pub(super) fn end_run<R: Recorder>(&mut self, i: usize, rec: &mut R) -> Held {
         if !self.runs[i].active {
-            return;
+            return Held::vouch(i);
         }
         self.catch_up(i, rec);
         let run = &mut self.runs[i];
         debug_assert!(run.last > 0 && run.ended + 1 == run.last && run.built == run.last, "a run ends after all its steps");
         run.active = false;
+        Held::vouch(i)
     }
 }

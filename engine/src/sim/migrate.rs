@@ -2,6 +2,7 @@
 //! instances; a move happens at the end of the source's step and pays its KV transfer.
 
 use super::Simulation;
+use super::cluster::Held;
 use crate::record::Recorder;
 use crate::router::DecodingSeq;
 use crate::spec::Role;
@@ -9,11 +10,11 @@ use crate::spec::Role;
 impl Simulation {
     pub(super) fn on_migrate<R: Recorder>(&mut self, rec: &mut R) {
         // The planner reads every decoding sequence and the router's view.
-        self.catch_up_all(rec);
+        let all = self.catch_up_all(rec);
         let mut decoding = Vec::new();
         let mut sids = Vec::new();
         for &d in self.host.view().decode_candidates() {
-            for &sid in &self.cluster.instances[d.index()].running {
+            for &sid in &self.cluster.instances.read(&all, d.index()).running {
                 let s = &self.seqs[sid];
                 if s.is_decoding() && !s.leaving && s.migrate_to.is_none() && !s.cancelled {
                     decoding.push(DecodingSeq {
@@ -43,21 +44,22 @@ impl Simulation {
             self.host.log_migration(now, req.id, m.to, rec);
             let from = m.from.index();
             // The move happens at the end of the step in flight, which must be a real one.
-            self.touch(from, rec);
+            let h = self.touch(from, rec);
             self.seqs[sid].migrate_to = Some(m.to);
-            self.cluster.instances[from].migrations_pending += 1;
-            if !self.cluster.instances[from].busy {
-                self.execute_migrations(from, rec);
+            let inst = self.cluster.instances.get_mut(&h);
+            inst.migrations_pending += 1;
+            if !inst.busy {
+                self.execute_migrations(&h, rec);
             }
         }
     }
 
     /// Moves every sequence of instance `i` with a migration requested: out of the running
     /// set, then like a prefill handoff (reserve at the destination, move the uncached KV).
-    pub(super) fn execute_migrations<R: Recorder>(&mut self, i: usize, rec: &mut R) {
-        let d0 = self.begin_change(i);
+    pub(super) fn execute_migrations<R: Recorder>(&mut self, h: &Held, rec: &mut R) {
+        let d0 = self.begin_change(h);
         let mut moving = Vec::new();
-        let inst = &mut self.cluster.instances[i];
+        let inst = self.cluster.instances.get_mut(h);
         inst.migrations_pending = 0;
         for &sid in inst.waiting.iter() {
             // Preempted since the plan: it no longer holds KV to move.
@@ -74,24 +76,25 @@ impl Simulation {
                 _ => true,
             }
         });
-        self.end_change(i, d0);
+        self.end_change(h, d0);
         for (sid, to) in moving {
             let s = &mut self.seqs[sid];
             s.decode_on = to;
             s.migrations += 1;
             self.migrations += 1;
-            self.cluster.instances[i].stats.migrations_out += 1;
-            self.cluster.instances[to.index()].stats.migrations_in += 1;
-            self.host.moved(self.cluster.instances[i].id, to);
+            let dest = self.touch(to.index(), rec);
+            let (src, dst) = self.cluster.instances.pair_mut(h, &dest);
+            src.stats.migrations_out += 1;
+            dst.stats.migrations_in += 1;
+            self.host.moved(src.id, to);
             self.seqs[sid].assigned_to = to;
-            self.touch(to.index(), rec);
-            if self.cluster.instances[to.index()].inbound.is_empty() && self.try_send(sid, rec) {
+            if self.cluster.instances.get(&dest).inbound.is_empty() && self.try_send(sid, rec) {
                 continue;
             }
-            self.cluster.instances[to.index()].inbound.push_back(sid);
-            self.publish(to.index());
+            self.cluster.instances.get_mut(&dest).inbound.push_back(sid);
+            self.publish(&dest);
         }
-        self.publish(i);
-        self.wake(i);
+        self.publish(h);
+        self.wake(h);
     }
 }

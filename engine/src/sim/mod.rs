@@ -262,8 +262,8 @@ impl Simulation {
                 Popped::Key(i) => {
                     self.last_work = t;
                     self.cursor = fastforward::Cursor::step_end(t, i);
-                    self.end_run(i as usize, rec);
-                    self.on_step_finished(i as usize, rec);
+                    let h = self.end_run(i as usize, rec);
+                    self.on_step_finished(h, rec);
                 }
                 Popped::Event(ev) => {
                     if ev.is_work() {
@@ -311,12 +311,15 @@ impl Simulation {
                     self.admit(req, u, rec);
                 }
             }
-            Event::TryStep(i) => self.on_try_step(i as usize, rec),
+            Event::TryStep(i) => {
+                let h = self.touch(i as usize, rec);
+                self.on_try_step(h, rec);
+            }
             Event::LinkDone(l) => self.on_link_done(l as usize),
             Event::TransferDone(s) => self.on_transfer_done(s, rec),
             Event::TelemetryTick => {
-                self.catch_up_all(rec);
-                self.publish_all();
+                let all = self.catch_up_all(rec);
+                self.publish_all(&all);
                 self.telemetry_armed = false;
                 // Refreshes stop with the work; a later submission restarts them.
                 if self.work_pending() {

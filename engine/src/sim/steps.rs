@@ -1,5 +1,6 @@
 //! Instance steps: building a batch, and what happens when its step ends.
 
+use super::cluster::Held;
 use super::{Event, Simulation};
 use crate::queue::Phase;
 use crate::record::{Outcome, Recorder};
@@ -32,31 +33,38 @@ impl GapRun {
     }
 }
 
+/// Forwards `inst`'s KV-cache events to the router's prefix index.
+pub(super) fn forward_kv_events(host: &mut crate::router::RouterHost, inst: &mut crate::instance::Instance) {
+    if inst.kv.has_events() {
+        let id = inst.id;
+        for ev in inst.kv.drain_events() {
+            host.kv_event(id, ev);
+        }
+    }
+}
+
 impl Simulation {
-    /// Asks instance `i` to start a step now, unless it is busy or already asked.
-    pub(super) fn wake(&mut self, i: usize) {
-        debug_assert!(!self.runs[i].active, "an instance is changed before it is caught up");
-        let inst = &mut self.cluster.instances[i];
+    /// Asks instance `h` to start a step now, unless it is busy or already asked.
+    pub(super) fn wake(&mut self, h: &Held) {
+        let i = h.index();
+        let inst = self.cluster.instances.get_mut(h);
         if !inst.busy && !inst.wake_pending && inst.depth() > 0 {
             inst.wake_pending = true;
             self.push_ranked(self.now, Phase::Schedule, i as u32, Event::TryStep(i as u32));
         }
     }
 
-    /// Forwards instance `i`'s KV-cache events to the router's prefix index.
-    pub(super) fn sync_kv(&mut self, i: usize) {
-        let inst = &mut self.cluster.instances[i];
-        if inst.kv.has_events() {
-            let id = inst.id;
-            for ev in inst.kv.drain_events() {
-                self.host.kv_event(id, ev);
-            }
-        }
+    /// Forwards instance `h`'s KV-cache events to the router's prefix index.
+    pub(super) fn sync_kv(&mut self, h: &Held) {
+        forward_kv_events(&mut self.host, self.cluster.instances.get_mut(h));
     }
 
-    pub(super) fn on_try_step<R: Recorder>(&mut self, i: usize, rec: &mut R) {
+    /// Instance `h` decides its next batch and starts its step (which may start a
+    /// fast-forward run: the proof is used up).
+    pub(super) fn on_try_step<R: Recorder>(&mut self, h: Held, rec: &mut R) {
         let now = self.now;
-        let inst = &mut self.cluster.instances[i];
+        let i = h.index();
+        let inst = self.cluster.instances.get_mut(&h);
         inst.wake_pending = false;
         if inst.busy {
             return;
@@ -67,8 +75,8 @@ impl Simulation {
             rec.on_preemption(inst.id, now);
         }
         if inst.batch.is_empty() {
-            self.sync_kv(i);
-            self.publish(i);
+            self.sync_kv(&h);
+            self.publish(&h);
             return;
         }
         let dur = inst.cost.step_time(&shape);
@@ -76,17 +84,17 @@ impl Simulation {
         inst.stats.steps += 1;
         inst.stats.busy_ns += dur.as_nanos();
         rec.on_step(inst.id, now, dur, &shape);
+        self.sync_kv(&h);
+        self.publish(&h);
         // Its end, or (steady decode steps) the end of the run it starts.
-        let due = self.start_run(i, dur, &shape);
+        let due = self.start_run(h, dur, &shape);
         self.queue.schedule_key(i as u32, due);
-        self.sync_kv(i);
-        self.publish(i);
     }
 
-    pub(super) fn on_step_finished<R: Recorder>(&mut self, i: usize, rec: &mut R) {
+    pub(super) fn on_step_finished<R: Recorder>(&mut self, h: Held, rec: &mut R) {
         let now = self.now;
-        let d0 = self.begin_change(i);
-        let inst = &mut self.cluster.instances[i];
+        let d0 = self.begin_change(&h);
+        let inst = self.cluster.instances.get_mut(&h);
         inst.busy = false;
         let role = inst.role;
         let id = inst.id;
@@ -157,8 +165,8 @@ impl Simulation {
             inst.running.retain(|&s| !seqs[s].leaving);
         }
         inst.check_invariants(&self.seqs);
-        self.end_change(i, d0);
-        self.sync_kv(i);
+        self.end_change(&h, d0);
+        self.sync_kv(&h);
 
         for k in 0..self.finished.len() {
             let sid = self.finished[k];
@@ -173,22 +181,22 @@ impl Simulation {
         self.finished.clear();
         for k in 0..self.handoffs.len() {
             let sid = self.handoffs[k];
-            self.start_handoff(sid, i, rec);
+            self.start_handoff(sid, &h, rec);
         }
         self.handoffs.clear();
-        if self.cluster.instances[i].migrations_pending > 0 {
-            self.execute_migrations(i, rec);
+        if self.cluster.instances.get(&h).migrations_pending > 0 {
+            self.execute_migrations(&h, rec);
         }
-        self.drain_inbound(i, rec);
-        self.publish(i);
+        self.drain_inbound(&h, rec);
+        self.publish(&h);
         // The next step starts now. When nothing else happens at this instant it starts
         // directly (the same order as through the queue; counted as an event all the same).
-        let inst = &self.cluster.instances[i];
+        let inst = self.cluster.instances.get(&h);
         if !inst.wake_pending && inst.depth() > 0 && self.queue.peek_time().is_none_or(|t| t > now) {
             self.queue.count_virtual(1);
-            self.on_try_step(i, rec);
+            self.on_try_step(h, rec);
         } else {
-            self.wake(i);
+            self.wake(&h);
         }
     }
 }

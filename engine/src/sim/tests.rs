@@ -637,3 +637,47 @@ fn the_scheduler_follows_the_backend_unless_named() {
         Scheduler::Sglang
     );
 }
+
+/// Instances are reached only through a proof that they are up to date (`Held`, `CaughtUp`),
+/// and only fast-forward makes the proofs or reads an instance behind the event in process:
+/// no other part of the simulation can see a stale instance.
+#[test]
+fn only_fast_forward_vouches_for_an_instance_or_reads_one_lazily() {
+    let files: [(&str, &str); 11] = [
+        ("accounting.rs", include_str!("accounting.rs")),
+        ("arrivals.rs", include_str!("arrivals.rs")),
+        ("build.rs", include_str!("build.rs")),
+        ("cancel.rs", include_str!("cancel.rs")),
+        ("link.rs", include_str!("link.rs")),
+        ("migrate.rs", include_str!("migrate.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+        ("steps.rs", include_str!("steps.rs")),
+        ("transfer.rs", include_str!("transfer.rs")),
+        ("cluster.rs", include_str!("cluster.rs")),
+        ("fastforward.rs", include_str!("fastforward.rs")),
+    ];
+    let mut found = Vec::new();
+    for (name, text) in files {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for what in ["vouch(", ".lazy(", ".lazy_mut(", "Held {", "CaughtUp("] {
+                if code.contains(what) {
+                    found.push((name, what, n + 1));
+                }
+            }
+        }
+    }
+    let outside: Vec<_> = found
+        .iter()
+        .filter(|(name, what, _)| match *name {
+            "fastforward.rs" | "cluster.rs" => false,
+            // The instances are up to date before the first event.
+            "build.rs" => *what != "vouch(",
+            _ => true,
+        })
+        .collect();
+    assert!(outside.is_empty(), "outside fast-forward: {outside:?}");
+    // The scan sees what it looks for.
+    assert!(found.iter().any(|(name, what, _)| *name == "fastforward.rs" && *what == "vouch("));
+    assert!(found.iter().any(|(name, what, _)| *name == "fastforward.rs" && *what == ".lazy_mut("));
+}

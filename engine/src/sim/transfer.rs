@@ -3,6 +3,7 @@
 //! (processor sharing, see [`super::link`]), pays the link's latency, and joins the decode
 //! instance's running set. A destination without room queues the sequence (back-pressure).
 
+use super::cluster::Held;
 use super::{Event, Simulation};
 use crate::queue::Phase;
 use crate::record::{Reason, Recorder};
@@ -14,33 +15,34 @@ use crate::units::{Bytes, Tokens};
 impl Simulation {
     /// A prefill finished on `from`: pick the decode instance (unless chosen on arrival),
     /// then reserve its blocks and send the KV, or queue for blocks there.
-    pub(super) fn start_handoff<R: Recorder>(&mut self, sid: SeqId, from: usize, rec: &mut R) {
+    pub(super) fn start_handoff<R: Recorder>(&mut self, sid: SeqId, from: &Held, rec: &mut R) {
         let req = self.seqs[sid].req.clone();
-        if self.seqs[sid].decode_on == NO_INSTANCE {
-            // The router reads every instance: fast-forwarded ones catch up.
-            self.catch_up_all(rec);
-        }
+        let source = InstanceId(from.index() as u32);
         let to = match self.seqs[sid].decode_on {
-            NO_INSTANCE => match self.host.route_decode(self.now, &req, Some(InstanceId(from as u32)), Some(&self.cluster), rec) {
-                Ok(d) => {
-                    self.check_index(&req);
-                    d
+            NO_INSTANCE => {
+                // The router reads every instance: fast-forwarded ones catch up.
+                let all = self.catch_up_all(rec);
+                match self.host.route_decode(self.now, &req, Some(source), Some(&self.cluster.instances.probe(&all)), rec) {
+                    Ok(d) => {
+                        self.check_index(&req, &all);
+                        d
+                    }
+                    Err(_) => {
+                        self.host.left(source);
+                        let s = &mut self.seqs[sid];
+                        self.cluster.instances.get_mut(from).kv.release(&mut s.blocks);
+                        return self.reject(sid, Reason::NoRoute, rec);
+                    }
                 }
-                Err(_) => {
-                    self.host.left(InstanceId(from as u32));
-                    let s = &mut self.seqs[sid];
-                    self.cluster.instances[from].kv.release(&mut s.blocks);
-                    return self.reject(sid, Reason::NoRoute, rec);
-                }
-            },
+            }
             chosen => chosen,
         };
         let t = to.index();
-        self.host.left(InstanceId(from as u32));
+        self.host.left(source);
         self.seqs[sid].decode_on = to;
         if !self.fits(t, &req, Role::Decode) {
             let s = &mut self.seqs[sid];
-            self.cluster.instances[from].kv.release(&mut s.blocks);
+            self.cluster.instances.get_mut(from).kv.release(&mut s.blocks);
             self.reject(sid, Reason::ExceedsKvCapacity, rec);
             self.publish(from);
             self.drain_inbound(from, rec);
@@ -49,23 +51,22 @@ impl Simulation {
         self.host.dispatched(to, &req, false);
         self.seqs[sid].assigned_to = to;
         // Its inbound queue is retried at every step end: a change of the destination.
-        self.touch(t, rec);
-        if self.cluster.instances[t].inbound.is_empty() && self.try_send(sid, rec) {
+        let dest = self.touch(t, rec);
+        if self.cluster.instances.get(&dest).inbound.is_empty() && self.try_send(sid, rec) {
             return;
         }
-        self.cluster.instances[t].inbound.push_back(sid);
-        self.publish(t);
+        self.cluster.instances.get_mut(&dest).inbound.push_back(sid);
+        self.publish(&dest);
     }
 
     /// Reserves blocks for `sid` at its decode instance (reusing what that instance has
     /// cached of the prompt) and puts the uncached part on the link. False if the decode
     /// instance lacks free blocks (back-pressure).
     pub(super) fn try_send<R: Recorder>(&mut self, sid: SeqId, rec: &mut R) -> bool {
-        let to = self.seqs[sid].decode_on.index();
-        self.touch(to, rec);
+        let to = self.touch(self.seqs[sid].decode_on.index(), rec);
+        let from = self.touch(self.seqs[sid].holder.index(), rec);
         let s = &self.seqs[sid];
-        let from = s.holder.index();
-        let dest = &mut self.cluster.instances[to];
+        let dest = self.cluster.instances.get_mut(&to);
         let bs = dest.kv.block_size();
         let tokens = Tokens(s.computed);
         let (hits, idle) = dest.kv.probe(s.block_hashes(tokens.get() / bs, bs));
@@ -80,7 +81,7 @@ impl Simulation {
         let ok = dest.kv.reserve(need);
         debug_assert!(ok, "checked above");
         s.reserved = need;
-        s.held = self.cluster.instances[from].kv.hold(&mut s.blocks, s.hashed as usize);
+        s.held = self.cluster.instances.get_mut(&from).kv.hold(&mut s.blocks, s.hashed as usize);
         let bytes = Bytes::of_kv(tokens.saturating_sub(hits.tokens(bs)), self.cluster.kv_bytes_per_token);
         s.transfer_bytes = bytes;
         s.transfer_start = self.now;
@@ -91,9 +92,9 @@ impl Simulation {
             let v = std::mem::take(&mut s.blocks);
             self.seqs.give_spare(v);
         }
-        self.sync_kv(to);
-        let link = self.link_between(from, to);
-        self.publish(to);
+        self.sync_kv(&to);
+        let link = self.link_between(from.index(), to.index());
+        self.publish(&to);
         match self.cluster.links[link].bandwidth_bytes_s {
             Some(_) if bytes > Bytes::ZERO => {
                 self.seqs[sid].on_wire = true;
@@ -105,7 +106,7 @@ impl Simulation {
                 }
             }
             _ => {
-                let latency = self.latency_into(link, to);
+                let latency = self.latency_into(link, to.index());
                 self.push(self.now + latency, Phase::Arrival, Event::TransferDone(sid));
             }
         }
@@ -142,60 +143,63 @@ impl Simulation {
         let (from, to) = (self.seqs[sid].holder.index(), self.seqs[sid].decode_on.index());
         // Blocks go back at the source (a migration's may be fast-forwarding) and the
         // sequence joins the destination.
-        self.touch(from, rec);
-        self.touch(to, rec);
+        let from = self.touch(from, rec);
+        let to = self.touch(to, rec);
         let s = &mut self.seqs[sid];
         rec.on_transfer(s.holder, s.decode_on, s.transfer_start, now - s.transfer_start, s.transfer_bytes.get());
-        self.cluster.instances[from].kv.release(&mut s.blocks);
-        self.cluster.instances[from].kv.unreserve(std::mem::take(&mut s.held));
+        let src = self.cluster.instances.get_mut(&from);
+        src.kv.release(&mut s.blocks);
+        src.kv.unreserve(std::mem::take(&mut s.held));
         let reserved = std::mem::take(&mut s.reserved);
         if s.cancelled {
-            self.cluster.instances[to].kv.release(&mut s.staged);
-            self.cluster.instances[to].kv.unreserve(reserved);
+            let dest = self.cluster.instances.get_mut(&to);
+            dest.kv.release(&mut s.staged);
+            dest.kv.unreserve(reserved);
             self.seqs.remove(sid);
-            self.publish(from);
-            self.wake(from);
-            self.publish(to);
-            self.drain_inbound(to, rec);
+            self.publish(&from);
+            self.wake(&from);
+            self.publish(&to);
+            self.drain_inbound(&to, rec);
             return;
         }
         s.holder = s.decode_on;
         self.seqs.ensure_staged(sid);
         let s = &mut self.seqs[sid];
-        self.cluster.instances[to].kv.take_reserved(reserved, &mut s.staged);
+        let dest = self.cluster.instances.get_mut(&to);
+        dest.kv.take_reserved(reserved, &mut s.staged);
         std::mem::swap(&mut s.blocks, &mut s.staged);
         s.reset_chain();
         s.leaving = false;
-        self.cluster.instances[to].register_full_blocks(&mut self.seqs, sid, false);
-        self.sync_kv(to);
-        self.publish(from);
-        self.wake(from);
+        dest.register_full_blocks(&mut self.seqs, sid, false);
+        self.sync_kv(&to);
+        self.publish(&from);
+        self.wake(&from);
         // The sequence holds its KV, so it joins the running set (last admitted, first to be
         // preempted) rather than the waiting queue: parked in `waiting` with blocks it could
         // neither run nor give them back, and a full cache would deadlock.
-        let d0 = self.begin_change(to);
-        self.cluster.instances[to].running.push(sid);
-        self.end_change(to, d0);
-        self.publish(to);
-        self.wake(to);
+        let d0 = self.begin_change(&to);
+        self.cluster.instances.get_mut(&to).running.push(sid);
+        self.end_change(&to, d0);
+        self.publish(&to);
+        self.wake(&to);
     }
 
     /// The link KV takes from instance `from` to instance `to`: the one between their pools,
     /// or (for migrations inside a decode pool) the link into the destination's pool.
     pub(super) fn link_between(&self, from: usize, to: usize) -> usize {
-        let (pf, pt) = (self.cluster.instances[from].pool, self.cluster.instances[to].pool);
+        let (pf, pt) = (self.cluster.instances.pool(from), self.cluster.instances.pool(to));
         self.cluster.link_of[pf][pt]
             .or_else(|| (0..self.cluster.link_of.len()).find_map(|p| self.cluster.link_of[p][pt]))
             .expect("every decode pool has an incoming link (checked by validation)")
     }
 
     /// Starts queued transfers into `i` while its blocks allow, in arrival order.
-    pub(super) fn drain_inbound<R: Recorder>(&mut self, i: usize, rec: &mut R) {
-        while let Some(&sid) = self.cluster.instances[i].inbound.front() {
+    pub(super) fn drain_inbound<R: Recorder>(&mut self, h: &Held, rec: &mut R) {
+        while let Some(&sid) = self.cluster.instances.get(h).inbound.front() {
             if !self.try_send(sid, rec) {
                 break;
             }
-            self.cluster.instances[i].inbound.pop_front();
+            self.cluster.instances.get_mut(h).inbound.pop_front();
         }
     }
 
