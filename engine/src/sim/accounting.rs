@@ -4,11 +4,26 @@
 use super::Simulation;
 use super::cluster::{CaughtUp, Held};
 use crate::instance::Instance;
-use crate::record::{InstanceStats, Outcome, PoolStats, Reason, Recorder, RequestRecord, RunTotals};
+use crate::record::{DepthSeries, InstanceStats, Outcome, PoolStats, Reason, Recorder, RequestRecord, RunTotals};
 use crate::router::{Gauges, InstanceId, RouterHost};
 use crate::seq::{NO_INSTANCE, Seq, SeqId};
 use crate::time::SimTime;
 use crate::units::Tokens;
+
+/// What the run counts for its totals.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub first_arrival: Option<SimTime>,
+    pub last_departure: Option<SimTime>,
+    /// Requests admitted (workload and submitted).
+    pub arrived: u64,
+    /// Prompts a decode instance prefilled itself (conditional disaggregation).
+    pub local_prefills: u64,
+    pub migrations: u64,
+    pub cancelled: u64,
+    /// Each pool's queue depth over time, when asked for.
+    pub depth_series: Option<Vec<DepthSeries>>,
+}
 
 /// Publishes `inst`'s gauges when the router sees every change.
 pub(super) fn publish_gauges(host: &mut RouterHost, inst: &Instance) {
@@ -55,7 +70,7 @@ impl Simulation {
         let pool = &mut self.cluster.pools[inst.pool];
         pool.depth = pool.depth + after - before;
         pool.depth_max = pool.depth_max.max(pool.depth);
-        if let Some(series) = &mut self.depth_series
+        if let Some(series) = &mut self.tally.depth_series
             && after != before
         {
             series[inst.pool].note(self.now, pool.depth);
@@ -134,25 +149,25 @@ impl Simulation {
                 queue_depth_max: p.depth_max,
             })
             .collect();
-        let mut depth_series = self.depth_series.take().unwrap_or_default();
+        let mut depth_series = self.tally.depth_series.take().unwrap_or_default();
         for d in &mut depth_series {
             d.close(end);
         }
-        let workload = self.workload.as_ref();
+        let workload = self.arrivals.workload.as_ref();
         let workload_error = workload.and_then(|w| w.error()).map(|e| e.to_string());
         RunTotals {
             complete: self.stopped.is_none() && workload_error.is_none(),
             stop_reason: self.stopped.clone(),
-            first_arrival: self.first_arrival,
-            last_departure: self.last_departure,
+            first_arrival: self.tally.first_arrival,
+            last_departure: self.tally.last_departure,
             end,
             depth_series,
             elapsed,
             events: self.queue.popped(),
-            arrived: self.arrived,
-            local_prefills: self.local_prefills,
-            migrations: self.migrations,
-            cancelled: self.cancelled,
+            arrived: self.tally.arrived,
+            local_prefills: self.tally.local_prefills,
+            migrations: self.tally.migrations,
+            cancelled: self.tally.cancelled,
             trace_skipped_lines: workload.map_or(0, |w| w.skipped()),
             workload_error,
             peak_in_flight: self.seqs.peak(),

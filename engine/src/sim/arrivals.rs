@@ -10,6 +10,18 @@ use crate::seq::{self, SeqId};
 use crate::spec::Role;
 use crate::time::SimDuration;
 use crate::units::{Blocks, Tokens};
+use crate::workload::WorkloadGen;
+
+/// Where requests come from: the scenario's workload (its next request waiting for its
+/// arrival event) and requests given to [`Simulation::submit`], by slot until they arrive.
+#[derive(Debug, Default)]
+pub(super) struct Arrivals {
+    pub workload: Option<WorkloadGen>,
+    pub pending: Option<Request>,
+    /// Submitted requests by slot (`None` once arrived, or cancelled before), and free slots.
+    pub submitted: Vec<Option<Request>>,
+    pub submitted_free: Vec<u32>,
+}
 
 impl Simulation {
     /// Tokens of KV a sequence of `req` holds at most in an instance of `role` (the last
@@ -72,7 +84,7 @@ impl Simulation {
         if user == u32::MAX {
             return;
         }
-        let wait = self.workload.as_mut().map_or(SimDuration::ZERO, |w| w.think_time());
+        let wait = self.arrivals.workload.as_mut().map_or(SimDuration::ZERO, |w| w.think_time());
         self.push(self.now + wait, Phase::Arrival, super::Event::UserReady(user));
     }
 
@@ -80,8 +92,8 @@ impl Simulation {
     pub(super) fn admit<R: Recorder>(&mut self, req: Request, user: u32, rec: &mut R) {
         // The router reads every instance (gauges, caches): fast-forwarded ones catch up.
         let all = self.catch_up_all(rec);
-        self.arrived += 1;
-        self.first_arrival.get_or_insert(self.now);
+        self.tally.arrived += 1;
+        self.tally.first_arrival.get_or_insert(self.now);
         let sid = self.seqs.insert(req.clone());
         self.seqs[sid].user = user;
         if self.seqs.live() as u64 > self.run.max_in_flight {
@@ -110,7 +122,7 @@ impl Simulation {
                 if !self.fits(di, &req, Role::Decode) {
                     return self.reject(sid, Reason::ExceedsKvCapacity, rec);
                 }
-                self.local_prefills += 1;
+                self.tally.local_prefills += 1;
                 return self.dispatch_prefill(di, sid, rec);
             }
         }

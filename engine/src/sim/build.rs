@@ -3,7 +3,10 @@
 use std::collections::VecDeque;
 
 use super::Simulation;
+use super::accounting::Tally;
+use super::arrivals::Arrivals;
 use super::cluster::{CaughtUp, Cluster, Fleet, Pool};
+use super::fastforward::FastForward;
 use super::link::Link;
 use crate::cost;
 use crate::instance::{Instance, InstanceCounters};
@@ -110,7 +113,7 @@ impl Simulation {
         let workload = WorkloadGen::new(&spec.workload, seed)
             .map_err(|e| vec![SpecError { path: "workload.trace".into(), message: e.to_string() }])?;
         let cutoff = if spec.run.drain { None } else { spec.run.duration.map(|d| SimTime::ZERO + d) };
-        let runs = (0..instances.len()).map(|_| super::fastforward::Run::default()).collect();
+        let instance_count = instances.len();
         let mut sim = Simulation {
             run: spec.run,
             now: SimTime::ZERO,
@@ -121,8 +124,6 @@ impl Simulation {
             cut: false,
             stopped: None,
             held_for_duration: false,
-            first_arrival: None,
-            last_departure: None,
             cluster: Cluster {
                 instances: Fleet::new(instances),
                 hardware_names: spec.hardware.iter().map(|h| h.name.clone()).collect(),
@@ -135,31 +136,14 @@ impl Simulation {
                 kv_bytes_per_token: spec.model.kv_bytes_per_token(),
             },
             seqs: SeqSlab::default(),
-            workload: Some(workload),
-            pending: None,
-            submitted: Vec::new(),
-            submitted_free: Vec::new(),
-            arrived: 0,
-            local_prefills: 0,
-            migrations: 0,
-            cancelled: 0,
+            arrivals: Arrivals { workload: Some(workload), ..Arrivals::default() },
+            tally: Tally::default(),
             host,
-            migration_interval,
-            telemetry_armed: false,
-            migrate_armed: false,
-            preempted: Vec::new(),
-            finished: Vec::new(),
-            handoffs: Vec::new(),
-            landed: Vec::new(),
-            depth_series: None,
+            control: super::Control { migration_interval, ..super::Control::default() },
+            scratch: super::Scratch::default(),
             check_index: false,
             horizon: SimTime::MAX,
-            runs,
-            cursor: super::fastforward::Cursor::after(SimTime::ZERO),
-            ff_scratch: Vec::new(),
-            ff_sorted: Vec::new(),
-            ff_counts: Vec::new(),
-            fast_forwarded: 0,
+            ff: FastForward::new(instance_count),
         };
         sim.schedule_next_arrival();
         sim.arm_telemetry(SimTime::ZERO);
@@ -170,7 +154,7 @@ impl Simulation {
     /// Also records each pool's queue depth over time (bounded buckets), returned in
     /// [`crate::record::RunTotals::depth_series`]; for plots of a single run.
     pub fn with_depth_series(mut self) -> Self {
-        self.depth_series = Some(self.cluster.pools.iter().map(|p| DepthSeries::new(p.name.clone())).collect());
+        self.tally.depth_series = Some(self.cluster.pools.iter().map(|p| DepthSeries::new(p.name.clone())).collect());
         self
     }
 
@@ -195,16 +179,16 @@ impl Simulation {
     /// (a replay driver or a co-simulation brings its own).
     pub fn without_workload(mut self) -> Self {
         // The pending arrival's event stays queued and finds nothing to admit.
-        self.pending = None;
-        self.workload = None;
+        self.arrivals.pending = None;
+        self.arrivals.workload = None;
         self
     }
 
     pub(super) fn schedule_next_arrival(&mut self) {
-        let sent = self.arrived + u64::from(self.pending.is_some());
-        let Some(w) = self.workload.as_mut() else { return };
+        let sent = self.tally.arrived + u64::from(self.arrivals.pending.is_some());
+        let Some(w) = self.arrivals.workload.as_mut() else { return };
         if let Some((users, _)) = w.closed_loop() {
-            if self.run.requests.is_none_or(|n| sent < n) && self.arrived == 0 && self.pending.is_none() {
+            if self.run.requests.is_none_or(|n| sent < n) && self.tally.arrived == 0 && self.arrivals.pending.is_none() {
                 for u in 0..users {
                     self.push(SimTime::ZERO, Phase::Arrival, crate::sim::Event::UserReady(u));
                 }
@@ -214,7 +198,7 @@ impl Simulation {
         match w.next_within(&self.run, sent) {
             Next::Send(req) => {
                 let at = req.arrival;
-                self.pending = Some(req);
+                self.arrivals.pending = Some(req);
                 self.push(at, Phase::Arrival, crate::sim::Event::Arrival);
             }
             // The run's duration, not its request count, ended the arrivals: the fleet is

@@ -13,10 +13,10 @@ impl Simulation {
     /// submitted but not yet arrived is dropped too. Returns false when no such request is
     /// in flight (finished, or never seen). Costs O(requests in flight).
     pub fn cancel<R: Recorder>(&mut self, id: RequestId, rec: &mut R) -> bool {
-        if let Some(k) = self.submitted.iter().position(|r| r.as_ref().is_some_and(|r| r.id == id)) {
+        if let Some(k) = self.arrivals.submitted.iter().position(|r| r.as_ref().is_some_and(|r| r.id == id)) {
             // Its arrival event finds the slot empty. The slot is not reused before then.
-            self.submitted[k] = None;
-            self.cancelled += 1;
+            self.arrivals.submitted[k] = None;
+            self.tally.cancelled += 1;
             return true;
         }
         // Its record reads the sequence as it is now, wherever it runs.
@@ -24,7 +24,7 @@ impl Simulation {
         let Some(sid) = self.seqs.live_ids().into_iter().find(|&s| self.seqs[s].req.id == id && !self.seqs[s].cancelled) else {
             return false;
         };
-        self.cancelled += 1;
+        self.tally.cancelled += 1;
         self.uncharge(sid);
         let s = &self.seqs[sid];
         rec.on_request(&Self::record(s, Outcome::Cancelled, None));

@@ -155,6 +155,36 @@ impl Run {
     }
 }
 
+/// Fast-forward's state.
+#[derive(Debug)]
+pub(super) struct FastForward {
+    /// Per instance: its steady steps taken lazily, if any.
+    pub runs: Vec<Run>,
+    /// Where the event in process sits in the event order.
+    pub cursor: Cursor,
+    /// KV blocks fast-forwarded batches take, as `(step, position in the batch)`, and a
+    /// counting sort's buffers (reused).
+    scratch: Vec<(u32, u32)>,
+    sorted: Vec<(u32, u32)>,
+    counts: Vec<usize>,
+    /// Steps completed by fast-forward so far.
+    pub forwarded: u64,
+}
+
+impl FastForward {
+    /// No run yet, for `instances` instances.
+    pub fn new(instances: usize) -> FastForward {
+        FastForward {
+            runs: (0..instances).map(|_| Run::default()).collect(),
+            cursor: Cursor::after(SimTime::ZERO),
+            scratch: Vec::new(),
+            sorted: Vec::new(),
+            counts: Vec::new(),
+            forwarded: 0,
+        }
+    }
+}
+
 impl Simulation {
     /// Instance `i` just decided a batch of `shape`, lasting `dur`, that starts now: starts a
     /// run when the batch is steady. Returns when the instance's step-end entry is due (the
@@ -172,7 +202,7 @@ impl Simulation {
             || inst.batch.len() != n
             || shape.decode_seqs as usize != n
             || inst.migrations_pending > 0
-            || !self.preempted.is_empty()
+            || !self.scratch.preempted.is_empty()
             // SGLang's admission reserves a share of the running sequences' remaining output
             // that shrinks as they decode: a waiting sequence may fit after any step.
             || (inst.engine.scheduler == Scheduler::Sglang && !(inst.waiting.is_empty() && inst.inbound.is_empty()))
@@ -187,7 +217,7 @@ impl Simulation {
             return end;
         }
         let bs = inst.kv.block_size();
-        let run = &mut self.runs[i];
+        let run = &mut self.ff.runs[i];
         run.first_block.clear();
         let mut remaining = u32::MAX;
         for &sid in &inst.running {
@@ -239,7 +269,7 @@ impl Simulation {
         run.ends.push(end);
         let hint = self.queue.peek_queued_time().unwrap_or(SimTime::MAX);
         self.extend_run(i, hint);
-        let run = &mut self.runs[i];
+        let run = &mut self.ff.runs[i];
         if run.last == 1 {
             run.active = false;
             return end;
@@ -251,7 +281,7 @@ impl Simulation {
     /// chunk is done, or (the first chunk) a step ends at or after `hint`.
     fn extend_run(&mut self, i: usize, hint: SimTime) {
         let inst = self.cluster.instances.lazy(i);
-        let run = &mut self.runs[i];
+        let run = &mut self.ff.runs[i];
         let c = run.ends.len() as u32;
         let chunk = if hint < SimTime::MAX { MAX_CHUNK } else { c.clamp(MIN_CHUNK, MAX_CHUNK) };
         let target = (c + chunk).min(run.cap);
@@ -289,9 +319,9 @@ impl Simulation {
     /// The entry of instance `k` in the queue is a checkpoint of its run: computes on, and
     /// moves the entry. False when the checkpoint turned out to be the run's last step end.
     pub(super) fn pass_checkpoint(&mut self, k: usize) -> bool {
-        let before = self.runs[k].ends.len() as u32;
+        let before = self.ff.runs[k].ends.len() as u32;
         self.extend_run(k, SimTime::MAX);
-        let run = &self.runs[k];
+        let run = &self.ff.runs[k];
         if run.last == before {
             return false;
         }
@@ -301,8 +331,8 @@ impl Simulation {
 
     /// Catches every instance up to the event in process (see [`Simulation::catch_up`]).
     pub(super) fn catch_up_all<R: Recorder>(&mut self, rec: &mut R) -> CaughtUp {
-        for i in 0..self.runs.len() {
-            if self.runs[i].active {
+        for i in 0..self.ff.runs.len() {
+            if self.ff.runs[i].active {
                 self.catch_up(i, rec);
             }
         }
@@ -312,11 +342,11 @@ impl Simulation {
     /// Applies the steps of instance `i`'s run that precede the event in process: its state,
     /// gauges and statistics become what stepping one by one would have made them.
     fn catch_up<R: Recorder>(&mut self, i: usize, rec: &mut R) {
-        let run = &self.runs[i];
+        let run = &self.ff.runs[i];
         if !run.active {
             return;
         }
-        let cur = self.cursor;
+        let cur = self.ff.cursor;
         let me = i as u32;
         let before = |e: SimTime, below: u32| e < cur.time || (e == cur.time && me < below);
         // The end of the last step computed is the queue entry, never virtual.
@@ -330,14 +360,14 @@ impl Simulation {
         if ended > run.ended {
             self.apply_ends(i, ended, rec);
         }
-        if built > self.runs[i].built {
+        if built > self.ff.runs[i].built {
             self.apply_batches(i, built, rec);
         }
     }
 
     /// Applies the ends of steps `ended + 1..=to` of instance `i`'s run to its sequences.
     fn apply_ends<R: Recorder>(&mut self, i: usize, to: u32, rec: &mut R) {
-        let run = &self.runs[i];
+        let run = &self.ff.runs[i];
         let inst = self.cluster.instances.lazy(i);
         let from = run.ended;
         let k = to - from;
@@ -365,9 +395,9 @@ impl Simulation {
         for j in from + 2..=to {
             rec.on_token_gaps(run.duration(j), n);
         }
-        self.runs[i].ended = to;
+        self.ff.runs[i].ended = to;
         self.queue.count_virtual(u64::from(k));
-        self.fast_forwarded += u64::from(k);
+        self.ff.forwarded += u64::from(k);
         self.last_work = self.last_work.max(end);
         self.now = self.now.max(end);
     }
@@ -375,7 +405,7 @@ impl Simulation {
     /// Applies the batches of steps `built + 1..=to` of instance `i`'s run: the KV blocks they
     /// take, in the order the batches would take them, and the steps' observations.
     fn apply_batches<R: Recorder>(&mut self, i: usize, to: u32, rec: &mut R) {
-        let run = &self.runs[i];
+        let run = &self.ff.runs[i];
         let inst = self.cluster.instances.lazy_mut(i);
         let from = run.built;
         let n = u64::from(run.n);
@@ -395,46 +425,46 @@ impl Simulation {
         // by a stable counting sort on the step (batch order within a step).
         let bs = inst.kv.block_size();
         let lo = from + 1;
-        self.ff_scratch.clear();
+        self.ff.scratch.clear();
         for (idx, &f) in run.first_block.iter().enumerate() {
             if f > to {
                 continue;
             }
             let mut j = if f >= lo { f } else { f + (lo - f).div_ceil(bs) * bs };
             while j <= to {
-                self.ff_scratch.push((j, idx as u32));
+                self.ff.scratch.push((j, idx as u32));
                 j += bs;
             }
         }
-        if !self.ff_scratch.is_empty() {
-            if self.ff_scratch.len() > 1 && to > lo {
+        if !self.ff.scratch.is_empty() {
+            if self.ff.scratch.len() > 1 && to > lo {
                 let span = (to - lo + 1) as usize;
-                self.ff_counts.clear();
-                self.ff_counts.resize(span + 1, 0);
-                for &(j, _) in &self.ff_scratch {
-                    self.ff_counts[(j - lo) as usize + 1] += 1;
+                self.ff.counts.clear();
+                self.ff.counts.resize(span + 1, 0);
+                for &(j, _) in &self.ff.scratch {
+                    self.ff.counts[(j - lo) as usize + 1] += 1;
                 }
-                for k in 1..self.ff_counts.len() {
-                    self.ff_counts[k] += self.ff_counts[k - 1];
+                for k in 1..self.ff.counts.len() {
+                    self.ff.counts[k] += self.ff.counts[k - 1];
                 }
-                self.ff_sorted.clear();
-                self.ff_sorted.resize(self.ff_scratch.len(), (0, 0));
-                for &(j, idx) in &self.ff_scratch {
-                    let at = &mut self.ff_counts[(j - lo) as usize];
-                    self.ff_sorted[*at] = (j, idx);
+                self.ff.sorted.clear();
+                self.ff.sorted.resize(self.ff.scratch.len(), (0, 0));
+                for &(j, idx) in &self.ff.scratch {
+                    let at = &mut self.ff.counts[(j - lo) as usize];
+                    self.ff.sorted[*at] = (j, idx);
                     *at += 1;
                 }
-                std::mem::swap(&mut self.ff_scratch, &mut self.ff_sorted);
+                std::mem::swap(&mut self.ff.scratch, &mut self.ff.sorted);
             }
-            for &(_, idx) in &self.ff_scratch {
+            for &(_, idx) in &self.ff.scratch {
                 let s = &mut self.seqs[inst.running[idx as usize]];
                 let ok = inst.kv.allocate(Blocks(1), &mut s.blocks);
                 debug_assert!(ok, "counted against the free blocks when the run started");
             }
             inst.stats.kv_peak_used = inst.stats.kv_peak_used.max(inst.kv.used().as_u64());
         }
-        let took = !self.ff_scratch.is_empty();
-        self.runs[i].built = to;
+        let took = !self.ff.scratch.is_empty();
+        self.ff.runs[i].built = to;
         self.queue.count_virtual(u64::from(to - from));
         if took {
             let inst = self.cluster.instances.lazy_mut(i);
@@ -448,11 +478,11 @@ impl Simulation {
     /// is queued). The only way to reach an instance (see [`Held`]); a no-op for one that is
     /// not fast-forwarding.
     pub(super) fn touch<R: Recorder>(&mut self, i: usize, rec: &mut R) -> Held {
-        if !self.runs[i].active {
+        if !self.ff.runs[i].active {
             return Held::vouch(i);
         }
         self.catch_up(i, rec);
-        let run = &mut self.runs[i];
+        let run = &mut self.ff.runs[i];
         run.active = false;
         if run.built == run.ended {
             // Step `ended` ended at the cursor's time; the next batch is decided after it.
@@ -472,11 +502,11 @@ impl Simulation {
     /// Instance `i`'s entry came out of the queue as a step end: a run's last step ends
     /// (when it had one), and the instance is up to date.
     pub(super) fn end_run<R: Recorder>(&mut self, i: usize, rec: &mut R) -> Held {
-        if !self.runs[i].active {
+        if !self.ff.runs[i].active {
             return Held::vouch(i);
         }
         self.catch_up(i, rec);
-        let run = &mut self.runs[i];
+        let run = &mut self.ff.runs[i];
         debug_assert!(run.last > 0 && run.ended + 1 == run.last && run.built == run.last, "a run ends after all its steps");
         run.active = false;
         Held::vouch(i)

@@ -81,7 +81,7 @@ impl Simulation {
             let s = &mut self.seqs[sid];
             s.decode_on = to;
             s.migrations += 1;
-            self.migrations += 1;
+            self.tally.migrations += 1;
             let dest = self.touch(to.index(), rec);
             let (src, dst) = self.cluster.instances.pair_mut(h, &dest);
             src.stats.migrations_out += 1;

@@ -22,14 +22,13 @@ mod steps;
 mod transfer;
 
 use crate::queue::{EventQueue, Phase, Popped};
-use crate::record::{DepthSeries, Recorder, RunTotals};
+use crate::record::{Recorder, RunTotals};
 use crate::request::Request;
 use crate::router::RouterHost;
 use crate::seq::{SeqId, SeqSlab};
 use crate::spec::RunSpec;
 use crate::time::{SimDuration, SimTime};
 use crate::units::check_length;
-use crate::workload::WorkloadGen;
 use cluster::Cluster;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -97,41 +96,43 @@ pub struct Simulation {
     /// Whether arrivals stopped at the run's duration (rather than at its request count or
     /// the end of a trace): the fleet is then held at least that long.
     held_for_duration: bool,
-    first_arrival: Option<SimTime>,
-    last_departure: Option<SimTime>,
     cluster: Cluster,
     seqs: SeqSlab,
-    workload: Option<WorkloadGen>,
-    pending: Option<Request>,
-    submitted: Vec<Option<Request>>,
-    submitted_free: Vec<u32>,
-    arrived: u64,
-    local_prefills: u64,
-    migrations: u64,
-    cancelled: u64,
+    /// Where requests come from: the workload and submitted requests.
+    arrivals: arrivals::Arrivals,
+    /// What the run counts for its totals.
+    tally: accounting::Tally,
     host: RouterHost,
-    migration_interval: Option<SimDuration>,
-    telemetry_armed: bool,
-    migrate_armed: bool,
-    preempted: Vec<SeqId>,
-    finished: Vec<SeqId>,
-    handoffs: Vec<SeqId>,
-    landed: Vec<SeqId>,
-    depth_series: Option<Vec<DepthSeries>>,
+    /// The periodic control events: telemetry refreshes and migration planning.
+    control: Control,
+    /// Lists an event fills and empties again (reused, so that events allocate nothing).
+    scratch: Scratch,
     check_index: bool,
     /// The time the current `step_until` runs to (fast-forward stops there).
     horizon: SimTime,
-    /// Per instance: its steady steps taken lazily, if any (see `fastforward`).
-    runs: Vec<fastforward::Run>,
-    /// Where the event in process sits in the event order.
-    cursor: fastforward::Cursor,
-    /// KV blocks fast-forwarded batches take, as `(step, position in the batch)`, and a
-    /// counting sort's buffers (reused).
-    ff_scratch: Vec<(u32, u32)>,
-    ff_sorted: Vec<(u32, u32)>,
-    ff_counts: Vec<usize>,
-    /// Steps completed by fast-forward so far.
-    fast_forwarded: u64,
+    /// Fast-forward's state: per instance, its steady steps taken lazily (see `fastforward`).
+    ff: fastforward::FastForward,
+}
+
+/// The periodic control events: whether each is queued, and how often migrations are
+/// planned (the telemetry interval is the router host's).
+#[derive(Debug, Default)]
+struct Control {
+    migration_interval: Option<SimDuration>,
+    telemetry_armed: bool,
+    migrate_armed: bool,
+}
+
+/// Per-event lists, empty between events.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// Sequences the batch being built preempted.
+    preempted: Vec<SeqId>,
+    /// Sequences the step that ended finished, or handed off to a decode instance.
+    finished: Vec<SeqId>,
+    handoffs: Vec<SeqId>,
+    /// Transfers whose bytes crossed a link.
+    landed: Vec<SeqId>,
 }
 
 impl std::fmt::Debug for Simulation {
@@ -167,7 +168,7 @@ impl Simulation {
 
     /// Steps completed in bulk by fast-forward so far (each is also counted as an event).
     pub fn fast_forwarded_steps(&self) -> u64 {
-        self.fast_forwarded
+        self.ff.forwarded
     }
 
     /// The router host (its view, counters and prefix index), for inspection.
@@ -201,14 +202,14 @@ impl Simulation {
             check_length(what, n.as_u64()).map_err(|message| SubmitError::Length { id: req.id.0, message })?;
         }
         let at = req.arrival;
-        let slot = match self.submitted_free.pop() {
+        let slot = match self.arrivals.submitted_free.pop() {
             Some(k) => {
-                self.submitted[k as usize] = Some(req);
+                self.arrivals.submitted[k as usize] = Some(req);
                 k
             }
             None => {
-                self.submitted.push(Some(req));
-                (self.submitted.len() - 1) as u32
+                self.arrivals.submitted.push(Some(req));
+                (self.arrivals.submitted.len() - 1) as u32
             }
         };
         self.push(at, Phase::Arrival, Event::Submitted(slot));
@@ -251,7 +252,7 @@ impl Simulation {
                 return false;
             }
             if let Some((_, k)) = self.queue.peek_key()
-                && self.runs[k as usize].at_checkpoint()
+                && self.ff.runs[k as usize].at_checkpoint()
                 && self.pass_checkpoint(k as usize)
             {
                 continue;
@@ -261,7 +262,7 @@ impl Simulation {
             match popped {
                 Popped::Key(i) => {
                     self.last_work = t;
-                    self.cursor = fastforward::Cursor::step_end(t, i);
+                    self.ff.cursor = fastforward::Cursor::step_end(t, i);
                     let h = self.end_run(i as usize, rec);
                     self.on_step_finished(h, rec);
                 }
@@ -270,7 +271,7 @@ impl Simulation {
                         self.work_events -= 1;
                         self.last_work = t;
                     }
-                    self.cursor = match ev {
+                    self.ff.cursor = match ev {
                         Event::TryStep(i) => fastforward::Cursor::try_step(t, i),
                         _ => fastforward::Cursor::event(t),
                     };
@@ -283,7 +284,7 @@ impl Simulation {
 
     /// Catches every instance up to after the events at or before `t`.
     fn settle<R: Recorder>(&mut self, t: SimTime, rec: &mut R) {
-        self.cursor = fastforward::Cursor::after(t);
+        self.ff.cursor = fastforward::Cursor::after(t);
         self.catch_up_all(rec);
     }
 
@@ -291,22 +292,22 @@ impl Simulation {
         let t = self.now;
         match ev {
             Event::Arrival => {
-                if let Some(req) = self.pending.take() {
+                if let Some(req) = self.arrivals.pending.take() {
                     self.admit(req, u32::MAX, rec);
                     self.schedule_next_arrival();
                 }
             }
             Event::Submitted(slot) => {
-                self.submitted_free.push(slot);
+                self.arrivals.submitted_free.push(slot);
                 // Empty when it was cancelled before it arrived.
-                if let Some(req) = self.submitted[slot as usize].take() {
+                if let Some(req) = self.arrivals.submitted[slot as usize].take() {
                     self.admit(req, u32::MAX, rec);
                 }
             }
             Event::UserReady(u) => {
-                let (open, in_time) = crate::workload::WorkloadGen::user_may_send(&self.run, self.arrived, t);
+                let (open, in_time) = crate::workload::WorkloadGen::user_may_send(&self.run, self.tally.arrived, t);
                 self.held_for_duration |= !in_time;
-                if open && let Some(w) = self.workload.as_mut() {
+                if open && let Some(w) = self.arrivals.workload.as_mut() {
                     let req = w.request_at(t);
                     self.admit(req, u, rec);
                 }
@@ -320,7 +321,7 @@ impl Simulation {
             Event::TelemetryTick => {
                 let all = self.catch_up_all(rec);
                 self.publish_all(&all);
-                self.telemetry_armed = false;
+                self.control.telemetry_armed = false;
                 // Refreshes stop with the work; a later submission restarts them.
                 if self.work_pending() {
                     self.arm_telemetry(t);
@@ -328,7 +329,7 @@ impl Simulation {
             }
             Event::Migrate => {
                 self.on_migrate(rec);
-                self.migrate_armed = false;
+                self.control.migrate_armed = false;
                 if self.work_pending() {
                     self.arm_migrate(t);
                 }
@@ -339,18 +340,18 @@ impl Simulation {
     /// Schedules the next gauge refresh one interval after `t`, unless one is pending.
     fn arm_telemetry(&mut self, t: SimTime) {
         let interval = self.host.telemetry_interval();
-        if interval > SimDuration::ZERO && !self.telemetry_armed {
-            self.telemetry_armed = true;
+        if interval > SimDuration::ZERO && !self.control.telemetry_armed {
+            self.control.telemetry_armed = true;
             self.push(t + interval, Phase::Control, Event::TelemetryTick);
         }
     }
 
     /// Schedules the next migration planning one interval after `t`, unless one is pending.
     fn arm_migrate(&mut self, t: SimTime) {
-        if let Some(m) = self.migration_interval
-            && !self.migrate_armed
+        if let Some(m) = self.control.migration_interval
+            && !self.control.migrate_armed
         {
-            self.migrate_armed = true;
+            self.control.migrate_armed = true;
             self.push(t + m, Phase::Control, Event::Migrate);
         }
     }
@@ -380,7 +381,7 @@ impl Simulation {
 
     /// A request left the system now (finished, rejected or cancelled).
     fn departed(&mut self) {
-        self.last_departure = Some(self.now);
+        self.tally.last_departure = Some(self.now);
     }
 }
 

@@ -69,9 +69,9 @@ impl Simulation {
         if inst.busy {
             return;
         }
-        self.preempted.clear();
-        let shape = inst.build_batch(&mut self.seqs, &mut self.preempted);
-        for _ in 0..self.preempted.len() {
+        self.scratch.preempted.clear();
+        let shape = inst.build_batch(&mut self.seqs, &mut self.scratch.preempted);
+        for _ in 0..self.scratch.preempted.len() {
             rec.on_preemption(inst.id, now);
         }
         if inst.batch.is_empty() {
@@ -142,10 +142,10 @@ impl Simulation {
             if s.generated >= s.req.output_tokens.get() {
                 inst.kv.release(&mut s.blocks);
                 s.leaving = true;
-                self.finished.push(sid);
+                self.scratch.finished.push(sid);
             } else if role == Role::Prefill && s.generated == 1 {
                 s.leaving = true;
-                self.handoffs.push(sid);
+                self.scratch.handoffs.push(sid);
             }
         }
         gaps.flush(rec);
@@ -160,7 +160,7 @@ impl Simulation {
                 }
             }
         }
-        if !self.finished.is_empty() || !self.handoffs.is_empty() {
+        if !self.scratch.finished.is_empty() || !self.scratch.handoffs.is_empty() {
             let seqs = &self.seqs;
             inst.running.retain(|&s| !seqs[s].leaving);
         }
@@ -168,8 +168,8 @@ impl Simulation {
         self.end_change(&h, d0);
         self.sync_kv(&h);
 
-        for k in 0..self.finished.len() {
-            let sid = self.finished[k];
+        for k in 0..self.scratch.finished.len() {
+            let sid = self.scratch.finished[k];
             let s = self.seqs.remove(sid);
             let r = Self::record(&s, Outcome::Finished, None);
             self.host.on_request_complete(id, r.tpot());
@@ -178,12 +178,12 @@ impl Simulation {
             self.departed();
             self.user_done(s.user);
         }
-        self.finished.clear();
-        for k in 0..self.handoffs.len() {
-            let sid = self.handoffs[k];
+        self.scratch.finished.clear();
+        for k in 0..self.scratch.handoffs.len() {
+            let sid = self.scratch.handoffs[k];
             self.start_handoff(sid, &h, rec);
         }
-        self.handoffs.clear();
+        self.scratch.handoffs.clear();
         if self.cluster.instances.get(&h).migrations_pending > 0 {
             self.execute_migrations(&h, rec);
         }

@@ -123,7 +123,7 @@ impl Simulation {
         if !self.cluster.links[link].is_due(now) {
             return;
         }
-        let mut done = std::mem::take(&mut self.landed);
+        let mut done = std::mem::take(&mut self.scratch.landed);
         if let Some(at) = self.cluster.links[link].complete(now, &mut done) {
             self.push(at, Phase::Completion, Event::LinkDone(link as u32));
         }
@@ -135,7 +135,7 @@ impl Simulation {
             self.push(now + latency, Phase::Arrival, Event::TransferDone(sid));
         }
         done.clear();
-        self.landed = done;
+        self.scratch.landed = done;
     }
 
     pub(super) fn on_transfer_done<R: Recorder>(&mut self, sid: SeqId, rec: &mut R) {
