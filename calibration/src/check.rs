@@ -14,7 +14,7 @@ use simctl_live::client::{ClientConfig, EngineClient};
 
 use crate::calibrate::CalibrateError;
 use crate::hardware;
-use crate::plan::{EngineFacts, Plan, PlanOptions, Probe, ProbeKind};
+use crate::plan::{EngineFacts, Plan, PlanOptions, Probe, ProbeKind, Rough};
 use crate::run::{Driver, ProbeResult, RunError, median_sample};
 
 /// Mean absolute error (simulated against measured, %) within which a profile still fits.
@@ -62,10 +62,11 @@ pub struct CheckReport {
     pub stopped_early: bool,
 }
 
-/// The probes of a check: from the quick plan for the profile's engine, the smallest,
-/// middle and largest prefill, decode at one stream and at the most streams, and the first
-/// mixed probe, each held out (replayed, not fitted).
-pub fn check_probes(facts: &EngineFacts, budget: u32) -> Vec<Probe> {
+/// The probes of a check: from the quick plan for the profile's engine, the middle, upper
+/// and largest prefill, and decode at one stream and at the most streams (at most
+/// [`MAX_CHECK_STREAMS`], and only those `may_wait` admits: see [`first_token_wait_s`]), each
+/// held out (replayed, not fitted).
+pub fn check_probes(facts: &EngineFacts, budget: u32, may_wait: impl Fn(&Probe) -> bool) -> Vec<Probe> {
     let mut plan = Plan::new(facts, PlanOptions { quick: true, budget_hint: Some(budget) });
     plan.set_budget(budget);
     let prefill: Vec<&Probe> = plan.of(ProbeClass::Prefill).filter(|p| matches!(p.kind, ProbeKind::Prefill { .. })).collect();
@@ -86,19 +87,29 @@ pub fn check_probes(facts: &EngineFacts, budget: u32) -> Vec<Probe> {
     let streams = |p: &&&Probe| if let ProbeKind::Decode { streams, .. } = p.kind { streams } else { 0 };
     take(decode.first());
     // A batch of a few streams: the largest batches take seconds on a slow engine.
-    take(decode.iter().filter(|p| streams(p) <= MAX_CHECK_STREAMS).max_by_key(streams));
+    take(decode.iter().filter(|p| streams(p) <= MAX_CHECK_STREAMS && may_wait(p)).max_by_key(streams));
     // No mixed probe: whether its prefill lands in the step the streams' gaps show depends on
     // timing, which the calibration's three repeats and its fit absorb and two runs do not.
     out
 }
 
+/// Seconds the last stream of decode probe `p` waits for its first token at `rough` speed:
+/// every stream's prompt is prefilled before it (16 prompts of 1,024 tokens are half a
+/// minute on a small model on a CPU, past any stall limit a check can afford).
+pub fn first_token_wait_s(p: &Probe, rough: &Rough) -> f64 {
+    match p.kind {
+        ProbeKind::Decode { streams, context, .. } => rough.prefill_s(u64::from(streams) * u64::from(context)) + rough.step_s(streams),
+        _ => 0.0,
+    }
+}
+
 /// Runs the check probes against the engine at `url` and replays them with `profile`.
-pub async fn check(profile: &Profile, url: &str, client: ClientConfig, seed: u64) -> Result<CheckReport, CalibrateError> {
+pub async fn check(profile: &Profile, url: &str, client_config: ClientConfig, seed: u64) -> Result<CheckReport, CalibrateError> {
     let at = |what: &str| {
         let what = what.to_string();
         move |error| CalibrateError::Run(RunError::Request { what, error })
     };
-    let client = EngineClient::new(url, client).map_err(at("endpoint"))?;
+    let client = EngineClient::new(url, client_config).map_err(at("endpoint"))?;
     let url = client.base_url().to_string();
     client.health().await.map_err(at("health check"))?;
     let models = client.models().await.map_err(at("listing models"))?;
@@ -144,13 +155,16 @@ pub async fn check(profile: &Profile, url: &str, client: ClientConfig, seed: u64
         kv_blocks: profile.kv_capacity_blocks,
         max_seqs: profile.engine.max_seqs,
     };
-    let probes = check_probes(&facts, profile.engine.max_batch_tokens);
     let started = Instant::now();
     let load_now = hardware::load_average().map(|l| l[0]);
     let busy_now = hardware::background_busy_cpus();
     let busy_then = profile.conditions.as_ref().and_then(|c| c.busy_cpus_before);
+    let stall_s = client_config.stall_timeout.as_secs_f64();
     let mut driver = Driver::new(client, model.id.clone(), max_model_len, seed);
     let rough = driver.warm_up(max_model_len).await?;
+    // A stall is an engine far off the profile only where the engine should have answered:
+    // no decode probe whose last stream waits half the stall limit for its first token.
+    let probes = check_probes(&facts, profile.engine.max_batch_tokens, |p| first_token_wait_s(p, &rough) < 0.5 * stall_s);
     let mut results = Vec::new();
     let mut failed = None;
     let mut stopped_early = false;
@@ -246,7 +260,7 @@ mod tests {
     #[test]
     fn a_check_runs_a_handful_of_distinct_held_out_probes() {
         let facts = EngineFacts { model: "m".into(), max_model_len: 4096, block_size: 16, kv_blocks: 65536, max_seqs: 16 };
-        let p = check_probes(&facts, 2048);
+        let p = check_probes(&facts, 2048, |_| true);
         assert!((4..=6).contains(&p.len()), "{p:?}");
         assert!(p.iter().all(|q| !matches!(q.kind, ProbeKind::Decode { streams, .. } if streams > MAX_CHECK_STREAMS)), "{p:?}");
         assert!(p.iter().all(|p| p.held_out && p.repeats == REPEATS));
@@ -256,6 +270,26 @@ mod tests {
         let prompts: Vec<u32> =
             p.iter().filter_map(|q| if let ProbeKind::Prefill { prompt } = q.kind { Some(prompt) } else { None }).collect();
         assert!(prompts.windows(2).all(|w| w[0] < w[1]) && prompts.len() >= 2, "{prompts:?}");
+    }
+
+    #[test]
+    fn a_check_leaves_out_decode_batches_whose_first_token_would_come_near_the_stall_limit() {
+        let facts = EngineFacts { model: "m".into(), max_model_len: 4096, block_size: 16, kv_blocks: 65536, max_seqs: 16 };
+        let streams = |p: &[Probe]| {
+            p.iter().filter_map(|q| if let ProbeKind::Decode { streams, .. } = q.kind { Some(streams) } else { None }).max().unwrap()
+        };
+        let all = check_probes(&facts, 2048, |_| true);
+        // A small model on a CPU: 2.4 ms a prompt token, 20 ms a decode step.
+        let rough = Rough { ttft_s: 0.05, prefill_token_s: 2.4e-3, decode_step_s: 0.02, decode_seq_s: 1e-3 };
+        let stall_s = 15.0;
+        let fits = check_probes(&facts, 2048, |p| first_token_wait_s(p, &rough) < 0.5 * stall_s);
+        assert!(streams(&all) > 1, "{all:?}");
+        // A filter that admits no batch: one stream only.
+        assert_eq!(streams(&check_probes(&facts, 2048, |p| first_token_wait_s(p, &rough) < 1e-3)), 1);
+        assert!(fits.iter().all(|p| first_token_wait_s(p, &rough) < 0.5 * stall_s), "{fits:?}");
+        // The same prefills.
+        let prefills = |p: &[Probe]| p.iter().filter(|q| q.class == ProbeClass::Prefill).count();
+        assert_eq!(prefills(&fits), prefills(&all));
     }
 
     #[test]

@@ -274,6 +274,11 @@ fn check(a: &CalibrateArgs, path: &Path) -> Result<ExitCode> {
                 r.mean_error_pct.abs(),
                 r.elapsed.as_secs_f64()
             );
+        } else if r.failed.is_some() {
+            println!(
+                "\nthe profile no longer fits this machine: a probe did not finish in time (above), where the profile expects it to (the probes that finished: mean |error| {:.1}%). Measure a new one: simctl calibrate --model {} --endpoint {}",
+                r.mean_abs_error_pct, profile.model.name, r.url
+            );
         } else {
             println!(
                 "\nthe profile no longer fits this machine: mean |error| {:.1}% (more than {:.0}%); the profile is {:.1}% {off} than the engine on average. Measure a new one: simctl calibrate --model {} --endpoint {}",
