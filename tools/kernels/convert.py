@@ -153,6 +153,29 @@ def read(root, system, op, backend, version, name, columns):
     return t
 
 
+def peak_flops(root, system):
+    """Peak dense tensor throughput (FLOP/s) by KV format of the attention, from the
+    system's file: BF16 for a BF16 cache, FP8 for an FP8 one (the larger bound)."""
+    vals = {}
+    with open(os.path.join(root, DATA, "..", f"{system}.yaml")) as f:
+        for line in f:
+            key, _, rest = line.strip().partition(":")
+            if key in ("bfloat16_tc_flops", "fp8_tc_flops"):
+                vals[key] = float(rest.split("#")[0].strip())
+    bf16 = vals["bfloat16_tc_flops"]
+    return {"bfloat16": bf16, "fp8": vals.get("fp8_tc_flops", bf16)}
+
+
+def ctx_flops(batch, isl, heads, head_dim, window):
+    """FLOPs of causal prefill attention: 4 x head_dim per (query, key) pair per head (QK^T
+    and PV), over the pairs a causal mask (and a sliding window) keeps."""
+    if window == 0 or isl <= window:
+        pairs = isl * isl / 2
+    else:
+        pairs = isl * window - window * window / 2
+    return 4.0 * batch * pairs * head_dim * heads
+
+
 def convert(root, system, backend, out):
     nk_need, attn_need, moe_need = needed_shapes()
     lines, used = [], {}
@@ -183,7 +206,12 @@ def convert(root, system, backend, out):
         lines.append(f"gemm\t{d}\t{n}\t{k}\t{series(pts)}")
 
     # Attention: context (batch, isl) and generation (batch, context), per head shape; each
-    # shape from the nearest version that measured it.
+    # shape from the nearest version that measured it. A context-attention table that times
+    # any of its shapes faster than the GPU's peak tensor throughput can compute them is a
+    # broken collection (vLLM 0.19.0 on H200 times 8 prompts of 8,192 tokens at 64 heads in
+    # 1.1 ms: 8 PFLOPS on a 989 TFLOPS GPU) and is passed over for the next version.
+    peaks = peak_flops(root, system)
+    rejected = []
     for op_name, kind in (("context_attention_perf.parquet", "ctx"), ("generation_attention_perf.parquet", "gen")):
         cols = ["batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "kv_cache_dtype", "step", "window_size", "latency"]
         found, kind_used = {}, set()
@@ -196,12 +224,23 @@ def convert(root, system, backend, out):
                 if (hq, hk, hd, w) in attn_need and kvd in KV_DTYPES and lat > 0:
                     x = s_ if kind == "ctx" else s_ + step
                     groups.setdefault((hq, hk, hd, w, kvd, b), []).append((x, lat))
+            too_fast = {}
+            if kind == "ctx":
+                for (hq, hk, hd, w, kvd, b), pts in groups.items():
+                    r = max(ctx_flops(b, x, hq, hd, w) / peaks[kvd] / (lat * 1e-3) for x, lat in pts)
+                    shape = (hq, hk, hd, w, kvd)
+                    too_fast[shape] = max(too_fast.get(shape, 0.0), r)
             for key, pts in groups.items():
                 shape = key[:5]
+                if too_fast.get(shape, 0.0) > 1.0:
+                    continue
                 if found.get(shape, v) == v:
                     found[shape] = v
                     kind_used.add(v)
                     lines.append(f"{kind}\t{key[0]}\t{key[1]}\t{key[2]}\t{key[3]}\t{key[4]}\t{key[5]}\t{series(pts)}")
+            for shape, r in sorted(too_fast.items()):
+                if r > 1.0 and shape not in found:
+                    rejected.append(f"# {kind} {v} {'/'.join(map(str, shape))}: up to {r:.1f}x the GPU's peak: not used")
         if kind_used:
             used[kind] = ",".join(sorted(kind_used, key=vkey))
 
@@ -278,7 +317,7 @@ def convert(root, system, backend, out):
         f"system\t{system}\t{SYSTEMS[system]}",
         f"backend\t{backend}\t{used['gemm']}",
         f"memory\t{mem['mem_bw']}\t{mem['mem_bw_empirical_scaling_factor']}\t{mem['mem_empirical_constant_latency']}",
-    ] + [f"version\t{op}\t{v}" for op, v in used.items()]
+    ] + [f"version\t{op}\t{v}" for op, v in used.items()] + sorted(set(rejected))
     path = os.path.join(out, f"{system}.{backend}.tsv")
     with open(path, "w") as f:
         f.write("\n".join(header + lines) + "\n")

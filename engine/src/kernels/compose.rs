@@ -53,7 +53,7 @@ pub fn default_overheads(backend: Backend) -> KernelOverheads {
     KernelOverheads { step: us(step), per_layer: us(layer), per_seq: us(seq), prefill_per_layer: us(prefill) }
 }
 
-const VLLM: (f64, f64, f64, f64) = (0.0, 14.28, 4.19, 434.9);
+const VLLM: (f64, f64, f64, f64) = (0.0, 15.65, 4.03, 405.2);
 const SGLANG: (f64, f64, f64, f64) = (27.0, 0.0, 20.87, 1000.0);
 
 /// Where a lookup leaves the measured range: what, and by how much.

@@ -399,6 +399,31 @@ mod tests {
     }
 
     #[test]
+    fn no_shipped_prefill_attention_is_faster_than_its_gpu_can_compute_it() {
+        // Causal attention does 4 x head_dim FLOPs per (query, key) pair per head (QK^T and
+        // PV); a measured point that takes less time than the GPU's peak tensor rate needs is
+        // a broken collection (vLLM 0.19.0's on H200 timed 8,192-token prompts 11-32x faster
+        // than 989 TFLOPS allow), which the converter passes over for another version.
+        for t in all() {
+            let gpu = crate::catalogue::gpu(&t.gpu).expect("catalogue GPU");
+            for (key, rows) in &t.ctx {
+                let f = if key.kv_dtype == "fp8" { crate::catalogue::NumberFormat::Fp8 } else { crate::catalogue::NumberFormat::Bf16 };
+                let peak = gpu.peak_for(f);
+                for (batch, span) in rows {
+                    let c = t.curve(span);
+                    for &s in c.xs() {
+                        let w = f64::from(key.window);
+                        let pairs = if key.window == 0 || s <= w { s * s / 2.0 } else { s * w - w * w / 2.0 };
+                        let flops = 4.0 * batch * pairs * f64::from(key.head_dim) * f64::from(key.heads);
+                        let least = flops / peak;
+                        assert!(c.at(s) >= least, "{} {:?} {key:?} batch {batch} length {s}: {:.1} µs, the peak needs {:.1}", t.gpu, t.backend, c.at(s) * 1e6, least * 1e6);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_gemm_between_measured_shapes_is_bilinear_and_exact_on_them() {
         let text = "system\ts\th100-sxm\nbackend\tvllm\t1\nmemory\t1e12\t0.8\t3e-6\n\
                     gemmaxes\tbfloat16\t100,200\t10,20\n\
