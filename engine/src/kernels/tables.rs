@@ -407,7 +407,8 @@ mod tests {
         for t in all() {
             let gpu = crate::catalogue::gpu(&t.gpu).expect("catalogue GPU");
             for (key, rows) in &t.ctx {
-                let f = if key.kv_dtype == "fp8" { crate::catalogue::NumberFormat::Fp8 } else { crate::catalogue::NumberFormat::Bf16 };
+                use crate::catalogue::NumberFormat;
+                let f = if key.kv_dtype == "fp8" { NumberFormat::Fp8 } else { NumberFormat::Bf16 };
                 let peak = gpu.peak_for(f);
                 for (batch, span) in rows {
                     let c = t.curve(span);
@@ -416,7 +417,14 @@ mod tests {
                         let pairs = if key.window == 0 || s <= w { s * s / 2.0 } else { s * w - w * w / 2.0 };
                         let flops = 4.0 * batch * pairs * f64::from(key.head_dim) * f64::from(key.heads);
                         let least = flops / peak;
-                        assert!(c.at(s) >= least, "{} {:?} {key:?} batch {batch} length {s}: {:.1} µs, the peak needs {:.1}", t.gpu, t.backend, c.at(s) * 1e6, least * 1e6);
+                        assert!(
+                            c.at(s) >= least,
+                            "{} {:?} {key:?} batch {batch} length {s}: {:.1} µs, the peak needs {:.1}",
+                            t.gpu,
+                            t.backend,
+                            c.at(s) * 1e6,
+                            least * 1e6
+                        );
                     }
                 }
             }
