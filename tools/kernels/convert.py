@@ -153,17 +153,22 @@ def read(root, system, op, backend, version, name, columns):
     return t
 
 
-def peak_flops(root, system):
-    """Peak dense tensor throughput (FLOP/s) by KV format of the attention, from the
-    system's file: BF16 for a BF16 cache, FP8 for an FP8 one (the larger bound)."""
+def system_values(root, system):
+    """The scalar `key: value` entries of the system's file (`<system>.yaml`), as strings."""
     vals = {}
     with open(os.path.join(root, DATA, "..", f"{system}.yaml")) as f:
         for line in f:
             key, _, rest = line.strip().partition(":")
-            if key in ("bfloat16_tc_flops", "fp8_tc_flops"):
-                vals[key] = float(rest.split("#")[0].strip())
-    bf16 = vals["bfloat16_tc_flops"]
-    return {"bfloat16": bf16, "fp8": vals.get("fp8_tc_flops", bf16)}
+            vals[key] = rest.split("#")[0].strip()
+    return vals
+
+
+def peak_flops(root, system):
+    """Peak dense tensor throughput (FLOP/s) by KV format of the attention, from the
+    system's file: BF16 for a BF16 cache, FP8 for an FP8 one (the larger bound)."""
+    vals = system_values(root, system)
+    bf16 = float(vals["bfloat16_tc_flops"])
+    return {"bfloat16": bf16, "fp8": float(vals.get("fp8_tc_flops", bf16))}
 
 
 def ctx_flops(batch, isl, heads, head_dim, window):
@@ -303,12 +308,7 @@ def convert(root, system, backend, out):
 
     # The system's memory-op constants (AIConfigurator's empirical formula for element-wise
     # kernels, which have no tables): bandwidth, its achieved fraction, a fixed latency.
-    mem = {}
-    with open(os.path.join(root, DATA, "..", f"{system}.yaml")) as f:
-        for line in f:
-            key, _, rest = line.strip().partition(":")
-            if key in ("mem_bw", "mem_bw_empirical_scaling_factor", "mem_empirical_constant_latency"):
-                mem[key] = rest.split("#")[0].strip()
+    mem = system_values(root, system)
     header = [
         "# simctl kernel tables, format 1: measured per-kernel latencies in microseconds.",
         f"# Source: NVIDIA AIConfigurator, github.com/ai-dynamo/aiconfigurator @ {SOURCE_COMMIT},",
