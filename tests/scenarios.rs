@@ -96,6 +96,11 @@ fn kernel_model_overheads_are_read_from_the_hardware_block() {
     assert_eq!(overheads(""), d);
     // `layer_overhead` is a key of both models: it keeps the kernel model and sets its per-layer time.
     let us = SimDuration::from_micros;
-    let set = overheads("layer_overhead = 20us\n step_overhead = 1ms\n seq_overhead = 3us\n prefill_layer_overhead = 100us");
-    assert_eq!(set, KernelOverheads { step: us(1000), per_layer: us(20), per_seq: us(3), prefill_per_layer: us(100) });
+    let set = overheads(
+        "layer_overhead = 20us\n step_overhead = 1ms\n seq_overhead = 3us\n prefill_layer_overhead = 100us\n prefill_moe_layer_overhead = 0.4ms",
+    );
+    assert_eq!(
+        set,
+        KernelOverheads { step: us(1000), per_layer: us(20), per_seq: us(3), prefill_per_layer: us(100), prefill_per_moe_layer: us(400) }
+    );
 }

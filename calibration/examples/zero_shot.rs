@@ -8,9 +8,9 @@
 //! cargo run --release -p simctl-calibration --example zero_shot -- DATA.csv [options]
 //!   --engine NAME        only vllm or sglang rows
 //!   --no-fit             score the shipped overheads only (seconds, no search)
-//!   --overheads S,L,Q,P  score step overhead S µs, L µs a layer every step, per-sequence Q µs and
-//!                        prefill P µs a layer, no search
-//!   --evals N            simulations per fit (default 30)
+//!   --overheads S,L,Q,P[,M]  score step overhead S µs, L µs a layer every step, per-sequence Q µs,
+//!                        prefill P µs a layer and M µs more a MoE layer (default 0), no search
+//!   --evals N            simulations per fit (default 45)
 //!   --search-rows N      a fit simulates at most N rows of each GPU (default 40)
 //!   --rows FILE          write every scored row as CSV
 //!   --notes              print, per deployment, where it leaves the measured tables
@@ -42,7 +42,7 @@ struct Args {
 
 fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mut a = Args { csv: String::new(), engine: None, fit: true, overheads: None, evals: 30, search_rows: 40, rows: None, notes: false };
+    let mut a = Args { csv: String::new(), engine: None, fit: true, overheads: None, evals: 45, search_rows: 40, rows: None, notes: false };
     while let Some(x) = it.next() {
         let mut val = |k: &str| it.next().ok_or_else(|| format!("{k} needs a value"));
         match x.as_str() {
@@ -58,12 +58,25 @@ fn args() -> Result<Args, String> {
                     .split(',')
                     .map(|x| x.trim().parse())
                     .collect::<Result<_, _>>()
-                    .map_err(|_| "--overheads takes STEP_US,LAYER_US,SEQ_US,PREFILL_LAYER_US")?;
-                let [s, l, q, p] = x[..] else {
-                    return Err("--overheads takes four numbers: STEP_US,LAYER_US,SEQ_US,PREFILL_LAYER_US".into());
+                    .map_err(|_| "--overheads takes STEP_US,LAYER_US,SEQ_US,PREFILL_LAYER_US[,PREFILL_MOE_LAYER_US]")?;
+                let (s, l, q, p, m) = match x[..] {
+                    [s, l, q, p] => (s, l, q, p, 0.0),
+                    [s, l, q, p, m] => (s, l, q, p, m),
+                    _ => {
+                        return Err(
+                            "--overheads takes four or five numbers: STEP_US,LAYER_US,SEQ_US,PREFILL_LAYER_US[,PREFILL_MOE_LAYER_US]"
+                                .into(),
+                        );
+                    }
                 };
                 let us = |x: f64| SimDuration::from_secs_f64(x * 1e-6);
-                a.overheads = Some(KernelOverheads { step: us(s), per_layer: us(l), per_seq: us(q), prefill_per_layer: us(p) });
+                a.overheads = Some(KernelOverheads {
+                    step: us(s),
+                    per_layer: us(l),
+                    per_seq: us(q),
+                    prefill_per_layer: us(p),
+                    prefill_per_moe_layer: us(m),
+                });
                 a.fit = false;
             }
             "--evals" => a.evals = val("--evals")?.parse().map_err(|_| "--evals takes a number")?,
@@ -75,7 +88,8 @@ fn args() -> Result<Args, String> {
     }
     if a.csv.is_empty() {
         return Err(
-            "usage: zero_shot DATA.csv [--engine NAME] [--no-fit] [--overheads S,L,Q,P] [--evals N] [--search-rows N] [--rows FILE]".into(),
+            "usage: zero_shot DATA.csv [--engine NAME] [--no-fit] [--overheads S,L,Q,P[,M]] [--evals N] [--search-rows N] [--rows FILE]"
+                .into(),
         );
     }
     Ok(a)
@@ -145,7 +159,7 @@ fn main() {
     }
     let mut all_scored = Vec::new();
     let mut table = String::from(
-        "| backend | GPU | rows | fitted on | step | per layer | per seq | prefill/layer | TTFT MdAPE | TTFT bias | TPOT MdAPE | TPOT bias |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| backend | GPU | rows | fitted on | step | per layer | per seq | prefill/layer | + MoE layer | TTFT MdAPE | TTFT bias | TPOT MdAPE | TPOT bias |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut shipped = String::new();
     for (backend, gpus) in &by_backend {
@@ -184,7 +198,7 @@ fn main() {
             let signed = |x: f64| format!("{:+.1}%", x * 100.0);
             let _ = writeln!(
                 table,
-                "| {} | {gpu} | {} | {} | {:.0} µs | {:.1} µs | {:.1} µs | {:.0} µs | {} | {} | {} | {} |",
+                "| {} | {gpu} | {} | {} | {:.0} µs | {:.1} µs | {:.1} µs | {:.0} µs | {:.0} µs | {} | {} | {} | {} |",
                 backend.as_str(),
                 s.n,
                 if others.is_empty() { "-".to_string() } else { others.join(", ") },
@@ -192,6 +206,7 @@ fn main() {
                 o.per_layer.as_secs_f64() * 1e6,
                 o.per_seq.as_secs_f64() * 1e6,
                 o.prefill_per_layer.as_secs_f64() * 1e6,
+                o.prefill_per_moe_layer.as_secs_f64() * 1e6,
                 pct(s.ttft_mdape),
                 signed(s.ttft_bias),
                 pct(s.tpot_mdape),
@@ -221,11 +236,12 @@ fn main() {
 
 fn show(o: &KernelOverheads) -> String {
     format!(
-        "step {:.0} us, {:.2} us a layer, per sequence {:.2} us, prefill {:.1} us a layer",
+        "step {:.0} us, {:.2} us a layer, per sequence {:.2} us, prefill {:.1} us a layer (+{:.1} a MoE layer)",
         o.step.as_secs_f64() * 1e6,
         o.per_layer.as_secs_f64() * 1e6,
         o.per_seq.as_secs_f64() * 1e6,
-        o.prefill_per_layer.as_secs_f64() * 1e6
+        o.prefill_per_layer.as_secs_f64() * 1e6,
+        o.prefill_per_moe_layer.as_secs_f64() * 1e6
     )
 }
 

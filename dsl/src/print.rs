@@ -128,13 +128,14 @@ pub fn print(spec: &ScenarioSpec) -> String {
             PerfSpec::Kernels { gpu, backend, overheads, expert_parallel } => {
                 let _ = writeln!(
                     o,
-                    "  gpu = {}\n  backend = {}\n  perf_model = kernels\n  step_overhead = {}\n  layer_overhead = {}\n  seq_overhead = {}\n  prefill_layer_overhead = {}\n  expert_parallel = {expert_parallel}",
+                    "  gpu = {}\n  backend = {}\n  perf_model = kernels\n  step_overhead = {}\n  layer_overhead = {}\n  seq_overhead = {}\n  prefill_layer_overhead = {}\n  prefill_moe_layer_overhead = {}\n  expert_parallel = {expert_parallel}",
                     q(&gpu.name),
                     backend.as_str(),
                     ns(overheads.step),
                     ns(overheads.per_layer),
                     ns(overheads.per_seq),
-                    ns(overheads.prefill_per_layer)
+                    ns(overheads.prefill_per_layer),
+                    ns(overheads.prefill_per_moe_layer)
                 );
             }
             PerfSpec::Fitted { cost, tp } => {

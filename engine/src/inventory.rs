@@ -94,7 +94,7 @@ pub struct BackendEntry {
     /// Whether a scenario without `backend` gets it.
     pub default: bool,
     /// The kernel model's engine overheads for it, µs per step, per layer of every step, per
-    /// sequence and per layer of a step with prefill; `None` for a backend without kernel
+    /// sequence, per layer of a step with prefill and per MoE layer of one (on top); `None` for a backend without kernel
     /// tables (its GPUs use the datasheet roofline).
     pub step_overhead_us: Option<f64>,
     /// See [`BackendEntry::step_overhead_us`].
@@ -103,6 +103,8 @@ pub struct BackendEntry {
     pub seq_overhead_us: Option<f64>,
     /// See [`BackendEntry::step_overhead_us`].
     pub prefill_layer_overhead_us: Option<f64>,
+    /// See [`BackendEntry::step_overhead_us`].
+    pub prefill_moe_layer_overhead_us: Option<f64>,
     /// The batching rule its pools follow unless their `engine { scheduler }` says otherwise
     /// (`vllm` or `sglang`; TensorRT-LLM's is not modelled: vLLM's).
     pub scheduler: &'static str,
@@ -167,6 +169,7 @@ pub fn inventory() -> Inventory {
                 layer_overhead_us: us(o.per_layer),
                 seq_overhead_us: us(o.per_seq),
                 prefill_layer_overhead_us: us(o.prefill_per_layer),
+                prefill_moe_layer_overhead_us: us(o.prefill_per_moe_layer),
                 scheduler: crate::spec::Scheduler::of_backend(b).as_str(),
             }
         })

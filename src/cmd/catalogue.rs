@@ -89,11 +89,11 @@ fn text(inv: &Inventory) -> String {
     let _ = writeln!(o, "\nbackends (engine time outside the kernels; the batching rule its pools follow)");
     for b in &inv.backends {
         let default = if b.default { "  (default)" } else { "" };
-        match (b.step_overhead_us, b.layer_overhead_us, b.seq_overhead_us, b.prefill_layer_overhead_us) {
-            (Some(s), Some(y), Some(q), Some(l)) => {
+        match (b.step_overhead_us, b.layer_overhead_us, b.seq_overhead_us, b.prefill_layer_overhead_us, b.prefill_moe_layer_overhead_us) {
+            (Some(s), Some(y), Some(q), Some(l), Some(m)) => {
                 let _ = writeln!(
                     o,
-                    "{:<7} {s:>5.0} us a step, {y:>4.1} us a layer, {q:>5.1} us a sequence, {l:>5.0} us a prefill layer; {} batching{default}",
+                    "{:<7} {s:>5.0} us a step, {y:>4.1} us a layer, {q:>5.1} us a sequence, {l:>5.0} us a prefill layer (+{m:.0} a MoE one); {} batching{default}",
                     b.name, b.scheduler
                 );
             }

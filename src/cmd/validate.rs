@@ -172,7 +172,9 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
             if std::fs::canonicalize(p).ok() != std::fs::canonicalize(&dst).ok() {
                 std::fs::copy(p, &dst).with_context(|| format!("cannot read profile `{}`", p.display()))?;
             }
-            Some(p.clone())
+            // Every simulation reads the record's copy, as a replay does: the profile given may
+            // change while the live runs go on (a new calibration written over it).
+            Some(dst)
         }
         None => None,
     };

@@ -190,7 +190,19 @@ pub fn kernel_start(backend: Backend) -> KernelOverheads {
         Backend::Sglang => (SimDuration::from_micros(100), SimDuration::ZERO),
         Backend::Vllm | Backend::Trtllm => (SimDuration::ZERO, SimDuration::from_micros(10)),
     };
-    KernelOverheads { step, per_layer, per_seq: SimDuration::from_micros(20), prefill_per_layer: SimDuration::from_micros(300) }
+    // SGLang's MoE rows (one model on one GPU) cannot tell a MoE layer's dispatch from the
+    // rest: it stays at zero there, not fitted.
+    let prefill_per_moe_layer = match backend {
+        Backend::Sglang => SimDuration::ZERO,
+        Backend::Vllm | Backend::Trtllm => SimDuration::from_micros(300),
+    };
+    KernelOverheads {
+        step,
+        per_layer,
+        per_seq: SimDuration::from_micros(20),
+        prefill_per_layer: SimDuration::from_micros(300),
+        prefill_per_moe_layer,
+    }
 }
 
 /// The kernel model's engine overheads fitted to `rows` (a Nelder-Mead search over the
@@ -202,15 +214,15 @@ pub fn fit_overheads(
     client: Client,
     max_evaluations: u32,
 ) -> (KernelOverheads, f64, u32) {
-    let bounds = [KERNEL_STEP_S, KERNEL_LAYER_S, KERNEL_SEQ_S, KERNEL_PREFILL_LAYER_S];
-    let at = [start.step, start.per_layer, start.per_seq, start.prefill_per_layer];
-    let free: Vec<usize> = (0..4).filter(|&k| at[k] > SimDuration::ZERO).collect();
+    let bounds = [KERNEL_STEP_S, KERNEL_LAYER_S, KERNEL_SEQ_S, KERNEL_PREFILL_LAYER_S, KERNEL_PREFILL_LAYER_S];
+    let at = [start.step, start.per_layer, start.per_seq, start.prefill_per_layer, start.prefill_per_moe_layer];
+    let free: Vec<usize> = (0..at.len()).filter(|&k| at[k] > SimDuration::ZERO).collect();
     let decode = |x: &[f64]| {
         let mut v = at;
         for (&k, &x) in free.iter().zip(x) {
             v[k] = SimDuration::from_secs_f64(clamp_exp(x, bounds[k]));
         }
-        KernelOverheads { step: v[0], per_layer: v[1], per_seq: v[2], prefill_per_layer: v[3] }
+        KernelOverheads { step: v[0], per_layer: v[1], per_seq: v[2], prefill_per_layer: v[3], prefill_per_moe_layer: v[4] }
     };
     let x0: Vec<f64> = free.iter().map(|&k| at[k].as_secs_f64().max(bounds[k].0).ln()).collect();
     let f = |x: &[f64]| loss(&log_errors(rows, &GpuModel::Kernels(decode(x)), client));
@@ -219,6 +231,7 @@ pub fn fit_overheads(
         2 => search::<2>(&f, &x0, max_evaluations),
         3 => search::<3>(&f, &x0, max_evaluations),
         4 => search::<4>(&f, &x0, max_evaluations),
+        5 => search::<5>(&f, &x0, max_evaluations),
         _ => return (start, f(&[]), 1),
     };
     (decode(&x), l, n)

@@ -26,6 +26,11 @@ pub struct KernelOverheads {
     /// isolation, do not see that dispatch (AIConfigurator adds the same term to TTFT for
     /// vLLM, `_prefill_dispatch_overhead_ms`, 0.8 ms a layer).
     pub prefill_per_layer: SimDuration,
+    /// Every MoE layer of a step that computes prompt tokens, on top of `prefill_per_layer`:
+    /// what an eager MoE layer launches around the expert GEMMs the tables time (routing
+    /// top-k, token sorting and alignment, permuting tokens to their experts and back), one
+    /// kernel after another from the CPU.
+    pub prefill_per_moe_layer: SimDuration,
 }
 
 impl KernelOverheads {
@@ -35,6 +40,7 @@ impl KernelOverheads {
         per_layer: SimDuration::ZERO,
         per_seq: SimDuration::ZERO,
         prefill_per_layer: SimDuration::ZERO,
+        prefill_per_moe_layer: SimDuration::ZERO,
     };
 }
 
@@ -43,18 +49,24 @@ impl KernelOverheads {
 /// fits and scores them leave-one-GPU-out; `docs/zero-shot.md` shows the held-out errors). Source data: NVIDIA
 /// AIConfigurator's `silicon_sample.csv` (Apache-2.0).
 pub fn default_overheads(backend: Backend) -> KernelOverheads {
-    // (step µs, µs per layer, per-sequence µs, prefill µs per layer); TensorRT-LLM has no
-    // tables (its GPUs use the roofline), so its entry is vLLM's.
-    let (step, layer, seq, prefill) = match backend {
+    // (step µs, µs per layer, per-sequence µs, prefill µs per layer, prefill µs per MoE
+    // layer); TensorRT-LLM has no tables (its GPUs use the roofline), so its entry is vLLM's.
+    let (step, layer, seq, prefill, prefill_moe) = match backend {
         Backend::Vllm | Backend::Trtllm => VLLM,
         Backend::Sglang => SGLANG,
     };
     let us = |x: f64| SimDuration::from_nanos((x * 1e3).round() as u64);
-    KernelOverheads { step: us(step), per_layer: us(layer), per_seq: us(seq), prefill_per_layer: us(prefill) }
+    KernelOverheads {
+        step: us(step),
+        per_layer: us(layer),
+        per_seq: us(seq),
+        prefill_per_layer: us(prefill),
+        prefill_per_moe_layer: us(prefill_moe),
+    }
 }
 
-const VLLM: (f64, f64, f64, f64) = (0.0, 15.65, 4.03, 405.2);
-const SGLANG: (f64, f64, f64, f64) = (27.0, 0.0, 20.87, 1000.0);
+const VLLM: (f64, f64, f64, f64, f64) = (0.0, 13.80, 10.74, 146.9, 318.8);
+const SGLANG: (f64, f64, f64, f64, f64) = (27.0, 0.0, 20.87, 1000.0, 0.0);
 
 /// Where a lookup leaves the measured range: what, and by how much.
 #[derive(Clone, Debug, PartialEq)]
@@ -344,7 +356,9 @@ impl KernelCost {
             window: f64::from(window),
             step_s: overheads.step.as_secs_f64() + overheads.per_layer.as_secs_f64() * layers,
             seq_s: overheads.per_seq.as_secs_f64(),
-            prefill_step_s: overheads.prefill_per_layer.as_secs_f64() * layers,
+            prefill_step_s: (overheads.prefill_per_layer.as_secs_f64()
+                + if moe { overheads.prefill_per_moe_layer.as_secs_f64() } else { 0.0 })
+                * layers,
             notes: b.notes,
         }
     }
@@ -546,6 +560,8 @@ mod tests {
             per_layer: SimDuration::from_micros(3),
             per_seq: SimDuration::from_micros(7),
             prefill_per_layer: SimDuration::from_micros(50),
+            // A dense model has no MoE layer to pay it.
+            prefill_per_moe_layer: SimDuration::from_micros(40),
         };
         let c = KernelCost::new(&m, &gpu, 1, &t, o, false);
         assert!(c.extrapolations().is_empty(), "{:?}", c.extrapolations());
@@ -571,6 +587,27 @@ mod tests {
         let want = 2.0 * (gemms + elementwise + prefill + decode) + embedding + lm + 100e-6 + 2.0 * 3e-6 + 3.0 * 7e-6 + 2.0 * 50e-6;
         let got = c.step_secs(&b);
         assert!((got - want).abs() < 1e-12, "{got} != {want}");
+    }
+
+    #[test]
+    fn every_moe_layer_of_a_step_with_prompt_tokens_pays_the_moe_dispatch() {
+        let gpu = crate::catalogue::gpu("h200").unwrap();
+        let m = crate::catalogue::model("gpt-oss-120b").unwrap();
+        let t = tables("h200", Backend::Vllm).unwrap();
+        let with = |us: u64| {
+            let o = KernelOverheads { prefill_per_moe_layer: SimDuration::from_micros(us), ..KernelOverheads::ZERO };
+            KernelCost::new(&m, &gpu, 2, t, o, false)
+        };
+        let (base, moe) = (with(0), with(500));
+        let mut prefill = BatchShape::default();
+        prefill.add_prefill_chunk(1000, 0);
+        prefill.add_decode(300);
+        let extra = moe.step_secs(&prefill) - base.step_secs(&prefill);
+        assert!((extra - f64::from(m.layers) * 500e-6).abs() < 1e-12, "{extra}");
+        // Decode-only steps are replayed from CUDA graphs: nothing to dispatch.
+        let mut decode = BatchShape::default();
+        decode.add_decode(300);
+        assert_eq!(moe.step_secs(&decode), base.step_secs(&decode));
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub(crate) const HARDWARE_KEYS: &[&str] = &[
     "perf_model",
     "expert_parallel",
     "prefill_layer_overhead",
+    "prefill_moe_layer_overhead",
 ];
 
 impl Cx {
@@ -273,6 +274,7 @@ impl Cx {
                         per_layer: dur(self, "layer_overhead", d.per_layer)?,
                         per_seq: dur(self, "seq_overhead", d.per_seq)?,
                         prefill_per_layer: dur(self, "prefill_layer_overhead", d.prefill_per_layer)?,
+                        prefill_per_moe_layer: dur(self, "prefill_moe_layer_overhead", d.prefill_per_moe_layer)?,
                     };
                     let expert_parallel = match s.get("expert_parallel") {
                         Some(v) => self.boolean(v, "expert_parallel")?,
@@ -280,7 +282,10 @@ impl Cx {
                     };
                     PerfSpec::Kernels { gpu: g.clone(), backend, overheads, expert_parallel }
                 } else {
-                    if let Some((k, v)) = ["prefill_layer_overhead", "expert_parallel"].iter().find_map(|k| s.get(*k).map(|v| (k, v))) {
+                    if let Some((k, v)) = ["prefill_layer_overhead", "prefill_moe_layer_overhead", "expert_parallel"]
+                        .iter()
+                        .find_map(|k| s.get(*k).map(|v| (k, v)))
+                    {
                         let why = if has_tables {
                             "`perf_model = roofline` is set".to_string()
                         } else {
