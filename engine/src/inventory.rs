@@ -94,8 +94,8 @@ pub struct BackendEntry {
     /// Whether a scenario without `backend` gets it.
     pub default: bool,
     /// The kernel model's engine overheads for it, µs per step, per layer of every step, per
-    /// sequence, per layer of a step with prefill and per MoE layer of one (on top); `None` for a backend without kernel
-    /// tables (its GPUs use the datasheet roofline).
+    /// sequence, per layer of a step with prefill and per MoE layer of one (on top); `None`
+    /// for a backend without kernel tables (its GPUs use the datasheet roofline).
     pub step_overhead_us: Option<f64>,
     /// See [`BackendEntry::step_overhead_us`].
     pub layer_overhead_us: Option<f64>,

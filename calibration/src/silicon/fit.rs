@@ -160,9 +160,10 @@ fn loss(errors: &[f64]) -> f64 {
 /// Fits a group's constants to `rows` from `start` by a Nelder-Mead search over their
 /// logarithms (at most `max_evaluations` simulations of the group).
 pub fn fit_group(rows: &[(SiliconRow, Deployment)], start: RooflineParams, client: Client, max_evaluations: u32) -> FitResult {
-    let f = |x: &[f64; DIMS]| loss(&log_errors(rows, &GpuModel::Roofline(decode(x)), client));
-    let (x, loss, evaluations) = nelder_mead(f, encode(&start), max_evaluations);
-    FitResult { defaults: decode(&x), loss, evaluations }
+    let at = |x: &[f64]| -> [f64; DIMS] { x.try_into().expect("DIMS coordinates") };
+    let f = |x: &[f64]| loss(&log_errors(rows, &GpuModel::Roofline(decode(&at(x))), client));
+    let (x, loss, evaluations) = nelder_mead(f, &encode(&start), max_evaluations);
+    FitResult { defaults: decode(&at(&x)), loss, evaluations }
 }
 
 /// Bounds of the kernel model's two engine overheads: at most a few milliseconds a step and
@@ -226,53 +227,37 @@ pub fn fit_overheads(
     };
     let x0: Vec<f64> = free.iter().map(|&k| at[k].as_secs_f64().max(bounds[k].0).ln()).collect();
     let f = |x: &[f64]| loss(&log_errors(rows, &GpuModel::Kernels(decode(x)), client));
-    let (x, l, n) = match x0.len() {
-        1 => search::<1>(&f, &x0, max_evaluations),
-        2 => search::<2>(&f, &x0, max_evaluations),
-        3 => search::<3>(&f, &x0, max_evaluations),
-        4 => search::<4>(&f, &x0, max_evaluations),
-        5 => search::<5>(&f, &x0, max_evaluations),
-        _ => return (start, f(&[]), 1),
-    };
+    if x0.is_empty() {
+        return (start, f(&[]), 1);
+    }
+    let (x, l, n) = nelder_mead(f, &x0, max_evaluations);
     (decode(&x), l, n)
-}
-
-/// [`nelder_mead`] over `D = x0.len()` dimensions.
-fn search<const D: usize>(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], max_evaluations: u32) -> (Vec<f64>, f64, u32) {
-    let mut a = [0.0; D];
-    a.copy_from_slice(x0);
-    let (x, l, n) = nelder_mead(|x: &[f64; D]| f(x), a, max_evaluations);
-    (x.to_vec(), l, n)
 }
 
 /// Minimises `f` from `x0` (Nelder-Mead, a first simplex a factor of 2 along each axis in log
 /// space) with at most `max_evaluations` calls; the best point, its value and the calls made.
-fn nelder_mead<const D: usize>(f: impl Fn(&[f64; D]) -> f64, x0: [f64; D], max_evaluations: u32) -> ([f64; D], f64, u32) {
-    let mut simplex: Vec<([f64; D], f64)> = vec![(x0, f(&x0))];
-    for k in 0..D {
-        let mut x = x0;
+fn nelder_mead(f: impl Fn(&[f64]) -> f64, x0: &[f64], max_evaluations: u32) -> (Vec<f64>, f64, u32) {
+    let d = x0.len();
+    let mut simplex: Vec<(Vec<f64>, f64)> = vec![(x0.to_vec(), f(x0))];
+    for k in 0..d {
+        let mut x = x0.to_vec();
         x[k] += 0.7;
-        simplex.push((x, f(&x)));
+        let fx = f(&x);
+        simplex.push((x, fx));
     }
-    let mut evaluations = D as u32 + 1;
+    let mut evaluations = d as u32 + 1;
     while evaluations < max_evaluations {
         simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-        if simplex[D].1 - simplex[0].1 < 1e-4 {
+        if simplex[d].1 - simplex[0].1 < 1e-4 {
             break;
         }
-        let mut centroid = [0.0; D];
-        for (x, _) in &simplex[..D] {
-            for k in 0..D {
-                centroid[k] += x[k] / D as f64;
+        let mut centroid = vec![0.0; d];
+        for (x, _) in &simplex[..d] {
+            for k in 0..d {
+                centroid[k] += x[k] / d as f64;
             }
         }
-        let towards = |t: f64| -> [f64; D] {
-            let mut x = [0.0; D];
-            for k in 0..D {
-                x[k] = centroid[k] + t * (simplex[D].0[k] - centroid[k]);
-            }
-            x
-        };
+        let towards = |t: f64| -> Vec<f64> { (0..d).map(|k| centroid[k] + t * (simplex[d].0[k] - centroid[k])).collect() };
         let xr = towards(-1.0);
         let fr = f(&xr);
         evaluations += 1;
@@ -280,19 +265,19 @@ fn nelder_mead<const D: usize>(f: impl Fn(&[f64; D]) -> f64, x0: [f64; D], max_e
             let xe = towards(-2.0);
             let fe = f(&xe);
             evaluations += 1;
-            simplex[D] = if fe < fr { (xe, fe) } else { (xr, fr) };
-        } else if fr < simplex[D - 1].1 {
-            simplex[D] = (xr, fr);
+            simplex[d] = if fe < fr { (xe, fe) } else { (xr, fr) };
+        } else if fr < simplex[d - 1].1 {
+            simplex[d] = (xr, fr);
         } else {
             let xc = towards(0.5);
             let fc = f(&xc);
             evaluations += 1;
-            if fc < simplex[D].1 {
-                simplex[D] = (xc, fc);
+            if fc < simplex[d].1 {
+                simplex[d] = (xc, fc);
             } else {
-                let best = simplex[0].0;
+                let best = simplex[0].0.clone();
                 for s in simplex.iter_mut().skip(1) {
-                    for (x, b) in s.0.iter_mut().zip(best) {
+                    for (x, b) in s.0.iter_mut().zip(&best) {
                         *x = b + 0.5 * (*x - b);
                     }
                     s.1 = f(&s.0);
@@ -302,5 +287,6 @@ fn nelder_mead<const D: usize>(f: impl Fn(&[f64; D]) -> f64, x0: [f64; D], max_e
         }
     }
     simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-    (simplex[0].0, simplex[0].1, evaluations)
+    let (x, l) = simplex.swap_remove(0);
+    (x, l, evaluations)
 }
